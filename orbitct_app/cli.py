@@ -1,0 +1,271 @@
+"""The ``orbitct-app`` command: parse, validate, set up logging, call the pipeline, exit.
+
+Tests call :func:`main` with a list of arguments and check the returned exit code.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import click
+
+from orbitct_app import __version__, pipeline, provenance
+from orbitct_app.errors import ExitCode, UsageError
+from orbitct_app.options import (
+    DEFAULT_BODY_THRESHOLD_HU,
+    DEFAULT_MIN_SLICES,
+    DEFAULT_PROFILE,
+    DEFAULT_SIZE,
+    DEFAULT_SPACING_MM,
+    PROFILES,
+    Options,
+    Stage,
+    usable_cores,
+)
+
+logger = logging.getLogger(__name__)
+
+PROG = "orbitct-app"
+EPILOG = """\b
+Examples:
+  # de-identify, then convert every exam (each first-level folder of /data/raw is one exam)
+  orbitct-app /data/raw /data/out all
+\b
+  # only two exams, keeping thin-section series (0.5-1.5 mm apart), on 4 cores
+  orbitct-app /data/raw /data/out all --participant-label exam_001 \\
+      --participant-label exam_002 --thickness 0.5 1.5 --n-procs 4
+\b
+  # convert an already de-identified tree
+  orbitct-app /data/anonymized /data/out extract
+\b
+Outputs: OUTPUT_DIR/anonymized/, OUTPUT_DIR/nifti/, series_index.csv, anonymize_report.csv,
+extract_report.csv and logs/. Exit codes: 0 ok, 2 usage error, 3 some exams or series failed,
+4 nothing produced, 1 internal error.
+"""
+
+# Loggers whose INFO messages reach the console; everything else shows from WARNING up.
+_CONSOLE_INFO_LOGGERS = ("orbitct_app.pipeline", "orbitct_app.cli")
+
+
+@click.command(
+    name=PROG,
+    epilog=EPILOG,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+)
+@click.argument("input_dir", type=click.Path(path_type=Path))
+@click.argument("output_dir", type=click.Path(path_type=Path))
+@click.argument("stage", type=click.Choice([s.value for s in Stage]))
+@click.option(
+    "--participant-label",
+    "participant_labels",
+    multiple=True,
+    metavar="LABEL",
+    help="Process only this exam folder (repeatable). Default: all exams.",
+)
+@click.option(
+    "--min-slices",
+    type=click.IntRange(min=0),
+    default=DEFAULT_MIN_SLICES,
+    show_default=True,
+    help="anonymize drops series with this many instances or fewer (scouts, summary screens).",
+)
+@click.option(
+    "--profile",
+    type=click.Choice(PROFILES),
+    default=DEFAULT_PROFILE,
+    show_default=True,
+    help="De-identification profile.",
+)
+@click.option(
+    "--in-place",
+    is_flag=True,
+    help="Anonymize INPUT_DIR itself (overwrites files atomically, deletes dropped series).",
+)
+@click.option(
+    "--thickness",
+    nargs=2,
+    type=click.FloatRange(min=0),
+    metavar="MIN MAX",
+    default=None,
+    help="Keep series whose slice spacing (mm, measured from positions) is in [MIN, MAX].",
+)
+@click.option(
+    "--spacing",
+    type=click.FloatRange(min=0, min_open=True),
+    default=DEFAULT_SPACING_MM,
+    show_default=True,
+    metavar="MM",
+    help="Isotropic target voxel spacing in mm.",
+)
+@click.option(
+    "--size",
+    type=click.IntRange(min=1),
+    default=DEFAULT_SIZE,
+    show_default=True,
+    metavar="N",
+    help="In-plane output size (N x N), centred on the body.",
+)
+@click.option(
+    "--body-threshold",
+    type=float,
+    default=DEFAULT_BODY_THRESHOLD_HU,
+    show_default=True,
+    metavar="HU",
+    help="Body-mask threshold in HU.",
+)
+@click.option(
+    "--n-procs",
+    type=click.IntRange(min=1),
+    default=None,
+    metavar="N",
+    help="Worker processes (exams run in parallel). Default: the usable cores.",
+)
+@click.option(
+    "--log",
+    "log_path",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    metavar="PATH",
+    help="Log file (DEBUG detail). Default: OUTPUT_DIR/logs/orbitct-app.log.",
+)
+@click.option("--force", is_flag=True, help="Redo exams that a previous run completed.")
+@click.option("-v", "--verbose", count=True, help="More detail on the console (-vv: debug).")
+@click.option("-q", "--quiet", is_flag=True, help="Only warnings and errors on the console.")
+@click.version_option(__version__, "-V", "--version", prog_name=PROG)
+@click.pass_context
+def command(
+    ctx: click.Context,
+    input_dir: Path,
+    output_dir: Path,
+    stage: str,
+    participant_labels: tuple[str, ...],
+    min_slices: int,
+    profile: str,
+    in_place: bool,
+    thickness: tuple[float, float] | None,
+    spacing: float,
+    size: int,
+    body_threshold: float,
+    n_procs: int | None,
+    log_path: Path | None,
+    force: bool,
+    verbose: int,
+    quiet: bool,
+) -> int:
+    """Turn clinical CT DICOM exams into a de-identified, analysis-ready NIfTI dataset.
+
+    Each first-level folder of INPUT_DIR is one exam. STAGE is one of: anonymize (drop short
+    series, mask identifying attributes, remove private tags), extract (axial CT series to
+    0.5 mm isotropic, body-masked NIfTI) or all (both, extracting from the anonymized copy).
+    """
+    options = Options(
+        input_dir=input_dir,
+        output_dir=output_dir,
+        stage=Stage(stage),
+        participant_labels=participant_labels,
+        min_slices=min_slices,
+        profile=profile,
+        in_place=in_place,
+        thickness=tuple(thickness) if thickness else None,  # type: ignore[arg-type]
+        spacing=spacing,
+        size=size,
+        body_threshold=body_threshold,
+        n_procs=n_procs or usable_cores(),
+        log_path=log_path,
+        force=force,
+    )
+    try:
+        options.validate()
+    except UsageError as err:
+        raise click.UsageError(str(err), ctx) from err
+    try:
+        close_logging = configure_logging(options.log_path, verbose=verbose, quiet=quiet)  # type: ignore[arg-type]
+    except OSError as err:
+        raise click.UsageError(f"cannot write the log file {options.log_path}: {err.strerror}", ctx) from err
+    run_id = provenance.new_run_id()
+    try:
+        for line in provenance.log_header(options, ctx.obj, run_id):
+            logging.getLogger(provenance.__name__).info(line)
+        logger.info("%s %s: %s -> %s (log: %s)", PROG, stage, options.input_dir, options.output_dir, options.log_path)
+        summary = pipeline.run(options)
+    except UsageError as err:
+        raise click.UsageError(str(err), ctx) from err
+    except OSError as err:
+        logger.error("cannot continue: %s", err)
+        return int(ExitCode.FAILED)
+    finally:
+        close_logging()
+    return int(summary.exit_code)
+
+
+def configure_logging(log_path: Path, *, verbose: int = 0, quiet: bool = False) -> Callable[[], None]:
+    """Send the package's logs to ``log_path`` (everything) and the console (a summary).
+
+    Returns a function that removes the handlers again.
+    """
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    package = logging.getLogger("orbitct_app")
+    file_handler = logging.FileHandler(log_path, encoding="utf-8")
+    file_handler.setLevel(logging.DEBUG)
+    file_handler.setFormatter(
+        logging.Formatter("%(asctime)s %(levelname)-7s %(processName)s %(name)s: %(message)s")
+    )
+    console = logging.StreamHandler(sys.stderr)
+    console.setLevel(logging.DEBUG if verbose >= 2 else logging.INFO)
+    console.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
+    console.addFilter(_ConsoleFilter(verbose=verbose, quiet=quiet))
+    package.addHandler(file_handler)
+    package.addHandler(console)
+    previous_level = package.level
+    package.setLevel(logging.DEBUG)
+
+    def close() -> None:
+        for handler in (file_handler, console):
+            package.removeHandler(handler)
+            handler.close()
+        package.setLevel(previous_level)
+
+    return close
+
+
+class _ConsoleFilter(logging.Filter):
+    """Keep the console concise: the pipeline's progress and summary, and every warning."""
+
+    def __init__(self, *, verbose: int, quiet: bool) -> None:
+        super().__init__()
+        self.verbose = verbose
+        self.quiet = quiet
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno >= logging.WARNING:
+            return True
+        if self.quiet:
+            return False
+        if self.verbose:
+            return True
+        return record.levelno >= logging.INFO and record.name in _CONSOLE_INFO_LOGGERS
+
+
+def main(args: Sequence[str] | None = None) -> int:
+    """Run the command line with ``args`` (default: ``sys.argv[1:]``); return the exit code."""
+    argv = list(args) if args is not None else sys.argv[1:]
+    try:
+        result = command.main(args=argv, prog_name=PROG, standalone_mode=False, obj=argv)
+    except click.UsageError as err:
+        click.echo(f"{PROG}: error: {err.format_message()} (see '{PROG} --help')", err=True)
+        return int(ExitCode.USAGE)
+    except click.ClickException as err:
+        click.echo(f"{PROG}: error: {err.format_message()}", err=True)
+        return err.exit_code
+    except (KeyboardInterrupt, click.Abort):
+        click.echo(f"{PROG}: interrupted", err=True)
+        return 130
+    return int(result) if isinstance(result, int) else int(ExitCode.OK)
+
+
+def run() -> None:
+    """Console-script entry point."""
+    sys.exit(main())

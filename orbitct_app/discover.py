@@ -1,0 +1,522 @@
+"""Find exams and their DICOM series by reading headers only (pixel data is never decoded here).
+
+Each first-level folder of the input root is one exam; its folder name is the ``dicom_id``. Files
+are found at any depth and recognised as DICOM by their content, never by their name: PACS
+exports often have no extension. Everything that is not a usable DICOM file is recorded as a
+:class:`SkippedFile` with a one-line reason.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import logging
+import os
+import struct
+from collections import defaultdict
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import pydicom
+from pydicom.dataset import Dataset
+from pydicom.errors import InvalidDicomError
+from pydicom.multival import MultiValue
+from pydicom.uid import UID
+
+from orbitct_app.errors import NotDicomError, UsageError
+
+logger = logging.getLogger(__name__)
+
+MEDIA_STORAGE_DIRECTORY = "1.2.840.10008.1.3.10"
+"""SOP class of DICOMDIR and other media index files (they carry patient names)."""
+
+SECONDARY_CAPTURE_CLASSES = frozenset(
+    {
+        "1.2.840.10008.5.1.4.1.1.7",  # Secondary Capture Image Storage
+        "1.2.840.10008.5.1.4.1.1.7.1",  # Multi-frame Single Bit SC
+        "1.2.840.10008.5.1.4.1.1.7.2",  # Multi-frame Grayscale Byte SC
+        "1.2.840.10008.5.1.4.1.1.7.3",  # Multi-frame Grayscale Word SC
+        "1.2.840.10008.5.1.4.1.1.7.4",  # Multi-frame True Color SC
+    }
+)
+
+SIDECAR_KEYWORDS = (
+    "Modality",
+    "Manufacturer",
+    "ManufacturerModelName",
+    "ConvolutionKernel",
+    "KVP",
+    "XRayTubeCurrent",
+    "SliceThickness",
+    "GantryDetectorTilt",
+    "ReconstructionDiameter",
+    "SpiralPitchFactor",
+    "BodyPartExamined",
+    "PatientPosition",
+    "ContrastBolusAgent",
+)
+"""Series attributes copied to NIfTI sidecars: technical, never identifying."""
+
+_PIXEL_DATA_TAGS = (0x7FE00010, 0x7FE00008, 0x7FE00009)
+_NO_PREAMBLE_GROUPS = (0x0002, 0x0008)
+_UNDEFINED_LENGTH = 0xFFFFFFFF
+_SEQUENCE_DELIMITER = 0xFFFEE0DD
+_ITEM = 0xFFFEE000
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class SkippedFile:
+    """A file under an exam folder that is not processed, and why."""
+
+    path: Path
+    reason: str
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class SliceInfo:
+    """Header facts of one DICOM file (one image, or one multi-frame object)."""
+
+    path: Path
+    sop_instance_uid: str
+    sop_class_uid: str
+    series_uid: str
+    series_number: int | None
+    series_description: str
+    modality: str
+    image_type: tuple[str, ...]
+    instance_number: int | None
+    acquisition_number: int | None
+    position: tuple[float, float, float] | None
+    orientation: tuple[float, float, float, float, float, float] | None
+    pixel_spacing: tuple[float, float] | None
+    rows: int
+    columns: int
+    n_frames: int
+    samples_per_pixel: int
+    bits_allocated: int
+    bits_stored: int
+    pixel_representation: int
+    photometric: str
+    transfer_syntax: str
+    rescale_slope: float
+    rescale_intercept: float
+    padding_value: int | None
+    padding_range_limit: int | None
+    burned_in_annotation: str
+    has_pixel_data: bool
+
+
+@dataclasses.dataclass(frozen=True)
+class SeriesInfo:
+    """The files of one series in an exam, with the facts every later step decides on."""
+
+    dicom_id: str
+    key: str
+    """Grouping key: the SeriesInstanceUID, or a stable fallback when the UID is empty."""
+    series_uid: str
+    """SeriesInstanceUID as found in the files ('' when absent)."""
+    slices: tuple[SliceInfo, ...]
+    attributes: dict[str, Any] = dataclasses.field(default_factory=dict)
+    """Technical attributes of the first file, for sidecars (see ``SIDECAR_KEYWORDS``)."""
+
+    @property
+    def first(self) -> SliceInfo:
+        return self.slices[0]
+
+    @property
+    def series_number(self) -> int | None:
+        return self.first.series_number
+
+    @property
+    def description(self) -> str:
+        return self.first.series_description
+
+    @property
+    def modality(self) -> str:
+        return self.first.modality
+
+    @property
+    def sop_class_uid(self) -> str:
+        return self.first.sop_class_uid
+
+    @property
+    def n_files(self) -> int:
+        return len(self.slices)
+
+    @property
+    def n_instances(self) -> int:
+        """Images in the series: frames of multi-frame objects count one each."""
+        return sum(s.n_frames for s in self.slices)
+
+    @property
+    def burned_in_annotation(self) -> bool:
+        return any(s.burned_in_annotation == "YES" for s in self.slices)
+
+    @property
+    def is_secondary_capture(self) -> bool:
+        return self.sop_class_uid in SECONDARY_CAPTURE_CLASSES
+
+    @property
+    def has_pixel_data(self) -> bool:
+        return all(s.has_pixel_data for s in self.slices)
+
+
+@dataclasses.dataclass(frozen=True)
+class Exam:
+    """One exam folder: its series and the files that were skipped."""
+
+    dicom_id: str
+    path: Path
+    series: tuple[SeriesInfo, ...]
+    skipped: tuple[SkippedFile, ...]
+
+    @property
+    def n_files(self) -> int:
+        return sum(s.n_files for s in self.series)
+
+
+# --- exams -------------------------------------------------------------------------------------
+
+
+def find_exams(input_dir: Path, labels: Sequence[str] = ()) -> list[Path]:
+    """Return the exam folders of ``input_dir`` (its first-level folders), sorted by name.
+
+    Parameters
+    ----------
+    input_dir
+        The input root.
+    labels
+        Only these exam folder names; every one must exist.
+
+    Raises
+    ------
+    UsageError
+        If a requested label has no folder.
+    """
+    exams = sorted(
+        (p for p in input_dir.iterdir() if p.is_dir() and not p.name.startswith(".")),
+        key=lambda p: p.name,
+    )
+    if not labels:
+        return exams
+    by_name = {p.name: p for p in exams}
+    missing = [label for label in labels if label not in by_name]
+    if missing:
+        raise UsageError(f"participant label(s) not found in {input_dir}: {', '.join(missing)}")
+    return [by_name[label] for label in dict.fromkeys(labels)]
+
+
+def iter_files(folder: Path) -> Iterator[Path]:
+    """Every regular file under ``folder`` at any depth, in a stable order (symlinks not followed)."""
+    for dirpath, dirnames, filenames in os.walk(folder):
+        dirnames.sort()
+        for name in sorted(filenames):
+            path = Path(dirpath, name)
+            if path.is_file():
+                yield path
+
+
+def scan_exam(exam_dir: Path) -> Exam:
+    """Read the header of every file of one exam and group the DICOM files into series.
+
+    Non-DICOM and unreadable files become :class:`SkippedFile` records; nothing raises for
+    bad files.
+    """
+    dicom_id = exam_dir.name
+    slices: list[SliceInfo] = []
+    skipped: list[SkippedFile] = []
+    attributes: dict[str, dict[str, Any]] = {}
+    for path in iter_files(exam_dir):
+        try:
+            ds, has_pixels = read_header(path)
+            info = slice_info(path, ds, has_pixels)
+        except NotDicomError as err:
+            rel = path.relative_to(exam_dir)
+            skipped.append(SkippedFile(rel, str(err)))
+            logger.info("%s: skipped %s: %s", dicom_id, rel, err)
+            continue
+        slices.append(info)
+        attributes.setdefault(series_key(info), sidecar_attributes(ds))
+    series = group_series(dicom_id, slices, attributes)
+    if not series and not skipped:
+        logger.warning("%s: exam folder holds no files", dicom_id)
+    elif not series:
+        logger.warning("%s: exam folder holds no DICOM image files", dicom_id)
+    return Exam(dicom_id, exam_dir, tuple(series), tuple(skipped))
+
+
+def group_series(
+    dicom_id: str,
+    slices: Iterable[SliceInfo],
+    attributes: dict[str, dict[str, Any]] | None = None,
+) -> list[SeriesInfo]:
+    """Group files by SeriesInstanceUID; files without one by a stable fallback key.
+
+    The fallback is SeriesNumber, modality, matrix and rounded orientation, so two series that
+    lack UIDs are never merged silently; every fallback grouping is logged.
+    """
+    groups: dict[str, list[SliceInfo]] = defaultdict(list)
+    for info in slices:
+        groups[series_key(info)].append(info)
+    result = []
+    for key, members in groups.items():
+        members.sort(key=lambda s: (s.instance_number is None, s.instance_number or 0, str(s.path)))
+        if not members[0].series_uid:
+            logger.warning(
+                "%s: %d file(s) have no SeriesInstanceUID; grouped as %s "
+                "(SeriesNumber, modality, matrix and orientation)",
+                dicom_id,
+                len(members),
+                key,
+            )
+        _warn_if_mixed(dicom_id, key, members)
+        result.append(
+            SeriesInfo(
+                dicom_id=dicom_id,
+                key=key,
+                series_uid=members[0].series_uid,
+                slices=tuple(members),
+                attributes=(attributes or {}).get(key, {}),
+            )
+        )
+    result.sort(key=lambda s: (s.series_number is None, s.series_number or 0, s.key))
+    return result
+
+
+def _warn_if_mixed(dicom_id: str, key: str, members: Sequence[SliceInfo]) -> None:
+    """Log when files under one SeriesInstanceUID disagree on what should be series-wide."""
+    numbers = sorted({m.series_number for m in members if m.series_number is not None})
+    modalities = sorted({m.modality for m in members})
+    if len(numbers) > 1 or len(modalities) > 1:
+        logger.warning(
+            "%s: series %s: files share one SeriesInstanceUID but differ in SeriesNumber %s / "
+            "Modality %s; the extract stage splits it by geometry",
+            dicom_id,
+            key,
+            numbers,
+            modalities,
+        )
+
+
+def series_key(info: SliceInfo) -> str:
+    """The grouping key of a file: its SeriesInstanceUID, or a fallback built from its header."""
+    if info.series_uid:
+        return info.series_uid
+    orientation = (
+        ",".join(f"{v:.2f}" for v in info.orientation) if info.orientation is not None else "none"
+    )
+    facts = f"{info.series_number}|{info.modality}|{info.rows}x{info.columns}|{orientation}"
+    digest = hashlib.sha1(facts.encode()).hexdigest()[:10]
+    return f"no-uid-S{info.series_number if info.series_number is not None else 'x'}-{digest}"
+
+
+# --- one file ----------------------------------------------------------------------------------
+
+
+def read_header(path: Path) -> tuple[Dataset, bool]:
+    """Read a file's DICOM header without its pixel data.
+
+    Returns the data set and whether a complete pixel data element follows the header.
+
+    Raises
+    ------
+    NotDicomError
+        With a one-line reason when the file is not DICOM, is a DICOMDIR, or is truncated.
+    """
+    try:
+        size = path.stat().st_size
+        with path.open("rb") as fp:
+            if size == 0:
+                raise NotDicomError("empty file (0 bytes)")
+            head = fp.read(132)
+            has_preamble = len(head) == 132 and head[128:132] == b"DICM"
+            if not has_preamble and not _looks_like_raw_dataset(head):
+                raise NotDicomError("not DICOM (no DICM preamble and no DICOM data set at start)")
+            fp.seek(0)
+            try:
+                ds = pydicom.dcmread(fp, stop_before_pixels=True, force=not has_preamble)
+            except (InvalidDicomError, EOFError, ValueError, struct.error, OverflowError) as err:
+                raise NotDicomError(f"unreadable DICOM header ({type(err).__name__})") from err
+            header_end = fp.tell()
+            has_pixels = _check_pixel_data(fp, ds, header_end, size)
+    except OSError as err:
+        raise NotDicomError(f"cannot read file ({err.strerror or type(err).__name__})") from err
+    sop_class = str(ds.file_meta.get("MediaStorageSOPClassUID", "")) if ds.file_meta else ""
+    if path.name.upper() == "DICOMDIR" or MEDIA_STORAGE_DIRECTORY in (
+        sop_class,
+        str(ds.get("SOPClassUID", "")),
+    ):
+        raise NotDicomError("DICOMDIR / media index file (not an image; may name the patient)")
+    if "SOPInstanceUID" not in ds and "SOPClassUID" not in ds:
+        raise NotDicomError("not a DICOM object (no SOP Class or SOP Instance UID)")
+    if "Rows" in ds and "Columns" in ds and not has_pixels and header_end >= size:
+        raise NotDicomError("truncated file: image header without pixel data")
+    return ds, has_pixels
+
+
+def read_slice_info(path: Path) -> SliceInfo:
+    """Read the header facts of one file (see :func:`read_header` for the errors)."""
+    return slice_info(path, *read_header(path))
+
+
+def slice_info(path: Path, ds: Dataset, has_pixels: bool) -> SliceInfo:
+    """The :class:`SliceInfo` of a header already read; malformed values raise NotDicomError."""
+    try:
+        return SliceInfo(
+            path=path,
+            sop_instance_uid=str(ds.get("SOPInstanceUID", "") or ""),
+            sop_class_uid=str(ds.get("SOPClassUID", "") or ""),
+            series_uid=str(ds.get("SeriesInstanceUID", "") or "").strip(),
+            series_number=_int_or_none(ds.get("SeriesNumber")),
+            series_description=str(ds.get("SeriesDescription", "") or ""),
+            modality=str(ds.get("Modality", "") or ""),
+            image_type=tuple(str(v).upper() for v in _as_list(ds.get("ImageType"))),
+            instance_number=_int_or_none(ds.get("InstanceNumber")),
+            acquisition_number=_int_or_none(ds.get("AcquisitionNumber")),
+            position=_floats_or_none(ds.get("ImagePositionPatient"), 3),  # type: ignore[arg-type]
+            orientation=_floats_or_none(ds.get("ImageOrientationPatient"), 6),  # type: ignore[arg-type]
+            pixel_spacing=_floats_or_none(ds.get("PixelSpacing"), 2),  # type: ignore[arg-type]
+            rows=int(ds.get("Rows", 0) or 0),
+            columns=int(ds.get("Columns", 0) or 0),
+            n_frames=max(1, _int_or_none(ds.get("NumberOfFrames")) or 1),
+            samples_per_pixel=int(ds.get("SamplesPerPixel", 1) or 1),
+            bits_allocated=int(ds.get("BitsAllocated", 0) or 0),
+            bits_stored=int(ds.get("BitsStored", 0) or 0),
+            pixel_representation=int(ds.get("PixelRepresentation", 0) or 0),
+            photometric=str(ds.get("PhotometricInterpretation", "") or ""),
+            transfer_syntax=str(ds.file_meta.get("TransferSyntaxUID", "") if ds.file_meta else ""),
+            rescale_slope=_float_or(ds.get("RescaleSlope"), 1.0),
+            rescale_intercept=_float_or(ds.get("RescaleIntercept"), 0.0),
+            padding_value=_padding(ds, "PixelPaddingValue"),
+            padding_range_limit=_padding(ds, "PixelPaddingRangeLimit"),
+            burned_in_annotation=str(ds.get("BurnedInAnnotation", "") or "").upper(),
+            has_pixel_data=has_pixels,
+        )
+    except (TypeError, ValueError) as err:
+        raise NotDicomError(f"malformed header value ({err})") from err
+
+
+def _looks_like_raw_dataset(head: bytes) -> bool:
+    """True when a file without preamble starts like a little-endian DICOM data set."""
+    if len(head) < 8:
+        return False
+    group, element = struct.unpack("<HH", head[:4])
+    return group in _NO_PREAMBLE_GROUPS and element < 0x0100
+
+
+def _check_pixel_data(fp: BinaryIO, ds: Dataset, offset: int, size: int) -> bool:
+    """Check that a complete pixel data element starts at ``offset``; raise if it is cut short."""
+    if offset + 8 > size:
+        return False
+    fp.seek(offset)
+    head = fp.read(12)
+    meta = ds.file_meta if ds.file_meta else Dataset()
+    syntax = UID(str(meta.get("TransferSyntaxUID", "1.2.840.10008.1.2")))
+    little = syntax.is_little_endian if syntax.is_transfer_syntax else True
+    implicit = syntax.is_implicit_VR if syntax.is_transfer_syntax else False
+    end = "<" if little else ">"
+    group, element = struct.unpack(end + "HH", head[:4])
+    if (group << 16 | element) not in _PIXEL_DATA_TAGS:
+        return False
+    if implicit:
+        (length,) = struct.unpack(end + "L", head[4:8])
+        value_start = offset + 8
+    else:
+        if len(head) < 12:
+            raise NotDicomError("truncated file: pixel data element header cut short")
+        (length,) = struct.unpack(end + "L", head[8:12])
+        value_start = offset + 12
+    if length != _UNDEFINED_LENGTH:
+        if value_start + length > size:
+            raise NotDicomError(
+                f"truncated file: pixel data needs {length} bytes, file holds "
+                f"{max(0, size - value_start)}"
+            )
+        return True
+    # Encapsulated: walk the items up to the sequence delimiter.
+    pos = value_start
+    while True:
+        fp.seek(pos)
+        item = fp.read(8)
+        if len(item) < 8:
+            raise NotDicomError("truncated file: compressed pixel data ends without delimiter")
+        tag_group, tag_element, item_length = struct.unpack(end + "HHL", item)
+        tag = tag_group << 16 | tag_element
+        if tag == _SEQUENCE_DELIMITER:
+            return True
+        if tag != _ITEM or item_length == _UNDEFINED_LENGTH:
+            raise NotDicomError("malformed compressed pixel data (bad item tag)")
+        pos += 8 + item_length
+        if pos > size:
+            raise NotDicomError("truncated file: compressed pixel data fragment cut short")
+
+
+def sidecar_attributes(ds: Dataset) -> dict[str, Any]:
+    """Technical attributes of a header for the NIfTI sidecar, as JSON-ready values."""
+    result: dict[str, Any] = {}
+    for keyword in SIDECAR_KEYWORDS:
+        value = ds.get(keyword)
+        if value is not None and value != "":
+            result[keyword] = _json_value(value)
+    return result
+
+
+def _json_value(value: Any) -> Any:
+    if isinstance(value, (list, tuple, MultiValue)):
+        return [_json_value(v) for v in value]
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, float):
+        return float(value)
+    return str(value)
+
+
+def _as_list(value: object) -> list[object]:
+    if value is None or value == "":
+        return []
+    if isinstance(value, (str, bytes)):
+        return [value]
+    try:
+        return list(value)  # type: ignore[call-overload]
+    except TypeError:
+        return [value]
+
+
+def _int_or_none(value: object) -> int | None:
+    if value is None or value == "":
+        return None
+    try:
+        return int(value)  # type: ignore[call-overload]
+    except (TypeError, ValueError):
+        return None
+
+
+def _float_or(value: object, default: float) -> float:
+    if value is None or value == "":
+        return default
+    try:
+        return float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return default
+
+
+def _floats_or_none(value: object, n: int) -> tuple[float, ...] | None:
+    values = _as_list(value)
+    if len(values) != n:
+        return None
+    try:
+        return tuple(float(v) for v in values)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+
+
+def _padding(ds: Dataset, keyword: str) -> int | None:
+    """Pixel padding value as the stored (raw) integer, honouring the pixel representation."""
+    elem = ds.get(keyword)
+    if elem is None or elem == "":
+        return None
+    value = int(elem)  # US or SS; pydicom may read it as US when the VR is ambiguous
+    if int(ds.get("PixelRepresentation", 0) or 0) == 1 and value > 0x7FFF:
+        value -= 0x10000
+    return value

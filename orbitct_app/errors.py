@@ -1,0 +1,47 @@
+"""Exceptions raised by orbitct-app and the process exit codes the command line maps them to."""
+
+from __future__ import annotations
+
+import enum
+
+
+class ExitCode(enum.IntEnum):
+    """Exit codes of ``orbitct-app`` (documented in the README)."""
+
+    OK = 0
+    """Every exam was processed; every series has a recorded decision."""
+    ERROR = 1
+    """An unexpected internal error stopped the run."""
+    USAGE = 2
+    """Bad command line or unusable INPUT_DIR / OUTPUT_DIR; nothing was processed."""
+    FAILED = 3
+    """The run finished, but one or more exams or series failed (see the log and reports)."""
+    NOTHING = 4
+    """The run finished without failures but produced nothing: no exam or no series selected."""
+
+
+class OrbitctError(Exception):
+    """Base class for errors raised by orbitct-app."""
+
+    default_message = "orbitct-app error"
+
+    def __init__(self, message: str | None = None) -> None:
+        super().__init__(message or self.default_message)
+
+
+class UsageError(OrbitctError):
+    """The options or paths given cannot be used (the command line exits with code 2)."""
+
+    default_message = "invalid usage"
+
+
+class NotDicomError(OrbitctError):
+    """A file is not DICOM, or cannot be read as DICOM; the message is the reason."""
+
+    default_message = "not a DICOM file"
+
+
+class SeriesError(OrbitctError):
+    """A series cannot be converted; the message is the one-line reason recorded in the report."""
+
+    default_message = "series cannot be converted"

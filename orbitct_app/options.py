@@ -1,0 +1,146 @@
+"""Run options: one frozen record, with every default defined here and nowhere else."""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import os
+from pathlib import Path
+
+from orbitct_app.discover import find_exams
+from orbitct_app.errors import UsageError
+
+DEFAULT_MIN_SLICES = 10
+DEFAULT_PROFILE = "orbitct"
+PROFILES = ("orbitct", "basic")
+DEFAULT_SPACING_MM = 0.5
+DEFAULT_SIZE = 512
+DEFAULT_BODY_THRESHOLD_HU = -200.0
+LOG_NAME = "orbitct-app.log"
+
+
+class Stage(str, enum.Enum):
+    """What a run does: de-identify, convert, or both in that order."""
+
+    ANONYMIZE = "anonymize"
+    EXTRACT = "extract"
+    ALL = "all"
+
+    @property
+    def anonymizes(self) -> bool:
+        return self in (Stage.ANONYMIZE, Stage.ALL)
+
+    @property
+    def extracts(self) -> bool:
+        return self in (Stage.EXTRACT, Stage.ALL)
+
+
+def usable_cores() -> int:
+    """Number of CPU cores this process may run on (affinity-aware, so right under SLURM)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+@dataclasses.dataclass(frozen=True)
+class Options:
+    """Everything a run needs to know; built by the command line or by a caller of the library.
+
+    Paths are made absolute on construction. Call :meth:`validate` before running.
+    """
+
+    input_dir: Path
+    output_dir: Path
+    stage: Stage = Stage.ALL
+    participant_labels: tuple[str, ...] = ()
+    min_slices: int = DEFAULT_MIN_SLICES
+    profile: str = DEFAULT_PROFILE
+    in_place: bool = False
+    thickness: tuple[float, float] | None = None
+    spacing: float = DEFAULT_SPACING_MM
+    size: int = DEFAULT_SIZE
+    body_threshold: float = DEFAULT_BODY_THRESHOLD_HU
+    n_procs: int = dataclasses.field(default_factory=usable_cores)
+    log_path: Path | None = None
+    force: bool = False
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "input_dir", Path(self.input_dir).expanduser().absolute())
+        object.__setattr__(self, "output_dir", Path(self.output_dir).expanduser().absolute())
+        object.__setattr__(self, "stage", Stage(self.stage))
+        object.__setattr__(self, "participant_labels", tuple(self.participant_labels))
+        if self.log_path is None:
+            object.__setattr__(self, "log_path", self.output_dir / "logs" / LOG_NAME)
+        else:
+            object.__setattr__(self, "log_path", Path(self.log_path).expanduser().absolute())
+
+    # --- where things go -------------------------------------------------------------------
+    @property
+    def anonymized_dir(self) -> Path:
+        """Root of the de-identified DICOM tree (INPUT_DIR itself with ``--in-place``)."""
+        return self.input_dir if self.in_place else self.output_dir / "anonymized"
+
+    @property
+    def extract_source(self) -> Path:
+        """Where ``extract`` reads exams: the anonymized tree for ``all``, else INPUT_DIR."""
+        return self.anonymized_dir if self.stage is Stage.ALL else self.input_dir
+
+    @property
+    def nifti_dir(self) -> Path:
+        return self.output_dir / "nifti"
+
+    @property
+    def state_dir(self) -> Path:
+        """Per-exam report fragments and completion records (merged into the top-level CSVs)."""
+        return self.output_dir / ".orbitct"
+
+    def validate(self) -> None:
+        """Check the paths and values; raise :class:`UsageError` with a one-line reason."""
+        inp, out = self.input_dir.resolve(), self.output_dir.resolve()
+        if not self.input_dir.exists():
+            raise UsageError(f"INPUT_DIR does not exist: {self.input_dir}")
+        if not self.input_dir.is_dir():
+            raise UsageError(f"INPUT_DIR is not a folder: {self.input_dir}")
+        if out == inp:
+            raise UsageError("OUTPUT_DIR must not be INPUT_DIR")
+        if out.is_relative_to(inp):
+            raise UsageError(f"OUTPUT_DIR must not be inside INPUT_DIR: {self.output_dir}")
+        if inp.is_relative_to(out):
+            raise UsageError(f"INPUT_DIR must not be inside OUTPUT_DIR: {self.input_dir}")
+        if self.output_dir.exists() and not self.output_dir.is_dir():
+            raise UsageError(f"OUTPUT_DIR is not a folder: {self.output_dir}")
+        if self.profile not in PROFILES:
+            raise UsageError(f"unknown profile {self.profile!r}; choose from {', '.join(PROFILES)}")
+        if self.min_slices < 0:
+            raise UsageError("--min-slices must be >= 0")
+        if self.thickness is not None:
+            lo, hi = self.thickness
+            if not (0 <= lo <= hi):
+                raise UsageError("--thickness needs 0 <= MIN <= MAX")
+        if not self.spacing > 0:
+            raise UsageError("--spacing must be > 0")
+        if self.size < 1:
+            raise UsageError("--size must be >= 1")
+        if self.n_procs < 1:
+            raise UsageError("--n-procs must be >= 1")
+        if self.in_place and not self.stage.anonymizes:
+            raise UsageError("--in-place only applies to the anonymize and all stages")
+        for label in self.participant_labels:
+            if not label or "/" in label or label in (".", ".."):
+                raise UsageError(f"invalid participant label: {label!r}")
+        find_exams(self.input_dir, self.participant_labels)
+
+    def as_record(self) -> dict[str, object]:
+        """The options as plain JSON-ready values (for logs and provenance)."""
+        record: dict[str, object] = {}
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            if isinstance(value, Path):
+                value = str(value)
+            elif isinstance(value, Stage):
+                value = value.value
+            elif isinstance(value, tuple):
+                value = list(value)
+            record[field.name] = value
+        return record

@@ -1,0 +1,326 @@
+"""Run the stages over exams: a process pool over exams, resume records, merged reports.
+
+Data flows one way per exam: discover -> (anonymize) -> select -> build volume -> mask ->
+resample -> write -> index. The stage modules (:mod:`orbitct_app.anonymize`,
+:mod:`orbitct_app.extract`) each turn one exam folder into an :class:`ExamRecord`; this module
+decides which exams and stages run, runs them in parallel, records each result atomically and
+rebuilds the top-level tables.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import dataclasses
+import logging
+import logging.handlers
+import multiprocessing
+import time
+import traceback
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+from orbitct_app import __version__, anonymize, extract, reports
+from orbitct_app.discover import find_exams
+from orbitct_app.errors import ExitCode, OrbitctError
+from orbitct_app.options import Options, Stage, usable_cores
+from orbitct_app.reports import ExamRecord
+
+logger = logging.getLogger(__name__)
+
+
+class StageModule(Protocol):
+    """What a stage module provides to the pipeline."""
+
+    NAME: str
+
+    def fingerprint(self, options: Options) -> dict[str, Any]: ...
+
+    def run_exam(self, exam_dir: Path, options: Options) -> ExamRecord: ...
+
+    def failure_rows(self, dicom_id: str, reason: str) -> dict[str, list[reports.Row]]: ...
+
+    def summarize(self, record: ExamRecord) -> str: ...
+
+
+MODULES: dict[str, StageModule] = {
+    anonymize.NAME: anonymize,  # type: ignore[dict-item]
+    extract.NAME: extract,  # type: ignore[dict-item]
+}
+
+
+def stage_modules(stage: Stage) -> list[StageModule]:
+    """The stage modules a run executes, in order."""
+    modules: list[StageModule] = []
+    if stage.anonymizes:
+        modules.append(MODULES[anonymize.NAME])
+    if stage.extracts:
+        modules.append(MODULES[extract.NAME])
+    return modules
+
+
+def stage_source(module: StageModule, options: Options) -> Path:
+    """The root a stage reads exams from."""
+    return options.input_dir if module.NAME == anonymize.NAME else options.extract_source
+
+
+@dataclasses.dataclass
+class ExamOutcome:
+    """What happened to one exam in this run."""
+
+    dicom_id: str
+    records: dict[str, ExamRecord] = dataclasses.field(default_factory=dict)
+    resumed: list[str] = dataclasses.field(default_factory=list)
+
+    @property
+    def failed(self) -> bool:
+        return any(not r.complete for r in self.records.values())
+
+    @property
+    def errors(self) -> list[str]:
+        return [f"{r.stage}: {r.error}" for r in self.records.values() if not r.complete]
+
+
+@dataclasses.dataclass
+class RunSummary:
+    """The outcome of a whole run."""
+
+    exams: list[ExamOutcome]
+    tables: dict[str, Path]
+    seconds: float
+
+    @property
+    def failed_exams(self) -> list[str]:
+        return [e.dicom_id for e in self.exams if e.failed]
+
+    def count(self, key: str) -> int:
+        """Sum of one count over every exam record of this run (e.g. ``converted``)."""
+        return sum(r.counts.get(key, 0) for e in self.exams for r in e.records.values())
+
+    @property
+    def series_failed(self) -> int:
+        return self.count("failed")
+
+    @property
+    def exit_code(self) -> ExitCode:
+        if self.failed_exams or self.series_failed:
+            return ExitCode.FAILED
+        if not self.exams or self.count("produced") == 0:
+            return ExitCode.NOTHING
+        return ExitCode.OK
+
+
+def run(options: Options, *, progress: Callable[[int, int, ExamOutcome], None] | None = None) -> RunSummary:
+    """Run ``options.stage`` over the exams of ``options.input_dir``.
+
+    Parameters
+    ----------
+    options
+        Validated run options.
+    progress
+        Called in this process after each exam with (done, total, outcome).
+
+    Raises
+    ------
+    UsageError
+        When a requested participant label has no exam folder.
+    """
+    started = time.monotonic()
+    exam_dirs = find_exams(options.input_dir, options.participant_labels)
+    names = [p.name for p in exam_dirs]
+    logger.info(
+        "%s: %d exam(s) in %s, %d worker(s)",
+        options.stage.value,
+        len(names),
+        options.input_dir,
+        min(options.n_procs, max(1, len(names))),
+    )
+    options.output_dir.mkdir(parents=True, exist_ok=True)
+    outcomes: list[ExamOutcome] = []
+
+    def finished(outcome: ExamOutcome) -> None:
+        outcomes.append(outcome)
+        _log_outcome(outcome, len(outcomes), len(names))
+        if progress is not None:
+            progress(len(outcomes), len(names), outcome)
+
+    workers = min(options.n_procs, len(names))
+    if workers <= 1:
+        _set_threads(options.n_procs)
+        for name in names:
+            finished(process_exam(name, options))
+    else:
+        _run_pool(names, options, workers, finished)
+    outcomes.sort(key=lambda o: o.dicom_id)
+    tables = reports.merge_reports(options.state_dir, options.output_dir)
+    summary = RunSummary(outcomes, tables, time.monotonic() - started)
+    _log_summary(summary, options)
+    return summary
+
+
+def process_exam(dicom_id: str, options: Options) -> ExamOutcome:
+    """Run every stage of ``options.stage`` on one exam, skipping stages already complete.
+
+    Never raises for a problem of the exam's data: a failure becomes a failed record with the
+    reason, and the rest of the run goes on.
+    """
+    outcome = ExamOutcome(dicom_id)
+    for module in stage_modules(options.stage):
+        fingerprint = {"version": __version__, **module.fingerprint(options)}
+        previous = reports.read_record(options.state_dir, module.NAME, dicom_id)
+        if (
+            not options.force
+            and previous is not None
+            and previous.complete
+            and previous.fingerprint == fingerprint
+        ):
+            logger.info("%s: %s already complete; skipped (use --force to redo)", dicom_id, module.NAME)
+            outcome.records[module.NAME] = previous
+            outcome.resumed.append(module.NAME)
+            continue
+        exam_dir = stage_source(module, options) / dicom_id
+        started = time.monotonic()
+        try:
+            if not exam_dir.is_dir():
+                raise FileNotFoundError(f"exam folder not found: {exam_dir}")
+            record = module.run_exam(exam_dir, options)
+        except Exception as err:  # noqa: BLE001 - one exam's failure must not stop the run
+            reason = _one_line(err)
+            logger.error("%s: %s failed: %s", dicom_id, module.NAME, reason)
+            logger.debug("%s: %s traceback:\n%s", dicom_id, module.NAME, traceback.format_exc())
+            record = ExamRecord(
+                dicom_id=dicom_id,
+                stage=module.NAME,
+                status="failed",
+                fingerprint=fingerprint,
+                rows=module.failure_rows(dicom_id, reason),
+                error=reason,
+            )
+        record.fingerprint = fingerprint
+        record.seconds = round(time.monotonic() - started, 3)
+        reports.write_record(options.state_dir, record)
+        outcome.records[module.NAME] = record
+        if not record.complete:
+            break  # a later stage would read this stage's incomplete output
+    return outcome
+
+
+def _one_line(err: BaseException) -> str:
+    """An exception as one line: our own errors by message, others prefixed with their type."""
+    text = " ".join(str(err).split())
+    if isinstance(err, OrbitctError):
+        return text
+    return f"{type(err).__name__}: {text}" if text else type(err).__name__
+
+
+def _log_outcome(outcome: ExamOutcome, done: int, total: int) -> None:
+    parts = []
+    for name, record in outcome.records.items():
+        module = MODULES[name]
+        state = "resumed" if name in outcome.resumed else ("done" if record.complete else "FAILED")
+        detail = record.error if not record.complete else module.summarize(record)
+        parts.append(f"{name} {state} ({detail})")
+    logger.info("[%d/%d] %s: %s", done, total, outcome.dicom_id, "; ".join(parts) or "nothing to do")
+
+
+def _log_summary(summary: RunSummary, options: Options) -> None:
+    tables = ", ".join(str(p.relative_to(options.output_dir)) for p in summary.tables.values())
+    logger.info(
+        "finished %d exam(s) in %.1f s; outputs in %s (%s); log %s",
+        len(summary.exams),
+        summary.seconds,
+        options.output_dir,
+        tables or "no tables",
+        options.log_path,
+    )
+    if summary.failed_exams:
+        logger.error(
+            "%d exam(s) failed: %s", len(summary.failed_exams), ", ".join(summary.failed_exams)
+        )
+
+
+# --- parallel execution -------------------------------------------------------------------------
+
+
+def _run_pool(
+    names: Sequence[str],
+    options: Options,
+    workers: int,
+    finished: Callable[[ExamOutcome], None],
+) -> None:
+    context = multiprocessing.get_context("forkserver")
+    log_queue = context.Queue()
+    listener = logging.handlers.QueueListener(log_queue, _Forward(), respect_handler_level=False)
+    listener.start()
+    threads = max(1, usable_cores() // workers)
+    try:
+        with concurrent.futures.ProcessPoolExecutor(
+            max_workers=workers,
+            mp_context=context,
+            initializer=_worker_init,
+            initargs=(log_queue, threads),
+        ) as pool:
+            futures = {pool.submit(process_exam, name, options): name for name in names}
+            try:
+                for future in concurrent.futures.as_completed(futures):
+                    name = futures[future]
+                    try:
+                        finished(future.result())
+                    except Exception as err:  # noqa: BLE001 - a worker died (e.g. out of memory)
+                        logger.error("%s: worker failed: %s", name, _one_line(err))
+                        finished(_crashed(name, options, err))
+            except BaseException:
+                pool.shutdown(wait=False, cancel_futures=True)
+                raise
+    finally:
+        listener.stop()
+
+
+def _crashed(dicom_id: str, options: Options, err: BaseException) -> ExamOutcome:
+    """Record an exam whose worker process died without returning."""
+    outcome = ExamOutcome(dicom_id)
+    reason = f"worker process died: {_one_line(err)}"
+    for module in stage_modules(options.stage):
+        record = reports.read_record(options.state_dir, module.NAME, dicom_id)
+        if record is None or not record.complete:
+            record = ExamRecord(
+                dicom_id=dicom_id,
+                stage=module.NAME,
+                status="failed",
+                fingerprint={"version": __version__, **module.fingerprint(options)},
+                rows=module.failure_rows(dicom_id, reason),
+                error=reason,
+            )
+            reports.write_record(options.state_dir, record)
+            outcome.records[module.NAME] = record
+            break
+        outcome.records[module.NAME] = record
+    return outcome
+
+
+class _Forward(logging.Handler):
+    """Hand records from worker processes to this process's loggers (and their handlers)."""
+
+    def handle(self, record: logging.LogRecord) -> bool:  # type: ignore[override]
+        logger_ = logging.getLogger(record.name)
+        if logger_.isEnabledFor(record.levelno):
+            logger_.handle(record)
+        return True
+
+    def emit(self, record: logging.LogRecord) -> None:  # pragma: no cover - handle() is used
+        self.handle(record)
+
+
+def _worker_init(log_queue: Any, threads: int) -> None:
+    root = logging.getLogger("orbitct_app")
+    root.handlers = [logging.handlers.QueueHandler(log_queue)]
+    root.setLevel(logging.DEBUG)
+    root.propagate = False
+    _set_threads(threads)
+
+
+def _set_threads(threads: int) -> None:
+    """Limit the threads of the numeric libraries to this worker's share of the cores."""
+    import SimpleITK as sitk
+
+    sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(max(1, threads))

@@ -1,0 +1,203 @@
+"""The run's tables: their columns, per-exam fragments, and the merge into top-level CSVs.
+
+Every exam and stage writes one fragment (a JSON completion record holding its report rows) under
+``OUTPUT_DIR/.orbitct/<stage>/<dicom_id>.json``, atomically. The top-level CSVs are rebuilt from
+all fragments at the end of every run and replaced atomically, so concurrent runs over disjoint
+exams (SLURM array tasks) end with complete tables, and a rerun knows which exams are done.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import json
+import logging
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from orbitct_app import atomic
+
+logger = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass(frozen=True)
+class Table:
+    """A top-level CSV: its file name, the stage that fills it and its columns in order."""
+
+    name: str
+    stage: str
+    columns: tuple[str, ...]
+
+    @property
+    def filename(self) -> str:
+        return f"{self.name}.csv"
+
+
+ANONYMIZE_REPORT = Table(
+    "anonymize_report",
+    "anonymize",
+    (
+        "dicom_id",
+        "series_instance_uid",
+        "series_number",
+        "series_description",
+        "modality",
+        "n_files",
+        "action",
+        "reason",
+        "flags",
+        "path",
+    ),
+)
+EXTRACT_REPORT = Table(
+    "extract_report",
+    "extract",
+    (
+        "dicom_id",
+        "series_instance_uid",
+        "series_number",
+        "series_description",
+        "part",
+        "decision",
+        "reason",
+        "n_slices",
+        "spacing_min",
+        "spacing_median",
+        "spacing_max",
+        "max_gap_mm",
+        "tilt_deg",
+        "orientation",
+        "duplicates",
+        "output_path",
+    ),
+)
+SERIES_INDEX = Table(
+    "series_index",
+    "extract",
+    (
+        "dicom_id",
+        "series_instance_uid",
+        "series_description",
+        "original_spacing_x",
+        "original_spacing_y",
+        "original_spacing_z",
+        "target_spacing_x",
+        "target_spacing_y",
+        "target_spacing_z",
+        "output_path",
+        "series_number",
+        "part",
+        "shape_x",
+        "shape_y",
+        "shape_z",
+        "n_slices",
+        "tilt_deg",
+        "max_gap_mm",
+        "convolution_kernel",
+    ),
+)
+TABLES = (ANONYMIZE_REPORT, EXTRACT_REPORT, SERIES_INDEX)
+
+Row = dict[str, Any]
+
+
+@dataclasses.dataclass
+class ExamRecord:
+    """What one stage did to one exam: its status, the options it ran with, and its rows."""
+
+    dicom_id: str
+    stage: str
+    status: str  # "complete" or "failed"
+    fingerprint: dict[str, Any]
+    rows: dict[str, list[Row]] = dataclasses.field(default_factory=dict)
+    error: str = ""
+    counts: dict[str, int] = dataclasses.field(default_factory=dict)
+    seconds: float = 0.0
+
+    @property
+    def complete(self) -> bool:
+        return self.status == "complete"
+
+
+def record_path(state_dir: Path, stage: str, dicom_id: str) -> Path:
+    return state_dir / stage / f"{dicom_id}.json"
+
+
+def write_record(state_dir: Path, record: ExamRecord) -> Path:
+    """Store an exam's record atomically and return its path."""
+    path = record_path(state_dir, record.stage, record.dicom_id)
+    atomic.write_text(path, json.dumps(dataclasses.asdict(record), indent=1, sort_keys=True))
+    return path
+
+
+def read_record(state_dir: Path, stage: str, dicom_id: str) -> ExamRecord | None:
+    """The stored record of an exam and stage, or None when absent or unreadable."""
+    path = record_path(state_dir, stage, dicom_id)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        return ExamRecord(**data)
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, TypeError) as err:
+        logger.warning("ignoring unreadable record %s (%s)", path, err)
+        return None
+
+
+def iter_records(state_dir: Path, stage: str) -> Iterable[ExamRecord]:
+    """All readable records of a stage, sorted by exam."""
+    folder = state_dir / stage
+    if not folder.is_dir():
+        return []
+    records = []
+    for path in sorted(folder.glob("*.json")):
+        record = read_record(state_dir, stage, path.stem)
+        if record is not None:
+            records.append(record)
+    return records
+
+
+def to_csv(columns: Sequence[str], rows: Iterable[Mapping[str, Any]]) -> str:
+    """Rows as CSV text with the given columns (missing values empty, extra keys ignored)."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(
+        buffer, fieldnames=list(columns), extrasaction="ignore", restval="", lineterminator="\n"
+    )
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: _cell(v) for k, v in row.items()})
+    return buffer.getvalue()
+
+
+def _cell(value: Any) -> Any:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    if isinstance(value, (list, tuple)):
+        return ";".join(str(_cell(v)) for v in value)
+    return value
+
+
+def merge_reports(state_dir: Path, output_dir: Path) -> dict[str, Path]:
+    """Rebuild every top-level CSV from all stored fragments; return the files written.
+
+    A table is written when at least one record of its stage exists.
+    """
+    written: dict[str, Path] = {}
+    for table in TABLES:
+        records = list(iter_records(state_dir, table.stage))
+        if not records:
+            continue
+        rows = [row for record in records for row in record.rows.get(table.name, [])]
+        path = output_dir / table.filename
+        atomic.write_text(path, to_csv(table.columns, rows))
+        written[table.name] = path
+    return written
+
+
+def read_csv(path: Path) -> list[dict[str, str]]:
+    """Read one of the run's CSV files as a list of dicts (for tests and tools)."""
+    with path.open(newline="", encoding="utf-8") as fh:
+        return list(csv.DictReader(fh))
