@@ -45,3 +45,11 @@ class SeriesError(OrbitctError):
     """A series cannot be converted; the message is the one-line reason recorded in the report."""
 
     default_message = "series cannot be converted"
+
+
+def one_line(err: BaseException) -> str:
+    """An exception as one line: our own errors by message, others prefixed with their type."""
+    text = " ".join(str(err).split())
+    if isinstance(err, OrbitctError):
+        return text or err.default_message
+    return f"{type(err).__name__}: {text}" if text else type(err).__name__

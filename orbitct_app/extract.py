@@ -1,12 +1,32 @@
-"""The extract stage (not built yet: issue 4)."""
+"""The extract stage: axial CT series of one exam to body-masked, isotropic int16 NIfTI.
+
+Per series: select -> plan stacks -> load HU -> body mask -> output grid -> resample -> write.
+Every series seen gets a row in ``extract_report.csv`` with its decision and reason; every
+written NIfTI gets a row in ``series_index.csv``. The exam's NIfTI folder appears atomically.
+"""
 
 from __future__ import annotations
 
+import collections
+import dataclasses
+import hashlib
+import logging
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
+from orbitct_app import __version__, atomic
+from orbitct_app.discover import Exam, SeriesInfo, scan_exam
+from orbitct_app.errors import SeriesError, one_line
+from orbitct_app.nifti import NIFTI_SUFFIX, output_stem, write_nifti, write_sidecar
 from orbitct_app.options import Options
-from orbitct_app.reports import ExamRecord, Row
+from orbitct_app.reports import EXTRACT_REPORT, SERIES_INDEX, ExamRecord, Row
+from orbitct_app.resample import apply_body_mask, output_grid, resample
+from orbitct_app.selection import orientation_label, select_series, select_stack
+from orbitct_app.volume import AIR_HU, Stack, load_hu, plan_stacks
+
+logger = logging.getLogger(__name__)
 
 NAME = "extract"
 
@@ -22,14 +42,223 @@ def fingerprint(options: Options) -> dict[str, Any]:
     }
 
 
-def run_exam(exam_dir: Path, options: Options) -> ExamRecord:
-    raise NotImplementedError("the extract stage is not built yet")
-
-
 def failure_rows(dicom_id: str, reason: str) -> dict[str, list[Row]]:
-    return {"extract_report": [{"dicom_id": dicom_id, "decision": "failed", "reason": reason}]}
+    return {EXTRACT_REPORT.name: [{"dicom_id": dicom_id, "decision": "failed", "reason": reason}]}
 
 
 def summarize(record: ExamRecord) -> str:
     c = record.counts
     return f"{c.get('converted', 0)} converted, {c.get('excluded', 0)} excluded, {c.get('failed', 0)} failed"
+
+
+@dataclasses.dataclass(frozen=True)
+class Converted:
+    """Facts about one written NIfTI."""
+
+    path: Path
+    shape_ijk: tuple[int, int, int]
+    body_voxels: int
+
+
+def run_exam(exam_dir: Path, options: Options) -> ExamRecord:
+    """Convert every selected stack of one exam; never raises for one series' problem."""
+    exam = scan_exam(exam_dir)
+    final_dir = options.nifti_dir / exam.dicom_id
+    atomic.remove_stale(options.nifti_dir, exam.dicom_id)
+    report: list[Row] = []
+    index: list[Row] = []
+    counts: collections.Counter[str] = collections.Counter()
+    stems = _series_stems(exam)
+    with atomic.staged_directory(final_dir) as staging:
+        for series in exam.series:
+            for row, index_row in _extract_series(series, options, staging, final_dir, stems[series.key]):
+                report.append(row)
+                counts[row["decision"]] += 1
+                if index_row is not None:
+                    index.append(index_row)
+                _log_row(row)
+    if not index:
+        final_dir.rmdir()  # nothing converted: no empty folder
+    counts["produced"] = counts["converted"]
+    return ExamRecord(
+        dicom_id=exam.dicom_id,
+        stage=NAME,
+        status="complete",
+        fingerprint={},
+        rows={EXTRACT_REPORT.name: report, SERIES_INDEX.name: index},
+        counts=dict(counts),
+    )
+
+
+def _extract_series(
+    series: SeriesInfo, options: Options, staging: Path, final_dir: Path, stem: str
+) -> list[tuple[Row, Row | None]]:
+    """Rows for one series: one per part (or one for the whole series when it is not converted)."""
+    base = {
+        "dicom_id": series.dicom_id,
+        "series_instance_uid": series.series_uid,
+        "series_number": series.series_number,
+        "series_description": series.description,
+        "n_slices": series.n_instances,
+        "orientation": orientation_label(series.first.orientation),
+    }
+    decision = select_series(series)
+    if not decision.convert:
+        return [({**base, "decision": "excluded", "reason": decision.reason}, None)]
+    try:
+        plan = plan_stacks(series)
+    except SeriesError as err:
+        return [({**base, "decision": "failed", "reason": str(err)}, None)]
+    results: list[tuple[Row, Row | None]] = []
+    for part, n_slices, reason in plan.rejected:
+        results.append(({**base, "part": part or "", "n_slices": n_slices, "decision": "excluded", "reason": reason}, None))
+    for stack in plan.stacks:
+        row = {**base, **_stack_facts(stack)}
+        decision = select_stack(stack, options)
+        if not decision.convert:
+            results.append(({**row, "decision": "excluded", "reason": decision.reason}, None))
+            continue
+        name = f"{stem}_part-{stack.part}" if stack.part else stem
+        final_path = final_dir / f"{name}{NIFTI_SUFFIX}"
+        try:
+            converted = convert_stack(stack, options, staging / f"{name}{NIFTI_SUFFIX}")
+        except (SeriesError, ValueError, MemoryError) as err:
+            results.append(({**row, "decision": "failed", "reason": one_line(err)}, None))
+            continue
+        output_path = str(final_path.relative_to(options.output_dir))
+        reason = "; ".join(r for r in (stack.split_reason, _spacing_note(stack)) if r)
+        results.append(({**row, "decision": "converted", "reason": reason, "output_path": output_path},
+                        _index_row(stack, options, converted, output_path)))
+    return results
+
+
+def convert_stack(stack: Stack, options: Options, path: Path) -> Converted:
+    """Build, mask, resample and write one stack as ``path`` (and its JSON sidecar beside it)."""
+    geometry = stack.geometry
+    volume = load_hu(stack)
+    body = apply_body_mask(volume, geometry, options.body_threshold)
+    grid = output_grid(geometry, body, options.spacing, options.size)
+    out = resample(volume, geometry, grid)
+    del volume
+    write_nifti(path, out, grid.affine_ras())
+    shape_ijk = tuple(reversed(out.shape))
+    write_sidecar(path.with_name(path.name[: -len(NIFTI_SUFFIX)] + ".json"), _sidecar(stack, options, shape_ijk, body.n_voxels))
+    return Converted(path, shape_ijk, body.n_voxels)  # type: ignore[arg-type]
+
+
+def _stack_facts(stack: Stack) -> Row:
+    g = stack.geometry
+    gaps = g.gaps
+    return {
+        "part": stack.part or "",
+        "n_slices": stack.n_slices,
+        "spacing_min": float(gaps.min()),
+        "spacing_median": float(np.median(gaps)),
+        "spacing_max": float(gaps.max()),
+        "max_gap_mm": float(gaps.max()),
+        "tilt_deg": round(g.tilt_deg, 3),
+        "orientation": orientation_label(stack.slices[0].orientation),
+        "duplicates": len(stack.dropped_duplicates),
+    }
+
+
+def _spacing_note(stack: Stack) -> str:
+    gaps = stack.geometry.gaps
+    median = float(np.median(gaps))
+    if float(gaps.max()) > 1.5 * median or float(gaps.min()) < 0.5 * median:
+        return f"uneven spacing ({gaps.min():.3g}-{gaps.max():.3g} mm, largest gap {gaps.max():.3g} mm); interpolated between actual positions"
+    return ""
+
+
+def _index_row(stack: Stack, options: Options, converted: Converted, output_path: str) -> Row:
+    g = stack.geometry
+    series = stack.series
+    kernel = series.attributes.get("ConvolutionKernel", "")
+    return {
+        "dicom_id": series.dicom_id,
+        "series_instance_uid": series.series_uid,
+        "series_description": series.description,
+        "original_spacing_x": g.column_spacing,
+        "original_spacing_y": g.row_spacing,
+        "original_spacing_z": float(np.median(g.gaps)),
+        "target_spacing_x": options.spacing,
+        "target_spacing_y": options.spacing,
+        "target_spacing_z": options.spacing,
+        "output_path": output_path,
+        "series_number": series.series_number,
+        "part": stack.part or "",
+        "shape_x": converted.shape_ijk[0],
+        "shape_y": converted.shape_ijk[1],
+        "shape_z": converted.shape_ijk[2],
+        "n_slices": stack.n_slices,
+        "tilt_deg": round(g.tilt_deg, 3),
+        "max_gap_mm": float(g.gaps.max()),
+        "convolution_kernel": "\\".join(kernel) if isinstance(kernel, list) else kernel,
+    }
+
+
+def _sidecar(stack: Stack, options: Options, shape_ijk: tuple[int, ...], body_voxels: int) -> dict[str, Any]:
+    g = stack.geometry
+    series = stack.series
+    offsets = g.offsets
+    return {
+        "GeneratedBy": {"Name": "orbitct-app", "Version": __version__},
+        "Source": {
+            "dicom_id": series.dicom_id,
+            "SeriesInstanceUID": series.series_uid,
+            "SeriesNumber": series.series_number,
+            "SeriesDescription": series.description,
+            "Part": stack.part,
+            "SplitReason": stack.split_reason,
+            **series.attributes,
+        },
+        "Geometry": {
+            "NumberOfSlices": stack.n_slices,
+            "PixelSpacing": [g.row_spacing, g.column_spacing],
+            "SliceSpacingMedian": float(np.median(g.gaps)),
+            "SliceSpacingMin": float(g.gaps.min()),
+            "SliceSpacingMax": float(g.gaps.max()),
+            "LargestGapMM": float(g.gaps.max()),
+            "MeasuredTiltDeg": g.tilt_deg,
+            "ImageOrientationPatient": [*g.row_dir.tolist(), *g.col_dir.tolist()],
+            "DroppedDuplicateSlices": [s.sop_instance_uid for s in stack.dropped_duplicates],
+        },
+        "Processing": {
+            "TargetSpacingMM": options.spacing,
+            "InPlaceSize": options.size,
+            "ShapeIJK": list(shape_ijk),
+            "BodyThresholdHU": options.body_threshold,
+            "BodyMaskVoxels": body_voxels,
+            "OutsideBodyHU": AIR_HU,
+            "Interpolation": "linear (bilinear in-plane at the orthogonal projection, linear along the normal)",
+            "Datatype": "int16 HU",
+        },
+        "Slices": [
+            {"OffsetAlongNormalMM": float(o), "SOPInstanceUID": s.sop_instance_uid}
+            for o, s in zip(offsets, stack.slices, strict=True)
+        ],
+    }
+
+
+def _series_stems(exam: Exam) -> dict[str, str]:
+    """A readable file stem per series, unique in the exam (a UID tag only where names collide)."""
+    plain = {s.key: output_stem(exam.dicom_id, s.series_number, s.description) for s in exam.series}
+    clashes = collections.Counter(plain.values())
+    stems = {}
+    for s in exam.series:
+        tag = "" if clashes[plain[s.key]] == 1 else hashlib.sha1(s.key.encode()).hexdigest()[:8]
+        stems[s.key] = output_stem(exam.dicom_id, s.series_number, s.description, tag)
+    return stems
+
+
+def _log_row(row: Row) -> None:
+    part = f" part {row['part']}" if row.get("part") else ""
+    logger.info(
+        "%s: series %s%s (%s): %s%s",
+        row["dicom_id"],
+        row.get("series_number"),
+        part,
+        row.get("series_description", ""),
+        row["decision"],
+        f": {row['reason']}" if row.get("reason") else "",
+    )

@@ -22,7 +22,7 @@ from typing import Any, Protocol
 
 from orbitct_app import __version__, anonymize, extract, reports
 from orbitct_app.discover import find_exams
-from orbitct_app.errors import ExitCode, OrbitctError
+from orbitct_app.errors import ExitCode, one_line
 from orbitct_app.options import Options, Stage, usable_cores
 from orbitct_app.reports import ExamRecord
 
@@ -185,7 +185,7 @@ def process_exam(dicom_id: str, options: Options) -> ExamOutcome:
                 raise FileNotFoundError(f"exam folder not found: {exam_dir}")
             record = module.run_exam(exam_dir, options)
         except Exception as err:  # noqa: BLE001 - one exam's failure must not stop the run
-            reason = _one_line(err)
+            reason = one_line(err)
             logger.error("%s: %s failed: %s", dicom_id, module.NAME, reason)
             logger.debug("%s: %s traceback:\n%s", dicom_id, module.NAME, traceback.format_exc())
             record = ExamRecord(
@@ -203,14 +203,6 @@ def process_exam(dicom_id: str, options: Options) -> ExamOutcome:
         if not record.complete:
             break  # a later stage would read this stage's incomplete output
     return outcome
-
-
-def _one_line(err: BaseException) -> str:
-    """An exception as one line: our own errors by message, others prefixed with their type."""
-    text = " ".join(str(err).split())
-    if isinstance(err, OrbitctError):
-        return text
-    return f"{type(err).__name__}: {text}" if text else type(err).__name__
 
 
 def _log_outcome(outcome: ExamOutcome, done: int, total: int) -> None:
@@ -267,7 +259,7 @@ def _run_pool(
                     try:
                         finished(future.result())
                     except Exception as err:  # noqa: BLE001 - a worker died (e.g. out of memory)
-                        logger.error("%s: worker failed: %s", name, _one_line(err))
+                        logger.error("%s: worker failed: %s", name, one_line(err))
                         finished(_crashed(name, options, err))
             except BaseException:
                 pool.shutdown(wait=False, cancel_futures=True)
@@ -279,7 +271,7 @@ def _run_pool(
 def _crashed(dicom_id: str, options: Options, err: BaseException) -> ExamOutcome:
     """Record an exam whose worker process died without returning."""
     outcome = ExamOutcome(dicom_id)
-    reason = f"worker process died: {_one_line(err)}"
+    reason = f"worker process died: {one_line(err)}"
     for module in stage_modules(options.stage):
         record = reports.read_record(options.state_dir, module.NAME, dicom_id)
         if record is None or not record.complete:

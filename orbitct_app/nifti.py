@@ -1,0 +1,92 @@
+"""Write int16 volumes as gzipped NIfTI-1 with identical qform and sform, plus JSON sidecars."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import re
+import unicodedata
+from pathlib import Path
+from typing import Any
+
+import nibabel as nib
+import numpy as np
+from numpy.typing import NDArray
+
+from orbitct_app import __version__, atomic
+
+NIFTI_SUFFIX = ".nii.gz"
+_VOX_OFFSET = 352
+_COMPRESSLEVEL = 1
+
+
+def nifti_header(shape_ijk: tuple[int, int, int], affine_ras: NDArray[np.float64]) -> nib.Nifti1Header:
+    """A NIfTI-1 header for an int16 volume on a scanner-aligned (code 1) RAS affine."""
+    header = nib.Nifti1Header()
+    header.set_data_shape(shape_ijk)
+    header.set_data_dtype(np.int16)
+    header.set_qform(affine_ras, code=1)
+    header.set_sform(affine_ras, code=1)
+    header.set_xyzt_units(xyz="mm")
+    header.set_slope_inter(1.0, 0.0)
+    header.set_data_offset(_VOX_OFFSET)
+    header["descrip"] = f"orbitct-app {__version__}".encode()[:80]
+    return header
+
+
+def write_nifti(path: Path, volume_kji: NDArray[np.int16], affine_ras: NDArray[np.float64]) -> None:
+    """Write ``volume_kji`` (stored [k, j, i]) as ``path`` (.nii.gz), atomically.
+
+    The array's C order is NIfTI's on-disk order (i fastest), so the voxels are written as they
+    are, without a reordered copy.
+    """
+    if volume_kji.dtype != np.int16 or volume_kji.ndim != 3:
+        raise ValueError("expected a 3D int16 volume")
+    data = np.ascontiguousarray(volume_kji)
+    header = nifti_header(data.shape[::-1], affine_ras)
+    with atomic.atomic_file(path) as tmp, gzip.open(tmp, "wb", compresslevel=_COMPRESSLEVEL) as out:
+        block = header.binaryblock
+        out.write(block)
+        out.write(b"\0" * (_VOX_OFFSET - len(block)))  # empty extension flag and padding
+        out.write(memoryview(data).cast("B"))
+
+
+def write_sidecar(path: Path, content: dict[str, Any]) -> None:
+    """Write a JSON sidecar atomically (sorted keys, UTF-8)."""
+    atomic.write_text(path, json.dumps(content, indent=2, sort_keys=True, default=_json_default) + "\n")
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def safe_name(text: str, max_length: int = 48, keep: str = "") -> str:
+    """Text made safe for every filesystem: ASCII letters, digits, '-' and the ``keep`` characters.
+
+    Runs of anything else (spaces, slashes, '_', non-ASCII) become one '-'.
+    """
+    ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
+    cleaned = re.sub(f"[^A-Za-z0-9{re.escape(keep)}]+", "-", ascii_text).strip("-")
+    return cleaned[:max_length].rstrip("-")
+
+
+def output_stem(dicom_id: str, series_number: int | None, description: str, uid_tag: str = "") -> str:
+    """The readable, stable file stem of one converted series.
+
+    ``<dicom_id>_S<series number>[_<description>][_uid-<tag>]``; ``uid_tag`` is given only when
+    two series of an exam would otherwise get the same name. The extract stage appends
+    ``_part-<n>`` when a series is split.
+    """
+    pieces = [safe_name(dicom_id, 64, keep="_.") or "exam", f"S{series_number}" if series_number is not None else "Sx"]
+    desc = safe_name(description)
+    if desc:
+        pieces.append(desc)
+    if uid_tag:
+        pieces.append(f"uid-{uid_tag}")
+    return "_".join(pieces)

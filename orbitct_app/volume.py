@@ -1,0 +1,357 @@
+"""From a series' files to geometrically sorted stacks and their int16 HU volumes.
+
+A *stack* is a set of parallel slices with one orientation, pixel spacing and matrix and no
+repeated position. A series usually is one stack; when it is not (two reconstructions or passes
+under one SeriesInstanceUID, mixed orientations), :func:`plan_stacks` splits it and says why.
+
+Slices are sorted by their ImagePositionPatient projected on the slice normal, never by
+InstanceNumber or file name. HU come from each slice's own RescaleSlope/RescaleIntercept; pixel
+padding and values below air become -1000 HU before anything else looks at them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections import defaultdict
+from collections.abc import Sequence
+
+import numpy as np
+import pydicom
+from numpy.typing import NDArray
+
+from orbitct_app.discover import SeriesInfo, SliceInfo
+from orbitct_app.errors import SeriesError
+
+logger = logging.getLogger(__name__)
+
+AIR_HU = -1000
+"""HU written for air, padding, out-of-reconstruction pixels and everything outside the body."""
+MIN_VOLUME_SLICES = 3
+"""Fewer distinct slice positions than this cannot make a volume."""
+POSITION_TOLERANCE_MM = 0.01
+"""Slices closer than this along the normal share one position (duplicates)."""
+_INT16_MAX = np.iinfo(np.int16).max
+
+
+@dataclasses.dataclass(frozen=True)
+class StackGeometry:
+    """Where every pixel of a sorted stack lies in patient (LPS) coordinates, in mm.
+
+    Pixel (row j, column i) of slice k is at ``positions[k] + i * column_spacing * row_dir
+    + j * row_spacing * col_dir``. Slices are sorted so ``offsets`` (positions along ``normal``)
+    increase.
+    """
+
+    row_dir: NDArray[np.float64]
+    """Unit vector along a row (increasing column index), the first ImageOrientationPatient triplet."""
+    col_dir: NDArray[np.float64]
+    """Unit vector down a column (increasing row index), the second triplet."""
+    row_spacing: float
+    """Distance between rows in mm (PixelSpacing[0])."""
+    column_spacing: float
+    """Distance between columns in mm (PixelSpacing[1])."""
+    rows: int
+    columns: int
+    positions: NDArray[np.float64]
+    """ImagePositionPatient of each sorted slice, shape (n, 3)."""
+
+    @property
+    def normal(self) -> NDArray[np.float64]:
+        n = np.cross(self.row_dir, self.col_dir)
+        return n / np.linalg.norm(n)
+
+    @property
+    def offsets(self) -> NDArray[np.float64]:
+        """Position of each slice along the normal (increasing)."""
+        return self.positions @ self.normal
+
+    @property
+    def n_slices(self) -> int:
+        return len(self.positions)
+
+    @property
+    def gaps(self) -> NDArray[np.float64]:
+        """Distances between neighbouring slices along the normal (mm)."""
+        return np.diff(self.offsets)
+
+    @property
+    def stack_direction(self) -> NDArray[np.float64]:
+        """Unit vector from the first to the last slice position (the table feed when tilted)."""
+        d = self.positions[-1] - self.positions[0]
+        return d / np.linalg.norm(d)
+
+    @property
+    def tilt_deg(self) -> float:
+        """Angle between the slice normal and the stack direction: the gantry tilt (unsigned)."""
+        cos = float(np.clip(self.stack_direction @ self.normal, -1.0, 1.0))
+        return float(np.degrees(np.arccos(cos)))
+
+    def world(self, k: NDArray[np.float64], j: NDArray[np.float64], i: NDArray[np.float64]) -> NDArray[np.float64]:
+        """World (LPS) coordinates of (fractional) slice, row and column indices; shape (..., 3)."""
+        k = np.asarray(k, dtype=np.float64)
+        base = np.stack(
+            [np.interp(k, np.arange(self.n_slices), self.positions[:, a]) for a in range(3)], axis=-1
+        )
+        return (
+            base
+            + np.asarray(i, dtype=np.float64)[..., None] * self.column_spacing * self.row_dir
+            + np.asarray(j, dtype=np.float64)[..., None] * self.row_spacing * self.col_dir
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class Stack:
+    """One convertible part of a series: sorted slices and their geometry."""
+
+    series: SeriesInfo
+    slices: tuple[SliceInfo, ...]
+    geometry: StackGeometry
+    part: int = 0
+    """0 when the series was not split, else 1, 2, ... in the order of :func:`plan_stacks`."""
+    split_reason: str = ""
+    dropped_duplicates: tuple[SliceInfo, ...] = ()
+    """Exact copies (same SOPInstanceUID at the same position) left out of the stack."""
+
+    @property
+    def n_slices(self) -> int:
+        return len(self.slices)
+
+
+@dataclasses.dataclass(frozen=True)
+class StackPlan:
+    """The stacks of a series, and the parts that cannot be converted with their reasons."""
+
+    stacks: list[Stack]
+    rejected: list[tuple[int, int, str]]
+    """(part, n_slices, reason) of parts that cannot make a volume."""
+
+
+def plan_stacks(series: SeriesInfo) -> StackPlan:
+    """Sort a series' slices geometrically and split it into stacks where the geometry says so.
+
+    Splits happen on different orientation, pixel spacing or matrix, and on repeated slice
+    positions (several passes or reconstructions under one SeriesInstanceUID). AcquisitionNumber
+    alone never splits: it is only used to tell passes apart when positions repeat.
+
+    Raises
+    ------
+    SeriesError
+        When slices lack the geometry needed to place them.
+    """
+    missing = [s for s in series.slices if s.position is None or s.orientation is None or s.pixel_spacing is None]
+    if missing:
+        raise SeriesError(
+            f"{len(missing)} of {series.n_files} file(s) lack ImagePositionPatient, "
+            "ImageOrientationPatient or PixelSpacing"
+        )
+    groups: dict[tuple[object, ...], list[SliceInfo]] = defaultdict(list)
+    for s in series.slices:
+        groups[_frame_key(s)].append(s)
+    reasons: list[str] = []
+    if len(groups) > 1:
+        reasons.append(_describe_frame_split(list(groups)))
+    candidates: list[tuple[list[SliceInfo], tuple[SliceInfo, ...]]] = []
+    for members in groups.values():
+        passes, dropped, why = _split_passes(members)
+        if why:
+            reasons.append(why)
+        candidates.extend((p, dropped if i == 0 else ()) for i, p in enumerate(passes))
+    split = len(candidates) > 1
+    reason = "; ".join(reasons)
+    stacks: list[Stack] = []
+    rejected: list[tuple[int, int, str]] = []
+    for index, (members, dropped) in enumerate(candidates, start=1):
+        part = index if split else 0
+        geometry = _geometry(members)
+        order = np.argsort(geometry.offsets, kind="stable")
+        members = [members[i] for i in order]
+        geometry = dataclasses.replace(geometry, positions=geometry.positions[order])
+        if len(members) < MIN_VOLUME_SLICES:
+            distinct = len({round(float(o) / POSITION_TOLERANCE_MM) for o in geometry.offsets})
+            rejected.append((part, len(members), _too_short(len(members), distinct, series.n_files)))
+            continue
+        stacks.append(Stack(series, tuple(members), geometry, part, reason, dropped))
+    return StackPlan(stacks, rejected)
+
+
+def _too_short(n: int, distinct: int, n_files: int) -> str:
+    if n_files >= MIN_VOLUME_SLICES and distinct <= 1:
+        return f"not a volume: all {n_files} slices share one position"
+    return f"too few slices to make a volume ({n} < {MIN_VOLUME_SLICES})"
+
+
+def _frame_key(s: SliceInfo) -> tuple[object, ...]:
+    assert s.orientation is not None and s.pixel_spacing is not None
+    return (
+        tuple(round(v, 3) for v in s.orientation),
+        tuple(round(v, 4) for v in s.pixel_spacing),
+        s.rows,
+        s.columns,
+    )
+
+
+def _describe_frame_split(keys: Sequence[tuple[object, ...]]) -> str:
+    what = []
+    if len({k[0] for k in keys}) > 1:
+        what.append("orientations")
+    if len({k[1] for k in keys}) > 1:
+        what.append("pixel spacings")
+    if len({(k[2], k[3]) for k in keys}) > 1:
+        what.append("matrix sizes")
+    return f"split: {len(keys)} different {' / '.join(what)}"
+
+
+def _split_passes(members: list[SliceInfo]) -> tuple[list[list[SliceInfo]], tuple[SliceInfo, ...], str]:
+    """Split slices of one frame of reference into passes without repeated positions.
+
+    Returns the passes, the exact duplicates dropped (same SOPInstanceUID and position) and a
+    reason ('' when nothing was split or dropped).
+    """
+    geometry = _geometry(members)
+    keys = np.round(geometry.offsets / POSITION_TOLERANCE_MM).astype(np.int64)
+    # Exact copies of one image (same SOPInstanceUID at the same position): keep the first.
+    seen: dict[tuple[int, str], SliceInfo] = {}
+    kept: list[SliceInfo] = []
+    kept_keys: list[int] = []
+    dropped: list[SliceInfo] = []
+    for s, key in zip(members, keys, strict=True):
+        ident = (int(key), s.sop_instance_uid)
+        if s.sop_instance_uid and ident in seen:
+            dropped.append(s)
+            continue
+        seen[ident] = s
+        kept.append(s)
+        kept_keys.append(int(key))
+    notes = []
+    if dropped:
+        notes.append(f"dropped {len(dropped)} exact duplicate slice(s) (same SOPInstanceUID)")
+    counts: dict[int, int] = defaultdict(int)
+    for key in kept_keys:
+        counts[key] += 1
+    if max(counts.values()) == 1:
+        return [kept], tuple(dropped), "; ".join(notes)
+    # Positions repeat: tell passes apart by AcquisitionNumber when that separates them, else by
+    # the order of acquisition (InstanceNumber): the n-th image at a position goes to pass n.
+    passes = _passes_by_acquisition(kept, kept_keys)
+    how = "AcquisitionNumber"
+    if passes is None:
+        how = "order of InstanceNumber"
+        ranked: dict[int, int] = defaultdict(int)
+        by_rank: dict[int, list[SliceInfo]] = defaultdict(list)
+        order = sorted(range(len(kept)), key=lambda i: (kept[i].instance_number or 0, str(kept[i].path)))
+        for i in order:
+            rank = ranked[kept_keys[i]]
+            ranked[kept_keys[i]] += 1
+            by_rank[rank].append(kept[i])
+        passes = [by_rank[r] for r in sorted(by_rank)]
+    repeated = sum(1 for c in counts.values() if c > 1)
+    notes.append(f"split: {repeated} slice position(s) repeat; {len(passes)} passes told apart by {how}")
+    return passes, tuple(dropped), "; ".join(notes)
+
+
+def _passes_by_acquisition(members: list[SliceInfo], keys: list[int]) -> list[list[SliceInfo]] | None:
+    groups: dict[int | None, list[int]] = defaultdict(list)
+    for i, s in enumerate(members):
+        groups[s.acquisition_number].append(i)
+    if len(groups) < 2 or None in groups:
+        return None
+    for indices in groups.values():
+        if len({keys[i] for i in indices}) != len(indices):
+            return None
+    return [[members[i] for i in groups[a]] for a in sorted(groups)]  # type: ignore[type-var]
+
+
+def _geometry(members: Sequence[SliceInfo]) -> StackGeometry:
+    first = members[0]
+    assert first.orientation is not None and first.pixel_spacing is not None
+    iop = np.asarray(first.orientation, dtype=np.float64)
+    row_dir = iop[:3] / np.linalg.norm(iop[:3])
+    col_dir = iop[3:] - (iop[3:] @ row_dir) * row_dir  # tolerate slightly non-orthogonal IOP
+    col_dir /= np.linalg.norm(col_dir)
+    return StackGeometry(
+        row_dir=row_dir,
+        col_dir=col_dir,
+        row_spacing=float(first.pixel_spacing[0]),
+        column_spacing=float(first.pixel_spacing[1]),
+        rows=first.rows,
+        columns=first.columns,
+        positions=np.asarray([s.position for s in members], dtype=np.float64),
+    )
+
+
+# --- pixels ------------------------------------------------------------------------------------
+
+
+def load_hu(stack: Stack) -> NDArray[np.int16]:
+    """Read a stack's pixels into a preallocated int16 HU volume of shape (slices, rows, columns).
+
+    Each slice uses its own rescale; pixel padding and anything below -1000 HU become -1000.
+
+    Raises
+    ------
+    SeriesError
+        When a slice cannot be decoded or does not match the stack's matrix.
+    """
+    g = stack.geometry
+    volume = np.empty((stack.n_slices, g.rows, g.columns), dtype=np.int16)
+    for k, info in enumerate(stack.slices):
+        raw = read_pixels(info)
+        if raw.shape != (g.rows, g.columns):
+            raise SeriesError(f"slice {info.path.name} has shape {raw.shape}, expected {(g.rows, g.columns)}")
+        to_hu(raw, info, out=volume[k])
+    return volume
+
+
+def read_pixels(info: SliceInfo) -> NDArray[np.integer]:
+    """Decode one single-frame grayscale image's stored values (no rescale).
+
+    Raises
+    ------
+    SeriesError
+        With the transfer syntax named when the pixel data cannot be decoded.
+    """
+    if info.samples_per_pixel != 1:
+        raise SeriesError(f"{info.path.name}: {info.samples_per_pixel} samples per pixel (not grayscale)")
+    try:
+        ds = pydicom.dcmread(info.path)
+        array = ds.pixel_array
+    except Exception as err:  # noqa: BLE001 - decoders raise many types; report one line
+        syntax = pydicom.uid.UID(info.transfer_syntax)
+        name = syntax.name if syntax.is_transfer_syntax else info.transfer_syntax
+        raise SeriesError(
+            f"cannot decode pixel data of {info.path.name} (transfer syntax {name}): "
+            f"{' '.join(str(err).split()) or type(err).__name__}"
+        ) from err
+    if array.ndim != 2:
+        raise SeriesError(f"{info.path.name}: pixel array has {array.ndim} dimensions, expected 2")
+    return array
+
+
+def to_hu(raw: NDArray[np.integer], info: SliceInfo, *, out: NDArray[np.int16]) -> NDArray[np.int16]:
+    """Convert stored values to HU (rounded int16) in ``out``; padding and sub-air become -1000."""
+    slope, intercept = info.rescale_slope, info.rescale_intercept
+    if slope == 1.0 and float(intercept).is_integer():
+        hu = raw.astype(np.int32)
+        hu += int(intercept)
+    else:
+        hu = raw.astype(np.float32)
+        hu *= np.float32(slope)
+        hu += np.float32(intercept)
+        np.rint(hu, out=hu)
+    np.clip(hu, AIR_HU, _INT16_MAX, out=hu)
+    out[...] = hu
+    padding = padding_mask(raw, info)
+    if padding is not None:
+        out[padding] = AIR_HU
+    return out
+
+
+def padding_mask(raw: NDArray[np.integer], info: SliceInfo) -> NDArray[np.bool_] | None:
+    """Pixels holding PixelPaddingValue (or within PixelPaddingRangeLimit), or None if no padding."""
+    if info.padding_value is None:
+        return None
+    if info.padding_range_limit is None:
+        return raw == info.padding_value
+    lo, hi = sorted((info.padding_value, info.padding_range_limit))
+    return (raw >= lo) & (raw <= hi)
