@@ -47,9 +47,22 @@ class SeriesError(OrbitctError):
     default_message = "series cannot be converted"
 
 
+class ProfileError(OrbitctError):
+    """A de-identification profile is unknown, not built yet, or malformed."""
+
+    default_message = "de-identification profile error"
+
+
+class DeidError(OrbitctError):
+    """A file cannot be de-identified; the message is the reason and never holds a header value."""
+
+    default_message = "file cannot be de-identified"
+
+
 def one_line(err: BaseException) -> str:
     """An exception as one line: our own errors by message, others prefixed with their type."""
     text = " ".join(str(err).split())
     if isinstance(err, OrbitctError):
         return text or err.default_message
     return f"{type(err).__name__}: {text}" if text else type(err).__name__
+

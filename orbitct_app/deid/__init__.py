@@ -1,0 +1,27 @@
+"""De-identification: profiles (declarative tables) and the walker that applies them.
+
+:mod:`orbitct_app.deid.profiles` holds the tables (attribute -> :class:`Action`), one per profile;
+:mod:`orbitct_app.deid.apply` walks a data set at every depth and applies any of them.
+"""
+
+from orbitct_app.deid.apply import (
+    DeidStats,
+    apply_profile,
+    check_pseudonym,
+    mark_deidentified,
+    remove_private,
+)
+from orbitct_app.deid.profiles import ORBITCT, PROFILES, Action, Profile, get_profile
+
+__all__ = [
+    "ORBITCT",
+    "PROFILES",
+    "Action",
+    "DeidStats",
+    "Profile",
+    "apply_profile",
+    "check_pseudonym",
+    "get_profile",
+    "mark_deidentified",
+    "remove_private",
+]

@@ -1,0 +1,202 @@
+"""Apply a de-identification profile to a pydicom data set, at every depth.
+
+This module knows how to walk a data set, not which attributes matter: that is the profile's
+table (:mod:`orbitct_app.deid.profiles`). The walk visits every element of the data set and of
+every sequence item below it. Values of the attributes the table names are replaced without being
+decoded (a new element takes the old one's place), and elements that are neither in the table nor
+sequences are left raw, so pixel data and everything else is written back byte for byte.
+
+No value of the data set ever goes into a log line or an exception message.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from typing import Any
+
+from pydicom.datadict import dictionary_VR
+from pydicom.dataelem import DataElement, RawDataElement
+from pydicom.dataset import Dataset
+from pydicom.tag import BaseTag
+
+from orbitct_app.deid.profiles import DUMMY_VALUES, Action, Profile
+from orbitct_app.errors import DeidError
+
+logger = logging.getLogger(__name__)
+
+PSEUDONYM_MAX_LENGTH = 64
+"""Longest pseudonym: the maximum length of a PN component group and of LO."""
+
+_UNDEFINED_LENGTH = 0xFFFFFFFF
+_PIXEL_DATA = BaseTag(0x7FE00010)
+_TEXT_VRS = frozenset(
+    {"AE", "AS", "CS", "DA", "DS", "DT", "IS", "LO", "LT", "PN", "SH", "ST", "TM", "UC", "UI", "UR", "UT"}
+)
+
+
+@dataclasses.dataclass
+class DeidStats:
+    """What a profile did to one data set (counts only: never values)."""
+
+    replaced: int = 0
+    """Elements given a new value (pseudonym, empty or dummy)."""
+    removed: int = 0
+    """Elements removed because the table says REMOVE."""
+    private_removed: int = 0
+    """Private elements removed (a private sequence counts once, whatever it held)."""
+    sequences: int = 0
+    """Sequence elements walked into."""
+
+
+def check_pseudonym(pseudonym: str) -> str:
+    """Return ``pseudonym`` if it can stand as PatientName and PatientID, else raise.
+
+    Raises
+    ------
+    DeidError
+        If it is empty, longer than 64 characters, not printable ASCII or holds a backslash (the
+        DICOM value separator).
+    """
+    if not pseudonym:
+        raise DeidError("the pseudonym is empty")
+    if len(pseudonym) > PSEUDONYM_MAX_LENGTH:
+        raise DeidError(f"the pseudonym {pseudonym!r} is longer than {PSEUDONYM_MAX_LENGTH} characters")
+    if not pseudonym.isascii() or not pseudonym.isprintable() or "\\" in pseudonym:
+        raise DeidError(
+            f"the pseudonym {pseudonym!r} must be printable ASCII without a backslash"
+        )
+    return pseudonym
+
+
+def apply_profile(ds: Dataset, profile: Profile, *, pseudonym: str) -> DeidStats:
+    """De-identify ``ds`` in place: apply the profile's table at every depth, remove private tags.
+
+    Parameters
+    ----------
+    ds
+        The data set (top level; its ``file_meta`` is not touched).
+    profile
+        The table of actions and flags to apply.
+    pseudonym
+        The value of :attr:`Action.REPLACE_PSEUDONYM` (see :func:`check_pseudonym`).
+
+    Returns
+    -------
+    DeidStats
+        Counts of what changed.
+
+    Raises
+    ------
+    DeidError
+        If the pseudonym is unusable, or a standard sequence cannot be parsed (so its items
+        cannot be checked).
+
+    Examples
+    --------
+    >>> from pydicom import Dataset
+    >>> from orbitct_app.deid.profiles import ORBITCT
+    >>> ds = Dataset()
+    >>> ds.PatientName = "DOE^JANE"
+    >>> stats = apply_profile(ds, ORBITCT, pseudonym="exam_001")
+    >>> str(ds.PatientName), stats.replaced
+    ('exam_001', 1)
+    """
+    check_pseudonym(pseudonym)
+    stats = DeidStats()
+    _walk(ds, profile, pseudonym, stats)
+    return stats
+
+
+def remove_private(ds: Dataset) -> int:
+    """Remove every private element of ``ds`` at every depth; return how many were removed."""
+    stats = DeidStats()
+    _walk(ds, _PRIVATE_ONLY, "", stats)
+    return stats.private_removed
+
+
+def mark_deidentified(ds: Dataset, method: str) -> None:
+    """Record at top level that ``ds`` was de-identified, and how (PS3.15 E.1.1).
+
+    Sets PatientIdentityRemoved to ``YES`` and DeidentificationMethod to ``method`` (replacing
+    earlier values, so a repeated run does not pile them up).
+    """
+    ds.PatientIdentityRemoved = "YES"
+    ds.DeidentificationMethod = method
+
+
+# --- the walk ---------------------------------------------------------------------------------
+
+
+def _walk(ds: Dataset, profile: Profile, pseudonym: str, stats: DeidStats) -> None:
+    actions = profile.actions
+    for tag in list(ds.keys()):
+        if profile.remove_private and tag.is_private:
+            del ds[tag]
+            stats.private_removed += 1
+            continue
+        action = actions.get(tag)
+        if action is not None and action is not Action.KEEP:
+            _apply(ds, tag, action, pseudonym, stats)
+            continue
+        if _may_be_sequence(ds.get_item(tag, keep_deferred=True)):
+            elem = ds[tag]
+            if elem.VR != "SQ":
+                raise DeidError(f"sequence {tag} could not be parsed, so its items cannot be checked")
+            stats.sequences += 1
+            for item in elem.value:
+                _walk(item, profile, pseudonym, stats)
+
+
+def _may_be_sequence(elem: DataElement | RawDataElement | None) -> bool:
+    """True when ``elem`` is, or may be once parsed, a standard sequence."""
+    if elem is None:
+        return False
+    if not isinstance(elem, RawDataElement):
+        return elem.VR == "SQ"
+    if elem.VR == "SQ":
+        return True
+    if elem.VR is None or elem.VR == "UN":  # implicit VR, or explicit VR unknown to the writer
+        if elem.length == _UNDEFINED_LENGTH and elem.tag != _PIXEL_DATA:
+            return True  # only sequences (and encapsulated pixel data) have undefined length
+        return _dictionary_vr(elem.tag) == "SQ"
+    return False
+
+
+def _apply(ds: Dataset, tag: BaseTag, action: Action, pseudonym: str, stats: DeidStats) -> None:
+    if action is Action.REMOVE:
+        del ds[tag]
+        stats.removed += 1
+        return
+    vr = _target_vr(ds, tag)
+    value: Any
+    if action is Action.REPLACE_PSEUDONYM:
+        value = pseudonym
+    elif action is Action.DUMMY and vr in DUMMY_VALUES:
+        value = DUMMY_VALUES[vr]
+    elif vr == "SQ":
+        value = []
+    else:  # EMPTY, or DUMMY for a VR without a dummy value (UI, binary)
+        value = "" if vr in _TEXT_VRS else None
+    # A new element replaces the old one: the old value is never decoded.
+    ds[tag] = DataElement(tag, vr, value)
+    stats.replaced += 1
+
+
+def _target_vr(ds: Dataset, tag: BaseTag) -> str:
+    """The VR of the replacement: the dictionary's, else the element's own (UN when unknown)."""
+    vr = _dictionary_vr(tag)
+    if vr and " or " not in vr:
+        return vr
+    old = ds.get_item(tag, keep_deferred=True)
+    return str(old.VR) if old is not None and old.VR and old.VR != "UN" else "UN"
+
+
+def _dictionary_vr(tag: int) -> str:
+    try:
+        return str(dictionary_VR(tag))
+    except KeyError:
+        return ""
+
+
+_PRIVATE_ONLY = Profile(name="private-only", actions={}, remove_private=True)
