@@ -1278,7 +1278,7 @@ class _SeriesWriter:
         sl = self.slices[1]
         origin = np.array([float(v) for v in sl.ipp])
         half = max(self.phantom.head_semi_axes_mm) + 30.0
-        dx = 4.0 if max(spec.rows or 0, spec.cols or 0) <= 256 else 2.0
+        dx = 2.0
         total = np.zeros((int(spec.rows or 0), int(spec.cols or 0)), dtype=np.float32)
         for x in np.arange(-half, half + dx / 2, dx):
             hu = self.phantom.render_plane(origin + np.array([x, 0.0, 0.0]), self.row, self.col,
