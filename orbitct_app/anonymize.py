@@ -1,14 +1,82 @@
-"""The anonymize stage (not built yet: issue 3)."""
+"""The anonymize stage: drop short series, de-identify every kept file, write it atomically.
+
+Per exam (a first-level folder of INPUT_DIR; its name ``dicom_id`` is the pseudonym):
+
+1. :func:`~orbitct_app.discover.scan_exam` groups the DICOM files by SeriesInstanceUID and lists
+   every other file with the reason it is skipped (non-DICOM, unreadable, truncated, DICOMDIR).
+2. :func:`decide_series` drops a series without pixel data (structured reports, presentation
+   states, key objects: free text the profile does not clean) and a series of ``--min-slices``
+   instances or fewer (scouts and exam-summary screens, which often show the patient's name in
+   their pixels). Kept series with BurnedInAnnotation YES, or that are secondary captures, are
+   flagged in the report and logged as warnings.
+3. :func:`anonymize_file` reads each kept file once, applies the profile
+   (:mod:`orbitct_app.deid`), records PatientIdentityRemoved / DeidentificationMethod, rebuilds a
+   consistent file meta and writes it. Pixel data and the transfer syntax are kept byte for byte
+   (never decoded).
+
+Output goes to ``OUTPUT_DIR/anonymized/<dicom_id>/<relative path>``, assembled in a staged
+folder that replaces the final one as a whole. With ``--in-place`` every kept file is replaced
+atomically (temporary file beside it, fsync, rename), the files of dropped series and DICOMDIR /
+media index files are deleted, and other files are left alone.
+
+Nothing identifying reaches a log line, an exception message or a report: series are named by
+number and UID, files by their path relative to the exam, errors by their type.
+"""
 
 from __future__ import annotations
 
+import collections
+import contextlib
+import dataclasses
+import logging
+import os
+import time
+import warnings
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import pydicom
+from pydicom import config as pydicom_config
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.uid import (
+    PYDICOM_IMPLEMENTATION_UID,
+    ExplicitVRBigEndian,
+    ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
+    UID,
+)
+
+from orbitct_app import __version__, atomic
+from orbitct_app.deid import DeidStats, Profile, apply_profile, check_pseudonym, get_profile
+from orbitct_app.deid import mark_deidentified
+from orbitct_app.discover import Exam, SeriesInfo, SkippedFile, scan_exam
+from orbitct_app.errors import DeidError, OrbitctError
 from orbitct_app.options import Options
-from orbitct_app.reports import ExamRecord, Row
+from orbitct_app.reports import ANONYMIZE_REPORT, ExamRecord, Row
+
+logger = logging.getLogger(__name__)
 
 NAME = "anonymize"
+
+IMPLEMENTATION_VERSION_NAME = f"ORBITCT_{__version__}"[:16]
+"""ImplementationVersionName of the files written (SH, at most 16 characters)."""
+
+FLAG_BURNED_IN = "burned_in_annotation"
+FLAG_SECONDARY_CAPTURE = "secondary_capture"
+
+# Reasons given by discover.py, by what they mean for --in-place.
+_JUNK_REASONS = ("empty file", "not DICOM (")
+_MEDIA_INDEX_REASON = "DICOMDIR / media index file"
+
+
+@dataclasses.dataclass(frozen=True)
+class SeriesDecision:
+    """Whether a series is kept, why, and what a reviewer should look at."""
+
+    keep: bool
+    reason: str
+    flags: tuple[str, ...] = ()
 
 
 def fingerprint(options: Options) -> dict[str, Any]:
@@ -16,14 +84,373 @@ def fingerprint(options: Options) -> dict[str, Any]:
     return {"min_slices": options.min_slices, "profile": options.profile, "in_place": options.in_place}
 
 
-def run_exam(exam_dir: Path, options: Options) -> ExamRecord:
-    raise NotImplementedError("the anonymize stage is not built yet")
-
-
 def failure_rows(dicom_id: str, reason: str) -> dict[str, list[Row]]:
-    return {"anonymize_report": [{"dicom_id": dicom_id, "action": "failed", "reason": reason}]}
+    """The report row of an exam that failed as a whole."""
+    return {ANONYMIZE_REPORT.name: [{"dicom_id": dicom_id, "action": "failed", "reason": reason}]}
 
 
 def summarize(record: ExamRecord) -> str:
+    """One line for the progress log."""
     c = record.counts
-    return f"{c.get('kept', 0)} series kept, {c.get('dropped', 0)} dropped"
+    text = f"{c.get('kept', 0)} series kept, {c.get('dropped', 0)} dropped, {c.get('files', 0)} files"
+    if c.get("skipped", 0):
+        text += f", {c['skipped']} skipped"
+    if c.get("deleted", 0):
+        text += f", {c['deleted']} deleted"
+    if c.get("failed", 0):
+        text += f", {c['failed']} FAILED"
+    return text
+
+
+def decide_series(series: SeriesInfo, min_slices: int) -> SeriesDecision:
+    """Keep or drop one series (the stage's only selection rules).
+
+    Parameters
+    ----------
+    series
+        The series as discovered.
+    min_slices
+        A series of this many instances (frames count one each) or fewer is dropped.
+    """
+    if not series.has_pixel_data:
+        without = sum(not s.has_pixel_data for s in series.slices)
+        return SeriesDecision(
+            False,
+            f"no pixel data in {without} of {series.n_files} file(s) (structured report, "
+            "presentation state or key object: free text the profile does not clean)",
+        )
+    n = series.n_instances
+    if n <= min_slices:
+        return SeriesDecision(
+            False, f"{n} instance(s) <= --min-slices {min_slices} (scout or summary screen)"
+        )
+    flags = []
+    if series.burned_in_annotation:
+        flags.append(FLAG_BURNED_IN)
+    if series.is_secondary_capture:
+        flags.append(FLAG_SECONDARY_CAPTURE)
+    return SeriesDecision(True, f"{n} instances > --min-slices {min_slices}", tuple(flags))
+
+
+def run_exam(exam_dir: Path, options: Options) -> ExamRecord:
+    """Anonymize one exam; a file's failure is recorded and the exam goes on.
+
+    Raises
+    ------
+    ProfileError
+        If the profile is not built yet (the exam is recorded as failed).
+    DeidError
+        If the exam folder name cannot serve as the pseudonym.
+    """
+    profile = get_profile(options.profile)
+    pseudonym = check_pseudonym(exam_dir.name)
+    started = time.monotonic()
+    if options.in_place:
+        stale = atomic.remove_stale_tree(exam_dir)
+        if stale:
+            logger.info("%s: removed %d temporary file(s) left by an interrupted run", exam_dir.name, stale)
+    exam = scan_exam(exam_dir)
+    work = _ExamWork(exam, profile, pseudonym, options)
+    if options.in_place:
+        work.run_in_place()
+    else:
+        work.run_staged(options.anonymized_dir)
+    seconds = time.monotonic() - started
+    files = work.counts["files"]
+    logger.info(
+        "%s: wrote %d file(s) in %.2f s (%.0f files/s)",
+        exam.dicom_id,
+        files,
+        seconds,
+        files / seconds if seconds > 0 else 0.0,
+    )
+    counts = {key: work.counts[key] for key in ("kept", "dropped", "skipped", "failed", "files", "deleted")}
+    counts["produced"] = counts["kept"]
+    return ExamRecord(
+        dicom_id=exam.dicom_id,
+        stage=NAME,
+        status="complete",
+        fingerprint={},
+        rows={ANONYMIZE_REPORT.name: work.rows},
+        counts=counts,
+    )
+
+
+class _ExamWork:
+    """The rows and counts of one exam while its files are processed."""
+
+    def __init__(self, exam: Exam, profile: Profile, pseudonym: str, options: Options) -> None:
+        self.exam = exam
+        self.profile = profile
+        self.pseudonym = pseudonym
+        self.options = options
+        self.rows: list[Row] = []
+        self.counts: collections.Counter[str] = collections.Counter()
+        self.decisions = [(s, decide_series(s, options.min_slices)) for s in exam.series]
+
+    # --- the two ways of writing ------------------------------------------------------------
+
+    def run_staged(self, root: Path) -> None:
+        """Write the kept files to ``root/<dicom_id>`` through a staged folder."""
+        final = root / self.exam.dicom_id
+        atomic.remove_stale(root, self.exam.dicom_id)
+        made: set[Path] = set()
+        with atomic.staged_directory(final) as staging:
+            for series, decision in self.decisions:
+                self._series_row(series, decision)
+                if not decision.keep:
+                    continue
+                for info in series.slices:
+                    rel = info.path.relative_to(self.exam.path)
+                    target = staging / rel
+                    if target.parent not in made:
+                        target.parent.mkdir(parents=True, exist_ok=True)
+                        made.add(target.parent)
+                    self._one_file(series, rel, anonymize_file, info.path, target)
+            for skipped in self.exam.skipped:
+                self._skipped_row(skipped, "skipped", skipped.reason)
+
+    def run_in_place(self) -> None:
+        """Replace kept files atomically; delete dropped series and media index files."""
+        for series, decision in self.decisions:
+            self._series_row(series, decision)
+            if decision.keep:
+                for info in series.slices:
+                    rel = info.path.relative_to(self.exam.path)
+                    self._one_file(series, rel, _replace_in_place, info.path)
+            else:
+                for info in series.slices:
+                    rel = info.path.relative_to(self.exam.path)
+                    self._delete(rel, info.path, None, series)
+        for skipped in self.exam.skipped:
+            reason = skipped.reason
+            if reason.startswith(_MEDIA_INDEX_REASON):
+                self._delete(skipped.path, self.exam.path / skipped.path, reason, None)
+            elif reason.startswith(_JUNK_REASONS):
+                self._skipped_row(skipped, "skipped", f"{reason}; left alone")
+            else:
+                # DICOM by its content but unusable: it may carry identifying values.
+                self.counts["failed"] += 1
+                self._skipped_row(
+                    skipped, "failed", f"{reason}; left in place unchanged, may hold identifying values"
+                )
+                logger.error(
+                    "%s: %s cannot be de-identified and was left in place: %s",
+                    self.exam.dicom_id,
+                    skipped.path,
+                    reason,
+                )
+
+    # --- pieces ---------------------------------------------------------------------------
+
+    def _one_file(self, series: SeriesInfo, rel: Path, work: Callable[..., Any], *paths: Path) -> None:
+        try:
+            work(*paths, self.profile, self.pseudonym)
+        except Exception as err:  # noqa: BLE001 - one file's failure must not stop the exam
+            reason = safe_reason(err)
+            self.counts["failed"] += 1
+            self.rows.append({**_series_cells(series), "path": str(rel), "action": "failed", "reason": reason})
+            logger.error("%s: %s: de-identification failed: %s", self.exam.dicom_id, rel, reason)
+        else:
+            self.counts["files"] += 1
+
+    def _delete(self, rel: Path, path: Path, reason: str | None, series: SeriesInfo | None) -> None:
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            return
+        except OSError as err:
+            self.counts["failed"] += 1
+            why = f"cannot delete ({err.strerror or type(err).__name__})"
+            self.rows.append({"dicom_id": self.exam.dicom_id, "path": str(rel), "action": "failed", "reason": why})
+            logger.error("%s: %s: %s", self.exam.dicom_id, rel, why)
+            return
+        self.counts["deleted"] += 1
+        if reason is not None:  # a media index file (dropped series are reported per series)
+            self.counts["skipped"] += 1
+            self.rows.append(
+                {"dicom_id": self.exam.dicom_id, "path": str(rel), "action": "deleted", "reason": reason}
+            )
+            logger.info("%s: deleted %s (%s)", self.exam.dicom_id, rel, reason)
+        else:
+            logger.debug("%s: deleted %s (dropped series)", self.exam.dicom_id, rel)
+
+    def _series_row(self, series: SeriesInfo, decision: SeriesDecision) -> None:
+        action = "kept" if decision.keep else "dropped"
+        self.counts[action] += 1
+        reason = decision.reason
+        if not decision.keep and self.options.in_place:
+            reason += "; files deleted"
+        self.rows.append(
+            {
+                **_series_cells(series),
+                "n_files": series.n_files,
+                "action": action,
+                "reason": reason,
+                "flags": ";".join(decision.flags),
+            }
+        )
+        label = _series_label(series)
+        if decision.flags:
+            logger.warning(
+                "%s: %s kept but flagged %s: its pixels may show identifying text; review it",
+                self.exam.dicom_id,
+                label,
+                ", ".join(decision.flags),
+            )
+        logger.info("%s: %s %s: %s", self.exam.dicom_id, label, action, reason)
+
+    def _skipped_row(self, skipped: SkippedFile, action: str, reason: str) -> None:
+        if action == "skipped":
+            self.counts["skipped"] += 1
+        self.rows.append(
+            {"dicom_id": self.exam.dicom_id, "path": str(skipped.path), "action": action, "reason": reason}
+        )
+
+
+def _series_cells(series: SeriesInfo) -> Row:
+    return {
+        "dicom_id": series.dicom_id,
+        "series_instance_uid": series.series_uid,
+        "series_number": series.series_number,
+        "series_description": series.description,
+        "modality": series.modality,
+    }
+
+
+def _series_label(series: SeriesInfo) -> str:
+    number = series.series_number if series.series_number is not None else "?"
+    return f"series {number} ({series.series_uid or series.key})"
+
+
+# --- one file ---------------------------------------------------------------------------------
+
+
+def anonymize_file(src: Path, dst: Path, profile: Profile, pseudonym: str) -> DeidStats:
+    """Read ``src`` once, de-identify it with ``profile`` and write the result to ``dst``.
+
+    Pixel data is never decoded and the transfer syntax is kept; the file meta is rebuilt
+    consistent with the data set (see :func:`file_meta_for`). ``dst`` is written directly: the
+    caller makes it atomic.
+
+    Parameters
+    ----------
+    src, dst
+        The DICOM file to read and the file to write (may not be the same).
+    profile
+        The de-identification table.
+    pseudonym
+        PatientName / PatientID value.
+
+    Returns
+    -------
+    DeidStats
+        What the profile changed.
+
+    Raises
+    ------
+    DeidError
+        With a reason that holds no header value (the type of the underlying error).
+    """
+    stage = "reading"
+    try:
+        with _quiet_pydicom():
+            ds = pydicom.dcmread(src, force=True)
+            stage = "de-identifying"
+            stats = apply_profile(ds, profile, pseudonym=pseudonym)
+            mark_deidentified(ds, profile.method(__version__))
+            ds.file_meta = file_meta_for(ds)
+            stage = "writing"
+            with open(dst, "wb") as fh:
+                pydicom.dcmwrite(fh, ds, enforce_file_format=True)
+    except OrbitctError:
+        raise
+    except Exception as err:  # noqa: BLE001 - the message may quote a header value: drop it
+        raise DeidError(f"{safe_reason(err)} while {stage}") from None
+    return stats
+
+
+def file_meta_for(ds: Dataset) -> FileMetaDataset:
+    """A fresh, consistent File Meta Information for ``ds`` as read from a file.
+
+    The transfer syntax is the one the file was read with. MediaStorageSOPClassUID and
+    MediaStorageSOPInstanceUID are the data set's SOPClassUID and SOPInstanceUID; where the data
+    set's value is empty the old file meta's value is used and copied into the data set. Every
+    other element of the old file meta (source and sending AE titles, private information) is
+    dropped.
+
+    Raises
+    ------
+    DeidError
+        If neither the data set nor the old file meta gives a SOP Class or SOP Instance UID.
+    """
+    old = getattr(ds, "file_meta", None) or FileMetaDataset()
+    syntax = str(old.get("TransferSyntaxUID", "") or "")
+    if not syntax:  # a data set without file meta: the encoding it was read with
+        implicit, little = ds.original_encoding
+        if implicit:
+            syntax = ImplicitVRLittleEndian
+        else:
+            syntax = ExplicitVRBigEndian if little is False else ExplicitVRLittleEndian
+    meta = FileMetaDataset()
+    meta.FileMetaInformationVersion = b"\x00\x01"
+    for meta_keyword, keyword in (
+        ("MediaStorageSOPClassUID", "SOPClassUID"),
+        ("MediaStorageSOPInstanceUID", "SOPInstanceUID"),
+    ):
+        value = str(ds.get(keyword, "") or "").strip("\0 ")
+        if not value:
+            value = str(old.get(meta_keyword, "") or "").strip("\0 ")
+            if not value:
+                raise DeidError(f"no {keyword} in the data set or its file meta")
+            setattr(ds, keyword, value)
+        setattr(meta, meta_keyword, UID(value))
+    meta.TransferSyntaxUID = UID(syntax)
+    meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
+    meta.ImplementationVersionName = IMPLEMENTATION_VERSION_NAME
+    return meta
+
+
+def _replace_in_place(path: Path, profile: Profile, pseudonym: str) -> None:
+    """Replace ``path`` by its de-identified version: either the old or the new file, never half."""
+    mode = path.stat().st_mode
+    with atomic.atomic_file(path, fsync=True) as tmp:
+        anonymize_file(path, tmp, profile, pseudonym)
+        with contextlib.suppress(OSError):
+            os.chmod(tmp, mode & 0o7777)
+
+
+def safe_reason(err: BaseException) -> str:
+    """A one-line reason for ``err`` that can never quote a header value.
+
+    Our own errors carry messages written to be safe; for an OS error the system's text is
+    used; for anything else only the exception type.
+    """
+    if isinstance(err, OrbitctError):
+        return " ".join(str(err).split()) or err.default_message
+    if isinstance(err, OSError):
+        return f"{type(err).__name__}: {err.strerror}" if err.strerror else type(err).__name__
+    return type(err).__name__
+
+
+@contextlib.contextmanager
+def _quiet_pydicom() -> Iterator[None]:
+    """Silence pydicom's value validation and warnings, whose messages quote header values."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with pydicom_config.disable_value_validation():
+            yield
+
+
+__all__ = [
+    "NAME",
+    "SeriesDecision",
+    "anonymize_file",
+    "decide_series",
+    "failure_rows",
+    "file_meta_for",
+    "fingerprint",
+    "run_exam",
+    "safe_reason",
+    "summarize",
+]

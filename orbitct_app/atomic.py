@@ -90,3 +90,23 @@ def remove_stale(folder: Path, name: str) -> int:
             path.unlink(missing_ok=True)
         removed += 1
     return removed
+
+
+def remove_stale_tree(root: Path) -> int:
+    """Remove leftovers of killed runs (any name) anywhere under ``root``; return how many.
+
+    Used where files are replaced in place, each beside its own temporary file.
+    """
+    removed = 0
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in [*filenames, *dirnames]:
+            if not (name.startswith(".") and PARTIAL_MARK in name):
+                continue
+            path = Path(dirpath, name)
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path, ignore_errors=True)
+                dirnames.remove(name)
+            else:
+                path.unlink(missing_ok=True)
+            removed += 1
+    return removed
