@@ -35,7 +35,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 from pydicom.datadict import dictionary_VR
@@ -1533,52 +1533,44 @@ def write_exam(
 # sample dataset
 
 
-def _sample_exam(index: int, size: Literal["small", "full"]) -> tuple[list[SeriesSpec], dict[str, bool]]:
+def _sample_exam(index: int, size: Literal["small", "full"]) -> tuple[list[SeriesSpec], dict[str, Any]]:
     """Series and layout options of sample exam ``index`` (0-based); the variants cycle."""
     full = size == "full"
-    thin: dict[str, object] = (
-        dict(rows=512, cols=512, pixel_spacing=(0.45, 0.45), n_slices=240, slice_step=0.625)
-        if full else {}
-    )
-    thick: dict[str, object] = (
-        dict(rows=512, cols=512, pixel_spacing=(0.45, 0.45), n_slices=30, slice_step=5.0)
-        if full else dict(n_slices=24, slice_step=5.0)
-    )
+    matrix: dict[str, Any] = dict(rows=512, cols=512, pixel_spacing=(0.45, 0.45)) if full else {}
+    thin: dict[str, Any] = dict(matrix, n_slices=240, slice_step=0.625) if full else {}
+    thick: dict[str, Any] = dict(matrix, n_slices=30 if full else 24, slice_step=5.0)
+    coronal: dict[str, Any] = dict(matrix, n_slices=60, slice_step=2.0) if full else {}
     scout = SeriesSpec(kind="scout", series_number=1,
                        **(dict(rows=512, cols=512, pixel_spacing=(0.5, 0.5)) if full else {}))
     variant = index % 4
     if variant == 0:
         return [
             scout,
-            SeriesSpec(kind="axial", series_number=2, **thin),  # type: ignore[arg-type]
-            SeriesSpec(kind="coronal", series_number=3,
-                       **(dict(rows=512, cols=512, pixel_spacing=(0.45, 0.45), n_slices=60,
-                               slice_step=2.0) if full else {})),  # type: ignore[arg-type]
+            SeriesSpec(kind="axial", series_number=2, **thin),
+            SeriesSpec(kind="coronal", series_number=3, **coronal),
             SeriesSpec(kind="summary", series_number=999),
         ], {}
     if variant == 1:
         return [
             scout,
             SeriesSpec(kind="axial", series_number=2, order="descending", unsigned=True,
-                       padding=True, **thin),  # type: ignore[arg-type]
+                       padding=True, **thin),
             SeriesSpec(kind="summary", series_number=999, n_slices=1),
         ], {"shuffle_names": True}
     if variant == 2:
         return [
             scout,
-            SeriesSpec(kind="axial", series_number=2, tilt_deg=15.0, padding=True,
-                       **thin),  # type: ignore[arg-type]
+            SeriesSpec(kind="axial", series_number=2, tilt_deg=15.0, padding=True, **thin),
             SeriesSpec(kind="axial", series_number=3, tilt_deg=-12.0, transfer_syntax=RLELossless,
-                       convolution_kernel="H60s", **thick),  # type: ignore[arg-type]
+                       convolution_kernel="H60s", **thick),
             SeriesSpec(kind="summary", series_number=999),
         ], {"nested": True}
     return [
         scout,
-        SeriesSpec(kind="axial", series_number=2, per_slice_rescale=True,
-                   transfer_syntax=JPEG2000Lossless, order="descending",
-                   **thin),  # type: ignore[arg-type]
+        SeriesSpec(kind="axial", series_number=2, per_slice_rescale=True, order="descending",
+                   **thin),
         SeriesSpec(kind="axial", series_number=4, unsigned=True, per_slice_rescale=True,
-                   **thick),  # type: ignore[arg-type]
+                   transfer_syntax=JPEG2000Lossless, **thick),
         SeriesSpec(kind="summary", series_number=999, n_slices=1),
     ], {"nested": True, "shuffle_names": True}
 
@@ -1594,9 +1586,9 @@ def write_sample_dataset(
 
     The variants cycle: (1) plain ascending axial with a coronal reformat; (2) descending,
     unsigned, padded, shuffled extensionless names; (3) tilted +15 and -12 degrees, one series
-    RLE, nested folders; (4) per-slice rescale, JPEG 2000, unsigned, nested and shuffled. Every
+    RLE, nested folders; (4) per-slice rescale, unsigned JPEG 2000, nested and shuffled. Every
     exam also has a scout and a summary capture. ``size="full"`` uses 512 x 512 matrices at
-    0.45 mm with 0.625 mm slices.
+    0.45 mm, 240 slices of 0.625 mm for the thin series and 30 of 5 mm for the thick ones.
 
     Returns
     -------
