@@ -193,6 +193,10 @@ def lps_to_ras(points: np.ndarray | Sequence[float]) -> np.ndarray:
     return np.asarray(points, dtype=np.float64) * np.array([-1.0, -1.0, 1.0])
 
 
+def _vec3(values: Sequence[float | str] | np.ndarray) -> Vec3:
+    return (float(values[0]), float(values[1]), float(values[2]))
+
+
 def _vec_ras(v: Vec3) -> Vec3:
     return (-v[0], -v[1], v[2])
 
@@ -1209,7 +1213,8 @@ class _SeriesWriter:
         self.instances = list(range(1, n + 1))
         self.sop_uids = {i: _uid(ex.seed, ex.dicom_id, "sop", spec.series_number, i)
                          for i in self.instances}
-        self.row = self.col = None
+        self.row: np.ndarray | None = None
+        self.col: np.ndarray | None = None
         self.slices: dict[int, _Slice] = {}
         self.rescale: dict[int, tuple[float, float]] = {}
         self.bits_stored = 8
@@ -1222,7 +1227,7 @@ class _SeriesWriter:
         elif spec.kind == "scout":
             self.bits_stored = 12
             self.rescale = {1: (1.0, 0.0)}
-        self.outside = None
+        self.outside: np.ndarray | None = None
         if spec.padding and spec.kind in ("axial", "coronal"):
             self.outside = _circle_outside(int(spec.rows or 0), int(spec.cols or 0),
                                            spec.pixel_spacing or (1.0, 1.0))
@@ -1231,7 +1236,7 @@ class _SeriesWriter:
         spec = self.spec
         orientation = None
         if self.row is not None and self.col is not None:
-            orientation = (tuple(float(v) for v in self.row), tuple(float(v) for v in self.col))
+            orientation = (_vec3(self.row), _vec3(self.col))
         return SeriesTruth(
             spec=spec,
             series_number=int(spec.series_number or 0),
@@ -1240,9 +1245,8 @@ class _SeriesWriter:
             transfer_syntax_uid=spec.transfer_syntax,
             files=[files[i] for i in self.instances],
             sop_instance_uids=[self.sop_uids[i] for i in self.instances],
-            positions_lps=[tuple(float(v) for v in self.slices[i].ipp) for i in self.instances
-                           if i in self.slices],
-            orientation=orientation,  # type: ignore[arg-type]
+            positions_lps=[_vec3(self.slices[i].ipp) for i in self.instances if i in self.slices],
+            orientation=orientation,
             pixel_spacing=spec.pixel_spacing or (1.0, 1.0),
             rescale=[self.rescale[i] for i in self.instances if i in self.rescale],
             pixel_padding_value=spec.padding_value if self.outside is not None else None,
@@ -1250,10 +1254,16 @@ class _SeriesWriter:
 
     # -- pixels -------------------------------------------------------------------------------
 
+    def _directions(self) -> tuple[np.ndarray, np.ndarray]:
+        if self.row is None or self.col is None:
+            raise RuntimeError("a summary capture has no image plane")
+        return self.row, self.col
+
     def _hu_image(self, sl: _Slice) -> np.ndarray:
         spec = self.spec
         origin = np.array([float(v) for v in sl.ipp])
-        hu = self.phantom.render_plane(origin, self.row, self.col, int(spec.rows or 0),
+        row, col = self._directions()
+        hu = self.phantom.render_plane(origin, row, col, int(spec.rows or 0),
                                        int(spec.cols or 0), spec.pixel_spacing or (1.0, 1.0))
         sigma = self.phantom.noise_sigma_hu
         if sigma > 0:
@@ -1277,11 +1287,12 @@ class _SeriesWriter:
         spec = self.spec
         sl = self.slices[1]
         origin = np.array([float(v) for v in sl.ipp])
+        row, col = self._directions()
         half = max(self.phantom.head_semi_axes_mm) + 30.0
         dx = 2.0
         total = np.zeros((int(spec.rows or 0), int(spec.cols or 0)), dtype=np.float32)
         for x in np.arange(-half, half + dx / 2, dx):
-            hu = self.phantom.render_plane(origin + np.array([x, 0.0, 0.0]), self.row, self.col,
+            hu = self.phantom.render_plane(origin + np.array([x, 0.0, 0.0]), row, col,
                                            int(spec.rows or 0), int(spec.cols or 0),
                                            spec.pixel_spacing or (1.0, 1.0))
             total += np.clip((hu + 1000.0) / 1000.0, 0.0, None) * np.float32(dx)

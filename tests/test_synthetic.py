@@ -11,7 +11,7 @@ import numpy as np
 import pydicom
 import pytest
 from pydicom import config
-from pydicom.uid import JPEG2000Lossless, RLELossless, SecondaryCaptureImageStorage, CTImageStorage
+from pydicom.uid import CTImageStorage, JPEG2000Lossless, RLELossless, SecondaryCaptureImageStorage
 from pydicom.valuerep import validate_value
 from scipy import ndimage
 
@@ -373,6 +373,17 @@ def test_sample_dataset_files_are_valid_part10(tmp_path: Path) -> None:
     axial = truths[1].series_by_number(2)
     assert [f.name for f in axial.files] != sorted(f.name for f in axial.files)
     assert all(len(f.relative_to(truths[2].path).parts) == 4 for f in truths[2].files)
+
+
+def test_full_size_sample_is_realistic_without_writing_it(tmp_path: Path) -> None:
+    from orbitct_app.synthetic import _sample_exam
+
+    thin = [_sample_exam(i, "full")[0][1].resolved() for i in range(4)]
+    assert all(s.kind == "axial" and (s.rows, s.cols) == (512, 512) for s in thin)
+    assert all(s.pixel_spacing == (0.45, 0.45) and s.slice_step == 0.625 for s in thin)
+    assert all(s.n_slices == 240 for s in thin)
+    with pytest.raises(ValueError, match="size"):
+        write_sample_dataset(tmp_path, 1, size="huge")  # type: ignore[arg-type]
 
 
 def test_shuffled_nested_names(tmp_path: Path) -> None:
