@@ -1,0 +1,524 @@
+"""Tests of the synthetic exam generator: geometry, HU, layout, determinism, planted values."""
+
+from __future__ import annotations
+
+import itertools
+import math
+import re
+from pathlib import Path
+
+import numpy as np
+import pydicom
+import pytest
+from pydicom import config
+from pydicom.uid import CTImageStorage, JPEG2000Lossless, RLELossless, SecondaryCaptureImageStorage
+from pydicom.valuerep import validate_value
+from scipy import ndimage
+
+from orbitct_app.synthetic import (
+    BASIC_ATTRIBUTES,
+    ORBITCT_ATTRIBUTES,
+    PRIVATE_CREATOR,
+    ExamTruth,
+    Phantom,
+    SeriesSpec,
+    SeriesTruth,
+    lps_to_ras,
+    write_exam,
+    write_sample_dataset,
+)
+from orbitct_app.synthetic_cli import main as synth_main
+
+# --------------------------------------------------------------------------------------------
+# helpers: read a written series back the way a converter would, using only the files
+
+
+def _read_series(files: list[Path]) -> tuple[list[pydicom.Dataset], np.ndarray]:
+    """Datasets sorted along the slice normal and the HU stack (k, j, i)."""
+    dss = [pydicom.dcmread(f) for f in files]
+    iop = np.array(dss[0].ImageOrientationPatient, dtype=float)
+    normal = np.cross(iop[:3], iop[3:])
+    dss.sort(key=lambda d: float(np.dot(np.array(d.ImagePositionPatient, dtype=float), normal)))
+    hu = np.stack(
+        [d.pixel_array.astype(np.float64) * float(d.RescaleSlope) + float(d.RescaleIntercept)
+         for d in dss]
+    )
+    return dss, hu
+
+
+def _world(dss: list[pydicom.Dataset], k: np.ndarray, j: np.ndarray, i: np.ndarray) -> np.ndarray:
+    """World LPS of voxels (slice k, row j, column i) from IPP, IOP and PixelSpacing only."""
+    iop = np.array(dss[0].ImageOrientationPatient, dtype=float)
+    row, col = iop[:3], iop[3:]
+    dr, dc = (float(v) for v in dss[0].PixelSpacing)
+    ipp = np.array([d.ImagePositionPatient for d in dss], dtype=float)
+    return ipp[k] + i[:, None] * dc * row + j[:, None] * dr * col
+
+
+def _marker_centroids(dss: list[pydicom.Dataset], hu: np.ndarray) -> list[tuple[np.ndarray, int]]:
+    """World centroid and number of slices of each connected blob above 2000 HU."""
+    labels, n = ndimage.label(hu > 2000)
+    out = []
+    for lab in range(1, n + 1):
+        k, j, i = np.nonzero(labels == lab)
+        out.append((_world(dss, k, j, i).mean(axis=0), len(np.unique(k))))
+    return out
+
+
+def _voxel_world(dss: list[pydicom.Dataset], shape: tuple[int, ...]) -> np.ndarray:
+    k, j, i = (a.ravel() for a in np.indices(shape))
+    return _world(dss, k, j, i)
+
+
+# --------------------------------------------------------------------------------------------
+# phantom
+
+
+def test_markers_are_asymmetric_dense_and_inside_the_brain() -> None:
+    ph = Phantom()
+    c = np.array(ph.center_lps)
+    offsets = np.array([np.array(m.center_lps) - c for m in ph.markers])
+    assert len(offsets) >= 6
+    # any flip or swap of axes (about the head centre) moves some marker away from all markers
+    for perm in itertools.permutations(range(3)):
+        for signs in itertools.product((1, -1), repeat=3):
+            if perm == (0, 1, 2) and signs == (1, 1, 1):
+                continue
+            moved = offsets[:, perm] * np.array(signs)
+            dist = np.linalg.norm(moved[:, None, :] - offsets[None, :, :], axis=2).min(axis=1)
+            assert dist.max() > 10.0, (perm, signs)
+    # spread along every axis
+    assert np.all(offsets.max(axis=0) - offsets.min(axis=0) > 40.0)
+    # dense: the centre is marker HU, a shell just outside is brain, clearly below bone
+    for m in ph.markers:
+        centre = np.array(m.center_lps)
+        shell = centre + np.eye(3) * (m.radius_mm + 0.5)
+        assert ph.hu_at(centre) == pytest.approx(2500.0)
+        assert np.all(ph.hu_at(np.vstack([shell, 2 * centre - shell])) == ph.hu_brain)
+        assert m.hu > ph.hu_bone + 1000
+    for s in ph.inserts:
+        assert s.radius_mm >= 8
+        assert ph.hu_at(np.array(s.center_lps)) == pytest.approx(s.hu)
+
+
+def test_phantom_regions_at_known_points() -> None:
+    ph = Phantom()
+    c = np.array(ph.center_lps)
+    a, b, h = ph.head_semi_axes_mm
+    pts = {
+        "air_far": c + [0, 0, 200],
+        "air_front": c + [0, -b - 3, 0],
+        "scalp": c + [a - 2, 0, 0],
+        "skull": c + [a - 8, 0, 0],
+        "brain": c + [0, 0, 30],
+        "orbital_fat": np.array(ph.eyes[0].center_lps) + [0, 0, ph.eye_radius_mm + 2],
+        "vitreous": np.array(ph.eyes[1].center_lps),
+        "headrest": c + [0, ph.headrest_inner_radius_mm + 5, 0],
+        "gap": c + [0, b + ph.headrest_gap_mm / 2, 0],
+    }
+    hu = {k: float(ph.hu_at(v)) for k, v in pts.items()}
+    assert hu == {
+        "air_far": -1000, "air_front": -1000, "scalp": 40, "skull": 1000, "brain": 35,
+        "orbital_fat": -90, "vitreous": 10, "headrest": 100, "gap": -1000,
+    }
+    # the eyes are anterior (-y) and the left eye is at +x (LPS)
+    assert ph.eyes[0].center_lps[1] < c[1] - 50 and ph.eyes[0].center_lps[0] > c[0]
+    # vectorised over any leading shape, float32 out
+    grid = np.zeros((4, 5, 3)) + c
+    assert ph.hu_at(grid).shape == (4, 5) and ph.hu_at(grid).dtype == np.float32
+
+
+def test_render_plane_matches_hu_at_on_a_tilted_plane() -> None:
+    ph = Phantom()
+    t = math.radians(-17.0)
+    row = np.array([1.0, 0.0, 0.0])
+    col = np.array([0.0, math.cos(t), -math.sin(t)])
+    origin = np.array(ph.center_lps) - 70 * row - 80 * col + [0, 0, -3.3]
+    img = ph.render_plane(origin, row, col, 160, 140, (1.1, 1.0))
+    j, i = np.indices(img.shape)
+    pts = origin + i[..., None] * 1.0 * row + j[..., None] * 1.1 * col
+    ref = ph.hu_at(pts)
+    assert img.shape == (160, 140)
+    assert np.mean(img != ref) < 1e-3  # only float rounding exactly on boundaries may differ
+    assert len(np.unique(ref)) >= 5
+
+
+def test_ras_conversions() -> None:
+    ph = Phantom()
+    m = ph.markers[0]
+    x, y, z = m.center_lps
+    assert m.center_ras == (-x, -y, z)
+    assert np.allclose(lps_to_ras([[1.0, 2.0, 3.0]]), [[-1.0, -2.0, 3.0]])
+
+
+# --------------------------------------------------------------------------------------------
+# geometry and HU of written series
+
+# non-square pixels (row spacing 1.0 mm along the column direction, column spacing 0.9 mm along
+# the row direction) so that a swap of the two PixelSpacing values is detected
+_GRID = dict(rows=128, cols=128, pixel_spacing=(1.0, 0.9), n_slices=66, slice_step=1.5)
+_VARIANTS: dict[str, dict[str, object]] = {
+    "ascending": {},
+    "descending": {"order": "descending"},
+    "tilt_plus15": {"tilt_deg": 15.0},
+    "tilt_minus15": {"tilt_deg": -15.0},
+    "unsigned": {"unsigned": True},
+    "per_slice_rescale": {"per_slice_rescale": True},
+    "padded": {"padding": True},
+    "rle": {"transfer_syntax": RLELossless},
+    "jpeg2000": {"transfer_syntax": JPEG2000Lossless, "tilt_deg": 15.0},
+    "unsigned_rescale_padded": {"unsigned": True, "per_slice_rescale": True, "padding": True},
+    "coronal": {"kind": "coronal", "n_slices": 66, "slice_step": 1.5},
+}
+
+
+@pytest.fixture(scope="module")
+def variant_exam(tmp_path_factory: pytest.TempPathFactory) -> ExamTruth:
+    specs = [SeriesSpec(series_number=n, **{**_GRID, **v})  # type: ignore[arg-type]
+             for n, v in enumerate(_VARIANTS.values(), start=1)]
+    return write_exam(tmp_path_factory.mktemp("variants"), "variants", specs, seed=11,
+                      plant_phi=False)
+
+
+def _variant(exam: ExamTruth, name: str) -> SeriesTruth:
+    return exam.series_by_number(list(_VARIANTS).index(name) + 1)
+
+
+@pytest.mark.parametrize("name", list(_VARIANTS))
+def test_markers_found_at_their_world_positions(variant_exam: ExamTruth, name: str) -> None:
+    series = _variant(variant_exam, name)
+    dss, hu = _read_series(series.files)
+    found = _marker_centroids(dss, hu)
+    markers = variant_exam.phantom.markers
+    assert len(found) == len(markers)
+    for m in markers:
+        dist = [np.linalg.norm(c - np.array(m.center_lps)) for c, _ in found]
+        best = int(np.argmin(dist))
+        assert dist[best] < 1.0, (m.name, dist[best])
+        assert found[best][1] >= 2  # hit by at least two slices
+
+
+@pytest.mark.parametrize("name", list(_VARIANTS))
+def test_inserts_read_back_within_5_hu(variant_exam: ExamTruth, name: str) -> None:
+    series = _variant(variant_exam, name)
+    dss, hu = _read_series(series.files)
+    world = _voxel_world(dss, hu.shape)
+    for s in variant_exam.phantom.inserts:
+        inside = np.linalg.norm(world - np.array(s.center_lps), axis=1) < s.radius_mm - 1.5
+        assert inside.sum() > 100
+        assert abs(hu.ravel()[inside].mean() - s.hu) < 5.0, s.name
+
+
+def test_variant_headers(variant_exam: ExamTruth) -> None:
+    def first(name: str) -> pydicom.Dataset:
+        return pydicom.dcmread(_variant(variant_exam, name).files[0])
+
+    # tilt: IOP column = (0, cos t, -sin t); the stack is sheared (IPP steps along z only)
+    for name, tilt in (("tilt_plus15", 15.0), ("tilt_minus15", -15.0)):
+        s = _variant(variant_exam, name)
+        ds = first(name)
+        t = math.radians(tilt)
+        assert float(ds.GantryDetectorTilt) == tilt
+        assert np.allclose([float(v) for v in ds.ImageOrientationPatient],
+                           [1, 0, 0, 0, math.cos(t), -math.sin(t)], atol=1e-7)
+        steps = np.diff(np.array(s.positions_lps), axis=0)
+        assert np.allclose(steps, [0, 0, 1.5], atol=1e-3)
+        assert s.slice_normal is not None and np.sign(s.slice_normal[1]) == np.sign(tilt)
+    # order: InstanceNumber 1 is the lowest z (ascending) or the highest (descending)
+    z_asc = [p[2] for p in _variant(variant_exam, "ascending").positions_lps]
+    z_desc = [p[2] for p in _variant(variant_exam, "descending").positions_lps]
+    assert z_asc == sorted(z_asc) and z_desc == sorted(z_desc, reverse=True)
+    for name in ("ascending", "descending"):
+        s = _variant(variant_exam, name)
+        numbers = [int(pydicom.dcmread(f, stop_before_pixels=True).InstanceNumber)
+                   for f in s.files]
+        assert numbers == list(range(1, s.n_instances + 1))
+    # pixel representation and rescale
+    assert first("unsigned").PixelRepresentation == 0
+    assert float(first("unsigned").RescaleIntercept) == -1024
+    assert first("ascending").PixelRepresentation == 1
+    for name in ("per_slice_rescale", "unsigned_rescale_padded"):
+        s = _variant(variant_exam, name)
+        headers = [pydicom.dcmread(f, stop_before_pixels=True) for f in s.files]
+        assert {float(h.RescaleSlope) for h in headers} == {1.0, 0.5}
+        assert len({float(h.RescaleIntercept) for h in headers}) >= 3
+        assert [(float(h.RescaleSlope), float(h.RescaleIntercept)) for h in headers] == s.rescale
+    assert first("rle").file_meta.TransferSyntaxUID == RLELossless
+    assert first("jpeg2000").file_meta.TransferSyntaxUID == JPEG2000Lossless
+    cor = first("coronal")
+    assert [float(v) for v in cor.ImageOrientationPatient] == [1, 0, 0, 0, 0, -1]
+    assert "DERIVED" in cor.ImageType
+
+
+@pytest.mark.parametrize("name", ["padded", "unsigned_rescale_padded"])
+def test_padding_fills_outside_the_reconstruction_circle(variant_exam: ExamTruth,
+                                                         name: str) -> None:
+    series = _variant(variant_exam, name)
+    j, i = np.indices((128, 128))
+    radius = min(128 * 1.0, 128 * 0.9) / 2  # circle inscribed in the matrix, in mm
+    outside = ((j - 63.5) * 1.0) ** 2 + ((i - 63.5) * 0.9) ** 2 > radius**2
+    assert 0.2 < outside.mean() < 0.35
+    for f in series.files[::10]:
+        ds = pydicom.dcmread(f)
+        assert ds.PixelPaddingValue == series.pixel_padding_value
+        raw = ds.pixel_array
+        assert np.all(raw[outside] == ds.PixelPaddingValue)
+        assert not np.any(raw[~outside] == ds.PixelPaddingValue)
+    unpadded = pydicom.dcmread(_variant(variant_exam, "ascending").files[0])
+    assert "PixelPaddingValue" not in unpadded
+
+
+def test_inserts_are_exact_without_noise(tmp_path: Path) -> None:
+    ph = Phantom(noise_sigma_hu=0.0)
+    spec = SeriesSpec(rows=96, cols=96, pixel_spacing=(1.2, 1.2), n_slices=30, slice_step=2.0,
+                      per_slice_rescale=True, center_offset_mm=(0.0, 0.0, 2.0))
+    truth = write_exam(tmp_path, "exact", [spec], phantom=ph, plant_phi=False)
+    dss, hu = _read_series(truth.series[0].files)
+    world = _voxel_world(dss, hu.shape)
+    assert np.array_equal(hu.ravel(), ph.hu_at(world))  # every voxel is the phantom's value
+    for s in ph.inserts:
+        inside = np.linalg.norm(world - np.array(s.center_lps), axis=1) < s.radius_mm - 0.5
+        assert inside.sum() > 100 and np.all(hu.ravel()[inside] == s.hu)
+
+
+@pytest.fixture(scope="module")
+def default_exam(tmp_path_factory: pytest.TempPathFactory) -> ExamTruth:
+    return write_exam(tmp_path_factory.mktemp("default"), "exam_default", seed=7)
+
+
+def test_headrest_is_separated_from_the_head(default_exam: ExamTruth) -> None:
+    axial = next(s for s in default_exam.series if s.spec.kind == "axial")
+    dss, hu = _read_series(axial.files)
+    labels, n = ndimage.label(hu > -200)
+    assert n >= 2
+    sizes = np.bincount(labels.ravel())[1:]
+    largest = int(np.argmax(sizes)) + 1
+    ph = default_exam.phantom
+    world = _voxel_world(dss, hu.shape)
+    rel = world - np.array(ph.center_lps)
+    q_skin = np.sum((rel / np.array(ph.head_semi_axes_mm)) ** 2, axis=1)
+    in_largest = labels.ravel() == largest
+    assert np.all(q_skin[in_largest] < 1.05)  # the largest component is the head
+    radial = np.hypot(rel[:, 0], rel[:, 1])
+    rest = (labels.ravel() > 0) & ~in_largest
+    assert rest.sum() > 100 and np.all(radial[rest] > ph.headrest_inner_radius_mm - 1.5)
+    assert np.all(rel[rest, 1] > 0)  # posterior of the head (supine)
+
+
+def test_default_exam_layout_and_kinds(default_exam: ExamTruth) -> None:
+    kinds = [s.spec.kind for s in default_exam.series]
+    assert sorted(kinds) == ["axial", "scout", "summary"]
+    by_kind = {s.spec.kind: s for s in default_exam.series}
+    assert by_kind["summary"].n_instances == 2 and by_kind["scout"].n_instances == 1
+    assert by_kind["axial"].spec.rows == 128 and by_kind["axial"].n_instances == 40
+    for s in default_exam.series:
+        for f in s.files:
+            assert re.fullmatch(r"S\d{3}/IM\d{5}\.dcm", f.relative_to(default_exam.path).as_posix())
+    scout = pydicom.dcmread(by_kind["scout"].files[0])
+    assert list(scout.ImageType) == ["ORIGINAL", "PRIMARY", "LOCALIZER"]
+    assert scout.SOPClassUID == CTImageStorage and scout.Modality == "CT"
+    assert scout.pixel_array.max() > 1000  # a projection, not an empty image
+    summary = pydicom.dcmread(by_kind["summary"].files[0])
+    assert summary.SOPClassUID == SecondaryCaptureImageStorage
+    assert summary.PhotometricInterpretation == "RGB" and summary.BitsAllocated == 8
+    assert summary.BurnedInAnnotation == "YES"
+    assert list(summary.ImageType) == ["DERIVED", "SECONDARY", "RESULTS"]
+    assert summary.pixel_array.shape[-1] == 3
+    axial = pydicom.dcmread(by_kind["axial"].files[0])
+    assert list(axial.ImageType) == ["ORIGINAL", "PRIMARY", "AXIAL"]
+    assert axial.Manufacturer == "ORBITCT-SYNTH" and axial.ConvolutionKernel
+    assert axial.FrameOfReferenceUID == scout.FrameOfReferenceUID == \
+        default_exam.frame_of_reference_uid
+    assert axial.StudyInstanceUID == summary.StudyInstanceUID == default_exam.study_uid
+    assert len({s.series_instance_uid for s in default_exam.series}) == 3
+    skipped = {e.series_number: e.stage for e in default_exam.skipped_expectations}
+    assert skipped == {by_kind["scout"].series_number: "anonymize",
+                       by_kind["summary"].series_number: "anonymize"}
+
+
+def _assert_part10(f: Path, series: SeriesTruth) -> pydicom.Dataset:
+    with open(f, "rb") as fh:
+        head = fh.read(132)
+    assert head[128:132] == b"DICM"
+    ds = pydicom.dcmread(f)  # no force
+    assert ds.file_meta.MediaStorageSOPInstanceUID == ds.SOPInstanceUID
+    assert ds.file_meta.MediaStorageSOPClassUID == ds.SOPClassUID
+    assert ds.file_meta.TransferSyntaxUID == series.transfer_syntax_uid
+    assert ds.SeriesInstanceUID == series.series_instance_uid
+    return ds
+
+
+def test_sample_dataset_files_are_valid_part10(tmp_path: Path) -> None:
+    truths = write_sample_dataset(tmp_path, 4, seed=2)
+    assert [t.dicom_id for t in truths] == ["exam_001", "exam_002", "exam_003", "exam_004"]
+    on_disk = {p for p in tmp_path.rglob("*") if p.is_file()}
+    assert on_disk == {f for t in truths for f in t.files}
+    tilts, syntaxes, orders = set(), set(), set()
+    for t in truths:
+        for s in t.series:
+            tilts.add(s.spec.tilt_deg)
+            syntaxes.add(s.transfer_syntax_uid)
+            orders.add(s.spec.order)
+            sop_uids = []
+            for f in s.files:
+                ds = _assert_part10(f, s)
+                sop_uids.append(ds.SOPInstanceUID)
+                assert ds.StudyInstanceUID == t.study_uid
+            assert sop_uids == s.sop_instance_uids
+    assert {15.0, -12.0} <= tilts and {RLELossless, JPEG2000Lossless} <= syntaxes
+    assert orders == {"ascending", "descending"}
+    # exam 2 has shuffled extensionless hex names, exam 3 nested folders
+    names = [f.name for f in truths[1].files]
+    assert all(re.fullmatch(r"[0-9A-F]{16}", n) for n in names)
+    axial = truths[1].series_by_number(2)
+    assert [f.name for f in axial.files] != sorted(f.name for f in axial.files)
+    assert all(len(f.relative_to(truths[2].path).parts) == 4 for f in truths[2].files)
+
+
+def test_full_size_sample_is_realistic_without_writing_it(tmp_path: Path) -> None:
+    from orbitct_app.synthetic import _sample_exam
+
+    thin = [_sample_exam(i, "full")[0][1].resolved() for i in range(4)]
+    assert all(s.kind == "axial" and (s.rows, s.cols) == (512, 512) for s in thin)
+    assert all(s.pixel_spacing == (0.45, 0.45) and s.slice_step == 0.625 for s in thin)
+    assert all(s.n_slices == 240 for s in thin)
+    with pytest.raises(ValueError, match="size"):
+        write_sample_dataset(tmp_path, 1, size="huge")  # type: ignore[arg-type]
+
+
+def test_shuffled_nested_names(tmp_path: Path) -> None:
+    truth = write_exam(tmp_path, "shuf", [SeriesSpec(n_slices=12)], seed=4, shuffle_names=True,
+                       nested=True, plant_phi=False)
+    files = truth.series[0].files
+    assert all("." not in f.name and len(f.relative_to(truth.path).parts) == 3 for f in files)
+    assert [f.name for f in files] != sorted(f.name for f in files)
+    for n, f in enumerate(files, start=1):
+        assert _assert_part10(f, truth.series[0]).InstanceNumber == n
+
+
+# --------------------------------------------------------------------------------------------
+# determinism
+
+
+def _tree_bytes(root: Path) -> dict[str, bytes]:
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in root.rglob("*") if p.is_file()}
+
+
+def test_same_seed_gives_byte_identical_files(tmp_path: Path) -> None:
+    specs = [SeriesSpec(kind="scout"), SeriesSpec(n_slices=8, tilt_deg=-7.0, padding=True,
+                                                  transfer_syntax=RLELossless),
+             SeriesSpec(kind="summary", n_slices=1)]
+    a = write_exam(tmp_path / "a", "exam", specs, seed=5, shuffle_names=True)
+    b = write_exam(tmp_path / "b", "exam", specs, seed=5, shuffle_names=True)
+    c = write_exam(tmp_path / "c", "exam", specs, seed=6, shuffle_names=True)
+    tree_a, tree_b = _tree_bytes(a.path), _tree_bytes(b.path)
+    assert len(tree_a) == 10 and tree_a == tree_b
+    assert a.study_uid == b.study_uid and a.planted == b.planted
+    assert c.study_uid != a.study_uid
+    assert not {s.series_instance_uid for s in a.series} & {s.series_instance_uid for s in c.series}
+    assert not set(a.series[1].sop_instance_uids) & set(c.series[1].sop_instance_uids)
+    assert set(_tree_bytes(c.path).values()).isdisjoint(tree_a.values())
+
+
+def test_pixels_do_not_depend_on_planting(tmp_path: Path) -> None:
+    spec = [SeriesSpec(n_slices=5)]
+    with_phi = write_exam(tmp_path / "p", "exam", spec, seed=3, plant_phi=True)
+    without = write_exam(tmp_path / "n", "exam", spec, seed=3, plant_phi=False)
+    assert without.planted == [] and with_phi.planted
+    for f, g in zip(with_phi.files, without.files):
+        assert np.array_equal(pydicom.dcmread(f).pixel_array, pydicom.dcmread(g).pixel_array)
+    assert b"PHI" not in b"".join(g.read_bytes() for g in without.files)
+
+
+# --------------------------------------------------------------------------------------------
+# planted identifiers
+
+
+def _walk(ds: pydicom.Dataset, depth: int = 0, in_private: bool = False):
+    """Yield (element, depth, inside_private_sequence) for every element at every depth."""
+    for elem in ds:
+        yield elem, depth, in_private
+        if elem.VR == "SQ":
+            for item in elem.value:
+                yield from _walk(item, depth + 1, in_private or elem.tag.is_private)
+
+
+def test_planted_values_are_in_every_file(default_exam: ExamTruth) -> None:
+    planted = default_exam.planted
+    orbitct = [p for p in planted if p.scope == "orbitct"]
+    basic = [p for p in planted if p.scope == "basic"]
+    # the twelve attributes, at top level and at depth >= 2 in standard sequences
+    for kw in ORBITCT_ATTRIBUTES:
+        assert {p.location for p in orbitct if p.keyword == kw and not p.private} >= {"top"}
+        assert any(p.depth >= 2 for p in orbitct if p.keyword == kw and not p.private), kw
+    assert any(p.location.startswith("OtherPatientIDsSequence") for p in orbitct)
+    assert any(p.location.startswith("ReferencedPatientSequence") for p in orbitct)
+    assert all(p.scope == "orbitct" for p in planted if p.private)
+    top_basic = {p.keyword for p in basic if p.location == "top"}
+    assert len(top_basic) >= 30 and top_basic <= set(BASIC_ATTRIBUTES)
+    assert any(p.depth >= 1 for p in basic)
+    # unique per attribute and location; only the one-letter sex code is not searchable
+    assert len({(p.keyword, p.location) for p in planted}) == len(planted)
+    searchable = [p.value for p in planted if p.searchable]
+    assert len(set(searchable)) == len(searchable)
+    assert {p.keyword for p in orbitct if not p.searchable} == {"PatientSex"}
+    for p in planted:  # VR-valid
+        if not p.private:
+            validate_value(p.vr, p.value, config.RAISE)
+    forbidden = default_exam.orbitct_forbidden_bytes
+    assert len(forbidden) == len([p for p in orbitct if p.searchable]) > 60
+    for f in default_exam.files:
+        raw = f.read_bytes()
+        missing = [v for v in forbidden + default_exam.basic_forbidden_bytes if v not in raw]
+        assert not missing, (f, missing[:3])
+        pixel = pydicom.dcmread(f)["PixelData"].value
+        assert not any(v in pixel for v in forbidden)
+
+
+def test_private_elements_everywhere(default_exam: ExamTruth) -> None:
+    ds = pydicom.dcmread(default_exam.series[1].files[0])
+    elems = list(_walk(ds))
+    private = [(e, d, p) for e, d, p in elems if e.tag.is_private and not e.tag.is_private_creator]
+    assert any(d == 0 for e, d, _ in private)  # top level
+    assert any(d == 0 and e.VR == "SQ" for e, d, _ in private)  # a private sequence ...
+    assert any(p and not e.tag.is_private for e, d, p in elems)  # ... holding standard elements
+    assert any(d >= 1 and p for e, d, p in private)  # ... and private ones
+    # private elements inside an item of a standard sequence
+    ras = ds.RequestAttributesSequence[0]
+    block = ras.private_block(0x0009, PRIVATE_CREATOR)
+    assert block[0x01].value.startswith("PHI")
+    creators = {e.value for e, _, _ in elems if e.tag.is_private_creator}
+    assert PRIVATE_CREATOR in creators
+    assert {e.VR for e, _, _ in private} >= {"LO", "SH", "UN", "OB", "SQ"}
+    planted_private = [p for p in default_exam.planted if p.private]
+    assert {p.location for p in planted_private} >= {"top", "RequestAttributesSequence[0]"}
+
+
+# --------------------------------------------------------------------------------------------
+# validation and command line
+
+
+def test_invalid_specs_are_rejected(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="tilt"):
+        SeriesSpec(kind="coronal", tilt_deg=10.0)
+    with pytest.raises(ValueError, match="order"):
+        SeriesSpec(order="sideways")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="collides"):
+        write_exam(tmp_path, "bad", [SeriesSpec(padding=True, padding_value=-1000)])
+    with pytest.raises(ValueError, match="duplicate"):
+        write_exam(tmp_path, "dup", [SeriesSpec(series_number=2), SeriesSpec(series_number=2)])
+    write_exam(tmp_path, "once", [SeriesSpec(n_slices=2)], plant_phi=False)
+    with pytest.raises(FileExistsError):
+        write_exam(tmp_path, "once", [SeriesSpec(n_slices=2)])
+    with pytest.raises(NotImplementedError):
+        write_exam(tmp_path, "enh", enhanced=True)
+
+
+def test_cli_writes_exams(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "demo"
+    assert synth_main([str(out), "--n-exams", "2", "--seed", "3"]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["exam_001", "exam_002"]
+    assert all(any(p.rglob("*")) for p in out.iterdir())
+    assert "wrote 2 exams" in capsys.readouterr().out
+    assert synth_main([str(out), "--n-exams", "1"]) == 1  # exam_001 exists already
+    assert synth_main([str(out), "--size", "huge"]) == 2
