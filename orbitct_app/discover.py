@@ -339,8 +339,8 @@ def read_header(path: Path) -> tuple[Dataset, bool]:
                 with warnings.catch_warnings(record=True) as caught:
                     warnings.simplefilter("always")
                     ds = pydicom.dcmread(fp, stop_before_pixels=True, force=not has_preamble)
-                for warning in caught:
-                    logger.debug("%s: pydicom: %s", path.name, warning.message)
+                if caught:  # their text can quote header values: count them, never log them
+                    logger.debug("%s: pydicom warned %d time(s) reading the header", path.name, len(caught))
             except (InvalidDicomError, EOFError, ValueError, struct.error, OverflowError) as err:
                 raise NotDicomError(f"unreadable DICOM header ({type(err).__name__})") from err
             header_end = fp.tell()
