@@ -13,6 +13,7 @@ import hashlib
 import logging
 import os
 import struct
+import warnings
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
@@ -335,7 +336,11 @@ def read_header(path: Path) -> tuple[Dataset, bool]:
                 raise NotDicomError("not DICOM (no DICM preamble and no DICOM data set at start)")
             fp.seek(0)
             try:
-                ds = pydicom.dcmread(fp, stop_before_pixels=True, force=not has_preamble)
+                with warnings.catch_warnings(record=True) as caught:
+                    warnings.simplefilter("always")
+                    ds = pydicom.dcmread(fp, stop_before_pixels=True, force=not has_preamble)
+                if caught:  # their text can quote header values: count them, never log them
+                    logger.debug("%s: pydicom warned %d time(s) reading the header", path.name, len(caught))
             except (InvalidDicomError, EOFError, ValueError, struct.error, OverflowError) as err:
                 raise NotDicomError(f"unreadable DICOM header ({type(err).__name__})") from err
             header_end = fp.tell()
@@ -348,9 +353,12 @@ def read_header(path: Path) -> tuple[Dataset, bool]:
         str(ds.get("SOPClassUID", "")),
     ):
         raise NotDicomError("DICOMDIR / media index file (not an image; may name the patient)")
+    at_end = header_end >= size and not has_pixels
     if "SOPInstanceUID" not in ds and "SOPClassUID" not in ds:
+        if has_preamble and at_end:
+            raise NotDicomError("truncated file: the header ends before the data set is complete")
         raise NotDicomError("not a DICOM object (no SOP Class or SOP Instance UID)")
-    if "Rows" in ds and "Columns" in ds and not has_pixels and header_end >= size:
+    if "Rows" in ds and "Columns" in ds and at_end:
         raise NotDicomError("truncated file: image header without pixel data")
     return ds, has_pixels
 

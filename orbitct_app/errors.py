@@ -42,9 +42,15 @@ class NotDicomError(OrbitctError):
 
 
 class SeriesError(OrbitctError):
-    """A series cannot be converted; the message is the one-line reason recorded in the report."""
+    """A series cannot be converted because something is wrong with it (reported as failed)."""
 
     default_message = "series cannot be converted"
+
+
+class NotConvertible(OrbitctError):
+    """A series is well-formed but holds nothing to convert (reported as excluded, not failed)."""
+
+    default_message = "nothing to convert"
 
 
 class ProfileError(OrbitctError):

@@ -18,7 +18,7 @@ import numpy as np
 
 from orbitct_app import __version__, atomic
 from orbitct_app.discover import Exam, SeriesInfo, scan_exam
-from orbitct_app.errors import SeriesError, one_line
+from orbitct_app.errors import NotConvertible, SeriesError, one_line
 from orbitct_app.nifti import NIFTI_SUFFIX, output_stem, write_nifti, write_sidecar
 from orbitct_app.options import Options
 from orbitct_app.reports import EXTRACT_REPORT, SERIES_INDEX, ExamRecord, Row
@@ -122,6 +122,9 @@ def _extract_series(
         final_path = final_dir / f"{name}{NIFTI_SUFFIX}"
         try:
             converted = convert_stack(stack, options, staging / f"{name}{NIFTI_SUFFIX}")
+        except NotConvertible as err:
+            results.append(({**row, "decision": "excluded", "reason": str(err)}, None))
+            continue
         except (SeriesError, ValueError, MemoryError) as err:
             results.append(({**row, "decision": "failed", "reason": one_line(err)}, None))
             continue

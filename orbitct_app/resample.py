@@ -18,6 +18,7 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy import ndimage
 
+from orbitct_app.errors import NotConvertible
 from orbitct_app.volume import AIR_HU, StackGeometry
 
 logger = logging.getLogger(__name__)
@@ -66,21 +67,22 @@ def apply_body_mask(volume: NDArray[np.int16], geometry: StackGeometry, threshol
 
     Raises
     ------
-    ValueError
-        When no voxel exceeds the threshold.
+    NotConvertible
+        When no voxel exceeds the threshold (no body in the series).
     """
     above = volume > threshold
     labels, n = ndimage.label(above)  # 6-connected: touching faces only
     del above
     if n == 0:
-        raise ValueError(f"no voxel above the body threshold ({threshold:g} HU)")
-    sizes = np.bincount(labels.ravel())
+        raise NotConvertible(f"no body: no voxel above the body threshold ({threshold:g} HU)")
+    sizes = np.zeros(n + 1, dtype=np.int64)
+    for plane in labels:  # per slice: bincount would otherwise copy the whole volume to int64
+        sizes += np.bincount(plane.ravel(), minlength=n + 1)
     sizes[0] = 0
     mask = labels == int(np.argmax(sizes))
     del labels
     for k in range(mask.shape[0]):
-        if mask[k].any():
-            mask[k] = ndimage.binary_fill_holes(mask[k])
+        _fill_holes_2d(mask[k])
     volume[~mask] = AIR_HU
     per_slice = mask.sum(axis=(1, 2), dtype=np.int64)
     total = int(per_slice.sum())
@@ -101,6 +103,19 @@ def apply_body_mask(volume: NDArray[np.int16], geometry: StackGeometry, threshol
         bbox_kji=((int(ks[0]), int(ks[-1])), (int(js[0]), int(js[-1])), (int(is_[0]), int(is_[-1]))),
         n_voxels=total,
     )
+
+
+def _fill_holes_2d(plane: NDArray[np.bool_]) -> None:
+    """Fill, in place, background regions of a 2D mask that do not reach the image border."""
+    if not plane.any():
+        return
+    background, n = ndimage.label(~plane)
+    if n == 0:
+        return
+    outside = np.zeros(n + 1, dtype=bool)
+    outside[np.concatenate([background[0], background[-1], background[:, 0], background[:, -1]])] = True
+    outside[0] = False  # label 0 is the mask itself
+    plane[...] = ~outside[background]
 
 
 def output_axes(geometry: StackGeometry) -> NDArray[np.float64]:

@@ -35,7 +35,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 from pydicom.datadict import dictionary_VR
@@ -191,6 +191,10 @@ def lps_to_ras(points: np.ndarray | Sequence[float]) -> np.ndarray:
         The same points in RAS (float64, same shape).
     """
     return np.asarray(points, dtype=np.float64) * np.array([-1.0, -1.0, 1.0])
+
+
+def _vec3(values: Sequence[float | str] | np.ndarray) -> Vec3:
+    return (float(values[0]), float(values[1]), float(values[2]))
 
 
 def _vec_ras(v: Vec3) -> Vec3:
@@ -1209,7 +1213,8 @@ class _SeriesWriter:
         self.instances = list(range(1, n + 1))
         self.sop_uids = {i: _uid(ex.seed, ex.dicom_id, "sop", spec.series_number, i)
                          for i in self.instances}
-        self.row = self.col = None
+        self.row: np.ndarray | None = None
+        self.col: np.ndarray | None = None
         self.slices: dict[int, _Slice] = {}
         self.rescale: dict[int, tuple[float, float]] = {}
         self.bits_stored = 8
@@ -1222,7 +1227,7 @@ class _SeriesWriter:
         elif spec.kind == "scout":
             self.bits_stored = 12
             self.rescale = {1: (1.0, 0.0)}
-        self.outside = None
+        self.outside: np.ndarray | None = None
         if spec.padding and spec.kind in ("axial", "coronal"):
             self.outside = _circle_outside(int(spec.rows or 0), int(spec.cols or 0),
                                            spec.pixel_spacing or (1.0, 1.0))
@@ -1231,7 +1236,7 @@ class _SeriesWriter:
         spec = self.spec
         orientation = None
         if self.row is not None and self.col is not None:
-            orientation = (tuple(float(v) for v in self.row), tuple(float(v) for v in self.col))
+            orientation = (_vec3(self.row), _vec3(self.col))
         return SeriesTruth(
             spec=spec,
             series_number=int(spec.series_number or 0),
@@ -1240,9 +1245,8 @@ class _SeriesWriter:
             transfer_syntax_uid=spec.transfer_syntax,
             files=[files[i] for i in self.instances],
             sop_instance_uids=[self.sop_uids[i] for i in self.instances],
-            positions_lps=[tuple(float(v) for v in self.slices[i].ipp) for i in self.instances
-                           if i in self.slices],
-            orientation=orientation,  # type: ignore[arg-type]
+            positions_lps=[_vec3(self.slices[i].ipp) for i in self.instances if i in self.slices],
+            orientation=orientation,
             pixel_spacing=spec.pixel_spacing or (1.0, 1.0),
             rescale=[self.rescale[i] for i in self.instances if i in self.rescale],
             pixel_padding_value=spec.padding_value if self.outside is not None else None,
@@ -1250,10 +1254,16 @@ class _SeriesWriter:
 
     # -- pixels -------------------------------------------------------------------------------
 
+    def _directions(self) -> tuple[np.ndarray, np.ndarray]:
+        if self.row is None or self.col is None:
+            raise RuntimeError("a summary capture has no image plane")
+        return self.row, self.col
+
     def _hu_image(self, sl: _Slice) -> np.ndarray:
         spec = self.spec
         origin = np.array([float(v) for v in sl.ipp])
-        hu = self.phantom.render_plane(origin, self.row, self.col, int(spec.rows or 0),
+        row, col = self._directions()
+        hu = self.phantom.render_plane(origin, row, col, int(spec.rows or 0),
                                        int(spec.cols or 0), spec.pixel_spacing or (1.0, 1.0))
         sigma = self.phantom.noise_sigma_hu
         if sigma > 0:
@@ -1277,11 +1287,12 @@ class _SeriesWriter:
         spec = self.spec
         sl = self.slices[1]
         origin = np.array([float(v) for v in sl.ipp])
+        row, col = self._directions()
         half = max(self.phantom.head_semi_axes_mm) + 30.0
         dx = 2.0
         total = np.zeros((int(spec.rows or 0), int(spec.cols or 0)), dtype=np.float32)
         for x in np.arange(-half, half + dx / 2, dx):
-            hu = self.phantom.render_plane(origin + np.array([x, 0.0, 0.0]), self.row, self.col,
+            hu = self.phantom.render_plane(origin + np.array([x, 0.0, 0.0]), row, col,
                                            int(spec.rows or 0), int(spec.cols or 0),
                                            spec.pixel_spacing or (1.0, 1.0))
             total += np.clip((hu + 1000.0) / 1000.0, 0.0, None) * np.float32(dx)
@@ -1533,52 +1544,44 @@ def write_exam(
 # sample dataset
 
 
-def _sample_exam(index: int, size: Literal["small", "full"]) -> tuple[list[SeriesSpec], dict[str, bool]]:
+def _sample_exam(index: int, size: Literal["small", "full"]) -> tuple[list[SeriesSpec], dict[str, Any]]:
     """Series and layout options of sample exam ``index`` (0-based); the variants cycle."""
     full = size == "full"
-    thin: dict[str, object] = (
-        dict(rows=512, cols=512, pixel_spacing=(0.45, 0.45), n_slices=240, slice_step=0.625)
-        if full else {}
-    )
-    thick: dict[str, object] = (
-        dict(rows=512, cols=512, pixel_spacing=(0.45, 0.45), n_slices=30, slice_step=5.0)
-        if full else dict(n_slices=24, slice_step=5.0)
-    )
+    matrix: dict[str, Any] = dict(rows=512, cols=512, pixel_spacing=(0.45, 0.45)) if full else {}
+    thin: dict[str, Any] = dict(matrix, n_slices=240, slice_step=0.625) if full else {}
+    thick: dict[str, Any] = dict(matrix, n_slices=30 if full else 24, slice_step=5.0)
+    coronal: dict[str, Any] = dict(matrix, n_slices=60, slice_step=2.0) if full else {}
     scout = SeriesSpec(kind="scout", series_number=1,
                        **(dict(rows=512, cols=512, pixel_spacing=(0.5, 0.5)) if full else {}))
     variant = index % 4
     if variant == 0:
         return [
             scout,
-            SeriesSpec(kind="axial", series_number=2, **thin),  # type: ignore[arg-type]
-            SeriesSpec(kind="coronal", series_number=3,
-                       **(dict(rows=512, cols=512, pixel_spacing=(0.45, 0.45), n_slices=60,
-                               slice_step=2.0) if full else {})),  # type: ignore[arg-type]
+            SeriesSpec(kind="axial", series_number=2, **thin),
+            SeriesSpec(kind="coronal", series_number=3, **coronal),
             SeriesSpec(kind="summary", series_number=999),
         ], {}
     if variant == 1:
         return [
             scout,
             SeriesSpec(kind="axial", series_number=2, order="descending", unsigned=True,
-                       padding=True, **thin),  # type: ignore[arg-type]
+                       padding=True, **thin),
             SeriesSpec(kind="summary", series_number=999, n_slices=1),
         ], {"shuffle_names": True}
     if variant == 2:
         return [
             scout,
-            SeriesSpec(kind="axial", series_number=2, tilt_deg=15.0, padding=True,
-                       **thin),  # type: ignore[arg-type]
+            SeriesSpec(kind="axial", series_number=2, tilt_deg=15.0, padding=True, **thin),
             SeriesSpec(kind="axial", series_number=3, tilt_deg=-12.0, transfer_syntax=RLELossless,
-                       convolution_kernel="H60s", **thick),  # type: ignore[arg-type]
+                       convolution_kernel="H60s", **thick),
             SeriesSpec(kind="summary", series_number=999),
         ], {"nested": True}
     return [
         scout,
-        SeriesSpec(kind="axial", series_number=2, per_slice_rescale=True,
-                   transfer_syntax=JPEG2000Lossless, order="descending",
-                   **thin),  # type: ignore[arg-type]
+        SeriesSpec(kind="axial", series_number=2, per_slice_rescale=True, order="descending",
+                   **thin),
         SeriesSpec(kind="axial", series_number=4, unsigned=True, per_slice_rescale=True,
-                   **thick),  # type: ignore[arg-type]
+                   transfer_syntax=JPEG2000Lossless, **thick),
         SeriesSpec(kind="summary", series_number=999, n_slices=1),
     ], {"nested": True, "shuffle_names": True}
 
@@ -1594,9 +1597,9 @@ def write_sample_dataset(
 
     The variants cycle: (1) plain ascending axial with a coronal reformat; (2) descending,
     unsigned, padded, shuffled extensionless names; (3) tilted +15 and -12 degrees, one series
-    RLE, nested folders; (4) per-slice rescale, JPEG 2000, unsigned, nested and shuffled. Every
+    RLE, nested folders; (4) per-slice rescale, unsigned JPEG 2000, nested and shuffled. Every
     exam also has a scout and a summary capture. ``size="full"`` uses 512 x 512 matrices at
-    0.45 mm with 0.625 mm slices.
+    0.45 mm, 240 slices of 0.625 mm for the thin series and 30 of 5 mm for the thick ones.
 
     Returns
     -------

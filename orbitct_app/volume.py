@@ -152,15 +152,19 @@ def plan_stacks(series: SeriesInfo) -> StackPlan:
     if len(groups) > 1:
         reasons.append(_describe_frame_split(list(groups)))
     candidates: list[tuple[list[SliceInfo], tuple[SliceInfo, ...]]] = []
+    rejected: list[tuple[int, int, str]] = []
     for members in groups.values():
+        distinct = len(set(_position_keys(members)))
+        if distinct < MIN_VOLUME_SLICES:
+            rejected.append((0, len(members), _too_short(len(members), distinct)))
+            continue
         passes, dropped, why = _split_passes(members)
         if why:
             reasons.append(why)
         candidates.extend((p, dropped if i == 0 else ()) for i, p in enumerate(passes))
-    split = len(candidates) > 1
+    split = len(candidates) + len(rejected) > 1
     reason = "; ".join(reasons)
     stacks: list[Stack] = []
-    rejected: list[tuple[int, int, str]] = []
     for index, (members, dropped) in enumerate(candidates, start=1):
         part = index if split else 0
         geometry = _geometry(members)
@@ -168,17 +172,22 @@ def plan_stacks(series: SeriesInfo) -> StackPlan:
         members = [members[i] for i in order]
         geometry = dataclasses.replace(geometry, positions=geometry.positions[order])
         if len(members) < MIN_VOLUME_SLICES:
-            distinct = len({round(float(o) / POSITION_TOLERANCE_MM) for o in geometry.offsets})
-            rejected.append((part, len(members), _too_short(len(members), distinct, series.n_files)))
+            rejected.append((part, len(members), _too_short(len(members), len(members))))
             continue
         stacks.append(Stack(series, tuple(members), geometry, part, reason, dropped))
     return StackPlan(stacks, rejected)
 
 
-def _too_short(n: int, distinct: int, n_files: int) -> str:
-    if n_files >= MIN_VOLUME_SLICES and distinct <= 1:
-        return f"not a volume: all {n_files} slices share one position"
+def _too_short(n: int, distinct: int) -> str:
+    if n > distinct:
+        return f"not a volume: {n} slices at only {distinct} distinct position(s)"
     return f"too few slices to make a volume ({n} < {MIN_VOLUME_SLICES})"
+
+
+def _position_keys(members: Sequence[SliceInfo]) -> list[int]:
+    """Slice positions along the normal, quantised to the duplicate tolerance."""
+    offsets = _geometry(members).offsets
+    return [int(k) for k in np.round(offsets / POSITION_TOLERANCE_MM)]
 
 
 def _frame_key(s: SliceInfo) -> tuple[object, ...]:
@@ -208,21 +217,20 @@ def _split_passes(members: list[SliceInfo]) -> tuple[list[list[SliceInfo]], tupl
     Returns the passes, the exact duplicates dropped (same SOPInstanceUID and position) and a
     reason ('' when nothing was split or dropped).
     """
-    geometry = _geometry(members)
-    keys = np.round(geometry.offsets / POSITION_TOLERANCE_MM).astype(np.int64)
+    keys = _position_keys(members)
     # Exact copies of one image (same SOPInstanceUID at the same position): keep the first.
     seen: dict[tuple[int, str], SliceInfo] = {}
     kept: list[SliceInfo] = []
     kept_keys: list[int] = []
     dropped: list[SliceInfo] = []
     for s, key in zip(members, keys, strict=True):
-        ident = (int(key), s.sop_instance_uid)
+        ident = (key, s.sop_instance_uid)
         if s.sop_instance_uid and ident in seen:
             dropped.append(s)
             continue
         seen[ident] = s
         kept.append(s)
-        kept_keys.append(int(key))
+        kept_keys.append(key)
     notes = []
     if dropped:
         notes.append(f"dropped {len(dropped)} exact duplicate slice(s) (same SOPInstanceUID)")

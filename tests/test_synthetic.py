@@ -11,7 +11,7 @@ import numpy as np
 import pydicom
 import pytest
 from pydicom import config
-from pydicom.uid import JPEG2000Lossless, RLELossless, SecondaryCaptureImageStorage, CTImageStorage
+from pydicom.uid import CTImageStorage, JPEG2000Lossless, RLELossless, SecondaryCaptureImageStorage
 from pydicom.valuerep import validate_value
 from scipy import ndimage
 
@@ -154,7 +154,9 @@ def test_ras_conversions() -> None:
 # --------------------------------------------------------------------------------------------
 # geometry and HU of written series
 
-_GRID = dict(rows=128, cols=128, pixel_spacing=(1.0, 1.0), n_slices=66, slice_step=1.5)
+# non-square pixels (row spacing 1.0 mm along the column direction, column spacing 0.9 mm along
+# the row direction) so that a swap of the two PixelSpacing values is detected
+_GRID = dict(rows=128, cols=128, pixel_spacing=(1.0, 0.9), n_slices=66, slice_step=1.5)
 _VARIANTS: dict[str, dict[str, object]] = {
     "ascending": {},
     "descending": {"order": "descending"},
@@ -253,8 +255,9 @@ def test_padding_fills_outside_the_reconstruction_circle(variant_exam: ExamTruth
                                                          name: str) -> None:
     series = _variant(variant_exam, name)
     j, i = np.indices((128, 128))
-    outside = (j - 63.5) ** 2 + (i - 63.5) ** 2 > 64.0**2
-    assert 0.15 < outside.mean() < 0.25
+    radius = min(128 * 1.0, 128 * 0.9) / 2  # circle inscribed in the matrix, in mm
+    outside = ((j - 63.5) * 1.0) ** 2 + ((i - 63.5) * 0.9) ** 2 > radius**2
+    assert 0.2 < outside.mean() < 0.35
     for f in series.files[::10]:
         ds = pydicom.dcmread(f)
         assert ds.PixelPaddingValue == series.pixel_padding_value
@@ -370,6 +373,17 @@ def test_sample_dataset_files_are_valid_part10(tmp_path: Path) -> None:
     axial = truths[1].series_by_number(2)
     assert [f.name for f in axial.files] != sorted(f.name for f in axial.files)
     assert all(len(f.relative_to(truths[2].path).parts) == 4 for f in truths[2].files)
+
+
+def test_full_size_sample_is_realistic_without_writing_it(tmp_path: Path) -> None:
+    from orbitct_app.synthetic import _sample_exam
+
+    thin = [_sample_exam(i, "full")[0][1].resolved() for i in range(4)]
+    assert all(s.kind == "axial" and (s.rows, s.cols) == (512, 512) for s in thin)
+    assert all(s.pixel_spacing == (0.45, 0.45) and s.slice_step == 0.625 for s in thin)
+    assert all(s.n_slices == 240 for s in thin)
+    with pytest.raises(ValueError, match="size"):
+        write_sample_dataset(tmp_path, 1, size="huge")  # type: ignore[arg-type]
 
 
 def test_shuffled_nested_names(tmp_path: Path) -> None:

@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Try orbitct-app end to end on generated sample exams, with no other preparation:
+# installs the app into ./.venv, writes 3 synthetic CT exams to demo/input and runs the whole
+# pipeline (anonymize + extract) into demo/output.
+set -euo pipefail
+cd "$(dirname "$0")"
+. scripts/venv.sh            # creates/updates ./.venv with the pinned dependencies
+rm -rf demo
+"$VENV/bin/orbitct-synth" demo/input --n-exams 3
+"$VENV/bin/orbitct-app" demo/input demo/output all
+cat <<'MSG'
+
+Done. Look at:
+  demo/output/series_index.csv      one row per NIfTI written
+  demo/output/nifti/<exam>/         the .nii.gz volumes and their JSON sidecars
+  demo/output/anonymized/<exam>/    the de-identified DICOM
+  demo/output/anonymize_report.csv  and extract_report.csv: a decision and reason per series
+  demo/output/logs/orbitct-app.log  the full log
+MSG
