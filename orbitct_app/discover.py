@@ -14,6 +14,7 @@ import logging
 import os
 import struct
 import warnings
+import zlib
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
@@ -23,7 +24,7 @@ import pydicom
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 from pydicom.multival import MultiValue
-from pydicom.uid import UID
+from pydicom.uid import DeflatedExplicitVRLittleEndian, UID
 
 from orbitct_app.errors import NotDicomError, UsageError
 
@@ -343,8 +344,15 @@ def read_header(path: Path) -> tuple[Dataset, bool]:
                     logger.debug("%s: pydicom warned %d time(s) reading the header", path.name, len(caught))
             except (InvalidDicomError, EOFError, ValueError, struct.error, OverflowError) as err:
                 raise NotDicomError(f"unreadable DICOM header ({type(err).__name__})") from err
-            header_end = fp.tell()
-            has_pixels = _check_pixel_data(fp, ds, header_end, size)
+            except zlib.error as err:
+                raise NotDicomError("truncated or corrupt deflated data set") from err
+            if _is_deflated(ds):
+                # the file holds a zlib stream: positions in it say nothing about the data set
+                has_pixels = _deflated_has_pixels(fp)
+                header_end = size
+            else:
+                header_end = fp.tell()
+                has_pixels = _check_pixel_data(fp, ds, header_end, size)
     except OSError as err:
         raise NotDicomError(f"cannot read file ({err.strerror or type(err).__name__})") from err
     sop_class = str(ds.file_meta.get("MediaStorageSOPClassUID", "")) if ds.file_meta else ""
@@ -403,6 +411,23 @@ def slice_info(path: Path, ds: Dataset, has_pixels: bool) -> SliceInfo:
         )
     except (TypeError, ValueError) as err:
         raise NotDicomError(f"malformed header value ({err})") from err
+
+
+def _is_deflated(ds: Dataset) -> bool:
+    meta = ds.file_meta if ds.file_meta else Dataset()
+    return str(meta.get("TransferSyntaxUID", "")) == DeflatedExplicitVRLittleEndian
+
+
+def _deflated_has_pixels(fp: BinaryIO) -> bool:
+    """Whether a deflated file holds pixel data: only inflating the whole data set can tell."""
+    fp.seek(0)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ds = pydicom.dcmread(fp)
+    except (zlib.error, InvalidDicomError, EOFError, ValueError, struct.error, OverflowError) as err:
+        raise NotDicomError("truncated or corrupt deflated data set") from err
+    return any(tag in ds for tag in _PIXEL_DATA_TAGS)
 
 
 def _looks_like_raw_dataset(head: bytes) -> bool:

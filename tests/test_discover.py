@@ -8,7 +8,7 @@ from pathlib import Path
 import pydicom
 import pytest
 from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import ExplicitVRLittleEndian
+from pydicom.uid import DeflatedExplicitVRLittleEndian, ExplicitVRLittleEndian
 
 from orbitct_app.discover import find_exams, read_slice_info, scan_exam
 from orbitct_app.errors import NotDicomError, UsageError
@@ -83,6 +83,20 @@ def test_truncated_dicom_and_dicomdir_are_skipped(tmp_path: Path) -> None:
     assert "truncated" in reasons["cut_in_header"] or "unreadable" in reasons["cut_in_header"]
     assert "DICOMDIR" in reasons["DICOMDIR"]
     assert {s.series_number: s.n_files for s in exam.series}[2] == 11
+
+
+def test_deflated_files_are_read_whole(tmp_path: Path) -> None:
+    """A deflated data set is one zlib stream: its pixel data is found by inflating it."""
+    spec = SeriesSpec(kind="axial", rows=16, cols=16, n_slices=3, transfer_syntax=DeflatedExplicitVRLittleEndian)
+    truth = write_exam(tmp_path, "exam_001", [spec])
+    exam = scan_exam(truth.path)
+    assert exam.skipped == ()
+    assert [(s.n_files, s.has_pixel_data) for s in exam.series] == [(3, True)]
+    victim = truth.files[1]
+    data = victim.read_bytes()
+    victim.write_bytes(data[: len(data) - 40])
+    reasons = [s.reason for s in scan_exam(truth.path).skipped]
+    assert len(reasons) == 1 and "truncated" in reasons[0]
 
 
 def test_dicom_without_preamble_is_recognised(tmp_path: Path) -> None:
