@@ -330,8 +330,8 @@ def anonymize_file(src: Path, dst: Path, profile: Profile, pseudonym: str) -> De
     """Read ``src`` once, de-identify it with ``profile`` and write the result to ``dst``.
 
     Pixel data is never decoded and the transfer syntax is kept; the file meta is rebuilt
-    consistent with the data set (see :func:`file_meta_for`). ``dst`` is written directly: the
-    caller makes it atomic.
+    consistent with the data set (see :func:`file_meta_for`). ``dst`` is written directly (and
+    removed again if writing fails); the caller makes its appearance atomic.
 
     Parameters
     ----------
@@ -361,8 +361,13 @@ def anonymize_file(src: Path, dst: Path, profile: Profile, pseudonym: str) -> De
             mark_deidentified(ds, profile.method(__version__))
             ds.file_meta = file_meta_for(ds)
             stage = "writing"
-            with open(dst, "wb") as fh:
-                pydicom.dcmwrite(fh, ds, enforce_file_format=True)
+            try:
+                with open(dst, "wb") as fh:
+                    pydicom.dcmwrite(fh, ds, enforce_file_format=True)
+            except BaseException:
+                with contextlib.suppress(OSError):
+                    dst.unlink()  # never leave half a file
+                raise
     except OrbitctError:
         raise
     except Exception as err:  # noqa: BLE001 - the message may quote a header value: drop it
