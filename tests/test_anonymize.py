@@ -25,13 +25,13 @@ from pydicom.uid import (
     ImplicitVRLittleEndian,
     JPEG2000Lossless,
     RLELossless,
-    SecondaryCaptureImageStorage,
     generate_uid,
 )
 
 import orbitct_app
 from orbitct_app import __version__, anonymize, pipeline
 from orbitct_app.cli import main
+from orbitct_app.deid import ORBITCT, apply_profile, mark_deidentified
 from orbitct_app.errors import DeidError, ExitCode
 from orbitct_app.options import Options, Stage
 from orbitct_app.reports import read_csv
@@ -110,7 +110,8 @@ def outputs(out: Path, dicom_id: str) -> set[str]:
 
 def run(inp: Path, out: Path, **kwargs: object) -> pipeline.RunSummary:
     kwargs.setdefault("n_procs", 1)
-    options = Options(inp, out, stage=kwargs.pop("stage", Stage.ANONYMIZE), **kwargs)  # type: ignore[arg-type]
+    stage = kwargs.pop("stage", Stage.ANONYMIZE)
+    options = Options(inp, out, stage=stage, **kwargs)  # type: ignore[arg-type]
     options.validate()
     return pipeline.run(options)
 
@@ -185,7 +186,11 @@ def add_junk(exam_dir: Path, truth: ExamTruth) -> Path:
 def phi_input(tmp_path_factory: pytest.TempPathFactory) -> Input:
     """Two exams with every value planted; every transfer syntax the generator has."""
     root = tmp_path_factory.mktemp("phi") / "in"
-    small = {"rows": 64, "cols": 64}
+    def axial(number: int, n: int, syntax: str) -> SeriesSpec:
+        return SeriesSpec(
+            kind="axial", series_number=number, n_slices=n, transfer_syntax=syntax, rows=64, cols=64
+        )
+
     truths = {
         EXAM_A: write_exam(root, EXAM_A, seed=1),  # scout (1), axial (40), summary (2)
         EXAM_B: write_exam(
@@ -193,12 +198,10 @@ def phi_input(tmp_path_factory: pytest.TempPathFactory) -> Input:
             EXAM_B,
             [
                 SeriesSpec(kind="scout", series_number=1),
-                SeriesSpec(kind="axial", series_number=2, n_slices=12, transfer_syntax=RLELossless, **small),
-                SeriesSpec(kind="axial", series_number=3, n_slices=12, transfer_syntax=JPEG2000Lossless, **small),
-                SeriesSpec(kind="axial", series_number=4, n_slices=11, transfer_syntax=ImplicitVRLittleEndian, **small),
-                SeriesSpec(
-                    kind="axial", series_number=5, n_slices=11, transfer_syntax=DeflatedExplicitVRLittleEndian, **small
-                ),
+                axial(2, 12, RLELossless),
+                axial(3, 12, JPEG2000Lossless),
+                axial(4, 11, ImplicitVRLittleEndian),
+                axial(5, 11, DeflatedExplicitVRLittleEndian),
                 SeriesSpec(kind="summary", series_number=999, n_slices=1, rows=64, cols=64),
             ],
             seed=2,
@@ -215,7 +218,9 @@ def phi_input(tmp_path_factory: pytest.TempPathFactory) -> Input:
 
 
 @pytest.fixture(scope="module")
-def anonymized(phi_input: Input, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, pipeline.RunSummary, str]:
+def anonymized(
+    phi_input: Input, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[Path, pipeline.RunSummary, str]:
     """The library run over ``phi_input`` (default options), with everything logged."""
     out = tmp_path_factory.mktemp("anon") / "out"
     before = tree_hashes(phi_input.root)
@@ -327,7 +332,9 @@ def test_min_slices_option(phi_input: Input, tmp_path: Path, min_slices: int) ->
     assert code == ExitCode.OK
     for dicom_id, truth in phi_input.truths.items():
         assert outputs(out, dicom_id) == expected_outputs(truth, min_slices)
-    dropped = {r["series_number"] for r in report(out) if r["dicom_id"] == EXAM_B and r["action"] == "dropped"}
+    dropped = {
+        r["series_number"] for r in report(out) if r["dicom_id"] == EXAM_B and r["action"] == "dropped"
+    }
     assert dropped == ({"1", "4", "5", "999"} if min_slices == 11 else set())
     if min_slices == 0:  # kept summary screens are flagged and warned about
         flagged = [r for r in report(out) if r["flags"]]
@@ -421,7 +428,10 @@ def junk_input(tmp_path: Path) -> tuple[Path, ExamTruth, Path]:
     truth = write_exam(
         root,
         "exam_j",
-        [SeriesSpec(kind="scout", series_number=1), SeriesSpec(kind="axial", series_number=2, n_slices=12, rows=32, cols=32)],
+        [
+            SeriesSpec(kind="scout", series_number=1),
+            SeriesSpec(kind="axial", series_number=2, n_slices=12, rows=32, cols=32),
+        ],
         seed=4,
     )
     truncated = add_junk(truth.path, truth)
@@ -463,16 +473,16 @@ def test_a_file_that_fails_to_write_is_a_failure(
 ) -> None:
     root, truth, _ = junk_input
     victim = truth.series_by_number(2).files[3]
-    real_write = pydicom.dcmwrite
+    real_write = anonymize.write_part10
     secret = truth.orbitct_forbidden_bytes[0].decode()
     victim_uid = pydicom.dcmread(victim, stop_before_pixels=True).SOPInstanceUID
 
-    def failing_write(fh: object, ds: Dataset, **kwargs: object) -> None:
+    def failing_write(fh: io.BufferedWriter, ds: Dataset) -> None:
         if ds.SOPInstanceUID == victim_uid:
             raise ValueError(f"cannot encode {secret}")  # a message quoting a header value
-        real_write(fh, ds, **kwargs)  # type: ignore[arg-type]
+        real_write(fh, ds)
 
-    monkeypatch.setattr(pydicom, "dcmwrite", failing_write)
+    monkeypatch.setattr(anonymize, "write_part10", failing_write)
     out = tmp_path / "out"
     assert main([str(root), str(out), "anonymize", "--n-procs", "1"]) == ExitCode.FAILED
     rel = str(victim.relative_to(truth.path))
@@ -482,7 +492,8 @@ def test_a_file_that_fails_to_write_is_a_failure(
     assert failed[0]["path"] == rel and failed[0]["reason"] == "ValueError while writing"
     assert failed[0]["series_number"] == "2"
     assert leaks(out, [secret.encode()]) == []
-    assert "de-identification failed: ValueError while writing" in (out / "logs" / "orbitct-app.log").read_text()
+    log = (out / "logs" / "orbitct-app.log").read_text()
+    assert "de-identification failed: ValueError while writing" in log
 
 
 def test_basic_profile_fails_clearly(phi_input: Input, tmp_path: Path) -> None:
@@ -544,8 +555,8 @@ def test_exam_with_nothing_kept_leaves_an_empty_folder(tmp_path: Path) -> None:
 def test_all_extracts_from_the_anonymized_copy(phi_input: Input, tmp_path: Path) -> None:
     out = tmp_path / "out"
     code = main(
-        [str(phi_input.root), str(out), "all", "--participant-label", EXAM_A, "--spacing", "4", "--size", "48",
-         "--n-procs", "1"]
+        [str(phi_input.root), str(out), "all", "--participant-label", EXAM_A,
+         "--spacing", "4", "--size", "48", "--n-procs", "1"]
     )
     assert code == ExitCode.OK
     record = pipeline.reports.read_record(out / ".orbitct", "extract", EXAM_A)
@@ -603,7 +614,10 @@ def test_in_place_killed_mid_run_leaves_whole_files_and_a_rerun_finishes(tmp_pat
     truth = write_exam(
         root,
         "exam_k",
-        [SeriesSpec(kind="scout", series_number=1), SeriesSpec(kind="axial", series_number=2, n_slices=160, rows=32, cols=32, slice_step=0.5)],
+        [
+            SeriesSpec(kind="scout", series_number=1),
+            SeriesSpec(kind="axial", series_number=2, n_slices=160, rows=32, cols=32, slice_step=0.5),
+        ],
         seed=8,
     )
     originals = {p: p.read_bytes() for p in truth.files}
@@ -611,7 +625,8 @@ def test_in_place_killed_mid_run_leaves_whole_files_and_a_rerun_finishes(tmp_pat
     out = tmp_path / "out"
     env = {**os.environ, "PYTHONPATH": str(_project_root())}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "orbitct_app", str(root), str(out), "anonymize", "--in-place", "--n-procs", "1", "-q"],
+        [sys.executable, "-m", "orbitct_app", str(root), str(out), "anonymize", "--in-place",
+         "--n-procs", "1", "-q"],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -658,21 +673,23 @@ def test_in_place_removes_temporary_files_of_a_killed_run(tmp_path: Path) -> Non
     assert summary.count("files") == 11
 
 
-def test_in_place_write_failing_midway_keeps_the_original(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_in_place_write_failing_midway_keeps_the_original(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     root = tmp_path / "in"
     truth = write_exam(root, "exam_w", [SeriesSpec(kind="axial", n_slices=11, rows=32, cols=32)], seed=10)
     originals = {p: p.read_bytes() for p in truth.files}
-    real_write = pydicom.dcmwrite
+    real_write = anonymize.write_part10
     calls = []
 
-    def half_then_fail(fh: io.BufferedWriter, ds: Dataset, **kwargs: object) -> None:
+    def half_then_fail(fh: io.BufferedWriter, ds: Dataset) -> None:
         calls.append(1)
         if len(calls) == 5:
             fh.write(b"\0" * 128 + b"DICM" + b"half a file")
             raise OSError(28, "No space left on device")
-        real_write(fh, ds, **kwargs)  # type: ignore[arg-type]
+        real_write(fh, ds)
 
-    monkeypatch.setattr(pydicom, "dcmwrite", half_then_fail)
+    monkeypatch.setattr(anonymize, "write_part10", half_then_fail)
     summary = run(root, tmp_path / "out", in_place=True)
     assert summary.exit_code == ExitCode.FAILED and summary.count("failed") == 1
     unchanged = [p for p in truth.files if p.read_bytes() == originals[p]]
@@ -704,3 +721,24 @@ def test_interrupted_exam_never_appears_half_written(
     assert main([*args, "--force"]) == 130
     assert tree_hashes(out / "anonymized" / EXAM_A) == before  # the old complete folder
     assert sorted(p.name for p in (out / "anonymized").iterdir()) == [EXAM_A]  # no staging left
+
+
+def _both_writers(path: Path) -> tuple[bytes, bytes]:
+    """A de-identified file written by write_part10 and by pydicom.dcmwrite."""
+    results = []
+    for write in (anonymize.write_part10, lambda fh, ds: pydicom.dcmwrite(fh, ds, enforce_file_format=True)):
+        ds = pydicom.dcmread(path)
+        apply_profile(ds, ORBITCT, pseudonym="exam_x")
+        mark_deidentified(ds, "test")
+        ds.file_meta = anonymize.file_meta_for(ds)
+        buffer = io.BytesIO()
+        write(buffer, ds)
+        results.append(buffer.getvalue())
+    return results[0], results[1]
+
+
+def test_fast_writer_writes_exactly_what_pydicom_writes(phi_input: Input) -> None:
+    for truth in phi_input.truths.values():
+        for series in truth.series:
+            ours, theirs = _both_writers(series.files[0])
+            assert ours == theirs, series.transfer_syntax_uid
