@@ -227,11 +227,11 @@ class _ExamWork:
             else:
                 for info in series.slices:
                     rel = info.path.relative_to(self.exam.path)
-                    self._delete(rel, info.path, None, series)
+                    self._delete(rel, info.path, None)
         for skipped in self.exam.skipped:
             reason = skipped.reason
             if reason.startswith(_MEDIA_INDEX_REASON):
-                self._delete(skipped.path, self.exam.path / skipped.path, reason, None)
+                self._delete(skipped.path, self.exam.path / skipped.path, reason)
             elif reason.startswith(_JUNK_REASONS):
                 self._skipped_row(skipped, "skipped", f"{reason}; left alone")
             else:
@@ -262,7 +262,8 @@ class _ExamWork:
         else:
             self.counts["files"] += 1
 
-    def _delete(self, rel: Path, path: Path, reason: str | None, series: SeriesInfo | None) -> None:
+    def _delete(self, rel: Path, path: Path, reason: str | None) -> None:
+        """Delete a file in place; ``reason`` is given for a media index file (it gets a row)."""
         try:
             path.unlink()
         except FileNotFoundError:
