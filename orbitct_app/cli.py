@@ -53,7 +53,7 @@ _CONSOLE_INFO_LOGGERS = ("orbitct_app.pipeline", "orbitct_app.cli")
 @click.command(
     name=PROG,
     epilog=EPILOG,
-    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100, "terminal_width": 100},
 )
 @click.argument("input_dir", type=click.Path(path_type=Path))
 @click.argument("output_dir", type=click.Path(path_type=Path))
@@ -63,7 +63,8 @@ _CONSOLE_INFO_LOGGERS = ("orbitct_app.pipeline", "orbitct_app.cli")
     "participant_labels",
     multiple=True,
     metavar="LABEL",
-    help="Process only this exam folder (repeatable). Default: all exams.",
+    help="Process only this exam folder (repeatable; @FILE reads one label per line). "
+    "Default: all exams.",
 )
 @click.option(
     "--min-slices",
@@ -159,13 +160,19 @@ def command(
 
     Each first-level folder of INPUT_DIR is one exam. STAGE is one of: anonymize (drop short
     series, mask identifying attributes, remove private tags), extract (axial CT series to
-    0.5 mm isotropic, body-masked NIfTI) or all (both, extracting from the anonymized copy).
+    0.5 mm isotropic, body-masked NIfTI), all (both, extracting from the anonymized copy) or
+    report (after runs over parts of INPUT_DIR, e.g. SLURM array tasks: rebuild the tables and
+    list failed or missing exams).
     """
+    try:
+        labels = expand_labels(participant_labels)
+    except OSError as err:
+        raise click.UsageError(f"cannot read participant labels: {err}", ctx) from err
     options = Options(
         input_dir=input_dir,
         output_dir=output_dir,
         stage=Stage(stage),
-        participant_labels=participant_labels,
+        participant_labels=labels,
         min_slices=min_slices,
         profile=profile,
         in_place=in_place,
@@ -199,6 +206,23 @@ def command(
     finally:
         close_logging()
     return int(summary.exit_code)
+
+
+def expand_labels(values: Sequence[str]) -> tuple[str, ...]:
+    """Participant labels with every ``@FILE`` replaced by the labels it lists (one per line).
+
+    Blank lines and lines starting with ``#`` are ignored; a leading ``sub-`` is not special.
+    """
+    labels: list[str] = []
+    for value in values:
+        if value.startswith("@"):
+            text = Path(value[1:]).expanduser().read_text(encoding="utf-8")
+            labels.extend(
+                line.strip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")
+            )
+        else:
+            labels.append(value)
+    return tuple(labels)
 
 
 def configure_logging(log_path: Path, *, verbose: int = 0, quiet: bool = False) -> Callable[[], None]:

@@ -20,11 +20,17 @@ LOG_NAME = "orbitct-app.log"
 
 
 class Stage(str, enum.Enum):
-    """What a run does: de-identify, convert, or both in that order."""
+    """What a run does: de-identify, convert, both in that order, or only report.
+
+    ``report`` is the group level of the BIDS-App model: after participant-level runs (for
+    example SLURM array tasks over disjoint exams) it rebuilds the top-level tables from every
+    exam's record and lists the exams that failed or have no record.
+    """
 
     ANONYMIZE = "anonymize"
     EXTRACT = "extract"
     ALL = "all"
+    REPORT = "report"
 
     @property
     def anonymizes(self) -> bool:

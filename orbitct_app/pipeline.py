@@ -98,12 +98,17 @@ class RunSummary:
         return sum(r.counts.get(key, 0) for e in self.exams for r in e.records.values())
 
     @property
+    def missing_exams(self) -> list[str]:
+        """Exams with no record at all (only possible for the ``report`` stage)."""
+        return [e.dicom_id for e in self.exams if not e.records]
+
+    @property
     def series_failed(self) -> int:
         return self.count("failed")
 
     @property
     def exit_code(self) -> ExitCode:
-        if self.failed_exams or self.series_failed:
+        if self.failed_exams or self.missing_exams or self.series_failed:
             return ExitCode.FAILED
         if not self.exams or self.count("produced") == 0:
             return ExitCode.NOTHING
@@ -145,7 +150,10 @@ def run(options: Options, *, progress: Callable[[int, int, ExamOutcome], None] |
             progress(len(outcomes), len(names), outcome)
 
     workers = min(options.n_procs, len(names))
-    if workers <= 1:
+    if options.stage is Stage.REPORT:
+        for name in names:
+            finished(stored_outcome(name, options))
+    elif workers <= 1:
         _set_threads(options.n_procs)
         for name in names:
             finished(process_exam(name, options))
@@ -156,6 +164,17 @@ def run(options: Options, *, progress: Callable[[int, int, ExamOutcome], None] |
     summary = RunSummary(outcomes, tables, time.monotonic() - started)
     _log_summary(summary, options)
     return summary
+
+
+def stored_outcome(dicom_id: str, options: Options) -> ExamOutcome:
+    """What earlier runs recorded for one exam (every stage that has a record)."""
+    outcome = ExamOutcome(dicom_id)
+    for name in MODULES:
+        record = reports.read_record(options.state_dir, name, dicom_id)
+        if record is not None:
+            outcome.records[name] = record
+            outcome.resumed.append(name)
+    return outcome
 
 
 def process_exam(dicom_id: str, options: Options) -> ExamOutcome:
@@ -209,10 +228,10 @@ def _log_outcome(outcome: ExamOutcome, done: int, total: int) -> None:
     parts = []
     for name, record in outcome.records.items():
         module = MODULES[name]
-        state = "resumed" if name in outcome.resumed else ("done" if record.complete else "FAILED")
+        state = "FAILED" if not record.complete else ("done earlier" if name in outcome.resumed else "done")
         detail = record.error if not record.complete else module.summarize(record)
         parts.append(f"{name} {state} ({detail})")
-    logger.info("[%d/%d] %s: %s", done, total, outcome.dicom_id, "; ".join(parts) or "nothing to do")
+    logger.info("[%d/%d] %s: %s", done, total, outcome.dicom_id, "; ".join(parts) or "no record")
 
 
 def _log_summary(summary: RunSummary, options: Options) -> None:
@@ -228,6 +247,16 @@ def _log_summary(summary: RunSummary, options: Options) -> None:
     if summary.failed_exams:
         logger.error(
             "%d exam(s) failed: %s", len(summary.failed_exams), ", ".join(summary.failed_exams)
+        )
+    elif summary.series_failed:
+        logger.error(
+            "%d series or file(s) failed; see the reports for the reasons", summary.series_failed
+        )
+    if summary.missing_exams:
+        logger.error(
+            "%d exam(s) have no record (never processed, or the run was killed): %s",
+            len(summary.missing_exams),
+            ", ".join(summary.missing_exams),
         )
 
 

@@ -9,6 +9,7 @@ exams (SLURM array tasks) end with complete tables, and a rerun knows which exam
 from __future__ import annotations
 
 import csv
+import fcntl
 import dataclasses
 import io
 import json
@@ -183,8 +184,20 @@ def _cell(value: Any) -> Any:
 def merge_reports(state_dir: Path, output_dir: Path) -> dict[str, Path]:
     """Rebuild every top-level CSV from all stored fragments; return the files written.
 
-    A table is written when at least one record of its stage exists.
+    A table is written when at least one record of its stage exists. Concurrent runs (SLURM
+    array tasks) take turns through a lock file, so the last merge sees every fragment written
+    before it started; each table is replaced atomically.
     """
+    state_dir.mkdir(parents=True, exist_ok=True)
+    with open(state_dir / "merge.lock", "a+b") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            return _merge_locked(state_dir, output_dir)
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _merge_locked(state_dir: Path, output_dir: Path) -> dict[str, Path]:
     written: dict[str, Path] = {}
     for table in TABLES:
         records = list(iter_records(state_dir, table.stage))

@@ -14,7 +14,7 @@ from orbitct_app.errors import ExitCode
 def test_help_shows_usage_options_and_examples(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--help"]) == 0
     out = capsys.readouterr().out
-    assert "INPUT_DIR OUTPUT_DIR {anonymize|extract|all}" in out
+    assert "INPUT_DIR OUTPUT_DIR {anonymize|extract|all|report}" in out
     for option in (
         "--participant-label",
         "--min-slices",
@@ -141,3 +141,19 @@ def test_unwritable_log_is_a_usage_error(tmp_path: Path, capsys: pytest.CaptureF
         capsys, [str(tmp_path / "in"), str(tmp_path / "out"), "all", "--log", str(blocker / "x.log")]
     )
     assert "cannot write the log file" in line
+
+
+def test_participant_labels_from_a_file(tmp_path: Path) -> None:
+    from orbitct_app.cli import expand_labels
+
+    labels = tmp_path / "labels.txt"
+    labels.write_text("exam_002\n\n# a comment\n  exam_003  \n")
+    assert expand_labels(["exam_001", f"@{labels}"]) == ("exam_001", "exam_002", "exam_003")
+
+
+def test_missing_label_file_is_a_usage_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "in").mkdir()
+    line = _usage_error(
+        capsys, [str(tmp_path / "in"), str(tmp_path / "out"), "all", "--participant-label", f"@{tmp_path}/nope.txt"]
+    )
+    assert "cannot read participant labels" in line

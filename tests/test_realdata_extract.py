@@ -1,0 +1,113 @@
+"""The extract stage on public real CT data (skipped when ../shared/data is absent)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pydicom
+import pytest
+from scipy import ndimage
+
+from orbitct_app.cli import main
+from orbitct_app.errors import ExitCode
+from orbitct_app.reports import read_csv
+
+pytestmark = pytest.mark.realdata
+
+
+@pytest.fixture(scope="module")
+def real_run(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("real") / "out"
+    assert main([str(shared_data / "exams"), str(out), "extract", "-q"]) == ExitCode.OK
+    return out
+
+
+def _rows(out: Path, name: str) -> dict[tuple[str, int], dict[str, str]]:
+    return {(r["dicom_id"], int(r["series_number"] or -1)): r for r in read_csv(out / name)}
+
+
+def test_philips_head_series_convert(real_run: Path) -> None:
+    report = _rows(real_run, "extract_report.csv")
+    for number in (201, 202):
+        assert report[("philips_head_phantom", number)]["decision"] == "converted"
+    assert report[("philips_head_phantom", 100)]["reason"] == "localizer (scout)"
+    assert "secondary capture" in report[("philips_head_phantom", 401)]["reason"]
+    index = _rows(real_run, "series_index.csv")
+    img = nib.load(real_run / index[("philips_head_phantom", 202)]["output_path"])
+    assert img.shape[:2] == (512, 512) and np.allclose(img.header.get_zooms(), 0.5)
+    data = np.asarray(img.dataobj)
+    assert data.min() == -1000 and data.max() > 500  # dense shell present, outside is air
+
+
+def test_jpeg2000_series_with_empty_uids_decodes(real_run: Path) -> None:
+    (row,) = [r for r in read_csv(real_run / "extract_report.csv") if r["dicom_id"] == "siemens_body_j2k"]
+    assert row["decision"] == "converted" and row["series_instance_uid"] == ""
+    (index,) = [r for r in read_csv(real_run / "series_index.csv") if r["dicom_id"] == "siemens_body_j2k"]
+    data = np.asarray(nib.load(real_run / index["output_path"]).dataobj)
+    assert (data > 0).sum() > 1000  # soft tissue decoded, not a blank volume
+
+
+def _alignment(nifti: Path, dicoms: list[pydicom.Dataset], shift_lps: tuple[float, float, float]) -> float:
+    """Median |HU(NIfTI at the DICOM pixel's world position) - HU(DICOM pixel)| over body pixels."""
+    img = nib.load(nifti)
+    data = np.asarray(img.dataobj).astype(np.float32)
+    to_voxel = np.linalg.inv(img.affine)
+    rng = np.random.default_rng(0)
+    diffs = []
+    for ds in dicoms:
+        hu = ds.pixel_array * float(ds.RescaleSlope) + float(ds.RescaleIntercept)
+        j, i = np.nonzero(hu > -500)
+        pick = rng.choice(len(i), size=min(3000, len(i)), replace=False)
+        j, i = j[pick], i[pick]
+        row, col = np.asarray(ds.ImageOrientationPatient[:3], float), np.asarray(ds.ImageOrientationPatient[3:], float)
+        dr, dc = (float(v) for v in ds.PixelSpacing)
+        lps = np.asarray(ds.ImagePositionPatient, float) + i[:, None] * dc * row + j[:, None] * dr * col
+        ras = (lps + np.asarray(shift_lps)) * np.array([-1.0, -1.0, 1.0])
+        ijk = nib.affines.apply_affine(to_voxel, ras).T
+        value = ndimage.map_coordinates(data, ijk, order=1, cval=np.nan)
+        kept = np.isfinite(value) & (value > -1000)  # points the body mask kept
+        diffs.append(np.abs(value[kept] - hu[j[kept], i[kept]]))
+    return float(np.median(np.concatenate(diffs)))
+
+
+def test_gantry_tilt_lands_where_the_dicom_geometry_says(real_run: Path, shared_data: Path) -> None:
+    index = _rows(real_run, "series_index.csv")
+    row = index[("philips_tilt_phantom", 201)]
+    assert float(row["tilt_deg"]) == pytest.approx(18.5, abs=0.05)
+    files = sorted((shared_data / "exams" / "philips_tilt_phantom" / "S2010").glob("I*"))
+    dicoms = [pydicom.dcmread(f) for f in files]
+    normal = np.cross(dicoms[0].ImageOrientationPatient[:3], dicoms[0].ImageOrientationPatient[3:])
+    dicoms.sort(key=lambda d: float(np.dot(d.ImagePositionPatient, normal)))
+    interior = dicoms[2:-2:4]
+    nifti = real_run / row["output_path"]
+    aligned = _alignment(nifti, interior, (0.0, 0.0, 0.0))
+    assert aligned < 45.0
+    for axis in range(3):
+        for sign in (-1.0, 1.0):
+            shift = [0.0, 0.0, 0.0]
+            shift[axis] = sign
+            assert _alignment(nifti, interior, tuple(shift)) > 1.8 * aligned  # type: ignore[arg-type]
+
+
+def test_edge_cases_convert_or_are_excluded_with_a_reason(shared_data: Path, tmp_path: Path) -> None:
+    code = main([str(shared_data / "edge_cases"), str(tmp_path / "out"), "extract", "-q", "--spacing", "1", "--size", "256"])
+    assert code in (ExitCode.OK, ExitCode.NOTHING)
+    rows = read_csv(tmp_path / "out" / "extract_report.csv")
+    assert {r["dicom_id"] for r in rows} >= {
+        "gantrytilting_001",
+        "notavolume_001",
+        "single_files",
+        "slicecount_001",
+        "sliceincrement_001",
+        "sliceincrement_002",
+        "sliceorientation_001",
+    }
+    for row in rows:
+        assert row["decision"] in ("converted", "excluded"), row
+        assert row["decision"] == "converted" or row["reason"], row
+    by_id = {r["dicom_id"]: r for r in rows}
+    assert "not a volume" in by_id["notavolume_001"]["reason"]
+    assert float(by_id["gantrytilting_001"]["tilt_deg"]) == pytest.approx(14.0, abs=0.1)
+    assert float(by_id["sliceincrement_001"]["max_gap_mm"]) == pytest.approx(10.0, abs=0.01)
