@@ -57,7 +57,7 @@ from orbitct_app import __version__, atomic
 from orbitct_app.deid import DeidStats, Profile, apply_profile, check_pseudonym, get_profile
 from orbitct_app.deid import mark_deidentified
 from orbitct_app.discover import Exam, SeriesInfo, SkippedFile, scan_exam
-from orbitct_app.errors import DeidError, OrbitctError
+from orbitct_app.errors import DeidError, ExamError, OrbitctError, SkipKind
 from orbitct_app.options import Options
 from orbitct_app.reports import ANONYMIZE_REPORT, ExamRecord, Row
 
@@ -70,11 +70,6 @@ IMPLEMENTATION_VERSION_NAME = f"ORBITCT_{__version__}"[:16]
 
 FLAG_BURNED_IN = "burned_in_annotation"
 FLAG_SECONDARY_CAPTURE = "secondary_capture"
-
-# Reasons given by discover.py, by what they mean for --in-place.
-_JUNK_REASONS = ("empty file", "not DICOM (")
-_MEDIA_INDEX_REASON = "DICOMDIR / media index file"
-
 
 @dataclasses.dataclass(frozen=True)
 class SeriesDecision:
@@ -156,6 +151,8 @@ def run_exam(exam_dir: Path, options: Options) -> ExamRecord:
         if stale:
             logger.info("%s: removed %d temporary file(s) left by an interrupted run", exam_dir.name, stale)
     exam = scan_exam(exam_dir)
+    if not exam.series:
+        raise ExamError(f"no DICOM image files in the exam folder ({len(exam.skipped)} other file(s))")
     work = _ExamWork(exam, profile, pseudonym, options)
     if options.in_place:
         work.run_in_place()
@@ -214,7 +211,10 @@ class _ExamWork:
                         made.add(target.parent)
                     self._one_file(series, rel, anonymize_file, info.path, target)
             for skipped in self.exam.skipped:
-                self._skipped_row(skipped, "skipped", skipped.reason)
+                if skipped.is_problem:
+                    self._problem_row(skipped, "not copied")
+                else:
+                    self._skipped_row(skipped, "skipped", skipped.reason)
 
     def run_in_place(self) -> None:
         """Replace kept files atomically; delete dropped series and media index files."""
@@ -229,23 +229,13 @@ class _ExamWork:
                     rel = info.path.relative_to(self.exam.path)
                     self._delete(rel, info.path, None)
         for skipped in self.exam.skipped:
-            reason = skipped.reason
-            if reason.startswith(_MEDIA_INDEX_REASON):
-                self._delete(skipped.path, self.exam.path / skipped.path, reason)
-            elif reason.startswith(_JUNK_REASONS):
-                self._skipped_row(skipped, "skipped", f"{reason}; left alone")
+            if skipped.kind is SkipKind.MEDIA_INDEX:
+                self._delete(skipped.path, self.exam.path / skipped.path, skipped.reason)
+            elif skipped.is_problem:
+                # DICOM by its name or content but unusable: it may carry identifying values.
+                self._problem_row(skipped, "left in place unchanged, may hold identifying values")
             else:
-                # DICOM by its content but unusable: it may carry identifying values.
-                self.counts["failed"] += 1
-                self._skipped_row(
-                    skipped, "failed", f"{reason}; left in place unchanged, may hold identifying values"
-                )
-                logger.error(
-                    "%s: %s cannot be de-identified and was left in place: %s",
-                    self.exam.dicom_id,
-                    skipped.path,
-                    reason,
-                )
+                self._skipped_row(skipped, "skipped", f"{skipped.reason}; left alone")
 
     # --- pieces ---------------------------------------------------------------------------
 
@@ -310,6 +300,12 @@ class _ExamWork:
                 ", ".join(decision.flags),
             )
         logger.info("%s: %s %s: %s", self.exam.dicom_id, label, action, reason)
+
+    def _problem_row(self, skipped: SkippedFile, consequence: str) -> None:
+        """A file that should have been usable DICOM: a failure of this exam."""
+        self.counts["failed"] += 1
+        self._skipped_row(skipped, "failed", f"{skipped.reason}; {consequence}")
+        logger.error("%s: %s: %s; %s", self.exam.dicom_id, skipped.path, skipped.reason, consequence)
 
     def _skipped_row(self, skipped: SkippedFile, action: str, reason: str) -> None:
         if action == "skipped":

@@ -26,7 +26,7 @@ from pydicom.errors import InvalidDicomError
 from pydicom.multival import MultiValue
 from pydicom.uid import DeflatedExplicitVRLittleEndian, UID
 
-from orbitct_app.errors import NotDicomError, UsageError
+from orbitct_app.errors import NotDicomError, SkipKind, UsageError
 
 logger = logging.getLogger(__name__)
 
@@ -67,12 +67,22 @@ _SEQUENCE_DELIMITER = 0xFFFEE0DD
 _ITEM = 0xFFFEE000
 
 
+DICOM_SUFFIXES = frozenset({".dcm", ".dicom", ".dic", ".ima"})
+"""File name endings that promise DICOM: such a file that is not DICOM is a problem."""
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class SkippedFile:
-    """A file under an exam folder that is not processed, and why."""
+    """A file under an exam folder that is not processed, why, and what kind of skip it is."""
 
     path: Path
     reason: str
+    kind: SkipKind = SkipKind.BROKEN
+
+    @property
+    def is_problem(self) -> bool:
+        """True for files that should have been usable DICOM (counted as failures)."""
+        return self.kind is SkipKind.BROKEN
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -235,7 +245,7 @@ def scan_exam(exam_dir: Path) -> Exam:
             info = slice_info(path, ds, has_pixels)
         except NotDicomError as err:
             rel = path.relative_to(exam_dir)
-            skipped.append(SkippedFile(rel, str(err)))
+            skipped.append(SkippedFile(rel, str(err), err.kind))
             logger.info("%s: skipped %s: %s", dicom_id, rel, err)
             continue
         slices.append(info)
@@ -334,7 +344,12 @@ def read_header(path: Path) -> tuple[Dataset, bool]:
             head = fp.read(132)
             has_preamble = len(head) == 132 and head[128:132] == b"DICM"
             if not has_preamble and not _looks_like_raw_dataset(head):
-                raise NotDicomError("not DICOM (no DICM preamble and no DICOM data set at start)")
+                if path.suffix.lower() in DICOM_SUFFIXES:
+                    raise NotDicomError(f"named like DICOM ({path.suffix}) but not DICOM")
+                raise NotDicomError(
+                    "not DICOM (no DICM preamble and no DICOM data set at start)",
+                    kind=SkipKind.NOT_DICOM,
+                )
             fp.seek(0)
             try:
                 with warnings.catch_warnings(record=True) as caught:
@@ -360,7 +375,10 @@ def read_header(path: Path) -> tuple[Dataset, bool]:
         sop_class,
         str(ds.get("SOPClassUID", "")),
     ):
-        raise NotDicomError("DICOMDIR / media index file (not an image; may name the patient)")
+        raise NotDicomError(
+            "DICOMDIR / media index file (not an image; may name the patient)",
+            kind=SkipKind.MEDIA_INDEX,
+        )
     at_end = header_end >= size and not has_pixels
     if "SOPInstanceUID" not in ds and "SOPClassUID" not in ds:
         if has_preamble and at_end:
@@ -410,7 +428,7 @@ def slice_info(path: Path, ds: Dataset, has_pixels: bool) -> SliceInfo:
             has_pixel_data=has_pixels,
         )
     except (TypeError, ValueError) as err:
-        raise NotDicomError(f"malformed header value ({err})") from err
+        raise NotDicomError(f"malformed header value ({type(err).__name__})") from err
 
 
 def _is_deflated(ds: Dataset) -> bool:

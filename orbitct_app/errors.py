@@ -35,10 +35,32 @@ class UsageError(OrbitctError):
     default_message = "invalid usage"
 
 
+class SkipKind(str, enum.Enum):
+    """Why a file under an exam folder is not processed, by what it means for the run."""
+
+    NOT_DICOM = "not_dicom"
+    """Not DICOM (README, system files): ignored, and not a problem."""
+    MEDIA_INDEX = "media_index"
+    """DICOMDIR or another media index: names the patient; never copied, deleted in place."""
+    BROKEN = "broken"
+    """Should be DICOM but cannot be used (empty, truncated, unreadable, malformed, or named
+    like DICOM without being DICOM): a problem, counted as a failure."""
+
+
 class NotDicomError(OrbitctError):
     """A file is not DICOM, or cannot be read as DICOM; the message is the reason."""
 
     default_message = "not a DICOM file"
+
+    def __init__(self, message: str | None = None, *, kind: SkipKind = SkipKind.BROKEN) -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
+class ExamError(OrbitctError):
+    """An exam cannot be processed as a whole; the message is the reason in the report."""
+
+    default_message = "exam cannot be processed"
 
 
 class SeriesError(OrbitctError):

@@ -18,7 +18,7 @@ import numpy as np
 
 from orbitct_app import __version__, atomic
 from orbitct_app.discover import Exam, SeriesInfo, scan_exam
-from orbitct_app.errors import NotConvertible, SeriesError, one_line
+from orbitct_app.errors import ExamError, NotConvertible, SeriesError, one_line
 from orbitct_app.nifti import NIFTI_SUFFIX, output_stem, write_nifti, write_sidecar
 from orbitct_app.options import Options
 from orbitct_app.reports import EXTRACT_REPORT, SERIES_INDEX, ExamRecord, Row
@@ -63,6 +63,8 @@ class Converted:
 def run_exam(exam_dir: Path, options: Options) -> ExamRecord:
     """Convert every selected stack of one exam; never raises for one series' problem."""
     exam = scan_exam(exam_dir)
+    if not exam.series and not options.stage.anonymizes:  # (after anonymize, empty is legitimate)
+        raise ExamError(f"no DICOM image files in the exam folder ({len(exam.skipped)} other file(s))")
     final_dir = options.nifti_dir / exam.dicom_id
     atomic.remove_stale(options.nifti_dir, exam.dicom_id)
     report: list[Row] = []
@@ -77,6 +79,12 @@ def run_exam(exam_dir: Path, options: Options) -> ExamRecord:
                 if index_row is not None:
                     index.append(index_row)
                 _log_row(row)
+    for skipped in exam.skipped:
+        if skipped.is_problem:
+            row = {"dicom_id": exam.dicom_id, "path": str(skipped.path), "decision": "failed", "reason": skipped.reason}
+            report.append(row)
+            counts["failed"] += 1
+            logger.error("%s: %s: %s", exam.dicom_id, skipped.path, skipped.reason)
     if not index:
         final_dir.rmdir()  # nothing converted: no empty folder
     counts["produced"] = counts["converted"]

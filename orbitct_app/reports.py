@@ -72,6 +72,7 @@ EXTRACT_REPORT = Table(
         "orientation",
         "duplicates",
         "output_path",
+        "path",
     ),
 )
 SERIES_INDEX = Table(

@@ -162,13 +162,13 @@ def write_sr_series(folder: Path, n: int, marker: str) -> str:
     return series_uid
 
 
-JUNK = {
+HARMLESS_JUNK = {
     "README.txt": b"exported from PACS\n",
     ".DS_Store": b"\x00\x00\x00\x01Bud1" + bytes(64),
     "Thumbs.db": b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + bytes(64),
-    "empty": b"",
-    "x.dcm": b"this is not DICOM at all\n" * 4,
 }
+PROBLEM_FILES = {"empty": b"", "x.dcm": b"this is not DICOM at all\n" * 4}
+JUNK = {**HARMLESS_JUNK, **PROBLEM_FILES}
 
 
 def add_junk(exam_dir: Path, truth: ExamTruth) -> Path:
@@ -446,16 +446,20 @@ def test_junk_and_truncated_files_skipped_with_reasons(
     root, truth, _ = junk_input
     out = tmp_path / "out"
     before = tree_hashes(root)
-    assert main([str(root), str(out), "anonymize"]) == ExitCode.OK  # skipped junk is no failure
+    # junk is skipped quietly; files that should have been DICOM are failures (exit code 3)
+    assert main([str(root), str(out), "anonymize"]) == ExitCode.FAILED
     assert tree_hashes(root) == before
     assert outputs(out, "exam_j") == expected_outputs(truth, 10)
     rows = report(out)
     skipped = {r["path"]: r["reason"] for r in rows if r["action"] == "skipped"}
-    assert set(skipped) == {*JUNK, "S002/truncated.dcm", "DIRFILE"}
-    assert skipped["empty"].startswith("empty file")
-    for name in ("README.txt", ".DS_Store", "Thumbs.db", "x.dcm"):
+    failed = {r["path"]: r["reason"] for r in rows if r["action"] == "failed"}
+    assert set(skipped) == {"README.txt", ".DS_Store", "Thumbs.db", "DIRFILE"}
+    assert set(failed) == {"empty", "x.dcm", "S002/truncated.dcm"}
+    assert failed["empty"].startswith("empty file")
+    for name in ("README.txt", ".DS_Store", "Thumbs.db"):
         assert skipped[name].startswith("not DICOM"), name
-    assert skipped["S002/truncated.dcm"].startswith("truncated file")
+    assert failed["x.dcm"].startswith("named like DICOM (.dcm) but not DICOM")
+    assert failed["S002/truncated.dcm"].startswith("truncated file")
     assert skipped["DIRFILE"].startswith("DICOMDIR / media index file")
     sr = [r for r in rows if r["series_number"] == "500"]
     assert len(sr) == 1 and sr[0]["action"] == "dropped" and sr[0]["modality"] == "SR"
@@ -464,7 +468,7 @@ def test_junk_and_truncated_files_skipped_with_reasons(
     record = pipeline.reports.read_record(out / ".orbitct", "anonymize", "exam_j")
     assert record is not None
     assert record.counts == {
-        "kept": 1, "dropped": 2, "skipped": 7, "failed": 0, "files": 12, "deleted": 0, "produced": 1
+        "kept": 1, "dropped": 2, "skipped": 4, "failed": 3, "files": 12, "deleted": 0, "produced": 1
     }
 
 
@@ -487,7 +491,7 @@ def test_a_file_that_fails_to_write_is_a_failure(
     assert main([str(root), str(out), "anonymize", "--n-procs", "1"]) == ExitCode.FAILED
     rel = str(victim.relative_to(truth.path))
     assert outputs(out, "exam_j") == expected_outputs(truth, 10) - {rel}  # the rest was written
-    failed = [r for r in report(out) if r["action"] == "failed"]
+    failed = [r for r in report(out) if r["action"] == "failed" and r["series_number"]]
     assert len(failed) == 1
     assert failed[0]["path"] == rel and failed[0]["reason"] == "ValueError while writing"
     assert failed[0]["series_number"] == "2"
@@ -572,13 +576,14 @@ def test_in_place_rewrites_kept_files_and_deletes_the_rest(
     junk_input: tuple[Path, ExamTruth, Path], tmp_path: Path
 ) -> None:
     root, truth, truncated = junk_input
-    truncated.unlink()  # see the next test
+    for problem in [truncated, *(truth.path / name for name in PROBLEM_FILES)]:
+        problem.unlink()  # see the next test
     out = tmp_path / "out"
     assert main([str(root), str(out), "anonymize", "--in-place"]) == ExitCode.OK
     exam = truth.path
     remaining = {str(p.relative_to(exam)) for p in files_under(exam)}
-    assert remaining == expected_outputs(truth, 10) | set(JUNK)  # junk left alone
-    for name, data in JUNK.items():
+    assert remaining == expected_outputs(truth, 10) | set(HARMLESS_JUNK)  # junk left alone
+    for name, data in HARMLESS_JUNK.items():
         assert (exam / name).read_bytes() == data
     assert leaks(root, [b"PHIDIRECTORYNAME", b"PHIREPORTTEXT", *truth.orbitct_forbidden_bytes]) == []
     assert leaks(out, [b"PHIDIRECTORYNAME", b"PHIREPORTTEXT", *truth.orbitct_forbidden_bytes]) == []
@@ -586,7 +591,7 @@ def test_in_place_rewrites_kept_files_and_deletes_the_rest(
         check_deidentified(pydicom.dcmread(exam / rel), "exam_j")
     rows = report(out)
     assert {r["path"]: r["action"] for r in rows if r["path"]} == {
-        **{name: "skipped" for name in JUNK},
+        **{name: "skipped" for name in HARMLESS_JUNK},
         "DIRFILE": "deleted",
     }
     assert all(r["reason"].endswith("files deleted") for r in rows if r["action"] == "dropped")
@@ -601,8 +606,8 @@ def test_in_place_leaves_an_unusable_dicom_file_and_says_so(
     assert main([str(root), str(out), "anonymize", "--in-place"]) == ExitCode.FAILED
     assert truncated.exists()
     failed = [r for r in report(out) if r["action"] == "failed"]
-    assert [r["path"] for r in failed] == ["S002/truncated.dcm"]
-    assert "left in place unchanged, may hold identifying values" in failed[0]["reason"]
+    assert sorted(r["path"] for r in failed) == ["S002/truncated.dcm", "empty", "x.dcm"]
+    assert all("left in place unchanged, may hold identifying values" in r["reason"] for r in failed)
 
 
 def _project_root() -> Path:

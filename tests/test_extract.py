@@ -270,3 +270,25 @@ def test_missing_slices_are_interpolated_and_the_gap_reported(tmp_path: Path) ->
     zs = np.arange(positions[:, 2].min() + 1, positions[:, 2].max() - 1, 2.0)
     vox = np.rint(world_to_voxel(img, np.array([[-cx, -cy, z] for z in zs]))).astype(int)
     assert np.all(data[tuple(vox.T)] > -200)
+
+
+def test_bad_files_and_an_exam_without_dicom_are_failures(tmp_path: Path) -> None:
+    truth = write_exam(tmp_path / "in", "exam_bad", [SeriesSpec(kind="axial", series_number=2, n_slices=12)])
+    (truth.path / "notes.txt").write_text("harmless")
+    (truth.path / "zero.dcm").write_bytes(b"")
+    victim = truth.series[0].files[5]
+    victim.write_bytes(victim.read_bytes()[:-500])
+    (tmp_path / "in" / "exam_nodicom").mkdir()
+    (tmp_path / "in" / "exam_nodicom" / "readme.txt").write_text("no images here")
+    args = [str(tmp_path / "in"), str(tmp_path / "out"), "extract", "--spacing", "2", "--size", "128", "-q"]
+    assert main(args) == ExitCode.FAILED
+    rows = read_csv(tmp_path / "out" / "extract_report.csv")
+    by_path = {r["path"]: r for r in rows if r["path"]}
+    assert set(by_path) == {"zero.dcm", str(victim.relative_to(truth.path))}
+    assert all(r["decision"] == "failed" for r in by_path.values())
+    assert by_path["zero.dcm"]["reason"] == "empty file (0 bytes)"
+    converted = [r for r in rows if r["decision"] == "converted"]
+    assert len(converted) == 1 and converted[0]["n_slices"] == "11"  # the rest still converts
+    nodicom = [r for r in rows if r["dicom_id"] == "exam_nodicom"]
+    assert len(nodicom) == 1 and nodicom[0]["decision"] == "failed"
+    assert "no DICOM image files" in nodicom[0]["reason"]
