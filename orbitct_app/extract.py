@@ -118,8 +118,10 @@ def _extract_series(
     except SeriesError as err:
         return [({**base, "decision": "failed", "reason": str(err)}, None)]
     results: list[tuple[Row, Row | None]] = []
-    for part, n_slices, reason in plan.rejected:
-        results.append(({**base, "part": part or "", "n_slices": n_slices, "decision": "excluded", "reason": reason}, None))
+    for rejected in plan.rejected:
+        decision_name = "failed" if rejected.failed else "excluded"
+        cells = {"part": rejected.part or "", "n_slices": rejected.n_slices, "decision": decision_name}
+        results.append(({**base, **cells, "reason": rejected.reason}, None))
     for stack in plan.stacks:
         row = {**base, **_stack_facts(stack)}
         decision = select_stack(stack, options)

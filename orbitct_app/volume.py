@@ -119,12 +119,22 @@ class Stack:
 
 
 @dataclasses.dataclass(frozen=True)
+class RejectedPart:
+    """A part of a series that cannot make a volume."""
+
+    part: int
+    n_slices: int
+    reason: str
+    failed: bool = False
+    """True for stray slices that disagree with the rest of their series (a data problem)."""
+
+
+@dataclasses.dataclass(frozen=True)
 class StackPlan:
     """The stacks of a series, and the parts that cannot be converted with their reasons."""
 
     stacks: list[Stack]
-    rejected: list[tuple[int, int, str]]
-    """(part, n_slices, reason) of parts that cannot make a volume."""
+    rejected: list[RejectedPart]
 
 
 def plan_stacks(series: SeriesInfo) -> StackPlan:
@@ -148,32 +158,40 @@ def plan_stacks(series: SeriesInfo) -> StackPlan:
     groups: dict[tuple[object, ...], list[SliceInfo]] = defaultdict(list)
     for s in series.slices:
         groups[_frame_key(s)].append(s)
-    reasons: list[str] = []
-    if len(groups) > 1:
-        reasons.append(_describe_frame_split(list(groups)))
-    candidates: list[tuple[list[SliceInfo], tuple[SliceInfo, ...]]] = []
-    rejected: list[tuple[int, int, str]] = []
+    differences = _frame_differences(list(groups))
+    reasons = [f"split: {len(groups)} different {differences}"] if len(groups) > 1 else []
+    # Every candidate part in order: slices, exact duplicates dropped, why it cannot convert,
+    # and whether that is a data problem (stray slices of another frame).
+    candidates: list[tuple[list[SliceInfo], tuple[SliceInfo, ...], str, bool]] = []
     for members in groups.values():
         distinct = len(set(_position_keys(members)))
         if distinct < MIN_VOLUME_SLICES:
-            rejected.append((0, len(members), _too_short(len(members), distinct)))
+            if len(groups) > 1:
+                why = f"{len(members)} stray slice(s) whose {differences} differ from the rest of the series"
+                candidates.append((members, (), why, True))
+            else:
+                candidates.append((members, (), _too_short(len(members), distinct), False))
             continue
         passes, dropped, why = _split_passes(members)
         if why:
             reasons.append(why)
-        candidates.extend((p, dropped if i == 0 else ()) for i, p in enumerate(passes))
-    split = len(candidates) + len(rejected) > 1
+        for i, members_of_pass in enumerate(passes):
+            n = len(members_of_pass)
+            short = "" if n >= MIN_VOLUME_SLICES else _too_short(n, n)
+            candidates.append((members_of_pass, dropped if i == 0 else (), short, False))
+    split = len(candidates) > 1
     reason = "; ".join(reasons)
     stacks: list[Stack] = []
-    for index, (members, dropped) in enumerate(candidates, start=1):
+    rejected: list[RejectedPart] = []
+    for index, (members, dropped, why_not, failed) in enumerate(candidates, start=1):
         part = index if split else 0
+        if why_not:
+            rejected.append(RejectedPart(part, len(members), why_not, failed))
+            continue
         geometry = _geometry(members)
         order = np.argsort(geometry.offsets, kind="stable")
         members = [members[i] for i in order]
         geometry = dataclasses.replace(geometry, positions=geometry.positions[order])
-        if len(members) < MIN_VOLUME_SLICES:
-            rejected.append((part, len(members), _too_short(len(members), len(members))))
-            continue
         stacks.append(Stack(series, tuple(members), geometry, part, reason, dropped))
     return StackPlan(stacks, rejected)
 
@@ -200,7 +218,8 @@ def _frame_key(s: SliceInfo) -> tuple[object, ...]:
     )
 
 
-def _describe_frame_split(keys: Sequence[tuple[object, ...]]) -> str:
+def _frame_differences(keys: Sequence[tuple[object, ...]]) -> str:
+    """What differs between frame keys: 'orientations', 'pixel spacings', 'matrix sizes'."""
     what = []
     if len({k[0] for k in keys}) > 1:
         what.append("orientations")
@@ -208,7 +227,7 @@ def _describe_frame_split(keys: Sequence[tuple[object, ...]]) -> str:
         what.append("pixel spacings")
     if len({(k[2], k[3]) for k in keys}) > 1:
         what.append("matrix sizes")
-    return f"split: {len(keys)} different {' / '.join(what)}"
+    return " / ".join(what)
 
 
 def _split_passes(members: list[SliceInfo]) -> tuple[list[list[SliceInfo]], tuple[SliceInfo, ...], str]:

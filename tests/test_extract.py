@@ -176,10 +176,20 @@ def test_exclusions_have_reasons(tmp_path: Path) -> None:
         SeriesSpec(kind="axial", series_number=4, modality="MR"),
         SeriesSpec(kind="summary", series_number=5),
         SeriesSpec(kind="axial", series_number=6, n_slices=2),
+        SeriesSpec(kind="axial", series_number=7, image_type=("DERIVED", "SECONDARY", "AXIAL")),
+        SeriesSpec(kind="coronal", series_number=8),
     ]
-    write_exam(tmp_path / "in", "exam_x", series)
+    truth = write_exam(tmp_path / "in", "exam_x", series)
+    # series 8 becomes a sagittal reformat: rows run posterior, columns inferior, stepped along x
+    for k, f in enumerate(truth.series_by_number(8).files):
+        _retag([f], ImageOrientationPatient=[0, 1, 0, 0, 0, -1], ImagePositionPatient=[-40.0 + 2 * k, -110.0, 150.0])
     assert main([str(tmp_path / "in"), str(tmp_path / "out"), "extract", "--spacing", "2", "--size", "128", "-q"]) == ExitCode.OK
     decisions = {int(r["series_number"]): (r["decision"], r["reason"]) for r in read_csv(tmp_path / "out" / "extract_report.csv")}
+    assert decisions[7][0] == "converted"  # DERIVED\SECONDARY but axial CT: still a reconstruction
+    assert decisions[8] == ("excluded", "sagittal, not axial")
+    log = (tmp_path / "out" / "logs" / "orbitct-app.log").read_text()
+    for number in range(1, 9):  # every decision is in the log
+        assert f"exam_x: series {number} (" in log
     assert decisions[1] == ("excluded", "localizer (scout)")
     assert decisions[2][0] == "converted"
     assert decisions[3] == ("excluded", "coronal, not axial")

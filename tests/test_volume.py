@@ -1,0 +1,74 @@
+"""HU conversion and stack planning, on single slices and hand-made headers."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from orbitct_app.discover import SeriesInfo, SliceInfo
+from orbitct_app.errors import SeriesError
+from orbitct_app.volume import AIR_HU, plan_stacks, to_hu
+
+
+def _info(**changes: object) -> SliceInfo:
+    base = SliceInfo(
+        path=Path("x"), sop_instance_uid="1.2.3", sop_class_uid="1.2.840.10008.5.1.4.1.1.2", series_uid="1.2",
+        series_number=2, series_description="", modality="CT", image_type=("ORIGINAL", "PRIMARY", "AXIAL"),
+        instance_number=1, acquisition_number=None, position=(0.0, 0.0, 0.0), orientation=(1, 0, 0, 0, 1, 0),
+        pixel_spacing=(1.0, 1.0), rows=4, columns=4, n_frames=1, samples_per_pixel=1, bits_allocated=16,
+        bits_stored=12, pixel_representation=0, photometric="MONOCHROME2", transfer_syntax="1.2.840.10008.1.2.1",
+        rescale_slope=1.0, rescale_intercept=-1024.0, padding_value=None, padding_range_limit=None,
+        burned_in_annotation="", has_pixel_data=True,
+    )
+    return dataclasses.replace(base, **changes)  # type: ignore[arg-type]
+
+
+def test_rescale_rounds_and_clips_to_air() -> None:
+    raw = np.array([[0, 24, 1024, 1064], [3000, 100, 4095, 1025]], dtype=np.uint16)
+    out = np.empty(raw.shape, dtype=np.int16)
+    to_hu(raw, _info(), out=out)
+    assert out.tolist() == [[-1000, -1000, 0, 40], [1976, -924, 3071, 1]]
+    to_hu(raw, _info(rescale_slope=0.5, rescale_intercept=-1000.5), out=out)
+    assert out.tolist() == [[-1000, -988, -488, -468], [500, -950, 1047, -488]]  # half to even
+
+
+def test_padding_becomes_air_even_when_its_value_looks_like_tissue() -> None:
+    raw = np.array([[3000, 1064], [2990, 2000]], dtype=np.uint16)
+    out = np.empty(raw.shape, dtype=np.int16)
+    to_hu(raw, _info(padding_value=3000), out=out)
+    assert out.tolist() == [[AIR_HU, 40], [1966, 976]]
+    to_hu(raw, _info(padding_value=3000, padding_range_limit=2990), out=out)
+    assert out.tolist() == [[AIR_HU, 40], [AIR_HU, 976]]
+
+
+def _series(slices: list[SliceInfo]) -> SeriesInfo:
+    return SeriesInfo(dicom_id="e", key="1.2", series_uid="1.2", slices=tuple(slices))
+
+
+def test_slices_sort_by_position_along_the_normal_not_instance_number() -> None:
+    zs = [3.0, -1.0, 7.0, 1.0, 5.0]
+    slices = [_info(position=(0.0, 0.0, z), instance_number=i, sop_instance_uid=f"1.{i}") for i, z in enumerate(zs)]
+    (stack,) = plan_stacks(_series(slices)).stacks
+    assert stack.geometry.offsets.tolist() == [-1.0, 1.0, 3.0, 5.0, 7.0]
+    assert [s.instance_number for s in stack.slices] == [1, 3, 0, 4, 2]
+
+
+def test_stray_orientation_is_split_off_and_reported() -> None:
+    slices = [_info(position=(0.0, 0.0, float(z)), sop_instance_uid=f"1.{z}") for z in range(6)]
+    slices.append(_info(orientation=(1, 0, 0, 0, 0, -1), position=(0.0, 3.0, 0.0), sop_instance_uid="9.9"))
+    plan = plan_stacks(_series(slices))
+    assert [s.n_slices for s in plan.stacks] == [6]
+    assert plan.stacks[0].part == 1 and "orientations" in plan.stacks[0].split_reason
+    (stray,) = plan.rejected
+    assert (stray.part, stray.n_slices, stray.failed) == (2, 1, True)
+    assert stray.reason == "1 stray slice(s) whose orientations differ from the rest of the series"
+
+
+def test_missing_geometry_is_a_series_error() -> None:
+    slices = [_info(position=(0.0, 0.0, float(z)), sop_instance_uid=f"1.{z}") for z in range(4)]
+    slices[2] = dataclasses.replace(slices[2], position=None)
+    with pytest.raises(SeriesError, match="1 of 4 file"):
+        plan_stacks(_series(slices))
