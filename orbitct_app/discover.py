@@ -117,6 +117,8 @@ class SliceInfo:
     padding_range_limit: int | None
     burned_in_annotation: str
     has_pixel_data: bool
+    pixel_offset: int | None = None
+    """File offset of uncompressed pixel data (None when encapsulated, deflated or absent)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -241,15 +243,17 @@ def scan_exam(exam_dir: Path) -> Exam:
     attributes: dict[str, dict[str, Any]] = {}
     for path in iter_files(exam_dir):
         try:
-            ds, has_pixels = read_header(path)
-            info = slice_info(path, ds, has_pixels)
+            ds, has_pixels, pixel_offset = read_header(path)
+            info = slice_info(path, ds, has_pixels, pixel_offset)
         except NotDicomError as err:
             rel = path.relative_to(exam_dir)
             skipped.append(SkippedFile(rel, str(err), err.kind))
             logger.info("%s: skipped %s: %s", dicom_id, rel, err)
             continue
         slices.append(info)
-        attributes.setdefault(series_key(info), sidecar_attributes(ds))
+        key = series_key(info)
+        if key not in attributes:
+            attributes[key] = sidecar_attributes(ds)
     series = group_series(dicom_id, slices, attributes)
     if not series and not skipped:
         logger.warning("%s: exam folder holds no files", dicom_id)
@@ -326,10 +330,11 @@ def series_key(info: SliceInfo) -> str:
 # --- one file ----------------------------------------------------------------------------------
 
 
-def read_header(path: Path) -> tuple[Dataset, bool]:
+def read_header(path: Path) -> tuple[Dataset, bool, int | None]:
     """Read a file's DICOM header without its pixel data.
 
-    Returns the data set and whether a complete pixel data element follows the header.
+    Returns the data set, whether a complete pixel data element follows the header, and the
+    file offset of its value when it is uncompressed (None otherwise).
 
     Raises
     ------
@@ -363,11 +368,11 @@ def read_header(path: Path) -> tuple[Dataset, bool]:
                 raise NotDicomError("truncated or corrupt deflated data set") from err
             if _is_deflated(ds):
                 # the file holds a zlib stream: positions in it say nothing about the data set
-                has_pixels = _deflated_has_pixels(fp)
+                has_pixels, pixel_offset = _deflated_has_pixels(fp), None
                 header_end = size
             else:
                 header_end = fp.tell()
-                has_pixels = _check_pixel_data(fp, ds, header_end, size)
+                has_pixels, pixel_offset = _check_pixel_data(fp, ds, header_end, size)
     except OSError as err:
         raise NotDicomError(f"cannot read file ({err.strerror or type(err).__name__})") from err
     sop_class = str(ds.file_meta.get("MediaStorageSOPClassUID", "")) if ds.file_meta else ""
@@ -386,7 +391,7 @@ def read_header(path: Path) -> tuple[Dataset, bool]:
         raise NotDicomError("not a DICOM object (no SOP Class or SOP Instance UID)")
     if "Rows" in ds and "Columns" in ds and at_end:
         raise NotDicomError("truncated file: image header without pixel data")
-    return ds, has_pixels
+    return ds, has_pixels, pixel_offset
 
 
 def read_slice_info(path: Path) -> SliceInfo:
@@ -394,7 +399,7 @@ def read_slice_info(path: Path) -> SliceInfo:
     return slice_info(path, *read_header(path))
 
 
-def slice_info(path: Path, ds: Dataset, has_pixels: bool) -> SliceInfo:
+def slice_info(path: Path, ds: Dataset, has_pixels: bool, pixel_offset: int | None = None) -> SliceInfo:
     """The :class:`SliceInfo` of a header already read; malformed values raise NotDicomError."""
     try:
         return SliceInfo(
@@ -426,6 +431,7 @@ def slice_info(path: Path, ds: Dataset, has_pixels: bool) -> SliceInfo:
             padding_range_limit=_padding(ds, "PixelPaddingRangeLimit"),
             burned_in_annotation=str(ds.get("BurnedInAnnotation", "") or "").upper(),
             has_pixel_data=has_pixels,
+            pixel_offset=pixel_offset,
         )
     except (TypeError, ValueError) as err:
         raise NotDicomError(f"malformed header value ({type(err).__name__})") from err
@@ -456,10 +462,13 @@ def _looks_like_raw_dataset(head: bytes) -> bool:
     return group in _NO_PREAMBLE_GROUPS and element < 0x0100
 
 
-def _check_pixel_data(fp: BinaryIO, ds: Dataset, offset: int, size: int) -> bool:
-    """Check that a complete pixel data element starts at ``offset``; raise if it is cut short."""
+def _check_pixel_data(fp: BinaryIO, ds: Dataset, offset: int, size: int) -> tuple[bool, int | None]:
+    """Check that a complete pixel data element starts at ``offset``; raise if it is cut short.
+
+    Returns whether it is there, and the offset of its value when it is not encapsulated.
+    """
     if offset + 8 > size:
-        return False
+        return False, None
     fp.seek(offset)
     head = fp.read(12)
     meta = ds.file_meta if ds.file_meta else Dataset()
@@ -469,7 +478,7 @@ def _check_pixel_data(fp: BinaryIO, ds: Dataset, offset: int, size: int) -> bool
     end = "<" if little else ">"
     group, element = struct.unpack(end + "HH", head[:4])
     if (group << 16 | element) not in _PIXEL_DATA_TAGS:
-        return False
+        return False, None
     if implicit:
         (length,) = struct.unpack(end + "L", head[4:8])
         value_start = offset + 8
@@ -484,7 +493,7 @@ def _check_pixel_data(fp: BinaryIO, ds: Dataset, offset: int, size: int) -> bool
                 f"truncated file: pixel data needs {length} bytes, file holds "
                 f"{max(0, size - value_start)}"
             )
-        return True
+        return True, value_start
     # Encapsulated: walk the items up to the sequence delimiter.
     pos = value_start
     while True:
@@ -495,7 +504,7 @@ def _check_pixel_data(fp: BinaryIO, ds: Dataset, offset: int, size: int) -> bool
         tag_group, tag_element, item_length = struct.unpack(end + "HHL", item)
         tag = tag_group << 16 | tag_element
         if tag == _SEQUENCE_DELIMITER:
-            return True
+            return True, None
         if tag != _ITEM or item_length == _UNDEFINED_LENGTH:
             raise NotDicomError("malformed compressed pixel data (bad item tag)")
         pos += 8 + item_length

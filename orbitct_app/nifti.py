@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gzip
 import json
 import re
 import unicodedata
@@ -11,6 +10,7 @@ from typing import Any
 
 import nibabel as nib
 import numpy as np
+from isal import igzip
 from numpy.typing import NDArray
 
 from orbitct_app import __version__, atomic
@@ -18,6 +18,7 @@ from orbitct_app import __version__, atomic
 NIFTI_SUFFIX = ".nii.gz"
 _VOX_OFFSET = 352
 _COMPRESSLEVEL = 1
+"""isal (igzip) level 1: standard gzip, about six times faster than zlib level 1 at equal size."""
 
 
 def nifti_header(shape_ijk: tuple[int, int, int], affine_ras: NDArray[np.float64]) -> nib.Nifti1Header:
@@ -44,7 +45,7 @@ def write_nifti(path: Path, volume_kji: NDArray[np.int16], affine_ras: NDArray[n
         raise ValueError("expected a 3D int16 volume")
     data = np.ascontiguousarray(volume_kji)
     header = nifti_header(data.shape[::-1], affine_ras)
-    with atomic.atomic_file(path) as tmp, gzip.open(tmp, "wb", compresslevel=_COMPRESSLEVEL) as out:
+    with atomic.atomic_file(path) as tmp, igzip.open(tmp, "wb", compresslevel=_COMPRESSLEVEL) as out:
         block = header.binaryblock
         out.write(block)
         out.write(b"\0" * (_VOX_OFFSET - len(block)))  # empty extension flag and padding

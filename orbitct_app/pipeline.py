@@ -25,6 +25,7 @@ from orbitct_app.discover import find_exams
 from orbitct_app.errors import ExitCode, one_line
 from orbitct_app.options import Options, Stage, usable_cores
 from orbitct_app.reports import ExamRecord
+from orbitct_app.threads import set_threads
 
 logger = logging.getLogger(__name__)
 
@@ -341,7 +342,5 @@ def _worker_init(log_queue: Any, threads: int) -> None:
 
 
 def _set_threads(threads: int) -> None:
-    """Limit the threads of the numeric libraries to this worker's share of the cores."""
-    import SimpleITK as sitk
-
-    sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(max(1, threads))
+    """Limit this process's numeric work to its share of the cores."""
+    set_threads(threads)

@@ -15,10 +15,12 @@ import dataclasses
 import logging
 
 import numpy as np
+import SimpleITK as sitk
 from numpy.typing import NDArray
 from scipy import ndimage
 
 from orbitct_app.errors import NotConvertible
+from orbitct_app.threads import get_threads, thread_map
 from orbitct_app.volume import AIR_HU, StackGeometry
 
 logger = logging.getLogger(__name__)
@@ -62,39 +64,36 @@ class BodyMask:
 def apply_body_mask(volume: NDArray[np.int16], geometry: StackGeometry, threshold: float) -> BodyMask:
     """Keep the body: voxels above ``threshold`` in the largest 3D connected component.
 
-    Air enclosed by the body in a slice (sinuses, airways) is kept; everything else, the
-    head-rest and table included, is set to -1000 HU in place.
+    Connectivity is by faces (6-connected), so a head-rest touching the head only at an edge or
+    corner stays separate. Air enclosed by the body in a slice (sinuses, airways) is kept;
+    everything else, the head-rest and table included, is set to -1000 HU in place.
 
     Raises
     ------
     NotConvertible
         When no voxel exceeds the threshold (no body in the series).
     """
-    above = volume > threshold
-    labels, n = ndimage.label(above)  # 6-connected: touching faces only
-    del above
-    if n == 0:
+    mask = largest_component(volume, threshold)
+    if mask is None:
         raise NotConvertible(f"no body: no voxel above the body threshold ({threshold:g} HU)")
-    sizes = np.zeros(n + 1, dtype=np.int64)
-    for plane in labels:  # per slice: bincount would otherwise copy the whole volume to int64
-        sizes += np.bincount(plane.ravel(), minlength=n + 1)
-    sizes[0] = 0
-    mask = labels == int(np.argmax(sizes))
-    del labels
-    for k in range(mask.shape[0]):
-        _fill_holes_2d(mask[k])
-    volume[~mask] = AIR_HU
-    per_slice = mask.sum(axis=(1, 2), dtype=np.int64)
+    n_k, n_j, n_i = mask.shape
+    per_slice = np.zeros(n_k, dtype=np.int64)
+    row_counts = np.zeros(n_j, dtype=np.int64)
+    col_counts = np.zeros(n_i, dtype=np.int64)
+    for k in range(n_k):
+        plane = mask[k]
+        _fill_holes_2d(plane)
+        rows = plane.sum(axis=1, dtype=np.int64)
+        per_slice[k] = rows.sum()
+        row_counts += rows
+        col_counts += plane.sum(axis=0, dtype=np.int64)
+    np.putmask(volume, ~mask, np.int16(AIR_HU))
     total = int(per_slice.sum())
-    ks = np.nonzero(per_slice)[0]
-    rows_any = mask.any(axis=(0, 2))
-    cols_any = mask.any(axis=(0, 1))
-    js, is_ = np.nonzero(rows_any)[0], np.nonzero(cols_any)[0]
-    mean_j = float((mask.sum(axis=(0, 2), dtype=np.int64) * np.arange(mask.shape[1])).sum()) / total
-    mean_i = float((mask.sum(axis=(0, 1), dtype=np.int64) * np.arange(mask.shape[2])).sum()) / total
-    base = (per_slice[:, None] * geometry.positions).sum(axis=0) / total
+    ks, js, is_ = (np.flatnonzero(c) for c in (per_slice, row_counts, col_counts))
+    mean_j = float(row_counts @ np.arange(n_j)) / total
+    mean_i = float(col_counts @ np.arange(n_i)) / total
     centroid = (
-        base
+        (per_slice @ geometry.positions) / total
         + mean_i * geometry.column_spacing * geometry.row_dir
         + mean_j * geometry.row_spacing * geometry.col_dir
     )
@@ -105,17 +104,42 @@ def apply_body_mask(volume: NDArray[np.int16], geometry: StackGeometry, threshol
     )
 
 
+def largest_component(volume: NDArray[np.int16], threshold: float) -> NDArray[np.bool_] | None:
+    """The largest face-connected component of ``volume > threshold``, or None if it is empty.
+
+    SimpleITK's connected components run about three times faster than scipy's here, on all
+    the process's threads.
+    """
+    image = sitk.GetImageFromArray((volume > threshold).view(np.uint8))  # the bool array is freed
+    labels_image = sitk.ConnectedComponent(image, False)  # False: face connectivity only
+    labels = sitk.GetArrayViewFromImage(labels_image)
+    n = int(labels.max()) if labels.size else 0
+    if n == 0:
+        return None
+    sizes = np.zeros(n + 1, dtype=np.int64)
+    for plane in labels:  # per slice: one bincount would copy the volume to int64
+        sizes += np.bincount(plane.ravel(), minlength=n + 1)
+    sizes[0] = 0
+    return labels == int(np.argmax(sizes))
+
+
 def _fill_holes_2d(plane: NDArray[np.bool_]) -> None:
-    """Fill, in place, background regions of a 2D mask that do not reach the image border."""
-    if not plane.any():
+    """Fill, in place, background regions of a 2D mask that do not reach the mask's bounding box.
+
+    Only the bounding box is examined: everything outside it is background reaching the border.
+    """
+    rows = np.flatnonzero(plane.any(axis=1))
+    if rows.size == 0:
         return
-    background, n = ndimage.label(~plane)
+    cols = np.flatnonzero(plane.any(axis=0))
+    box = plane[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
+    background, n = ndimage.label(~box)
     if n == 0:
         return
     outside = np.zeros(n + 1, dtype=bool)
     outside[np.concatenate([background[0], background[-1], background[:, 0], background[:, -1]])] = True
     outside[0] = False  # label 0 is the mask itself
-    plane[...] = ~outside[background]
+    box[...] = ~outside[background]
 
 
 def output_axes(geometry: StackGeometry) -> NDArray[np.float64]:
@@ -174,25 +198,34 @@ def resample(volume: NDArray[np.int16], geometry: StackGeometry, grid: OutputGri
     row_k = h * (e3 @ c) / geometry.row_spacing
     s_j, s_k = h * (e2 @ normal), h * (e3 @ normal)
     j_out = np.arange(n_j, dtype=np.float64)
-    planes = _ColumnResampledPlanes(volume, col_base, col_step * np.arange(n_i, dtype=np.float64))
+    col_offsets = col_step * np.arange(n_i, dtype=np.float64)
     slice_index = np.arange(geometry.n_slices, dtype=np.float64)
     out = np.empty(grid.shape_kji, dtype=np.int16)
-    for k in range(n_k):
-        s = grid.origin @ normal + j_out * s_j + k * s_k
-        inside = np.nonzero((s >= offsets[0] - 1e-6) & (s <= offsets[-1] + 1e-6))[0]
-        plane = np.full((n_j, n_i), float(AIR_HU), dtype=np.float32)
-        if inside.size:
-            u = np.interp(s[inside], offsets, slice_index)
-            lower = np.clip(np.floor(u).astype(np.int64), 0, geometry.n_slices - 2)
-            w = (u - lower).astype(np.float32)[:, None]
-            planes.forget_below(int(lower.min()))
-            value = np.zeros((inside.size, n_i), dtype=np.float32)
-            for m, weight in ((lower, 1.0 - w), (lower + 1, w)):
-                rows = row_base[m] + row_j * inside + row_k * k
-                value += weight * planes.rows_at(m, rows)
-            plane[inside] = value
-        np.rint(plane, out=plane)
-        out[k] = plane
+
+    def fill(ks: range) -> None:
+        """Output slices ``ks`` (in order: each thread keeps its own cache of input planes)."""
+        planes = _ColumnResampledPlanes(volume, col_base, col_offsets)
+        for k in ks:
+            s = grid.origin @ normal + j_out * s_j + k * s_k
+            inside = np.nonzero((s >= offsets[0] - 1e-6) & (s <= offsets[-1] + 1e-6))[0]
+            plane = np.full((n_j, n_i), float(AIR_HU), dtype=np.float32)
+            if inside.size:
+                u = np.interp(s[inside], offsets, slice_index)
+                lower = np.clip(np.floor(u).astype(np.int64), 0, geometry.n_slices - 2)
+                w = (u - lower).astype(np.float32)[:, None]
+                planes.forget_below(int(lower.min()))
+                value = np.zeros((inside.size, n_i), dtype=np.float32)
+                for m, weight in ((lower, 1.0 - w), (lower + 1, w)):
+                    rows = row_base[m] + row_j * inside + row_k * k
+                    value += weight * planes.rows_at(m, rows)
+                plane[inside] = value
+            np.rint(plane, out=plane)
+            out[k] = plane
+
+    n_chunks = get_threads()
+    bounds = np.linspace(0, n_k, n_chunks + 1).astype(int)
+    for _ in thread_map(fill, [range(a, b) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]):
+        pass
     return out
 
 

@@ -22,6 +22,7 @@ from numpy.typing import NDArray
 
 from orbitct_app.discover import SeriesInfo, SliceInfo
 from orbitct_app.errors import SeriesError
+from orbitct_app.threads import thread_map
 
 logger = logging.getLogger(__name__)
 
@@ -322,16 +323,28 @@ def load_hu(stack: Stack) -> NDArray[np.int16]:
     """
     g = stack.geometry
     volume = np.empty((stack.n_slices, g.rows, g.columns), dtype=np.int16)
-    for k, info in enumerate(stack.slices):
+
+    def load(k: int) -> None:
+        info = stack.slices[k]
         raw = read_pixels(info)
         if raw.shape != (g.rows, g.columns):
             raise SeriesError(f"slice {info.path.name} has shape {raw.shape}, expected {(g.rows, g.columns)}")
         to_hu(raw, info, out=volume[k])
+
+    for _ in thread_map(load, range(stack.n_slices)):
+        pass
     return volume
+
+
+_NATIVE_LITTLE_ENDIAN = frozenset({"1.2.840.10008.1.2", "1.2.840.10008.1.2.1"})
 
 
 def read_pixels(info: SliceInfo) -> NDArray[np.integer]:
     """Decode one single-frame grayscale image's stored values (no rescale).
+
+    Uncompressed 16-bit little-endian images are read straight from the file at the offset
+    discovery found (unused high bits masked, signed values sign-extended, as pydicom does);
+    everything else goes through pydicom and its decoders.
 
     Raises
     ------
@@ -340,6 +353,14 @@ def read_pixels(info: SliceInfo) -> NDArray[np.integer]:
     """
     if info.samples_per_pixel != 1:
         raise SeriesError(f"{info.path.name}: {info.samples_per_pixel} samples per pixel (not grayscale)")
+    if (
+        info.pixel_offset is not None
+        and info.transfer_syntax in _NATIVE_LITTLE_ENDIAN
+        and info.bits_allocated == 16
+        and info.n_frames == 1
+        and 0 < info.bits_stored <= 16
+    ):
+        return _read_native16(info)
     try:
         ds = pydicom.dcmread(info.path)
         array = ds.pixel_array
@@ -348,10 +369,31 @@ def read_pixels(info: SliceInfo) -> NDArray[np.integer]:
         name = syntax.name if syntax.is_transfer_syntax else info.transfer_syntax
         raise SeriesError(
             f"cannot decode pixel data of {info.path.name} (transfer syntax {name}): "
-            f"{' '.join(str(err).split()) or type(err).__name__}"
+            f"{type(err).__name__}"
         ) from err
     if array.ndim != 2:
         raise SeriesError(f"{info.path.name}: pixel array has {array.ndim} dimensions, expected 2")
+    return array
+
+
+def _read_native16(info: SliceInfo) -> NDArray[np.integer]:
+    """Stored values of an uncompressed 16-bit little-endian image, read at its offset."""
+    signed = info.pixel_representation == 1
+    count = info.rows * info.columns
+    try:
+        array = np.fromfile(info.path, dtype="<i2" if signed else "<u2", count=count, offset=info.pixel_offset or 0)
+    except OSError as err:
+        raise SeriesError(f"cannot read {info.path.name}: {err.strerror or type(err).__name__}") from err
+    if array.size != count:
+        raise SeriesError(f"{info.path.name}: pixel data shorter than {info.rows}x{info.columns}")
+    array = array.reshape(info.rows, info.columns)
+    unused = 16 - info.bits_stored
+    if unused:
+        if signed:  # sign-extend from the highest stored bit
+            array <<= unused
+            array >>= unused
+        else:
+            array &= (1 << info.bits_stored) - 1
     return array
 
 

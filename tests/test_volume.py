@@ -72,3 +72,37 @@ def test_missing_geometry_is_a_series_error() -> None:
     slices[2] = dataclasses.replace(slices[2], position=None)
     with pytest.raises(SeriesError, match="1 of 4 file"):
         plan_stacks(_series(slices))
+
+
+@pytest.mark.parametrize(
+    ("unsigned", "bits_stored", "syntax"),
+    [(True, 12, None), (False, 16, None), (True, 16, None), (False, 12, None), (True, 12, "1.2.840.10008.1.2")],
+)
+def test_direct_pixel_read_equals_pydicom(tmp_path: Path, unsigned: bool, bits_stored: int, syntax: str | None) -> None:
+    """The fast path reads exactly what pydicom's pixel_array gives, high bits included."""
+    import pydicom
+
+    from orbitct_app.discover import read_slice_info
+    from orbitct_app.synthetic import SeriesSpec, write_exam
+    from orbitct_app.volume import read_pixels
+
+    truth = write_exam(tmp_path, "e", [SeriesSpec(kind="axial", rows=16, cols=24, n_slices=3, unsigned=unsigned)], plant_phi=False)
+    path = truth.series[0].files[1]
+    ds = pydicom.dcmread(path)
+    raw = ds.pixel_array.astype(np.int32)
+    if unsigned:
+        raw[0, :4] |= 0xF000 if bits_stored == 12 else 0  # garbage in the unused high bits
+    else:
+        raw[0, :4] = [-1, -2048, 2047, 5]
+    ds.BitsStored, ds.HighBit = bits_stored, bits_stored - 1
+    ds.PixelData = raw.astype("<u2" if unsigned else "<i2").tobytes()
+    if syntax:
+        ds.file_meta.TransferSyntaxUID = syntax
+        ds.save_as(path, implicit_vr=True, little_endian=True)
+    else:
+        ds.save_as(path)
+    info = read_slice_info(path)
+    assert info.pixel_offset is not None
+    fast = read_pixels(info)
+    expected = pydicom.dcmread(path).pixel_array
+    assert fast.dtype == expected.dtype and np.array_equal(fast, expected)
