@@ -12,7 +12,7 @@ from pathlib import Path
 
 import click
 
-from orbitct_app import __version__, pipeline, provenance
+from orbitct_app import __version__, provenance
 from orbitct_app.errors import ExitCode, UsageError
 from orbitct_app.options import (
     DEFAULT_BODY_THRESHOLD_HU,
@@ -192,6 +192,8 @@ def command(
         close_logging = configure_logging(options.log_path, verbose=verbose, quiet=quiet)  # type: ignore[arg-type]
     except OSError as err:
         raise click.UsageError(f"cannot write the log file {options.log_path}: {err.strerror}", ctx) from err
+    from orbitct_app import pipeline  # imported here so that --help and --version stay quick
+
     run_id = provenance.new_run_id()
     try:
         for line in provenance.log_header(options, ctx.obj, run_id):

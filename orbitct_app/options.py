@@ -7,7 +7,6 @@ import enum
 import os
 from pathlib import Path
 
-from orbitct_app.discover import find_exams
 from orbitct_app.errors import UsageError
 
 DEFAULT_MIN_SLICES = 10
@@ -135,6 +134,8 @@ class Options:
         for label in self.participant_labels:
             if not label or "/" in label or label in (".", ".."):
                 raise UsageError(f"invalid participant label: {label!r}")
+        from orbitct_app.discover import find_exams  # (pydicom is not needed to parse options)
+
         find_exams(self.input_dir, self.participant_labels)
 
     def as_record(self) -> dict[str, object]:

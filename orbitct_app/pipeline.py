@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import dataclasses
+import importlib
 import logging
 import logging.handlers
 import multiprocessing
@@ -20,7 +21,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
-from orbitct_app import __version__, anonymize, extract, reports
+from orbitct_app import __version__, reports
 from orbitct_app.discover import find_exams
 from orbitct_app.errors import ExitCode, one_line
 from orbitct_app.options import Options, Stage, usable_cores
@@ -44,25 +45,25 @@ class StageModule(Protocol):
     def summarize(self, record: ExamRecord) -> str: ...
 
 
-MODULES: dict[str, StageModule] = {
-    anonymize.NAME: anonymize,  # type: ignore[dict-item]
-    extract.NAME: extract,  # type: ignore[dict-item]
-}
+STAGE_NAMES = ("anonymize", "extract")
+"""The stage modules, in the order they run; imported on first use (anonymize-only runs and
+``--help`` stay free of the numeric libraries)."""
+
+
+def stage_module(name: str) -> StageModule:
+    """The stage module called ``name`` (``orbitct_app.<name>``)."""
+    return importlib.import_module(f"orbitct_app.{name}")  # type: ignore[return-value]
 
 
 def stage_modules(stage: Stage) -> list[StageModule]:
     """The stage modules a run executes, in order."""
-    modules: list[StageModule] = []
-    if stage.anonymizes:
-        modules.append(MODULES[anonymize.NAME])
-    if stage.extracts:
-        modules.append(MODULES[extract.NAME])
-    return modules
+    wanted = {"anonymize": stage.anonymizes, "extract": stage.extracts}
+    return [stage_module(name) for name in STAGE_NAMES if wanted[name]]
 
 
 def stage_source(module: StageModule, options: Options) -> Path:
     """The root a stage reads exams from."""
-    return options.input_dir if module.NAME == anonymize.NAME else options.extract_source
+    return options.input_dir if module.NAME == "anonymize" else options.extract_source
 
 
 @dataclasses.dataclass
@@ -170,7 +171,7 @@ def run(options: Options, *, progress: Callable[[int, int, ExamOutcome], None] |
 def stored_outcome(dicom_id: str, options: Options) -> ExamOutcome:
     """What earlier runs recorded for one exam (every stage that has a record)."""
     outcome = ExamOutcome(dicom_id)
-    for name in MODULES:
+    for name in STAGE_NAMES:
         record = reports.read_record(options.state_dir, name, dicom_id)
         if record is not None:
             outcome.records[name] = record
@@ -228,7 +229,7 @@ def process_exam(dicom_id: str, options: Options) -> ExamOutcome:
 def _log_outcome(outcome: ExamOutcome, done: int, total: int) -> None:
     parts = []
     for name, record in outcome.records.items():
-        module = MODULES[name]
+        module = stage_module(name)
         state = "FAILED" if not record.complete else ("done earlier" if name in outcome.resumed else "done")
         detail = record.error if not record.complete else module.summarize(record)
         parts.append(f"{name} {state} ({detail})")

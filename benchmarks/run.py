@@ -1,0 +1,268 @@
+"""Measure orbitct-app side by side with a straightforward implementation, dcm2niix and anonymizers.
+
+Run through ``benchmarks/run.sh`` (it builds the tool environment). Everything is generated under
+``benchmarks/work/`` (not committed); results go to ``benchmarks/RESULTS.md``. Each tool runs
+``--reps`` times in alternation (so background load hits all of them alike) and the median wall
+time is reported with the peak resident memory of the whole process tree.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+WORK = HERE / "work"
+BIN = Path(sys.executable).parent
+PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
+@dataclass
+class Tool:
+    """One command to time; ``prepare`` empties its output before every repetition."""
+
+    name: str
+    command: list[str]
+    output: Path
+    note: str = ""
+    make_output_dir: bool = False
+    walls: list[float] = field(default_factory=list)
+    peaks: list[float] = field(default_factory=list)
+
+    @property
+    def wall(self) -> float:
+        return statistics.median(self.walls)
+
+    @property
+    def peak_mb(self) -> float:
+        return max(self.peaks)
+
+
+def tree_rss_mb(root: int) -> float:
+    """Resident memory (MB) of a process and all its descendants, read from /proc."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as fh:
+                fields = fh.read().rsplit(b")", 1)[1].split()
+            children.setdefault(int(fields[1]), []).append(int(entry))
+        except (OSError, IndexError, ValueError):
+            continue
+    total, todo = 0, [root]
+    while todo:
+        pid = todo.pop()
+        todo.extend(children.get(pid, []))
+        try:
+            with open(f"/proc/{pid}/statm", "rb") as fh:
+                total += int(fh.read().split()[1]) * PAGE
+        except (OSError, IndexError, ValueError):
+            continue
+    return total / 2**20
+
+
+def measure(tool: Tool) -> None:
+    """Run the tool once from a clean output; record wall time and the tree's peak RSS."""
+    if tool.output.is_dir():
+        shutil.rmtree(tool.output)
+    elif tool.output.exists():
+        tool.output.unlink()
+    tool.output.parent.mkdir(parents=True, exist_ok=True)
+    if tool.make_output_dir:
+        tool.output.mkdir()
+    peak = 0.0
+    start = time.perf_counter()
+    proc = subprocess.Popen(tool.command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    done = threading.Event()
+
+    def poll() -> None:
+        nonlocal peak
+        while not done.is_set():
+            peak = max(peak, tree_rss_mb(proc.pid))
+            done.wait(0.02)
+
+    poller = threading.Thread(target=poll)
+    poller.start()
+    _, err = proc.communicate()
+    wall = time.perf_counter() - start
+    done.set()
+    poller.join()
+    if proc.returncode != 0:
+        raise SystemExit(f"{tool.name} failed ({proc.returncode}): {err.decode()[-2000:]}")
+    tool.walls.append(wall)
+    tool.peaks.append(peak)
+    print(f"  {tool.name:<22} {wall:7.2f} s  {peak:7.0f} MB", flush=True)
+
+
+def machine() -> str:
+    model = "unknown CPU"
+    with open("/proc/cpuinfo") as fh:
+        for line in fh:
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    with open("/proc/meminfo") as fh:
+        mem_kb = int(fh.readline().split()[1])
+    return (
+        f"{model}; {len(os.sched_getaffinity(0))} usable cores; {mem_kb / 2**20:.1f} GiB RAM; "
+        f"{platform.platform()}; Python {platform.python_version()}"
+    )
+
+
+def versions() -> str:
+    import importlib.metadata as md
+
+    names = ["orbitct-app", "pydicom", "numpy", "scipy", "SimpleITK", "nibabel", "isal", "dcm2niix", "dicognito", "dicom-anonymizer"]
+    found = []
+    for name in names:
+        try:
+            found.append(f"{name} {md.version(name)}")
+        except md.PackageNotFoundError:
+            found.append(f"{name} (not installed)")
+    return ", ".join(found)
+
+
+def generate(quick: bool) -> tuple[Path, Path, Path]:
+    """The thin-section head series (one exam) and an exam set for throughput."""
+    from orbitct_app.synthetic import SeriesSpec, write_exam
+
+    n_slices = 120 if quick else 240
+    single = WORK / f"single-{n_slices}"
+    if not single.exists():
+        spec = SeriesSpec(kind="axial", series_number=2, rows=512, cols=512, pixel_spacing=(0.45, 0.45),
+                          n_slices=n_slices, slice_step=0.625)
+        write_exam(single, "exam_full", [SeriesSpec(kind="scout", series_number=1), spec], seed=11)
+    n_exams, per_exam = (4, 40) if quick else (6, 100)
+    exam_set = WORK / f"set-{n_exams}x{per_exam}"
+    if not exam_set.exists():
+        for i in range(n_exams):
+            spec = SeriesSpec(kind="axial", series_number=2, rows=512, cols=512, pixel_spacing=(0.45, 0.45),
+                              n_slices=per_exam, slice_step=1.25, tilt_deg=(0.0, 15.0)[i % 2])
+            write_exam(exam_set, f"exam_{i:03d}", [SeriesSpec(kind="scout", series_number=1), spec], seed=100 + i)
+    series_dir = single / "exam_full" / "S002"
+    assert series_dir.is_dir(), series_dir
+    return single, series_dir, exam_set
+
+
+def ratio(a: Tool, b: Tool) -> float:
+    return b.wall / a.wall
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument("--quick", action="store_true", help="smaller data, for trying the harness")
+    args = parser.parse_args()
+    WORK.mkdir(exist_ok=True)
+    print("generating data ...", flush=True)
+    single, series_dir, exam_set = generate(args.quick)
+    out = WORK / "out"
+    app = str(BIN / "orbitct-app")
+    py = sys.executable
+    n_files = sum(1 for p in series_dir.iterdir() if p.is_file())
+    pigz = shutil.which("pigz")
+    extract = [
+        Tool("orbitct-app extract", [app, str(single), str(out / "ours"), "extract", "-q", "--participant-label", "exam_full"], out / "ours"),
+        Tool("baseline (pydicom+scipy)", [py, str(HERE / "baseline.py"), str(series_dir), str(out / "baseline.nii.gz")], out / "baseline.nii.gz"),
+        Tool("dcm2niix -z y", [str(BIN / "dcm2niix"), "-z", "y", "-o", str(out / "d2n"), str(series_dir)], out / "d2n",
+             note="pigz" if pigz else "internal zlib (no pigz on PATH)", make_output_dir=True),
+    ]
+    anonymize = [
+        Tool("orbitct-app anonymize", [app, str(single), str(out / "anon"), "anonymize", "-q", "--n-procs", "1", "--participant-label", "exam_full"], out / "anon"),
+        Tool("cp -r", ["cp", "-r", str(series_dir), str(out / "cp")], out / "cp"),
+        Tool("dicognito", [py, "-m", "dicognito", "--quiet", "-o", str(out / "dicognito"), str(series_dir)], out / "dicognito"),
+        Tool("dicom-anonymizer", [str(BIN / "dicom-anonymizer"), str(series_dir), str(out / "dicom-anonymizer")], out / "dicom-anonymizer", make_output_dir=True),
+    ]
+    scaling = [
+        Tool("all, --n-procs 1", [app, str(exam_set), str(out / "np1"), "all", "-q", "--n-procs", "1"], out / "np1"),
+        Tool("all, --n-procs 2", [app, str(exam_set), str(out / "np2"), "all", "-q", "--n-procs", "2"], out / "np2"),
+    ]
+    groups: list[tuple[str, list[Tool]]] = [("extract", extract), ("anonymize", anonymize), ("scaling", scaling)]
+    for rep in range(args.reps):
+        print(f"repetition {rep + 1}/{args.reps}", flush=True)
+        for _, tools in groups:
+            for tool in tools:
+                measure(tool)
+    write_results(groups, n_files, single, exam_set, args)
+
+
+def write_results(groups: list[tuple[str, list[Tool]]], n_files: int, single: Path, exam_set: Path,
+                  args: argparse.Namespace) -> None:
+    (extract, anonymize, scaling) = (g[1] for g in groups)
+    ours, baseline, d2n = extract
+    anon, cp, dicognito, dicom_anonymizer = anonymize
+    np1, np2 = scaling
+    mb = sum(p.stat().st_size for p in (single / "exam_full" / "S002").iterdir()) / 2**20
+    set_files = sum(1 for p in exam_set.rglob("*") if p.is_file())
+
+    def rows(tools: list[Tool], reference: Tool, per_file: int | None = None) -> list[str]:
+        lines = []
+        for t in tools:
+            rate = f" | {per_file / t.wall:.0f}" if per_file else ""
+            note = f" ({t.note})" if t.note else ""
+            lines.append(f"| {t.name}{note} | {t.wall:.2f} | {min(t.walls):.2f} | {t.peak_mb:.0f}{rate} | {t.wall / reference.wall:.2f} |")
+        return lines
+
+    check = lambda ok: "met" if ok else "**missed**"  # noqa: E731
+    text = [
+        "# Benchmark results",
+        "",
+        f"Measured {datetime.date.today().isoformat()} with `benchmarks/run.sh --reps {args.reps}{' --quick' if args.quick else ''}`.",
+        "",
+        f"- Machine: {machine()}",
+        f"- Versions: {versions()}",
+        f"- Data (generated): one thin-section head series, {n_files} slices of 512 x 512 at 0.45 mm, "
+        f"0.625 mm apart ({mb:.0f} MB); an exam set of {set_files} files for throughput.",
+        f"- Each tool ran {args.reps} times in alternation; times are medians (and minimum) of wall-clock "
+        "seconds, memory the peak resident set of the whole process tree (sampled every 20 ms).",
+        "",
+        "## Extract one series (DICOM -> NIfTI)",
+        "",
+        "| tool | median s | min s | peak RSS MB | time / orbitct-app |",
+        "|---|---|---|---|---|",
+        *rows(extract, ours),
+        "",
+        "orbitct-app and the baseline do the same work (HU, body mask, 0.5 mm resampling, 512 x 512 crop, "
+        "gzip); dcm2niix only converts and compresses.",
+        "",
+        "## Anonymize the same files",
+        "",
+        "| tool | median s | min s | peak RSS MB | files/s | time / orbitct-app |",
+        "|---|---|---|---|---|---|",
+        *rows(anonymize, anon, per_file=n_files),
+        "",
+        "## Parallel exams (`all`: anonymize + extract)",
+        "",
+        "| run | median s | min s | peak RSS MB | time / 1 process |",
+        "|---|---|---|---|---|",
+        *rows(scaling, np1),
+        "",
+        "## Targets",
+        "",
+        f"- extract at least 8x faster than the baseline: {ratio(ours, baseline):.1f}x — {check(ratio(ours, baseline) >= 8)}",
+        f"- extract faster than `dcm2niix -z y`: {ratio(ours, d2n):.2f}x — {check(ratio(ours, d2n) > 1)}",
+        f"- extract peak RSS under 1 GB: {ours.peak_mb:.0f} MB — {check(ours.peak_mb < 1024)}",
+        f"- anonymize at least 4x the throughput of dicognito: {ratio(anon, dicognito):.1f}x — {check(ratio(anon, dicognito) >= 4)}",
+        f"- anonymize within 10x of `cp -r`: {anon.wall / cp.wall:.1f}x — {check(anon.wall / cp.wall <= 10)}",
+        f"- `--n-procs 2` at least 1.7x faster than `--n-procs 1`: {ratio(np2, np1):.2f}x — {check(ratio(np2, np1) >= 1.7)}",
+        f"- (dicom-anonymizer for reference: orbitct-app is {ratio(anon, dicom_anonymizer):.1f}x faster)",
+        "",
+    ]
+    (HERE / "RESULTS.md").write_text("\n".join(text))
+    print("\n".join(text))
+
+
+if __name__ == "__main__":
+    main()

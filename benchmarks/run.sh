@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Benchmark orbitct-app side by side with a straightforward pydicom+scipy implementation,
+# dcm2niix (-z y) and two Python anonymizers. Builds benchmarks/work/venv (the app from the pinned
+# dependencies plus the comparison tools), generates the data, writes benchmarks/RESULTS.md.
+# Usage: benchmarks/run.sh [--reps N] [--quick]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export ORBITCT_VENV="$PWD/benchmarks/work/venv"
+mkdir -p benchmarks/work
+. scripts/venv.sh
+"$VENV/bin/python" -m pip install --quiet --disable-pip-version-check \
+  "dcm2niix==1.0.20260724" "dicognito==0.19.0" "dicom-anonymizer==2.1.0"
+exec "$VENV/bin/python" benchmarks/run.py "$@"
