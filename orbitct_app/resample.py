@@ -111,11 +111,14 @@ def largest_component(volume: NDArray[np.int16], threshold: float) -> NDArray[np
     the process's threads.
     """
     image = sitk.GetImageFromArray((volume > threshold).view(np.uint8))  # the bool array is freed
-    labels_image = sitk.ConnectedComponent(image, False)  # False: face connectivity only
-    labels = sitk.GetArrayViewFromImage(labels_image)
-    n = int(labels.max()) if labels.size else 0
+    components = sitk.ConnectedComponentImageFilter()
+    components.SetFullyConnected(False)  # face connectivity only
+    labels_image = components.Execute(image)
+    del image
+    n = components.GetObjectCount()
     if n == 0:
         return None
+    labels = sitk.GetArrayViewFromImage(labels_image)
     sizes = np.zeros(n + 1, dtype=np.int64)
     for plane in labels:  # per slice: one bincount would copy the volume to int64
         sizes += np.bincount(plane.ravel(), minlength=n + 1)
@@ -202,9 +205,15 @@ def resample(volume: NDArray[np.int16], geometry: StackGeometry, grid: OutputGri
     slice_index = np.arange(geometry.n_slices, dtype=np.float64)
     out = np.empty(grid.shape_kji, dtype=np.int16)
 
+    untilted = abs(row_k) < 1e-9 and abs(s_j) < 1e-9
+
     def fill(ks: range) -> None:
         """Output slices ``ks`` (in order: each thread keeps its own cache of input planes)."""
         planes = _ColumnResampledPlanes(volume, col_base, col_offsets)
+        if untilted:  # every output slice lies in one input plane gap: blend two whole planes
+            for k in ks:
+                out[k] = _blend_planes(planes, k, float(grid.origin @ normal + k * s_k), offsets, row_base, row_j * j_out)
+            return
         for k in ks:
             s = grid.origin @ normal + j_out * s_j + k * s_k
             inside = np.nonzero((s >= offsets[0] - 1e-6) & (s <= offsets[-1] + 1e-6))[0]
@@ -229,6 +238,31 @@ def resample(volume: NDArray[np.int16], geometry: StackGeometry, grid: OutputGri
     return out
 
 
+def _blend_planes(
+    planes: _ColumnResampledPlanes,
+    k: int,
+    offset: float,
+    offsets: NDArray[np.float64],
+    row_base: NDArray[np.float64],
+    row_offsets: NDArray[np.float64],
+) -> NDArray[np.int16]:
+    """One output slice of an untilted stack: the two input planes around it, blended by distance."""
+    n_j, n_i = row_offsets.size, planes.col_offsets.size
+    if not offsets[0] - 1e-6 <= offset <= offsets[-1] + 1e-6:
+        return np.full((n_j, n_i), AIR_HU, dtype=np.int16)
+    u = float(np.interp(offset, offsets, np.arange(offsets.size, dtype=np.float64)))
+    lower = min(int(np.floor(u)), offsets.size - 2)
+    w = np.float32(u - lower)
+    planes.forget_below(lower)
+    a = planes.full_plane(lower, row_base[lower] + row_offsets)
+    b = planes.full_plane(lower + 1, row_base[lower + 1] + row_offsets)
+    value = b - a
+    value *= w
+    value += a
+    np.rint(value, out=value)
+    return value.astype(np.int16)
+
+
 class _ColumnResampledPlanes:
     """Input slices resampled along their rows onto the output columns, computed once each.
 
@@ -249,8 +283,18 @@ class _ColumnResampledPlanes:
             self.cache[m] = cached
         return cached
 
+    def full_plane(self, m: int, rows: NDArray[np.float64]) -> NDArray[np.float32]:
+        """Slice m on the output rows and columns (for untilted stacks, where rows do not vary)."""
+        key = -1 - m  # own cache entries, apart from the column-only planes
+        cached = self.cache.get(key)
+        if cached is None:
+            cached = _lerp(self.plane(m), rows, axis=0, size=self.volume.shape[1])
+            self.cache[key] = cached
+            del self.cache[m]
+        return cached
+
     def forget_below(self, m: int) -> None:
-        for old in [key for key in self.cache if key < m]:
+        for old in [key for key in self.cache if (key if key >= 0 else -1 - key) < m]:
             del self.cache[old]
 
     def rows_at(self, slices: NDArray[np.int64], rows: NDArray[np.float64]) -> NDArray[np.float32]:
