@@ -55,8 +55,6 @@ RUN /opt/build-tools/bin/pip wheel --no-deps --no-build-isolation --no-index -w 
 # ---- runtime: Debian's python3 and the venv, nothing else ----------------------------------------
 FROM ${BASE_IMAGE} AS runtime
 ARG DEBIAN_FRONTEND=noninteractive
-ARG VERSION=dev
-ARG REVISION=unknown
 
 # hadolint ignore=DL3008
 RUN apt-get update \
@@ -81,6 +79,9 @@ ENV PATH=/opt/orbitct/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbi
     OPENBLAS_NUM_THREADS=1 \
     MKL_NUM_THREADS=1
 
+# declared here, after the slow steps, so that a new commit does not invalidate their cache
+ARG VERSION=dev
+ARG REVISION=unknown
 LABEL org.opencontainers.image.title="orbitct-app" \
       org.opencontainers.image.description="Turn clinical CT DICOM exams into a de-identified, analysis-ready NIfTI dataset" \
       org.opencontainers.image.version="${VERSION}" \

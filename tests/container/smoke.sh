@@ -18,6 +18,8 @@
 #             command is named); nothing may be written in the container outside /out and /tmp
 #   5. check  tests/container/check_outputs.py: NIfTI files per exam, series_index.csv, reports
 #             and the log in the mounted output, every file owned by $RUN_USER
+#   6. sif    no Apptainer here: the %test section of Singularity.def runs in the image with
+#             /bin/sh as $RUN_USER, as `apptainer test` would run it in the SIF
 #
 # Settings (environment):
 #   ORBITCT_SMOKE_STAGE   stage the container runs (default: extract; `all` once anonymize lands)
@@ -222,4 +224,11 @@ written="$(cd "$ROOTFS" && find . -xdev -newer "$WORK/stamp" -not -path . \
 # ---- 5. outputs --------------------------------------------------------------------------------
 "$PYTHON" "$REPO/tests/container/check_outputs.py" "$OUT" --input "$IN/exams" --stage "$STAGE" \
   --uid "$RUN_UID" --gid "$RUN_GID" || fail "outputs"
+# ---- 6. Singularity.def's %test, in the image ------------------------------------------------
+awk '/^%test/{on=1; next} /^%/{on=0} on' "$REPO/Singularity.def" >"$WORK/sif-test.sh"
+grep -q orbitct-app "$WORK/sif-test.sh" || fail "no %test section in Singularity.def"
+crun -v "$WORK/sif-test.sh:/sif-test.sh:ro" "$CONTAINER" -- /bin/sh /sif-test.sh >"$WORK/sif-test.log" 2>&1 \
+  || { cat "$WORK/sif-test.log" >&2; fail "Singularity.def %test in the image"; }
+say "sif: Singularity.def %test passed in the image"
+
 say "PASSED: image $IMAGE (${SIZE_MB} MB) ran '${RUN_CMD[*]}' as $RUN_USER"
