@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Sourced by run-demo.sh and run-tests.sh: make ./.venv and install orbitct-app into it.
 # Usage: . scripts/venv.sh [test]   ("test" adds the test tools)
 #
