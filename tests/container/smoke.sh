@@ -112,7 +112,7 @@ EOF
 exec 9>/var/tmp/orbitct-smoke-base.lock
 flock 9   # one base build at a time on this machine
 if [ "${ORBITCT_REBUILD_BASE:-0}" = 1 ] && podman image exists "$BASE_IMAGE"; then
-  podman rmi "$BASE_IMAGE" >/dev/null
+  podman untag "$BASE_IMAGE" "$BASE_IMAGE"   # builds made from it keep their layers
 fi
 if podman image exists "$BASE_IMAGE"; then
   say "base: $BASE_IMAGE (cached)"
@@ -210,7 +210,7 @@ rc=$?
 set -e
 sed 's/^/    | /' "$WORK/run.log"
 [ "$rc" = 0 ] || fail "orbitct-app exited with $rc"
-say "run: done in $((SECONDS - T_RUN)) s"
+say "run: sample exams written and processed in $((SECONDS - T_RUN)) s"
 
 # nothing written in the container's file system except under /tmp (the tmpfs under --read-only);
 # buildah itself makes the mount points and /etc/hosts, /etc/resolv.conf, /etc/hostname
