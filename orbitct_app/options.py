@@ -41,11 +41,27 @@ class Stage(str, enum.Enum):
 
 
 def usable_cores() -> int:
-    """Number of CPU cores this process may run on (affinity-aware, so right under SLURM)."""
+    """CPU cores this process may use: its affinity (right under SLURM and ``--cpuset-cpus``),
+    capped by a cgroup v2 CPU quota (``docker run --cpus``)."""
     try:
-        return max(1, len(os.sched_getaffinity(0)))
+        cores = len(os.sched_getaffinity(0))
     except AttributeError:  # pragma: no cover - not Linux
-        return max(1, os.cpu_count() or 1)
+        cores = os.cpu_count() or 1
+    quota = _cgroup_cpu_quota()
+    if quota is not None:
+        cores = min(cores, quota)
+    return max(1, cores)
+
+
+def _cgroup_cpu_quota(path: Path = Path("/sys/fs/cgroup/cpu.max")) -> int | None:
+    """Whole CPUs allowed by a cgroup v2 quota ("max 100000" means none), rounded up."""
+    try:
+        quota, period = path.read_text().split()[:2]
+    except (OSError, ValueError):
+        return None
+    if quota == "max":
+        return None
+    return max(1, -(-int(quota) // int(period)))
 
 
 @dataclasses.dataclass(frozen=True)

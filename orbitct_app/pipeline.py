@@ -275,7 +275,7 @@ def _run_pool(
     log_queue = context.Queue()
     listener = logging.handlers.QueueListener(log_queue, _Forward(), respect_handler_level=False)
     listener.start()
-    threads = max(1, usable_cores() // workers)
+    threads = max(1, min(options.n_procs, usable_cores()) // workers)  # --n-procs is the CPU budget
     try:
         with concurrent.futures.ProcessPoolExecutor(
             max_workers=workers,

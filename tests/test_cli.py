@@ -157,3 +157,12 @@ def test_missing_label_file_is_a_usage_error(tmp_path: Path, capsys: pytest.Capt
         capsys, [str(tmp_path / "in"), str(tmp_path / "out"), "all", "--participant-label", f"@{tmp_path}/nope.txt"]
     )
     assert "cannot read participant labels" in line
+
+
+@pytest.mark.parametrize(("text", "expected"), [("max 100000\n", None), ("150000 100000\n", 2), ("50000 100000", 1), ("garbage", None)])
+def test_cgroup_cpu_quota(tmp_path: Path, text: str, expected: int | None) -> None:
+    from orbitct_app.options import _cgroup_cpu_quota
+
+    (tmp_path / "cpu.max").write_text(text)
+    assert _cgroup_cpu_quota(tmp_path / "cpu.max") == expected
+    assert _cgroup_cpu_quota(tmp_path / "absent") is None
