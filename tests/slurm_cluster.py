@@ -42,11 +42,16 @@ FINAL_STATES = frozenset(
 )
 
 
+def which(program: str) -> str | None:
+    """The program's path, looking in the sbin folders too (the daemons live there)."""
+    return shutil.which(program, path=os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/sbin"]))
+
+
 def missing_requirements() -> str | None:
     """Why a cluster cannot start here (not root, programs missing), or None when it can."""
     if not hasattr(os, "geteuid") or os.geteuid() != 0:
         return "needs root (the SLURM and munge daemons run as root here)"
-    missing = [p for p in PROGRAMS if shutil.which(p) is None]
+    missing = [p for p in PROGRAMS if which(p) is None]
     if missing:
         return (
             f"SLURM programs not installed ({', '.join(missing)}); as root: apt-get install -y "
@@ -105,14 +110,14 @@ class SlurmCluster:
         self._spawn(
             "munged",
             [
-                "munged", "--foreground", "--force", f"--socket={self.socket}", f"--key-file={key}",
+                which("munged") or "munged", "--foreground", "--force", f"--socket={self.socket}", f"--key-file={key}",
                 f"--pid-file={munge / 'munged.pid'}", f"--log-file={munge / 'munged.log'}",
                 f"--seed-file={munge / 'munged.seed'}",
             ],
         )
         self._wait(lambda: self.socket.exists(), 10, "munged did not create its socket")
-        self._spawn("slurmctld", ["slurmctld", "-D", "-f", str(self.conf)])
-        self._spawn("slurmd", ["slurmd", "-D", "-f", str(self.conf)])
+        self._spawn("slurmctld", [which("slurmctld") or "slurmctld", "-D", "-f", str(self.conf)])
+        self._spawn("slurmd", [which("slurmd") or "slurmd", "-D", "-f", str(self.conf)])
         self._wait(lambda: self.node_state() == "idle", timeout, f"node {self.node} is not idle")
 
     def stop(self) -> None:
@@ -194,7 +199,7 @@ class SlurmCluster:
     # --- internals --------------------------------------------------------------------------------
     def _config(self) -> str:
         node_line = subprocess.run(
-            ["slurmd", "-C"], check=True, capture_output=True, text=True, env=self._clean_env()
+            [which("slurmd") or "slurmd", "-C"], check=True, capture_output=True, text=True, env=self._clean_env()
         ).stdout.splitlines()[0]
         node_line = re.sub(
             r"RealMemory=(\d+)", lambda m: f"RealMemory={int(int(m.group(1)) * 0.9)}", node_line
