@@ -95,13 +95,14 @@ class Task:
 
 
 NAMES = [f"exam_{i:02d}" for i in range(1, 12)]
-# 11 labels with Windows line endings, blank lines, a comment, blanks around a label and no
-# final newline: the labels are what counts, not the raw line numbers.
+# 11 labels with Windows line endings, blank lines, a comment, blanks around a label, a repeat
+# and no final newline: the labels are what counts, not the raw line numbers.
 LABELS_TEXT = (
     "# exams for the array\r\n"
     + "\r\n".join(NAMES[:4])
     + "\r\n\r\n   \r\n"
     + f"  {NAMES[4]}  \r\n"
+    + f"{NAMES[1]}\r\n"
     + "\n".join(NAMES[5:])
 )
 
@@ -208,7 +209,7 @@ def test_submit_chains_the_array_and_the_merge(tmp_path: Path) -> None:
         [str(SUBMIT), "in", "out", "labels.txt", "extract", *QUICK], env=env, cwd=tmp_path, capture_output=True, text=True
     )
     assert result.returncode == 0, result.stderr
-    assert "array job 1001" in result.stdout and "merge job 1002" in result.stdout
+    assert "array job 1001: 11 exam(s) in 4 task(s)" in result.stdout and "merge job 1002" in result.stdout
     array, merge = _calls(task.calls)
     out = str(task.out.resolve())
     assert array[:5] == ["--parsable", "--array=1-4%2", "--cpus-per-task=4", "--job-name=orbitct", f"--output={out}/logs/task-%A_%a.out"]
@@ -286,6 +287,21 @@ def test_merge_lists_failed_and_unprocessed_exams_by_task(tmp_path: Path) -> Non
     assert "array job 52" in merge.stdout and "all 3 exam(s) complete" in merge.stdout
     assert "already complete; skipped" in (out / "logs" / "task-52_1.log").read_text()
     assert {r["dicom_id"] for r in read_csv(out / "extract_report.csv")} >= {"exam_a", "exam_b", "exam_d"}
+
+    # an exam anonymized whose extraction never ran (the task was killed in between) is
+    # incomplete for stage all, although it has a record
+    (out / ".orbitct" / "extract" / "exam_d.json").unlink()
+    merge = subprocess.run(["bash", str(MERGE), str(out), "52"], env=_without_slurm(env), capture_output=True, text=True)
+    assert merge.returncode == 3, merge.stdout + merge.stderr
+    assert "task 52_3" in merge.stdout and "exam_d: no extract record" in merge.stdout
+
+
+def test_submit_and_the_array_read_labels_alike() -> None:
+    def function(path: Path) -> str:
+        text = path.read_text()
+        return text[text.index("read_labels() {") : text.index("\n}\n", text.index("read_labels() {"))]
+
+    assert function(SUBMIT) == function(ARRAY)
 
 
 def _without_slurm(env: dict[str, str]) -> dict[str, str]:

@@ -29,6 +29,25 @@ die() {
   exit 2
 }
 
+# Labels of a file, one per line: Windows line endings, surrounding blanks, blank lines,
+# '#' comment lines (as orbitct-app --participant-label @FILE) and repeats dropped.
+# (submit.sh and orbitct-array.sbatch share this function.)
+read_labels() {
+  local line
+  local -A seen=()
+  while IFS= read -r line || [ -n "$line" ]; do
+    line="${line%$'\r'}"
+    line="${line#"${line%%[![:space:]]*}"}"
+    line="${line%"${line##*[![:space:]]}"}"
+    case "$line" in
+      "" | "#"*) continue ;;
+    esac
+    [ -z "${seen[$line]:-}" ] || continue
+    seen[$line]=1
+    printf '%s\n' "$line"
+  done <"$1"
+}
+
 [ "$#" -ge 3 ] || die "usage: $prog INPUT_DIR OUTPUT_DIR LABELS_FILE [STAGE] [orbitct-app options]"
 input_dir="$1"
 output_dir="$2"
@@ -41,16 +60,8 @@ case "${1:-}" in
 esac
 command -v sbatch >/dev/null 2>&1 || die "sbatch not found: run this on a SLURM login node"
 
-# Count labels with the rules of orbitct-array.sbatch: no blank lines, no '#' lines, CRLF ok.
-n_labels=0
-while IFS= read -r line || [ -n "$line" ]; do
-  line="${line%$'\r'}"
-  line="${line#"${line%%[![:space:]]*}"}"
-  case "$line" in
-    "" | "#"*) ;;
-    *) n_labels=$((n_labels + 1)) ;;
-  esac
-done <"$labels_file"
+mapfile -t labels < <(read_labels "$labels_file")
+n_labels="${#labels[@]}"
 [ "$n_labels" -gt 0 ] || die "no labels in $labels_file"
 
 size="${ORBITCT_ARRAY_SIZE:-$((n_labels < 100 ? n_labels : 100))}"
