@@ -90,6 +90,8 @@ class RunSummary:
     exams: list[ExamOutcome]
     tables: dict[str, Path]
     seconds: float
+    expected_stages: tuple[str, ...] = ()
+    """Stages every exam should have a record of (the ``report`` stage checks these)."""
 
     @property
     def failed_exams(self) -> list[str]:
@@ -101,8 +103,12 @@ class RunSummary:
 
     @property
     def missing_exams(self) -> list[str]:
-        """Exams with no record at all (only possible for the ``report`` stage)."""
-        return [e.dicom_id for e in self.exams if not e.records]
+        """Exams without a record of an expected stage (e.g. a task killed between stages)."""
+        return [
+            e.dicom_id
+            for e in self.exams
+            if not e.failed and any(stage not in e.records for stage in self.expected_stages)
+        ]
 
     @property
     def series_failed(self) -> int:
@@ -163,7 +169,11 @@ def run(options: Options, *, progress: Callable[[int, int, ExamOutcome], None] |
         _run_pool(names, options, workers, finished)
     outcomes.sort(key=lambda o: o.dicom_id)
     tables = reports.merge_reports(options.state_dir, options.output_dir)
-    summary = RunSummary(outcomes, tables, time.monotonic() - started)
+    if options.stage is Stage.REPORT:  # expect every stage that any exam has a record of
+        expected = tuple(n for n in STAGE_NAMES if any(n in o.records for o in outcomes)) or STAGE_NAMES[:1]
+    else:
+        expected = tuple(m.NAME for m in stage_modules(options.stage))
+    summary = RunSummary(outcomes, tables, time.monotonic() - started, expected)
     _log_summary(summary, options)
     return summary
 
@@ -256,8 +266,9 @@ def _log_summary(summary: RunSummary, options: Options) -> None:
         )
     if summary.missing_exams:
         logger.error(
-            "%d exam(s) have no record (never processed, or the run was killed): %s",
+            "%d exam(s) lack a record of %s (never processed, or the run was killed): %s",
             len(summary.missing_exams),
+            " and ".join(summary.expected_stages),
             ", ".join(summary.missing_exams),
         )
 

@@ -63,7 +63,7 @@ def test_report_stage_lists_missing_and_failed_exams(tmp_path: Path, caplog: pyt
     assert main([str(inp), str(out), "extract", *QUICK, "--participant-label", "exam_a"]) == ExitCode.OK
     caplog.clear()
     assert main([str(inp), str(out), "report", "-q"]) == ExitCode.FAILED
-    assert "2 exam(s) have no record" in caplog.text and "exam_b, exam_c" in caplog.text
+    assert "2 exam(s) lack a record of extract" in caplog.text and "exam_b, exam_c" in caplog.text
     assert {r["dicom_id"] for r in read_csv(out / "series_index.csv")} == {"exam_a"}
     assert main([str(inp), str(out), "extract", *QUICK, "--participant-label", "exam_b", "--participant-label", "exam_c"]) == ExitCode.OK
     assert main([str(inp), str(out), "report", "-q"]) == ExitCode.OK
@@ -136,3 +136,13 @@ def _names(root: Path) -> list[str]:
 def _same_nifti(a: Path, b: Path) -> bool:
     with gzip.open(a) as fa, gzip.open(b) as fb:
         return fa.read() == fb.read()
+
+
+def test_report_stage_flags_an_exam_killed_between_stages(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    inp = _exams(tmp_path / "in", ["exam_a", "exam_b"])
+    out = tmp_path / "out"
+    assert main([str(inp), str(out), "all", *QUICK]) == ExitCode.OK
+    (out / ".orbitct" / "extract" / "exam_b.json").unlink()  # as if killed after anonymize
+    caplog.clear()
+    assert main([str(inp), str(out), "report", "-q"]) == ExitCode.FAILED
+    assert "1 exam(s) lack a record of anonymize and extract" in caplog.text and "exam_b" in caplog.text
