@@ -135,7 +135,7 @@ def _extract_series(
         except NotConvertible as err:
             results.append(({**row, "decision": "excluded", "reason": str(err)}, None))
             continue
-        except (SeriesError, ValueError, MemoryError) as err:
+        except (SeriesError, ValueError, MemoryError, OSError) as err:  # OSError: disk full ...
             results.append(({**row, "decision": "failed", "reason": one_line(err)}, None))
             continue
         output_path = str(final_path.relative_to(options.output_dir))
@@ -266,7 +266,8 @@ def _series_stems(exam: Exam) -> dict[str, str]:
 
 def _log_row(row: Row) -> None:
     part = f" part {row['part']}" if row.get("part") else ""
-    logger.info(
+    logger.log(
+        logging.ERROR if row["decision"] == "failed" else logging.INFO,
         "%s: series %s%s (%s): %s%s",
         row["dicom_id"],
         row.get("series_number"),

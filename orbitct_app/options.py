@@ -131,6 +131,11 @@ class Options:
             raise UsageError(f"INPUT_DIR must not be inside OUTPUT_DIR: {self.input_dir}")
         if self.output_dir.exists() and not self.output_dir.is_dir():
             raise UsageError(f"OUTPUT_DIR is not a folder: {self.output_dir}")
+        existing = next(p for p in (self.output_dir, *self.output_dir.parents) if p.exists())
+        if not os.access(existing, os.W_OK | os.X_OK):
+            raise UsageError(f"OUTPUT_DIR is not writable: {existing} (permission denied)")
+        if self.in_place and not os.access(self.input_dir, os.W_OK | os.X_OK):
+            raise UsageError(f"--in-place needs a writable INPUT_DIR: {self.input_dir}")
         if self.profile not in PROFILES:
             raise UsageError(f"unknown profile {self.profile!r}; choose from {', '.join(PROFILES)}")
         if self.min_slices < 0:
