@@ -41,9 +41,10 @@ Examples:
   # convert an already de-identified tree
   orbitct-app /data/anonymized /data/out extract
 \b
-Outputs: OUTPUT_DIR/anonymized/, OUTPUT_DIR/nifti/, series_index.csv, anonymize_report.csv,
-extract_report.csv and logs/. Exit codes: 0 ok, 2 usage error, 3 some exams or series failed,
-4 nothing produced, 1 internal error.
+Outputs: OUTPUT_DIR/anonymized/, OUTPUT_DIR/nifti/ (NIfTI, JSON sidecar and _qc.png per
+series), report.html, dataset_description.json, series_index.csv, anonymize_report.csv,
+extract_report.csv and logs/ (the log and a run-*.json record per run). Exit codes: 0 ok, 2 usage
+error, 3 some exams or series failed, 4 nothing produced, 1 internal error.
 """
 
 # Loggers whose INFO messages reach the console; everything else shows from WARNING up.
@@ -197,7 +198,8 @@ def command(
         for line in provenance.log_header(options, ctx.obj, run_id):
             logging.getLogger(provenance.__name__).info(line)
         logger.info("%s %s: %s -> %s (log: %s)", PROG, stage, options.input_dir, options.output_dir, options.log_path)
-        summary = pipeline.run(options)
+        summary = pipeline.run(options, run_id=run_id, argv=ctx.obj)
+        logger.info("report: %s; provenance: %s", summary.report, summary.run_record)
     except UsageError as err:
         raise click.UsageError(str(err), ctx) from err
     except OSError as err:
