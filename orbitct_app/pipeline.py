@@ -122,7 +122,7 @@ class RunSummary:
 def run(
     options: Options,
     *,
-    progress: Callable[[int, int, ExamOutcome], None] | None = None,
+    progress: Callable[[int, int, ExamOutcome | None], None] | None = None,
     run_id: str | None = None,
     argv: Sequence[str] | None = None,
 ) -> RunSummary:
@@ -138,7 +138,8 @@ def run(
     options
         Validated run options.
     progress
-        Called in this process after each exam with (done, total, outcome).
+        Called in this process with (0, total, None) before the first exam, then after each
+        exam with (done, total, outcome).
     run_id
         Names the run record (default: a new one).
     argv
@@ -170,6 +171,8 @@ def run(
         if progress is not None:
             progress(len(outcomes), len(names), outcome)
 
+    if progress is not None:
+        progress(0, len(names), None)
     workers = min(options.n_procs, len(names))
     if options.stage is Stage.REPORT:
         for name in names:
