@@ -59,7 +59,8 @@ class Converted:
     path: Path
     shape_ijk: tuple[int, int, int]
     body_voxels: int
-    qc_path: Path
+    qc_path: Path | None
+    """The QC picture (None when it could not be drawn)."""
     qc_thumbnail: str
     """A small JPEG of the QC picture as a data URI (embedded in the HTML report)."""
 
@@ -144,10 +145,9 @@ def _extract_series(
             continue
         output_path = str(final_path.relative_to(options.output_dir))
         reason = "; ".join(r for r in (stack.split_reason, _spacing_note(stack)) if r)
-        qc_cells = {
-            "qc_path": str((final_dir / converted.qc_path.name).relative_to(options.output_dir)),
-            "qc_thumbnail": converted.qc_thumbnail,
-        }
+        qc_cells = {"qc_thumbnail": converted.qc_thumbnail, "qc_path": ""}
+        if converted.qc_path is not None:
+            qc_cells["qc_path"] = str((final_dir / converted.qc_path.name).relative_to(options.output_dir))
         results.append(({**row, "decision": "converted", "reason": reason, "output_path": output_path, **qc_cells},
                         _index_row(stack, options, converted, output_path)))
     return results
@@ -168,21 +168,37 @@ def convert_stack(stack: Stack, options: Options, path: Path) -> Converted:
     affine = grid.affine_ras()
     write_nifti(path, out, affine)
     shape_ijk: tuple[int, int, int] = tuple(reversed(out.shape))  # type: ignore[assignment]
-    picture_path = qc.qc_path(path, NIFTI_SUFFIX)
     centre_ijk = (np.linalg.inv(grid.affine_lps()) @ np.append(body.centroid_lps, 1.0))[:3]
-    picture = qc.render(
-        out,
-        affine,
-        title=_qc_title(stack),
-        subtitle=f"{path.name} · {shape_ijk[0]} x {shape_ijk[1]} x {shape_ijk[2]} voxels of {options.spacing:g} mm",
-        body_threshold=options.body_threshold,
-        centre_ijk=centre_ijk,
-    )
-    qc.write_png(picture_path, picture)
+    picture_path, thumbnail = _write_qc(stack, options, path, out, affine, centre_ijk)
     sidecar = _sidecar(stack, options, shape_ijk, body.n_voxels)
-    sidecar["QCImage"] = picture_path.name
+    sidecar["QCImage"] = picture_path.name if picture_path is not None else None
     write_sidecar(path.with_name(path.name[: -len(NIFTI_SUFFIX)] + ".json"), sidecar)
-    return Converted(path, shape_ijk, body.n_voxels, picture_path, qc.thumbnail_data_uri(picture.image))
+    return Converted(path, shape_ijk, body.n_voxels, picture_path, thumbnail)
+
+
+def _write_qc(
+    stack: Stack, options: Options, path: Path, out: np.ndarray, affine: np.ndarray, centre_ijk: np.ndarray
+) -> tuple[Path | None, str]:
+    """Draw and write the QC picture beside ``path``; (its path, a thumbnail data URI).
+
+    A picture that cannot be drawn is logged and left out: it never fails a conversion.
+    """
+    picture_path = qc.qc_path(path, NIFTI_SUFFIX)
+    shape = " x ".join(str(n) for n in reversed(out.shape))
+    try:
+        picture = qc.render(
+            out,
+            affine,
+            title=_qc_title(stack),
+            subtitle=f"{path.name} · {shape} voxels of {options.spacing:g} mm",
+            body_threshold=options.body_threshold,
+            centre_ijk=centre_ijk,
+        )
+        qc.write_png(picture_path, picture)
+        return picture_path, qc.thumbnail_data_uri(picture.image)
+    except Exception as err:  # noqa: BLE001 - the NIfTI is good; only its picture is missing
+        logger.error("%s: no QC picture for %s: %s", stack.series.dicom_id, path.name, one_line(err))
+        return None, ""
 
 
 def _qc_title(stack: Stack) -> str:

@@ -55,6 +55,8 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[ExamTruth]
     for f in truths[1].series_by_number(4).files[:2]:
         shutil.copy(f, f.with_name(f.name + "_copy"))  # exact duplicates
     (inp / "exam_c" / "broken.dcm").write_bytes(b"")  # a failed file
+    (inp / "exam_d").mkdir()
+    (inp / "exam_d" / "README.txt").write_text("no images here\n")  # a failed exam
     out = root / "out"
     code = main([str(inp), str(out), "all", *QUICK])
     return out, truths, code
@@ -154,7 +156,7 @@ def test_report_totals_match_the_tables(run: tuple[Path, list[ExamTruth], int]) 
     page = parse((out / "report.html").read_text(encoding="utf-8"))
     anonymize = read_csv(out / "anonymize_report.csv")
     extract = read_csv(out / "extract_report.csv")
-    assert page.totals["exams"] == 3
+    assert page.totals["exams"] == 4 and page.totals["exams failed"] == 1
     assert page.totals["kept"] == sum(r["action"] == "kept" for r in anonymize)
     assert page.totals["dropped"] == sum(r["action"] == "dropped" for r in anonymize)
     assert page.totals["converted"] == sum(r["decision"] == "converted" for r in extract) == 5
@@ -175,6 +177,7 @@ def test_report_warns_of_what_a_curator_must_look_at(run: tuple[Path, list[ExamT
     assert "uneven spacing" in text and "median 2 mm" in text
     assert "duplicate slices" in text and "series 4: 2 exact duplicate file(s) dropped" in text
     assert "file failed" in text and "broken.dcm" in text
+    assert "exam failed" in text and "no DICOM image files in the exam folder" in text
 
 
 def test_report_shows_options_versions_and_timings(run: tuple[Path, list[ExamTruth], int]) -> None:
@@ -243,6 +246,26 @@ def test_thumbnail_is_made_from_the_png_when_a_record_has_none(run: tuple[Path, 
     html_report.write_report(copy, copy / ".orbitct")
     page = parse((copy / "report.html").read_text(encoding="utf-8"))
     assert len(page.images) == 5 and all(src.startswith("data:image/jpeg;base64,") for src in page.images)
+
+
+def test_a_picture_that_cannot_be_drawn_never_fails_the_conversion(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    write_exam(tmp_path / "in", "exam_q", [SeriesSpec(kind="axial", series_number=2, **SMALL)])  # type: ignore[arg-type]
+
+    def broken(*_: object, **__: object) -> None:
+        raise RuntimeError("no drawing today")
+
+    monkeypatch.setattr(qc, "render", broken)
+    out = tmp_path / "out"
+    assert main([str(tmp_path / "in"), str(out), "extract", *QUICK]) == ExitCode.OK
+    (row,) = read_csv(out / "series_index.csv")
+    nifti = out / row["output_path"]
+    assert nifti.is_file() and not qc.qc_path(nifti).exists()
+    assert json.loads(nifti.with_name(nifti.name.replace(".nii.gz", ".json")).read_text())["QCImage"] is None
+    assert "no QC picture" in caplog.text and "no drawing today" in caplog.text
+    page = (out / "report.html").read_text()
+    assert "QC picture missing" in page and f'data-output="{row["output_path"]}"' in page
 
 
 def _chromium(*args: str, profile: Path) -> subprocess.CompletedProcess[str]:
