@@ -88,6 +88,9 @@ LABEL org.opencontainers.image.title="orbitct-app" \
       org.opencontainers.image.revision="${REVISION}" \
       org.opencontainers.image.source="https://github.com/orbitct/orbitct-app" \
       org.opencontainers.image.licenses="MIT"
+# provenance: recorded as GeneratedBy.Container in dataset_description.json, sidecars, run records
+ENV ORBITCT_CONTAINER=docker \
+    ORBITCT_CONTAINER_IMAGE="orbitct-app:${VERSION}"
 
 # Not root by default; `docker run --user "$(id -u):$(id -g)"` makes outputs belong to the caller.
 USER 65534:65534

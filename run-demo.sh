@@ -11,8 +11,9 @@ rm -rf demo
 cat <<'MSG'
 
 Done. Look at:
+  demo/output/report.html           one page: totals, warnings, every series, QC pictures
   demo/output/series_index.csv      one row per NIfTI written
-  demo/output/nifti/<exam>/         the .nii.gz volumes and their JSON sidecars
+  demo/output/nifti/<exam>/         the .nii.gz volumes, their JSON sidecars and _qc.png pictures
   demo/output/anonymized/<exam>/    the de-identified DICOM
   demo/output/anonymize_report.csv  and extract_report.csv: a decision and reason per series
   demo/output/logs/orbitct-app.log  the full log

@@ -9,6 +9,7 @@ import logging
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TextIO
 
 import click
 
@@ -25,6 +26,7 @@ from orbitct_app.options import (
     Stage,
     usable_cores,
 )
+from orbitct_app.progress import Progress
 
 logger = logging.getLogger(__name__)
 
@@ -41,9 +43,10 @@ Examples:
   # convert an already de-identified tree
   orbitct-app /data/anonymized /data/out extract
 \b
-Outputs: OUTPUT_DIR/anonymized/, OUTPUT_DIR/nifti/, series_index.csv, anonymize_report.csv,
-extract_report.csv and logs/. Exit codes: 0 ok, 2 usage error, 3 some exams or series failed,
-4 nothing produced, 1 internal error.
+Outputs: OUTPUT_DIR/anonymized/, OUTPUT_DIR/nifti/ (NIfTI, JSON sidecar and _qc.png per
+series), report.html, dataset_description.json, series_index.csv, anonymize_report.csv,
+extract_report.csv and logs/ (the log and a run-*.json record per run). Exit codes: 0 ok, 2 usage
+error, 3 some exams or series failed, 4 nothing produced, 1 internal error.
 """
 
 # Loggers whose INFO messages reach the console; everything else shows from WARNING up.
@@ -188,8 +191,9 @@ def command(
         options.validate()
     except UsageError as err:
         raise click.UsageError(str(err), ctx) from err
+    progress = None if quiet else Progress(stage, sys.stderr)
     try:
-        close_logging = configure_logging(options.log_path, verbose=verbose, quiet=quiet)  # type: ignore[arg-type]
+        close_logging = configure_logging(options.log_path, verbose=verbose, quiet=quiet, progress=progress)  # type: ignore[arg-type]
     except OSError as err:
         raise click.UsageError(f"cannot write the log file {options.log_path}: {err.strerror}", ctx) from err
     from orbitct_app import pipeline  # imported here so that --help and --version stay quick
@@ -199,7 +203,14 @@ def command(
         for line in provenance.log_header(options, ctx.obj, run_id):
             logging.getLogger(provenance.__name__).info(line)
         logger.info("%s %s: %s -> %s (log: %s)", PROG, stage, options.input_dir, options.output_dir, options.log_path)
-        summary = pipeline.run(options)
+        if progress is not None:
+            progress.start()
+        try:
+            summary = pipeline.run(options, progress=progress, run_id=run_id, argv=ctx.obj)
+        finally:
+            if progress is not None:
+                progress.close()
+        logger.info("report: %s; provenance: %s", summary.report, summary.run_record)
     except UsageError as err:
         raise click.UsageError(str(err), ctx) from err
     except OSError as err:
@@ -227,10 +238,13 @@ def expand_labels(values: Sequence[str]) -> tuple[str, ...]:
     return tuple(labels)
 
 
-def configure_logging(log_path: Path, *, verbose: int = 0, quiet: bool = False) -> Callable[[], None]:
+def configure_logging(
+    log_path: Path, *, verbose: int = 0, quiet: bool = False, progress: Progress | None = None
+) -> Callable[[], None]:
     """Send the package's logs to ``log_path`` (everything) and the console (a summary).
 
-    Returns a function that removes the handlers again.
+    With an interactive ``progress`` bar, console lines are written above the bar (it is
+    erased and redrawn around each). Returns a function that removes the handlers again.
     """
     log_path.parent.mkdir(parents=True, exist_ok=True)
     package = logging.getLogger("orbitct_app")
@@ -239,7 +253,7 @@ def configure_logging(log_path: Path, *, verbose: int = 0, quiet: bool = False) 
     file_handler.setFormatter(
         logging.Formatter("%(asctime)s %(levelname)-7s %(processName)s %(name)s: %(message)s")
     )
-    console = logging.StreamHandler(sys.stderr)
+    console = _ConsoleHandler(sys.stderr, progress)
     console.setLevel(logging.DEBUG if verbose >= 2 else logging.INFO)
     console.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
     console.addFilter(_ConsoleFilter(verbose=verbose, quiet=quiet))
@@ -255,6 +269,23 @@ def configure_logging(log_path: Path, *, verbose: int = 0, quiet: bool = False) 
         package.setLevel(previous_level)
 
     return close
+
+
+class _ConsoleHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """stderr, sharing the line with an interactive progress bar."""
+
+    def __init__(self, stream: TextIO, progress: Progress | None) -> None:
+        super().__init__(stream)
+        self.progress = progress if progress is not None and progress.interactive else None
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self.progress is None:
+            super().emit(record)
+            return
+        with self.progress.lock:
+            self.progress.clear()
+            super().emit(record)
+            self.progress.redraw()
 
 
 class _ConsoleFilter(logging.Filter):

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from orbitct_app import __version__, atomic
+from orbitct_app import atomic, provenance, qc
 from orbitct_app.discover import Exam, SeriesInfo, scan_exam
 from orbitct_app.errors import ExamError, NotConvertible, SeriesError, one_line
 from orbitct_app.nifti import NIFTI_SUFFIX, output_stem, write_nifti, write_sidecar
@@ -39,6 +39,7 @@ def fingerprint(options: Options) -> dict[str, Any]:
         "spacing": options.spacing,
         "size": options.size,
         "body_threshold": options.body_threshold,
+        "qc": qc.QC_VERSION,
     }
 
 
@@ -58,6 +59,10 @@ class Converted:
     path: Path
     shape_ijk: tuple[int, int, int]
     body_voxels: int
+    qc_path: Path | None
+    """The QC picture (None when it could not be drawn)."""
+    qc_thumbnail: str
+    """A small JPEG of the QC picture as a data URI (embedded in the HTML report)."""
 
 
 def run_exam(exam_dir: Path, options: Options) -> ExamRecord:
@@ -140,23 +145,68 @@ def _extract_series(
             continue
         output_path = str(final_path.relative_to(options.output_dir))
         reason = "; ".join(r for r in (stack.split_reason, _spacing_note(stack)) if r)
-        results.append(({**row, "decision": "converted", "reason": reason, "output_path": output_path},
+        qc_cells = {"qc_thumbnail": converted.qc_thumbnail, "qc_path": ""}
+        if converted.qc_path is not None:
+            qc_cells["qc_path"] = str((final_dir / converted.qc_path.name).relative_to(options.output_dir))
+        results.append(({**row, "decision": "converted", "reason": reason, "output_path": output_path, **qc_cells},
                         _index_row(stack, options, converted, output_path)))
     return results
 
 
 def convert_stack(stack: Stack, options: Options, path: Path) -> Converted:
-    """Build, mask, resample and write one stack as ``path`` (and its JSON sidecar beside it)."""
+    """Build, mask, resample and write one stack as ``path``, its JSON sidecar and QC picture.
+
+    The sidecar (``<stem>.json``) and the QC picture (``<stem>_qc.png``, drawn while the
+    output volume is in memory) are written beside the NIfTI.
+    """
     geometry = stack.geometry
     volume = load_hu(stack)
     body = apply_body_mask(volume, geometry, options.body_threshold)
     grid = output_grid(geometry, body, options.spacing, options.size)
     out = resample(volume, geometry, grid)
     del volume
-    write_nifti(path, out, grid.affine_ras())
-    shape_ijk = tuple(reversed(out.shape))
-    write_sidecar(path.with_name(path.name[: -len(NIFTI_SUFFIX)] + ".json"), _sidecar(stack, options, shape_ijk, body.n_voxels))
-    return Converted(path, shape_ijk, body.n_voxels)  # type: ignore[arg-type]
+    affine = grid.affine_ras()
+    write_nifti(path, out, affine)
+    shape_ijk: tuple[int, int, int] = tuple(reversed(out.shape))  # type: ignore[assignment]
+    centre_ijk = (np.linalg.inv(grid.affine_lps()) @ np.append(body.centroid_lps, 1.0))[:3]
+    picture_path, thumbnail = _write_qc(stack, options, path, out, affine, centre_ijk)
+    sidecar = _sidecar(stack, options, shape_ijk, body.n_voxels)
+    sidecar["QCImage"] = picture_path.name if picture_path is not None else None
+    write_sidecar(path.with_name(path.name[: -len(NIFTI_SUFFIX)] + ".json"), sidecar)
+    return Converted(path, shape_ijk, body.n_voxels, picture_path, thumbnail)
+
+
+def _write_qc(
+    stack: Stack, options: Options, path: Path, out: np.ndarray, affine: np.ndarray, centre_ijk: np.ndarray
+) -> tuple[Path | None, str]:
+    """Draw and write the QC picture beside ``path``; (its path, a thumbnail data URI).
+
+    A picture that cannot be drawn is logged and left out: it never fails a conversion.
+    """
+    picture_path = qc.qc_path(path, NIFTI_SUFFIX)
+    shape = " x ".join(str(n) for n in reversed(out.shape))
+    try:
+        picture = qc.render(
+            out,
+            affine,
+            title=_qc_title(stack),
+            subtitle=f"{path.name} · {shape} voxels of {options.spacing:g} mm",
+            body_threshold=options.body_threshold,
+            centre_ijk=centre_ijk,
+        )
+        qc.write_png(picture_path, picture)
+        return picture_path, qc.thumbnail_data_uri(picture.image)
+    except Exception as err:  # noqa: BLE001 - the NIfTI is good; only its picture is missing
+        logger.error("%s: no QC picture for %s: %s", stack.series.dicom_id, path.name, one_line(err))
+        return None, ""
+
+
+def _qc_title(stack: Stack) -> str:
+    series = stack.series
+    number = series.series_number if series.series_number is not None else "?"
+    part = f" part {stack.part}" if stack.part else ""
+    description = f" · {series.description}" if series.description else ""
+    return f"{series.dicom_id} · series {number}{part}{description}"
 
 
 def _stack_facts(stack: Stack) -> Row:
@@ -175,10 +225,16 @@ def _stack_facts(stack: Stack) -> Row:
     }
 
 
+def uneven_spacing(smallest: float, median: float, largest: float) -> bool:
+    """Whether slice gaps are uneven enough to report: the largest over 1.5x the median gap,
+    or the smallest under half of it."""
+    return largest > 1.5 * median or smallest < 0.5 * median
+
+
 def _spacing_note(stack: Stack) -> str:
     gaps = stack.geometry.gaps
     median = float(np.median(gaps))
-    if float(gaps.max()) > 1.5 * median or float(gaps.min()) < 0.5 * median:
+    if uneven_spacing(float(gaps.min()), median, float(gaps.max())):
         return f"uneven spacing ({gaps.min():.3g}-{gaps.max():.3g} mm, largest gap {gaps.max():.3g} mm); interpolated between actual positions"
     return ""
 
@@ -215,7 +271,7 @@ def _sidecar(stack: Stack, options: Options, shape_ijk: tuple[int, ...], body_vo
     series = stack.series
     offsets = g.offsets
     return {
-        "GeneratedBy": {"Name": "orbitct-app", "Version": __version__},
+        "GeneratedBy": provenance.generated_by(),
         "Source": {
             "dicom_id": series.dicom_id,
             "SeriesInstanceUID": series.series_uid,
@@ -237,6 +293,15 @@ def _sidecar(stack: Stack, options: Options, shape_ijk: tuple[int, ...], body_vo
             "DroppedDuplicateSlices": [s.sop_instance_uid for s in stack.dropped_duplicates],
         },
         "Processing": {
+            "Stage": options.stage.value,
+            "SourceTree": "anonymized copy (profile " + options.profile + ")" if options.stage.anonymizes else "INPUT_DIR as given",
+            "Steps": [
+                "sort slices by position along the normal",
+                "HU from per-slice rescale; padding and values below -1000 HU to -1000",
+                "body mask: largest 6-connected component above the threshold, 2D holes filled",
+                "one linear resampling onto an untilted isotropic grid centred on the body centroid",
+            ],
+            "ThicknessFilterMM": list(options.thickness) if options.thickness else None,
             "TargetSpacingMM": options.spacing,
             "InPlaceSize": options.size,
             "ShapeIJK": list(shape_ijk),

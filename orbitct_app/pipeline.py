@@ -21,7 +21,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
-from orbitct_app import __version__, reports
+from orbitct_app import __version__, html_report, provenance, reports
 from orbitct_app.discover import find_exams
 from orbitct_app.errors import ExitCode, one_line
 from orbitct_app.options import Options, Stage, usable_cores
@@ -92,6 +92,10 @@ class RunSummary:
     seconds: float
     expected_stages: tuple[str, ...] = ()
     """Stages every exam should have a record of (the ``report`` stage checks these)."""
+    report: Path | None = None
+    """``OUTPUT_DIR/report.html``."""
+    run_record: Path | None = None
+    """``OUTPUT_DIR/logs/run-*.json``: options, versions and timings of this run."""
 
     @property
     def failed_exams(self) -> list[str]:
@@ -123,21 +127,39 @@ class RunSummary:
         return ExitCode.OK
 
 
-def run(options: Options, *, progress: Callable[[int, int, ExamOutcome], None] | None = None) -> RunSummary:
+def run(
+    options: Options,
+    *,
+    progress: Callable[[int, int, ExamOutcome | None], None] | None = None,
+    run_id: str | None = None,
+    argv: Sequence[str] | None = None,
+) -> RunSummary:
     """Run ``options.stage`` over the exams of ``options.input_dir``.
+
+    At the end, whatever the stage: the top-level CSVs, ``dataset_description.json`` and
+    ``report.html`` are rebuilt from every exam's record, and the run's provenance record
+    ``logs/run-<start>-<run id>.json`` is written (all under one lock, so concurrent runs end
+    with complete outputs).
 
     Parameters
     ----------
     options
         Validated run options.
     progress
-        Called in this process after each exam with (done, total, outcome).
+        Called in this process with (0, total, None) before the first exam, then after each
+        exam with (done, total, outcome).
+    run_id
+        Names the run record (default: a new one).
+    argv
+        The command-line arguments, recorded as given (None when called as a library).
 
     Raises
     ------
     UsageError
         When a requested participant label has no exam folder.
     """
+    run_id = run_id or provenance.new_run_id()
+    started_at = provenance.utc_now()
     started = time.monotonic()
     exam_dirs = find_exams(options.input_dir, options.participant_labels)
     names = [p.name for p in exam_dirs]
@@ -157,6 +179,8 @@ def run(options: Options, *, progress: Callable[[int, int, ExamOutcome], None] |
         if progress is not None:
             progress(len(outcomes), len(names), outcome)
 
+    if progress is not None:
+        progress(0, len(names), None)
     workers = min(options.n_procs, len(names))
     if options.stage is Stage.REPORT:
         for name in names:
@@ -168,14 +192,72 @@ def run(options: Options, *, progress: Callable[[int, int, ExamOutcome], None] |
     else:
         _run_pool(names, options, workers, finished)
     outcomes.sort(key=lambda o: o.dicom_id)
-    tables = reports.merge_reports(options.state_dir, options.output_dir)
+    phases = {"exams": round(time.monotonic() - started, 3)}
     if options.stage is Stage.REPORT:  # expect every stage that any exam has a record of
         expected = tuple(n for n in STAGE_NAMES if any(n in o.records for o in outcomes)) or STAGE_NAMES[:1]
     else:
         expected = tuple(m.NAME for m in stage_modules(options.stage))
-    summary = RunSummary(outcomes, tables, time.monotonic() - started, expected)
+    with reports.merge_lock(options.state_dir):
+        mark = time.monotonic()
+        tables = reports.merge_tables(options.state_dir, options.output_dir)
+        provenance.write_dataset_description(options.output_dir)
+        phases["tables"] = round(time.monotonic() - mark, 3)
+        summary = RunSummary(outcomes, tables, time.monotonic() - started, expected)
+        record = _run_record(options, summary, run_id, argv, started_at, phases)
+        mark = time.monotonic()
+        all_exams = [p.name for p in find_exams(options.input_dir, ())]
+        runs = [r for r in provenance.read_run_records(options.output_dir) if r.get("run_id") != run_id]
+        summary.report = html_report.write_report(
+            options.output_dir, options.state_dir, runs=[*runs, record], exam_names=all_exams
+        )
+        phases["report"] = round(time.monotonic() - mark, 3)
+        summary.seconds = time.monotonic() - started
+        record = _run_record(options, summary, run_id, argv, started_at, phases)
+        summary.run_record = provenance.write_run_record(options.output_dir, record)
     _log_summary(summary, options)
     return summary
+
+
+def _run_record(
+    options: Options,
+    summary: RunSummary,
+    run_id: str,
+    argv: Sequence[str] | None,
+    started_at: Any,
+    phases: dict[str, float],
+) -> dict[str, Any]:
+    """The provenance record of this run (see :func:`provenance.run_record`)."""
+    stages: dict[str, dict[str, Any]] = {}
+    for name in summary.expected_stages:
+        ran = [e.records[name] for e in summary.exams if name in e.records and name not in e.resumed]
+        resumed = sum(name in e.resumed for e in summary.exams)
+        seconds = [r.seconds for r in ran]
+        stages[name] = {
+            "exam_seconds": round(sum(seconds), 3),
+            "exams_processed": len(ran),
+            "exams_resumed": resumed,
+            "exams_failed": sum(not r.complete for r in ran),
+            "slowest_exam_seconds": round(max(seconds), 3) if seconds else 0.0,
+        }
+    processed = sum(bool(set(e.records) - set(e.resumed)) for e in summary.exams)
+    keys = ("kept", "dropped", "converted", "excluded", "failed", "files", "produced")
+    return provenance.run_record(
+        options,
+        run_id=run_id,
+        argv=argv,
+        started=started_at,
+        finished=provenance.utc_now(),
+        timings={"phases": dict(phases), "stages": stages},
+        exams={
+            "total": len(summary.exams),
+            "processed": processed,
+            "resumed": len(summary.exams) - processed - len(summary.missing_exams),
+            "failed": len(summary.failed_exams),
+            "missing": len(summary.missing_exams),
+        },
+        counts={key: summary.count(key) for key in keys},
+        exit_code=summary.exit_code,
+    )
 
 
 def stored_outcome(dicom_id: str, options: Options) -> ExamOutcome:
@@ -249,11 +331,12 @@ def _log_outcome(outcome: ExamOutcome, done: int, total: int) -> None:
 def _log_summary(summary: RunSummary, options: Options) -> None:
     tables = ", ".join(str(p.relative_to(options.output_dir)) for p in summary.tables.values())
     logger.info(
-        "finished %d exam(s) in %.1f s; outputs in %s (%s); log %s",
+        "finished %d exam(s) in %.1f s; outputs in %s (%s); report %s; log %s",
         len(summary.exams),
         summary.seconds,
         options.output_dir,
         tables or "no tables",
+        summary.report,
         options.log_path,
     )
     if summary.failed_exams:

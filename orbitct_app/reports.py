@@ -8,13 +8,14 @@ exams (SLURM array tasks) end with complete tables, and a rerun knows which exam
 
 from __future__ import annotations
 
+import contextlib
 import csv
-import fcntl
 import dataclasses
+import fcntl
 import io
 import json
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -189,16 +190,27 @@ def merge_reports(state_dir: Path, output_dir: Path) -> dict[str, Path]:
     array tasks) take turns through a lock file, so the last merge sees every fragment written
     before it started; each table is replaced atomically.
     """
+    with merge_lock(state_dir):
+        return merge_tables(state_dir, output_dir)
+
+
+@contextlib.contextmanager
+def merge_lock(state_dir: Path) -> Iterator[None]:
+    """Hold the run-end lock: concurrent runs rebuild their shared outputs one at a time.
+
+    Not re-entrant: do not take it twice in one process.
+    """
     state_dir.mkdir(parents=True, exist_ok=True)
     with open(state_dir / "merge.lock", "a+b") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
-            return _merge_locked(state_dir, output_dir)
+            yield
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
-def _merge_locked(state_dir: Path, output_dir: Path) -> dict[str, Path]:
+def merge_tables(state_dir: Path, output_dir: Path) -> dict[str, Path]:
+    """Rebuild every top-level CSV (call with :func:`merge_lock` held)."""
     written: dict[str, Path] = {}
     for table in TABLES:
         records = list(iter_records(state_dir, table.stage))

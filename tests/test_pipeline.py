@@ -90,6 +90,9 @@ def test_concurrent_runs_on_disjoint_exams_end_with_complete_tables(tmp_path: Pa
     assert sorted(r["dicom_id"] for r in read_csv(out / "series_index.csv")) == names
     report = read_csv(out / "extract_report.csv")
     assert sorted({r["dicom_id"] for r in report}) == names and len(report) == 12
+    page = (out / "report.html").read_text()  # the page, too, ends complete
+    assert all(f'data-output="{r["output_path"]}"' in page for r in read_csv(out / "series_index.csv"))
+    assert len(list((out / "logs").glob("run-*.json"))) == 3
 
 
 def _valid_gzip(path: Path) -> bool:
