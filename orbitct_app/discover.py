@@ -119,6 +119,21 @@ class SliceInfo:
     has_pixel_data: bool
     pixel_offset: int | None = None
     """File offset of uncompressed pixel data (None when encapsulated, deflated or absent)."""
+    frames: tuple[FrameGeometry, ...] = ()
+    """Per-frame geometry of a multi-frame (Enhanced) object, from its functional groups."""
+    frame_index: int | None = None
+    """For one frame of a multi-frame object (see ``volume.expand_frames``): its 0-based index."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class FrameGeometry:
+    """Where one frame of a multi-frame object lies and how its values map to HU."""
+
+    position: tuple[float, float, float] | None
+    orientation: tuple[float, float, float, float, float, float] | None
+    pixel_spacing: tuple[float, float] | None
+    rescale_slope: float
+    rescale_intercept: float
 
 
 @dataclasses.dataclass(frozen=True)
@@ -402,7 +417,7 @@ def read_slice_info(path: Path) -> SliceInfo:
 def slice_info(path: Path, ds: Dataset, has_pixels: bool, pixel_offset: int | None = None) -> SliceInfo:
     """The :class:`SliceInfo` of a header already read; malformed values raise NotDicomError."""
     try:
-        return SliceInfo(
+        info = SliceInfo(
             path=path,
             sop_instance_uid=str(ds.get("SOPInstanceUID", "") or ""),
             sop_class_uid=str(ds.get("SOPClassUID", "") or ""),
@@ -432,9 +447,55 @@ def slice_info(path: Path, ds: Dataset, has_pixels: bool, pixel_offset: int | No
             burned_in_annotation=str(ds.get("BurnedInAnnotation", "") or "").upper(),
             has_pixel_data=has_pixels,
             pixel_offset=pixel_offset,
+            frames=frame_geometry(ds),
         )
-    except (TypeError, ValueError) as err:
+    except (TypeError, ValueError, AttributeError, IndexError) as err:
         raise NotDicomError(f"malformed header value ({type(err).__name__})") from err
+    if info.frames:  # a multi-frame object stands at its first frame for series-level checks
+        first = info.frames[0]
+        info = dataclasses.replace(
+            info,
+            position=first.position,
+            orientation=first.orientation,
+            pixel_spacing=first.pixel_spacing,
+            rescale_slope=first.rescale_slope,
+            rescale_intercept=first.rescale_intercept,
+        )
+    return info
+
+
+def frame_geometry(ds: Dataset) -> tuple[FrameGeometry, ...]:
+    """Per-frame geometry from the Shared and Per-frame Functional Groups (Enhanced objects).
+
+    Each macro (Plane Position, Plane Orientation, Pixel Measures, Pixel Value Transformation)
+    is taken from the frame's own item when present, else from the shared item, else from the
+    top level. Returns () for objects without functional groups.
+    """
+    per_frame = ds.get("PerFrameFunctionalGroupsSequence")
+    if not per_frame:
+        return ()
+    shared_items = ds.get("SharedFunctionalGroupsSequence")
+    shared = shared_items[0] if shared_items else Dataset()
+
+    def macro(item: Dataset, sequence: str, keyword: str) -> object:
+        for source in (item, shared):
+            items = source.get(sequence)
+            if items and keyword in items[0]:
+                return items[0].get(keyword)
+        return ds.get(keyword)
+
+    frames = []
+    for item in per_frame:
+        frames.append(
+            FrameGeometry(
+                position=_floats_or_none(macro(item, "PlanePositionSequence", "ImagePositionPatient"), 3),  # type: ignore[arg-type]
+                orientation=_floats_or_none(macro(item, "PlaneOrientationSequence", "ImageOrientationPatient"), 6),  # type: ignore[arg-type]
+                pixel_spacing=_floats_or_none(macro(item, "PixelMeasuresSequence", "PixelSpacing"), 2),  # type: ignore[arg-type]
+                rescale_slope=_float_or(macro(item, "PixelValueTransformationSequence", "RescaleSlope"), 1.0),
+                rescale_intercept=_float_or(macro(item, "PixelValueTransformationSequence", "RescaleIntercept"), 0.0),
+            )
+        )
+    return tuple(frames)
 
 
 def _is_deflated(ds: Dataset) -> bool:

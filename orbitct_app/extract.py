@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from orbitct_app import atomic, provenance, qc
-from orbitct_app.discover import Exam, SeriesInfo, scan_exam
+from orbitct_app.discover import Exam, SeriesInfo, SliceInfo, scan_exam
 from orbitct_app.errors import ExamError, NotConvertible, SeriesError, one_line
 from orbitct_app.nifti import NIFTI_SUFFIX, output_stem, write_nifti, write_sidecar
 from orbitct_app.options import Options
@@ -311,11 +311,16 @@ def _sidecar(stack: Stack, options: Options, shape_ijk: tuple[int, ...], body_vo
             "Interpolation": "linear (bilinear in-plane at the orthogonal projection, linear along the normal)",
             "Datatype": "int16 HU",
         },
-        "Slices": [
-            {"OffsetAlongNormalMM": float(o), "SOPInstanceUID": s.sop_instance_uid}
-            for o, s in zip(offsets, stack.slices, strict=True)
-        ],
+        "Slices": [_slice_entry(o, s) for o, s in zip(offsets, stack.slices, strict=True)],
     }
+
+
+def _slice_entry(offset: float, info: SliceInfo) -> dict[str, Any]:
+    """Where one source image sits in the output and where it came from (file, frame)."""
+    entry: dict[str, Any] = {"OffsetAlongNormalMM": float(offset), "SOPInstanceUID": info.sop_instance_uid}
+    if info.frame_index is not None:
+        entry["FrameNumber"] = info.frame_index + 1  # DICOM frame numbers start at 1
+    return entry
 
 
 def _series_stems(exam: Exam) -> dict[str, str]:

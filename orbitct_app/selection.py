@@ -59,8 +59,8 @@ def select_series(series: SeriesInfo) -> Decision:
         return Decision.exclude("localizer (scout)")
     if first.samples_per_pixel != 1:
         return Decision.exclude(f"{first.samples_per_pixel} samples per pixel (colour image)")
-    if any(s.n_frames > 1 for s in series.slices):
-        return Decision.exclude("multi-frame (Enhanced) CT is not supported yet")
+    if any(s.n_frames > 1 and not s.frames for s in series.slices):
+        return Decision.exclude("multi-frame object without per-frame functional groups (not Enhanced CT)")
     return CONVERT
 
 

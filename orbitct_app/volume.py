@@ -18,6 +18,7 @@ from collections.abc import Sequence
 
 import numpy as np
 import pydicom
+import pydicom.pixels
 from numpy.typing import NDArray
 
 from orbitct_app.discover import SeriesInfo, SliceInfo
@@ -150,14 +151,16 @@ def plan_stacks(series: SeriesInfo) -> StackPlan:
     SeriesError
         When slices lack the geometry needed to place them.
     """
-    missing = [s for s in series.slices if s.position is None or s.orientation is None or s.pixel_spacing is None]
+    images = expand_frames(series.slices)
+    missing = [s for s in images if s.position is None or s.orientation is None or s.pixel_spacing is None]
     if missing:
+        what = "frame(s)" if any(s.frame_index is not None for s in images) else "file(s)"
         raise SeriesError(
-            f"{len(missing)} of {series.n_files} file(s) lack ImagePositionPatient, "
+            f"{len(missing)} of {len(images)} {what} lack ImagePositionPatient, "
             "ImageOrientationPatient or PixelSpacing"
         )
     groups: dict[tuple[object, ...], list[SliceInfo]] = defaultdict(list)
-    for s in series.slices:
+    for s in images:
         groups[_frame_key(s)].append(s)
     differences = _frame_differences(list(groups))
     reasons = [f"split: {len(groups)} different {differences}"] if len(groups) > 1 else []
@@ -195,6 +198,30 @@ def plan_stacks(series: SeriesInfo) -> StackPlan:
         geometry = dataclasses.replace(geometry, positions=geometry.positions[order])
         stacks.append(Stack(series, tuple(members), geometry, part, reason, dropped))
     return StackPlan(stacks, rejected)
+
+
+def expand_frames(slices: Sequence[SliceInfo]) -> list[SliceInfo]:
+    """One record per image: multi-frame objects become one record per frame, each with the
+    frame's own position, orientation, spacing and rescale (from its functional groups)."""
+    images: list[SliceInfo] = []
+    for info in slices:
+        if not info.frames:
+            images.append(info)
+            continue
+        for index, frame in enumerate(info.frames):
+            images.append(
+                dataclasses.replace(
+                    info,
+                    position=frame.position,
+                    orientation=frame.orientation,
+                    pixel_spacing=frame.pixel_spacing,
+                    rescale_slope=frame.rescale_slope,
+                    rescale_intercept=frame.rescale_intercept,
+                    frames=(),
+                    frame_index=index,
+                )
+            )
+    return images
 
 
 def _too_short(n: int, distinct: int) -> str:
@@ -239,12 +266,12 @@ def _split_passes(members: list[SliceInfo]) -> tuple[list[list[SliceInfo]], tupl
     """
     keys = _position_keys(members)
     # Exact copies of one image (same SOPInstanceUID at the same position): keep the first.
-    seen: dict[tuple[int, str], SliceInfo] = {}
+    seen: dict[tuple[int, str, int | None], SliceInfo] = {}
     kept: list[SliceInfo] = []
     kept_keys: list[int] = []
     dropped: list[SliceInfo] = []
     for s, key in zip(members, keys, strict=True):
-        ident = (key, s.sop_instance_uid)
+        ident = (key, s.sop_instance_uid, s.frame_index)
         if s.sop_instance_uid and ident in seen:
             dropped.append(s)
             continue
@@ -267,7 +294,10 @@ def _split_passes(members: list[SliceInfo]) -> tuple[list[list[SliceInfo]], tupl
         how = "order of InstanceNumber"
         ranked: dict[int, int] = defaultdict(int)
         by_rank: dict[int, list[SliceInfo]] = defaultdict(list)
-        order = sorted(range(len(kept)), key=lambda i: (kept[i].instance_number or 0, str(kept[i].path)))
+        order = sorted(
+            range(len(kept)),
+            key=lambda i: (kept[i].instance_number or 0, str(kept[i].path), kept[i].frame_index or 0),
+        )
         for i in order:
             rank = ranked[kept_keys[i]]
             ranked[kept_keys[i]] += 1
@@ -357,13 +387,14 @@ def read_pixels(info: SliceInfo) -> NDArray[np.integer]:
         info.pixel_offset is not None
         and info.transfer_syntax in _NATIVE_LITTLE_ENDIAN
         and info.bits_allocated == 16
-        and info.n_frames == 1
         and 0 < info.bits_stored <= 16
     ):
         return _read_native16(info)
     try:
-        ds = pydicom.dcmread(info.path)
-        array = ds.pixel_array
+        if info.frame_index is None:
+            array = pydicom.dcmread(info.path).pixel_array
+        else:  # decodes only that frame
+            array = pydicom.pixels.pixel_array(info.path, index=info.frame_index)
     except Exception as err:  # noqa: BLE001 - decoders raise many types; report one line
         syntax = pydicom.uid.UID(info.transfer_syntax)
         name = syntax.name if syntax.is_transfer_syntax else info.transfer_syntax
@@ -380,8 +411,9 @@ def _read_native16(info: SliceInfo) -> NDArray[np.integer]:
     """Stored values of an uncompressed 16-bit little-endian image, read at its offset."""
     signed = info.pixel_representation == 1
     count = info.rows * info.columns
+    offset = (info.pixel_offset or 0) + 2 * count * (info.frame_index or 0)
     try:
-        array = np.fromfile(info.path, dtype="<i2" if signed else "<u2", count=count, offset=info.pixel_offset or 0)
+        array = np.fromfile(info.path, dtype="<i2" if signed else "<u2", count=count, offset=offset)
     except OSError as err:
         raise SeriesError(f"cannot read {info.path.name}: {err.strerror or type(err).__name__}") from err
     if array.size != count:
