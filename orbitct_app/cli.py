@@ -21,6 +21,7 @@ from orbitct_app.options import (
     DEFAULT_SIZE,
     DEFAULT_SPACING_MM,
     PROFILES,
+    RETAIN_OPTIONS,
     Options,
     Stage,
     usable_cores,
@@ -40,6 +41,10 @@ Examples:
 \b
   # convert an already de-identified tree
   orbitct-app /data/anonymized /data/out extract
+\b
+  # PS3.15 basic profile: keyed UIDs, dates shifted per patient, mapping files for the owner
+  orbitct-app /data/raw /data/out all --profile basic --deid-key ~/keys/study.key \\
+      --dates shift --retain patient-characteristics --map-dir ~/keys/maps
 \b
 Outputs: OUTPUT_DIR/anonymized/, OUTPUT_DIR/nifti/, series_index.csv, anonymize_report.csv,
 extract_report.csv and logs/. Exit codes: 0 ok, 2 usage error, 3 some exams or series failed,
@@ -80,6 +85,48 @@ _CONSOLE_INFO_LOGGERS = ("orbitct_app.pipeline", "orbitct_app.cli")
     show_default=True,
     help="De-identification profile.",
 )
+@click.option(
+    "--deid-key",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    metavar="PATH",
+    help="basic profile: file holding the secret key that maps UIDs and dates (created with a "
+    "random key if absent; never inside INPUT_DIR or OUTPUT_DIR).",
+)
+@click.option(
+    "--retain",
+    multiple=True,
+    type=click.Choice(RETAIN_OPTIONS),
+    help="basic profile: a PS3.15 retain option (repeatable).",
+)
+@click.option(
+    "--dates",
+    type=click.Choice(("remove", "shift")),
+    default="remove",
+    show_default=True,
+    help="basic profile: remove dates, or shift them by a keyed per-patient offset.",
+)
+@click.option(
+    "--keep-burned-in",
+    is_flag=True,
+    help="basic profile: keep series with burned-in annotation and secondary captures.",
+)
+@click.option(
+    "--map-dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=None,
+    metavar="PATH",
+    help="basic profile: write original -> new UID and PatientID CSVs here (outside OUTPUT_DIR).",
+)
+@click.option(
+    "--phi-list",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    metavar="FILE",
+    help="Identifying strings (one per line) the audit searches the output for.",
+)
+@click.option("--dry-run", is_flag=True, help="anonymize: list what each rule would do; write no DICOM.")
+@click.option("--audit-only", is_flag=True, help="anonymize: only audit an earlier output.")
 @click.option(
     "--in-place",
     is_flag=True,
@@ -145,6 +192,14 @@ def command(
     participant_labels: tuple[str, ...],
     min_slices: int,
     profile: str,
+    deid_key: Path | None,
+    retain: tuple[str, ...],
+    dates: str,
+    keep_burned_in: bool,
+    map_dir: Path | None,
+    phi_list: Path | None,
+    dry_run: bool,
+    audit_only: bool,
     in_place: bool,
     thickness: tuple[float, float] | None,
     spacing: float,
@@ -183,6 +238,14 @@ def command(
         n_procs=n_procs or usable_cores(),
         log_path=log_path,
         force=force,
+        deid_key=deid_key,
+        retain=retain,
+        shift_dates=dates == "shift",
+        keep_burned_in=keep_burned_in,
+        map_dir=map_dir,
+        phi_list=phi_list,
+        dry_run=dry_run,
+        audit_only=audit_only,
     )
     try:
         options.validate()

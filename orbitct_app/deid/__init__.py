@@ -11,10 +11,22 @@ from orbitct_app.deid.apply import (
     mark_deidentified,
     remove_private,
 )
-from orbitct_app.deid.profiles import ORBITCT, PROFILES, Action, Profile, get_profile
+from orbitct_app.deid.profiles import (
+    BASIC,
+    ORBITCT,
+    PROFILES,
+    Action,
+    Profile,
+    RetainOption,
+    basic_profile,
+    get_profile,
+)
 
 __all__ = [
+    "BASIC",
     "ORBITCT",
+    "RetainOption",
+    "basic_profile",
     "PROFILES",
     "Action",
     "DeidStats",
