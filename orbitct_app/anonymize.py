@@ -263,9 +263,11 @@ def run_exam(exam_dir: Path, options: Options) -> ExamRecord:
         seconds,
         files / seconds if seconds > 0 else 0.0,
     )
-    names = ("kept", "dropped", "skipped", "failed", "files", "deleted", "audit_findings")
+    names = ("kept", "dropped", "skipped", "failed", "files", "deleted")
     counts = {name: work.counts[name] for name in names}
     counts["produced"] = counts["kept"]
+    if work.counts["audit_findings"]:
+        counts["audit_findings"] = work.counts["audit_findings"]
     rows = {ANONYMIZE_REPORT.name: work.rows, DEID_AUDIT.name: audit_rows}
     if options.dry_run:
         rows[DRY_RUN.name] = work.dry_rows

@@ -319,8 +319,9 @@ def test_profile_table_is_validated() -> None:
 def test_profiles_known_to_the_command_line() -> None:
     assert set(PROFILES) == set(options.PROFILES)
     assert get_profile("orbitct") is ORBITCT
-    with pytest.raises(ProfileError, match="the basic profile is not built yet"):
-        get_profile("basic")
+    assert get_profile("basic").name == "basic"
+    with pytest.raises(ProfileError, match="takes no retain"):
+        get_profile("orbitct", shift_dates=True)
     with pytest.raises(ProfileError, match="unknown profile"):
         get_profile("strict")
 
