@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import functools
 import logging
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -167,16 +168,22 @@ def mark_deidentified(
     ds.PatientIdentityRemoved = "YES"
     ds.DeidentificationMethod = method if isinstance(method, str) else list(method)
     if codes:
-        items = []
-        for value, meaning in codes:
-            item = Dataset()
-            item.CodeValue = value
-            item.CodingSchemeDesignator = "DCM"
-            item.CodeMeaning = meaning
-            items.append(item)
-        ds.DeidentificationMethodCodeSequence = items
+        ds.DeidentificationMethodCodeSequence = list(_code_items(tuple(codes)))
     if temporal:
         ds.LongitudinalTemporalInformationModified = temporal
+
+
+@functools.lru_cache(maxsize=64)
+def _code_items(codes: tuple[tuple[str, str], ...]) -> tuple[Dataset, ...]:
+    """The code sequence items, built once per set of codes (they are only ever written)."""
+    items = []
+    for value, meaning in codes:
+        item = Dataset()
+        item.CodeValue = value
+        item.CodingSchemeDesignator = "DCM"
+        item.CodeMeaning = meaning
+        items.append(item)
+    return tuple(items)
 
 
 # --- the walk ---------------------------------------------------------------------------------

@@ -33,10 +33,11 @@ from pathlib import Path
 import pydicom
 from pydicom import config as pydicom_config
 from pydicom.datadict import keyword_for_tag
+from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.uid import UID_dictionary
 
-from orbitct_app.deid.apply import _safe_private_tags
+from orbitct_app.deid.apply import _may_be_sequence, _safe_private_tags
 from orbitct_app.deid.profiles import DUMMY_VALUES, Action, Profile
 
 MIN_PHI_LENGTH = 4
@@ -157,71 +158,114 @@ def audit_file(
         for number, text in phi.entries:
             if text in lowered:
                 findings.append(Finding(rel, "phi_string", detail=f"phi list line {number}"))
+    hits: set[bytes] = set()
     if originals:
         end = data.rfind(_PIXEL_TAG_LE)
         header = data if end < 0 else data[: end + 8]
         hits = originals.intersection(_UID_TOKEN.findall(header))
-        if hits:
-            findings.append(Finding(rel, "original_uid", detail=f"{len(hits)} original UID(s) in the bytes"))
     # the parsed data set
     ds = _read(data)
     if ds is None:
+        if hits:
+            findings.append(Finding(rel, "original_uid", detail=f"{len(hits)} original UID(s) in the bytes"))
         if data[128:132] == b"DICM" or path.suffix.lower() == ".dcm":
             findings.append(Finding(rel, "unreadable", detail="cannot be parsed as DICOM"))
         return findings
     try:
-        findings += _check_dataset(ds, rel, profile, pseudonym, originals)
+        findings += _check_dataset(ds, rel, profile, pseudonym, "")
+        if hits:
+            located = _uid_locations(ds, rel, hits, "")
+            findings += located or [
+                Finding(rel, "original_uid", detail=f"{len(hits)} original UID(s) in the bytes")
+            ]
     except Exception:  # noqa: BLE001 - an element that cannot be parsed: the file is unreadable
         findings.append(Finding(rel, "unreadable", detail="an element cannot be parsed"))
+        if hits:
+            findings.append(Finding(rel, "original_uid", detail=f"{len(hits)} original UID(s) in the bytes"))
         return findings
     meta = getattr(ds, "file_meta", None)
     if meta is not None:
         for tag in (0x00020100, 0x00020102):  # private information in the file meta
             if tag in meta:
                 findings.append(Finding(rel, "private", _tag(tag), keyword_for_tag(tag), "file meta"))
+        value = str(meta.get("MediaStorageSOPInstanceUID", "") or "").strip("\0 ").encode()
+        if value in hits:
+            findings.append(Finding(rel, "original_uid", "(0002,0003)", "MediaStorageSOPInstanceUID", "file meta"))
     return findings
 
 
-def _check_dataset(ds: Dataset, rel: str, profile: Profile, pseudonym: str,
-                   originals: set[bytes]) -> list[Finding]:
+_CHECKED = frozenset({Action.REMOVE, Action.EMPTY, Action.REPLACE_PSEUDONYM, Action.DUMMY})
+
+
+def _check_dataset(ds: Dataset, rel: str, profile: Profile, pseudonym: str, location: str) -> list[Finding]:
+    """Attribute, private and repeating-group checks at every depth.
+
+    Only elements the profile acts on, private elements and sequences are looked at, and raw
+    values are compared as bytes where possible, so most of a header is never decoded.
+    """
     findings = []
-    for elem, location, safe in _iter_elements(ds, "", profile):
-        tag = elem.tag
+    where = location or "top"
+    safe = _safe_private_tags(ds, profile) if profile.safe_private else frozenset()
+    for tag in list(ds.keys()):
+        raw = ds.get_item(tag, keep_deferred=True)
         if tag.is_private:
             if profile.remove_private and tag not in safe:
-                findings.append(Finding(rel, "private", _tag(tag), "", location))
+                findings.append(Finding(rel, "private", _tag(tag), "", where))
             continue
         if profile.remove_groups and tag >> 16 >= 0x5000 and profile.removes_group(tag >> 16):
-            findings.append(Finding(rel, "attribute", _tag(tag), elem.keyword, location,
+            findings.append(Finding(rel, "attribute", _tag(tag), keyword_for_tag(tag), where,
                                     "repeating group that should be removed"))
             continue
         action = profile.actions.get(tag)
-        problem = _violates(elem, action, pseudonym)
-        if problem:
-            findings.append(Finding(rel, "attribute", _tag(tag), elem.keyword, location, problem))
-        if originals and elem.VR == "UI":
-            for value in _text_values(elem.value):
-                if value.encode("ascii", "replace") in originals:
-                    findings.append(Finding(rel, "original_uid", _tag(tag), elem.keyword, location))
+        if action in _CHECKED:
+            problem = _violates(ds, tag, raw, action, pseudonym)  # type: ignore[arg-type]
+            if problem:
+                findings.append(Finding(rel, "attribute", _tag(tag), keyword_for_tag(tag), where, problem))
+                continue
+        if _may_be_sequence(raw):
+            elem = ds[tag]
+            if elem.VR == "SQ":
+                name = elem.keyword or _tag(tag)
+                for k, item in enumerate(elem.value):
+                    prefix = f"{location}." if location else ""
+                    findings += _check_dataset(item, rel, profile, pseudonym, f"{prefix}{name}[{k}]")
     return findings
 
 
-def _violates(elem: pydicom.DataElement, action: Action | None, pseudonym: str) -> str:
-    if action is None or action in (Action.KEEP, Action.REMAP_UID, Action.SHIFT_DATE):
-        return ""
+def _violates(ds: Dataset, tag: int, raw: object, action: Action, pseudonym: str) -> str:
     if action is Action.REMOVE:
         return "present (the profile removes it)"
+    if isinstance(raw, RawDataElement) and raw.VR != "SQ" and not _may_be_sequence(raw):
+        value = (raw.value or b"").strip(b"\0 ")
+        if action is Action.EMPTY:
+            return "" if not value else "not empty"
+        if action is Action.REPLACE_PSEUDONYM:
+            return "" if value == pseudonym.encode("ascii") else "not the pseudonym"
+    elem = ds[tag]
     if elem.VR == "SQ":
-        return "" if len(elem.value) == 0 or action is Action.REPLACE_PSEUDONYM else "sequence not empty"
+        return "" if len(elem.value) == 0 else "sequence not empty"
     values = _text_values(elem.value)
     if action is Action.EMPTY:
         return "" if not any(values) and not _binary(elem.value) else "not empty"
     if action is Action.REPLACE_PSEUDONYM:
         return "" if all(v == pseudonym for v in values) else "not the pseudonym"
-    if action is Action.DUMMY:
-        dummy = str(DUMMY_VALUES.get(elem.VR, ""))
-        return "" if all(v in ("", dummy, "0", "0.0") for v in values) else "not the dummy value"
-    return ""
+    dummy = str(DUMMY_VALUES.get(elem.VR, ""))
+    return "" if all(v in ("", dummy, "0", "0.0") for v in values) else "not the dummy value"
+
+
+def _uid_locations(ds: Dataset, rel: str, hits: set[bytes], location: str) -> list[Finding]:
+    """Where the original UIDs found in the bytes sit (UI elements at any depth)."""
+    findings = []
+    for elem in ds:
+        if elem.VR == "UI":
+            if any(v.encode("ascii", "replace") in hits for v in _text_values(elem.value)):
+                findings.append(Finding(rel, "original_uid", _tag(elem.tag), elem.keyword, location or "top"))
+        elif elem.VR == "SQ":
+            name = elem.keyword or _tag(elem.tag)
+            for k, item in enumerate(elem.value):
+                prefix = f"{location}." if location else ""
+                findings += _uid_locations(item, rel, hits, f"{prefix}{name}[{k}]")
+    return findings
 
 
 def _binary(value: object) -> bool:
