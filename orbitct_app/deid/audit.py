@@ -38,7 +38,7 @@ from pydicom.dataset import Dataset
 from pydicom.uid import UID_dictionary
 
 from orbitct_app.deid.apply import _may_be_sequence, _safe_private_tags
-from orbitct_app.deid.profiles import DUMMY_VALUES, Action, Profile
+from orbitct_app.deid.profiles import DUMMY_VALUES, Action, Profile, is_structural_uid
 
 MIN_PHI_LENGTH = 4
 """Shorter entries of a phi list are ignored: they would match by chance (a sex, an initial)."""
@@ -97,7 +97,8 @@ def phi_list_digest(path: Path) -> str:
 
 
 def original_uids(exam_dir: Path) -> set[str]:
-    """Every UID value (not registered in the standard) in the headers of an exam's files."""
+    """Every instance UID value in the headers of an exam's files (not the UIDs of classes,
+    syntaxes or coding schemes, nor any UID registered in the standard)."""
     found: set[str] = set()
     for path in sorted(p for p in exam_dir.rglob("*") if p.is_file()):
         ds = _read(path.read_bytes())
@@ -105,7 +106,7 @@ def original_uids(exam_dir: Path) -> set[str]:
             continue
         try:
             for elem, _, _ in _iter_elements(ds, ""):
-                if elem.VR == "UI":
+                if elem.VR == "UI" and not is_structural_uid(elem.keyword):
                     for value in _text_values(elem.value):
                         if value and value not in UID_dictionary:
                             found.add(value)

@@ -274,6 +274,12 @@ _STRUCTURAL_UID_WORDS = ("SOPClass", "TransferSyntax", "CodingScheme", "MappingR
 """UI attributes naming classes, syntaxes, coding schemes or software, never instances: kept."""
 
 
+def is_structural_uid(keyword: str) -> bool:
+    """True for a UI attribute that names a class, syntax, coding scheme or software version
+    (kept by the basic profile: PS3.15 E.3.9 Note 4), not an instance."""
+    return any(word in keyword for word in _STRUCTURAL_UID_WORDS)
+
+
 def _resolve(row: table_e1_1.Row, columns: Iterable[str], shift_dates: bool) -> Action:
     """The action of one Table E.1-1 row under the chosen options.
 
@@ -323,7 +329,7 @@ def basic_profile(retain: frozenset[RetainOption] = frozenset(), shift_dates: bo
             continue
         if vr in _DATE_VRS:
             actions[BaseTag(tag)] = Action.SHIFT_DATE if shift_dates else Action.REMOVE
-        elif vr == "UI" and not any(word in keyword for word in _STRUCTURAL_UID_WORDS):
+        elif vr == "UI" and not is_structural_uid(keyword):
             actions[BaseTag(tag)] = Action.REMAP_UID
     for keyword in ("PatientName", "PatientID"):
         actions[BaseTag(tag_for_keyword(keyword))] = Action.REPLACE_PSEUDONYM  # type: ignore[arg-type]
