@@ -296,8 +296,7 @@ def _resolve(row: table_e1_1.Row, columns: Iterable[str], shift_dates: bool) -> 
     return CODE_ACTIONS[code]
 
 
-@functools.lru_cache(maxsize=32)
-def basic_profile(retain: frozenset[RetainOption] = frozenset(), shift_dates: bool = False) -> Profile:
+def basic_profile(retain: Iterable[RetainOption | str] = frozenset(), shift_dates: bool = False) -> Profile:
     """The Basic Application Level Confidentiality Profile with the given options.
 
     Every attribute of Table E.1-1 gets its action (:data:`CODE_ACTIONS`), modified by the retain
@@ -315,8 +314,14 @@ def basic_profile(retain: frozenset[RetainOption] = frozenset(), shift_dates: bo
     shift_dates
         The Retain Longitudinal Temporal Information with Modified Dates Option: dates shifted
         by a per-patient offset instead of removed.
+
+    The profile is built once per set of options.
     """
-    retain = frozenset(RetainOption(r) for r in retain)
+    return _basic_profile(frozenset(RetainOption(r) for r in retain), bool(shift_dates))
+
+
+@functools.lru_cache(maxsize=32)
+def _basic_profile(retain: frozenset[RetainOption], shift_dates: bool) -> Profile:
     columns = [option.column for option in sorted(retain) if option.column]
     actions: dict[BaseTag, Action] = {}
     for row in table_e1_1.ROWS:
