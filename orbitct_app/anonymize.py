@@ -37,7 +37,6 @@ import contextlib
 import dataclasses
 import logging
 import os
-import re
 import struct
 import time
 import warnings
@@ -77,7 +76,6 @@ NAME = "anonymize"
 IMPLEMENTATION_VERSION_NAME = f"ORBITCT_{__version__}"[:16]
 """ImplementationVersionName of the files written (SH, at most 16 characters)."""
 
-_UID_IN_NAME = re.compile(r"[0-9]+(?:\.[0-9]+){3,}")
 FLAG_BURNED_IN = "burned_in_annotation"
 FLAG_SECONDARY_CAPTURE = "secondary_capture"
 
@@ -366,8 +364,7 @@ class _ExamWork:
         profile remaps UIDs (PACS exports often name files by SOPInstanceUID)."""
         if self.secrets.uids is None:
             return rel
-        uids = self.secrets.uids
-        return Path(*(_UID_IN_NAME.sub(lambda m: uids(m.group(0)), part) for part in rel.parts))
+        return Path(*(keys.remap_uid_tokens(part, self.secrets.uids) for part in rel.parts))
 
     def label(self, series: SeriesInfo) -> str:
         number = series.series_number if series.series_number is not None else "?"

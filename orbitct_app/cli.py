@@ -13,6 +13,7 @@ from pathlib import Path
 import click
 
 from orbitct_app import __version__, pipeline, provenance
+from orbitct_app.deid import keys
 from orbitct_app.errors import ExitCode, UsageError
 from orbitct_app.options import (
     DEFAULT_BODY_THRESHOLD_HU,
@@ -252,7 +253,12 @@ def command(
     except UsageError as err:
         raise click.UsageError(str(err), ctx) from err
     try:
-        close_logging = configure_logging(options.log_path, verbose=verbose, quiet=quiet)  # type: ignore[arg-type]
+        close_logging = configure_logging(
+            options.log_path,  # type: ignore[arg-type]
+            verbose=verbose,
+            quiet=quiet,
+            uid_key=options.deid_key if options.profile == "basic" else None,
+        )
     except OSError as err:
         raise click.UsageError(f"cannot write the log file {options.log_path}: {err.strerror}", ctx) from err
     run_id = provenance.new_run_id()
@@ -288,8 +294,13 @@ def expand_labels(values: Sequence[str]) -> tuple[str, ...]:
     return tuple(labels)
 
 
-def configure_logging(log_path: Path, *, verbose: int = 0, quiet: bool = False) -> Callable[[], None]:
+def configure_logging(
+    log_path: Path, *, verbose: int = 0, quiet: bool = False, uid_key: Path | None = None
+) -> Callable[[], None]:
     """Send the package's logs to ``log_path`` (everything) and the console (a summary).
+
+    With ``uid_key`` (the basic profile's key file), UID-like tokens in log lines (file names of
+    PACS exports, for instance) are written as their new UIDs, as in the output.
 
     Returns a function that removes the handlers again.
     """
@@ -304,6 +315,10 @@ def configure_logging(log_path: Path, *, verbose: int = 0, quiet: bool = False) 
     console.setLevel(logging.DEBUG if verbose >= 2 else logging.INFO)
     console.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
     console.addFilter(_ConsoleFilter(verbose=verbose, quiet=quiet))
+    if uid_key is not None:
+        redact = _UidFilter(uid_key)
+        file_handler.addFilter(redact)
+        console.addFilter(redact)
     package.addHandler(file_handler)
     package.addHandler(console)
     previous_level = package.level
@@ -316,6 +331,27 @@ def configure_logging(log_path: Path, *, verbose: int = 0, quiet: bool = False) 
         package.setLevel(previous_level)
 
     return close
+
+
+class _UidFilter(logging.Filter):
+    """Rewrite UID-like tokens of a record's message as the new UIDs the basic profile gives them."""
+
+    def __init__(self, key_path: Path) -> None:
+        super().__init__()
+        self.key_path = key_path
+        self.uids: keys.UidMap | None = None
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if self.uids is None and self.key_path.is_file():
+            try:
+                self.uids = keys.UidMap(keys.load_key(self.key_path))
+            except UsageError:
+                pass
+        message = record.getMessage()
+        redacted = keys.remap_uid_tokens(message, self.uids)
+        if redacted != message:
+            record.msg, record.args = redacted, ()
+        return True
 
 
 class _ConsoleFilter(logging.Filter):

@@ -97,6 +97,8 @@ def phi_input(tmp_path_factory: pytest.TempPathFactory) -> Input:
             path.rename(target)
             renamed.append(target)
         series.files = renamed
+    # a note named after a UID: skipped (not DICOM), but its name goes to the log and the report
+    (root / EXAM_C / f"notes-{truths[EXAM_C].study_uid}.txt").write_text("exported from PACS\n")
     uids = set().union(*(audit.original_uids(root / name) for name in truths))
     planted = sorted({p.value for t in truths.values() for p in t.planted if p.searchable})
     phi_list = base / "phi.txt"
@@ -155,6 +157,9 @@ def test_no_original_uid_anywhere_in_the_output(phi_input: Input, basic_run: Run
     assert leaks(basic_run.out, forbidden) == []
     names = [p.name for p in files_under(basic_run.out / "anonymized" / EXAM_C)]
     assert len(names) == 12 and all(n.startswith("2.25.") and n.endswith(".dcm") for n in names)
+    log = (basic_run.out / "logs" / "orbitct-app.log").read_text()
+    assert "notes-2.25." in log  # the skipped file, named as its UID would be
+    assert any(r["path"].startswith("notes-2.25.") for r in read_csv(basic_run.out / "anonymize_report.csv"))
 
 
 def test_every_attribute_of_the_table_handled_at_every_depth(basic_run: Run) -> None:

@@ -18,6 +18,7 @@ import datetime as dt
 import hashlib
 import hmac
 import os
+import re
 import secrets
 from pathlib import Path
 
@@ -150,3 +151,22 @@ def shift_date(value: str, days: int) -> str | None:
     if day.year < 1:
         return None
     return f"{day.year:04d}{day.month:02d}{day.day:02d}" + text[8:]
+
+
+UID_LIKE = re.compile(r"(?<![0-9.])[0-9]+(?:\.[0-9]+){3,}(?![0-9])")
+"""A UID-like token (four or more numeric components) inside a name or a line of text."""
+
+
+def remap_uid_tokens(text: str, uids: UidMap | None) -> str:
+    """``text`` with every UID-like token replaced by its new UID (by ``<uid>`` without a map).
+
+    Tokens that already are pseudonymous (``2.25.``) or registered DICOM UIDs are left alone.
+    """
+
+    def replace(match: re.Match[str]) -> str:
+        token = match.group(0)
+        if token.startswith(UID_ROOT) or token in UID_dictionary:
+            return token
+        return uids(token) if uids is not None else "<uid>"
+
+    return UID_LIKE.sub(replace, text)
