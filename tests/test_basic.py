@@ -462,3 +462,17 @@ def test_all_with_the_basic_profile_converts(phi_input: Input, basic_run: Run, t
     assert {(r["dicom_id"], r["series_number"]) for r in index} == {(EXAM_A, "2"), (EXAM_B, "2"), (EXAM_B, "3")}
     assert all(r["series_instance_uid"].startswith("2.25.") for r in index)
     assert leaks(tmp_path / "out", phi_input.forbidden + sorted(u.encode() for u in phi_input.uids)) == []
+
+
+def test_in_place_with_the_basic_profile(phi_input: Input, basic_run: Run, tmp_path: Path) -> None:
+    root = tmp_path / "in"
+    shutil.copytree(phi_input.root / EXAM_B, root / EXAM_B)
+    out = tmp_path / "out"
+    code = main([str(root), str(out), "anonymize", "--profile", "basic", "--deid-key", str(basic_run.key),
+                 "--in-place", "--phi-list", str(phi_input.phi_list)])
+    assert code == ExitCode.OK
+    assert read_csv(out / "deid_audit.csv") == []
+    # the same UIDs as the staged run with the same key
+    staged = {ds.SOPInstanceUID for ds in _headers(basic_run.out / "anonymized" / EXAM_B).values()}
+    assert {ds.SOPInstanceUID for ds in _headers(root / EXAM_B).values()} <= staged
+    assert leaks(root, phi_input.forbidden + sorted(u.encode() for u in phi_input.uids)) == []
