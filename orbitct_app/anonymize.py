@@ -129,8 +129,9 @@ class SeriesDecision:
 def fingerprint(options: Options) -> dict[str, Any]:
     """The options whose change makes a completed exam out of date.
 
-    For the basic profile: its options and the key's fingerprint (never the key). The phi list
-    and a dry run are included only when given, so the orbitct fingerprint is unchanged.
+    For the basic profile: its options, the key's fingerprint (never the key) and the mapping
+    folder. The phi list and a dry run are included only when given, so the orbitct fingerprint
+    is unchanged.
     """
     result: dict[str, Any] = {
         "min_slices": options.min_slices, "profile": options.profile, "in_place": options.in_place
@@ -140,6 +141,8 @@ def fingerprint(options: Options) -> dict[str, Any]:
         result["options"] = list(profile.options)
         result["keep_burned_in"] = options.keep_burned_in
         result["key"] = keys.key_fingerprint(keys.load_key(options.deid_key)) if options.deid_key else ""
+        if options.map_dir is not None:  # an exam done without it has no mapping fragment there
+            result["map_dir"] = str(options.map_dir)
     if options.phi_list is not None:
         result["phi_list"] = audit.phi_list_digest(options.phi_list)
     if options.dry_run:
@@ -226,7 +229,7 @@ def run_exam(exam_dir: Path, options: Options) -> ExamRecord:
     profile = profile_for(options)
     pseudonym = check_pseudonym(exam_dir.name)
     if options.audit_only:
-        return audit_only_exam(exam_dir, options, profile, Secrets())
+        return audit_only_exam(exam_dir, options, profile)
     key = keys.load_key(options.deid_key) if profile.needs_key and options.deid_key else None
     secrets = Secrets.for_profile(profile, key)
     started = time.monotonic()
@@ -246,8 +249,9 @@ def run_exam(exam_dir: Path, options: Options) -> ExamRecord:
         work.run_staged(options.anonymized_dir)
     audit_rows: list[Row] = []
     if not options.dry_run:
+        originals = set(secrets.uids.mapped) if secrets.uids is not None else set()
         audit_rows = run_audit(options.anonymized_dir / exam.dicom_id, exam.dicom_id, options, profile,
-                               pseudonym, secrets)
+                               pseudonym, originals)
         work.counts["audit_findings"] = len(audit_rows)
         if options.map_dir is not None and secrets.uids is not None:
             mapping.write_exam_maps(options.map_dir, exam.dicom_id, secrets.uids.mapped,
@@ -280,11 +284,13 @@ def run_exam(exam_dir: Path, options: Options) -> ExamRecord:
 
 
 def run_audit(
-    exam_out: Path, dicom_id: str, options: Options, profile: Profile, pseudonym: str, secrets: Secrets
+    exam_out: Path, dicom_id: str, options: Options, profile: Profile, pseudonym: str, originals: set[str]
 ) -> list[Row]:
-    """Audit one exam's de-identified folder; log and return the findings as report rows."""
+    """Audit one exam's de-identified folder; log and return the findings as report rows.
+
+    ``originals`` are the UIDs the profile replaced (none under orbitct, which keeps UIDs).
+    """
     phi = audit.read_phi_list(options.phi_list) if options.phi_list is not None else ()
-    originals = set(secrets.uids.mapped) if secrets.uids is not None else set()
     findings = audit.audit_tree(
         exam_out, profile, pseudonym=pseudonym, original_uids=originals, phi_strings=phi
     )
@@ -300,7 +306,7 @@ def run_audit(
     return rows
 
 
-def audit_only_exam(exam_dir: Path, options: Options, profile: Profile, secrets: Secrets) -> ExamRecord:
+def audit_only_exam(exam_dir: Path, options: Options, profile: Profile) -> ExamRecord:
     """``--audit-only``: audit an exam anonymized earlier; original UIDs are re-read from INPUT_DIR.
 
     The exam's stored anonymize record keeps its rows; its audit rows and count are replaced.
@@ -311,10 +317,8 @@ def audit_only_exam(exam_dir: Path, options: Options, profile: Profile, secrets:
     out = options.anonymized_dir / dicom_id
     if not out.is_dir():
         raise ExamError("no de-identified folder to audit (run anonymize first)")
-    if profile.needs_key:
-        secrets.uids = keys.UidMap(b"unused")  # only the original side is used by the audit
-        secrets.uids.mapped.update(dict.fromkeys(audit.original_uids(exam_dir), ""))
-    rows = run_audit(out, dicom_id, options, profile, dicom_id, secrets)
+    originals = audit.original_uids(exam_dir) if profile.needs_key else set()
+    rows = run_audit(out, dicom_id, options, profile, dicom_id, originals)
     record = reports.read_record(options.state_dir, NAME, dicom_id)
     if record is None:
         record = ExamRecord(dicom_id=dicom_id, stage=NAME, status="complete", fingerprint={}, rows={})

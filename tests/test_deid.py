@@ -519,3 +519,12 @@ def test_code_sequence_and_temporal_mark() -> None:
     assert [(i.CodeValue, i.CodingSchemeDesignator) for i in ds.DeidentificationMethodCodeSequence] == [
         ("113100", "DCM"), ("113107", "DCM"), ("113111", "DCM")]
     assert ds.LongitudinalTemporalInformationModified == "MODIFIED"
+
+
+def test_uid_like_tokens_in_names_and_text_are_remapped() -> None:
+    uids = keys.UidMap(KEY)
+    name = "CT.1.3.12.2.1107.5.1.4.60064.300000221208"
+    assert keys.remap_uid_tokens(name, uids) == "CT." + keys.new_uid(KEY, "1.3.12.2.1107.5.1.4.60064.300000221208")
+    kept = "python 3.11.7, UID 2.25.1234, CT Image Storage 1.2.840.10008.5.1.4.1.1.2, IM0001.dcm"
+    assert keys.remap_uid_tokens(kept, uids) == kept
+    assert keys.remap_uid_tokens("file 1.2.3.4.dcm", None) == "file <uid>.dcm"

@@ -153,7 +153,7 @@ def shift_date(value: str, days: int) -> str | None:
     return f"{day.year:04d}{day.month:02d}{day.day:02d}" + text[8:]
 
 
-UID_LIKE = re.compile(r"(?<![0-9.])[0-9]+(?:\.[0-9]+){3,}(?![0-9])")
+UID_LIKE = re.compile(r"(?<![0-9])[0-9]+(?:\.[0-9]+){3,}(?![0-9])")
 """A UID-like token (four or more numeric components) inside a name or a line of text."""
 
 
