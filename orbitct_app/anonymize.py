@@ -8,11 +8,17 @@ Per exam (a first-level folder of INPUT_DIR; its name ``dicom_id`` is the pseudo
    states, key objects: free text the profile does not clean) and a series of ``--min-slices``
    instances or fewer (scouts and exam-summary screens, which often show the patient's name in
    their pixels). Kept series with BurnedInAnnotation YES, or that are secondary captures, are
-   flagged in the report and logged as warnings.
+   flagged in the report and logged as warnings; under the basic profile they are dropped unless
+   ``--keep-burned-in`` is given.
 3. :func:`anonymize_file` reads each kept file once, applies the profile
-   (:mod:`orbitct_app.deid`), records PatientIdentityRemoved / DeidentificationMethod, rebuilds a
-   consistent file meta and writes it. Pixel data and the transfer syntax are kept byte for byte
-   (never decoded).
+   (:mod:`orbitct_app.deid`), records PatientIdentityRemoved / DeidentificationMethod (and, for
+   the basic profile, DeidentificationMethodCodeSequence), rebuilds a consistent file meta and
+   writes it. Pixel data and the transfer syntax are kept byte for byte (never decoded).
+4. :func:`orbitct_app.deid.audit.audit_tree` checks what was written (``deid_audit.csv``); under
+   the basic profile the original UIDs and PatientIDs go to ``--map-dir`` (never OUTPUT_DIR).
+
+With ``--dry-run`` no file is written: each kept file is de-identified in memory and the rules
+applied are counted per series (``anonymize_dry_run.csv``).
 
 Output goes to ``OUTPUT_DIR/anonymized/<dicom_id>/<relative path>``, assembled in a staged
 folder that replaces the final one as a whole. With ``--in-place`` every kept file is replaced
@@ -20,7 +26,8 @@ atomically (temporary file beside it, fsync, rename), the files of dropped serie
 media index files are deleted, and other files are left alone.
 
 Nothing identifying reaches a log line, an exception message or a report: series are named by
-number and UID, files by their path relative to the exam, errors by their type.
+number and UID (the new UID when the profile remaps UIDs), files by their path relative to the
+exam, errors by their type.
 """
 
 from __future__ import annotations
@@ -55,11 +62,12 @@ from pydicom.valuerep import EXPLICIT_VR_LENGTH_32
 
 from orbitct_app import __version__, atomic
 from orbitct_app.deid import DeidStats, Profile, apply_profile, check_pseudonym, get_profile
-from orbitct_app.deid import mark_deidentified
+from orbitct_app.deid import audit, keys, mapping, mark_deidentified
+from orbitct_app.deid.apply import PRIVATE_RULE
 from orbitct_app.discover import Exam, SeriesInfo, SkippedFile, scan_exam
 from orbitct_app.errors import DeidError, ExamError, OrbitctError, SkipKind
 from orbitct_app.options import Options
-from orbitct_app.reports import ANONYMIZE_REPORT, ExamRecord, Row
+from orbitct_app.reports import ANONYMIZE_REPORT, DEID_AUDIT, DRY_RUN, ExamRecord, Row
 
 logger = logging.getLogger(__name__)
 
@@ -71,6 +79,44 @@ IMPLEMENTATION_VERSION_NAME = f"ORBITCT_{__version__}"[:16]
 FLAG_BURNED_IN = "burned_in_annotation"
 FLAG_SECONDARY_CAPTURE = "secondary_capture"
 
+@dataclasses.dataclass
+class Secrets:
+    """What de-identifying one exam must remember but never write into OUTPUT_DIR.
+
+    The key, the original UIDs and PatientIDs seen (for the mapping files and the audit) and
+    the per-patient date offsets. Held in memory only while the exam is processed.
+    """
+
+    key: bytes | None = None
+    uids: keys.UidMap | None = None
+    patient_ids: set[str] = dataclasses.field(default_factory=set)
+    _offsets: dict[str, int] = dataclasses.field(default_factory=dict)
+
+    @classmethod
+    def for_profile(cls, profile: Profile, key: bytes | None) -> Secrets:
+        """Secrets for ``profile``; a key is needed when the profile remaps UIDs or shifts dates.
+
+        Raises
+        ------
+        DeidError
+            If the profile needs a key and none is given.
+        """
+        if not profile.needs_key:
+            return cls()
+        if key is None:
+            raise DeidError(f"the {profile.name} profile needs a de-identification key (--deid-key)")
+        return cls(key=key, uids=keys.UidMap(key))
+
+    def date_offset(self, patient_id: str, pseudonym: str) -> int | None:
+        """The date offset of a patient (by original PatientID, else the exam's pseudonym)."""
+        if self.key is None:
+            return None
+        patient = patient_id or f"exam:{pseudonym}"
+        if patient not in self._offsets:
+            self._offsets[patient] = keys.date_offset_days(self.key, patient)
+        return self._offsets[patient]
+
+
 @dataclasses.dataclass(frozen=True)
 class SeriesDecision:
     """Whether a series is kept, why, and what a reviewer should look at."""
@@ -81,8 +127,32 @@ class SeriesDecision:
 
 
 def fingerprint(options: Options) -> dict[str, Any]:
-    """The options whose change makes a completed exam out of date."""
-    return {"min_slices": options.min_slices, "profile": options.profile, "in_place": options.in_place}
+    """The options whose change makes a completed exam out of date.
+
+    For the basic profile: its options, the key's fingerprint (never the key) and the mapping
+    folder. The phi list and a dry run are included only when given, so the orbitct fingerprint
+    is unchanged.
+    """
+    result: dict[str, Any] = {
+        "min_slices": options.min_slices, "profile": options.profile, "in_place": options.in_place
+    }
+    profile = profile_for(options)
+    if profile.needs_key:
+        result["options"] = list(profile.options)
+        result["keep_burned_in"] = options.keep_burned_in
+        result["key"] = keys.key_fingerprint(keys.load_key(options.deid_key)) if options.deid_key else ""
+        if options.map_dir is not None:  # an exam done without it has no mapping fragment there
+            result["map_dir"] = str(options.map_dir)
+    if options.phi_list is not None:
+        result["phi_list"] = audit.phi_list_digest(options.phi_list)
+    if options.dry_run:
+        result["dry_run"] = True
+    return result
+
+
+def profile_for(options: Options) -> Profile:
+    """The profile of a run, with its options."""
+    return get_profile(options.profile, options.retain, options.shift_dates)
 
 
 def failure_rows(dicom_id: str, reason: str) -> dict[str, list[Row]]:
@@ -103,7 +173,7 @@ def summarize(record: ExamRecord) -> str:
     return text
 
 
-def decide_series(series: SeriesInfo, min_slices: int) -> SeriesDecision:
+def decide_series(series: SeriesInfo, min_slices: int, *, drop_burned_in: bool = False) -> SeriesDecision:
     """Keep or drop one series (the stage's only selection rules).
 
     Parameters
@@ -112,6 +182,10 @@ def decide_series(series: SeriesInfo, min_slices: int) -> SeriesDecision:
         The series as discovered.
     min_slices
         A series of this many instances (frames count one each) or fewer is dropped.
+    drop_burned_in
+        Drop a series with BurnedInAnnotation YES, or a secondary capture (the basic profile
+        without ``--keep-burned-in``): its pixels may show identifying text no header rule
+        removes.
     """
     if not series.has_pixel_data:
         without = sum(not s.has_pixel_data for s in series.slices)
@@ -130,6 +204,15 @@ def decide_series(series: SeriesInfo, min_slices: int) -> SeriesDecision:
         flags.append(FLAG_BURNED_IN)
     if series.is_secondary_capture:
         flags.append(FLAG_SECONDARY_CAPTURE)
+    if flags and drop_burned_in:
+        what = " and ".join(
+            text for flag, text in ((FLAG_BURNED_IN, "BurnedInAnnotation YES"),
+                                    (FLAG_SECONDARY_CAPTURE, "secondary capture")) if flag in flags
+        )
+        return SeriesDecision(
+            False, f"{what}: its pixels may show identifying text; dropped under the basic "
+            "profile (--keep-burned-in keeps it)", tuple(flags)
+        )
     return SeriesDecision(True, f"{n} instances > --min-slices {min_slices}", tuple(flags))
 
 
@@ -143,8 +226,12 @@ def run_exam(exam_dir: Path, options: Options) -> ExamRecord:
     DeidError
         If the exam folder name cannot serve as the pseudonym.
     """
-    profile = get_profile(options.profile)
+    profile = profile_for(options)
     pseudonym = check_pseudonym(exam_dir.name)
+    if options.audit_only:
+        return audit_only_exam(exam_dir, options, profile)
+    key = keys.load_key(options.deid_key) if profile.needs_key and options.deid_key else None
+    secrets = Secrets.for_profile(profile, key)
     started = time.monotonic()
     if options.in_place:
         stale = atomic.remove_stale_tree(exam_dir)
@@ -153,11 +240,22 @@ def run_exam(exam_dir: Path, options: Options) -> ExamRecord:
     exam = scan_exam(exam_dir)
     if not exam.series:
         raise ExamError(f"no DICOM image files in the exam folder ({len(exam.skipped)} other file(s))")
-    work = _ExamWork(exam, profile, pseudonym, options)
-    if options.in_place:
+    work = _ExamWork(exam, profile, pseudonym, options, secrets)
+    if options.dry_run:
+        work.run_dry()
+    elif options.in_place:
         work.run_in_place()
     else:
         work.run_staged(options.anonymized_dir)
+    audit_rows: list[Row] = []
+    if not options.dry_run:
+        originals = set(secrets.uids.mapped) if secrets.uids is not None else set()
+        audit_rows = run_audit(options.anonymized_dir / exam.dicom_id, exam.dicom_id, options, profile,
+                               pseudonym, originals)
+        work.counts["audit_findings"] = len(audit_rows)
+        if options.map_dir is not None and secrets.uids is not None:
+            mapping.write_exam_maps(options.map_dir, exam.dicom_id, secrets.uids.mapped,
+                                    secrets.patient_ids)
     seconds = time.monotonic() - started
     files = work.counts["files"]
     logger.info(
@@ -167,29 +265,117 @@ def run_exam(exam_dir: Path, options: Options) -> ExamRecord:
         seconds,
         files / seconds if seconds > 0 else 0.0,
     )
-    counts = {key: work.counts[key] for key in ("kept", "dropped", "skipped", "failed", "files", "deleted")}
+    names = ("kept", "dropped", "skipped", "failed", "files", "deleted")
+    counts = {name: work.counts[name] for name in names}
     counts["produced"] = counts["kept"]
+    if work.counts["audit_findings"]:
+        counts["audit_findings"] = work.counts["audit_findings"]
+    rows = {ANONYMIZE_REPORT.name: work.rows, DEID_AUDIT.name: audit_rows}
+    if options.dry_run:
+        rows[DRY_RUN.name] = work.dry_rows
     return ExamRecord(
         dicom_id=exam.dicom_id,
         stage=NAME,
         status="complete",
         fingerprint={},
-        rows={ANONYMIZE_REPORT.name: work.rows},
+        rows=rows,
         counts=counts,
     )
+
+
+def run_audit(
+    exam_out: Path, dicom_id: str, options: Options, profile: Profile, pseudonym: str, originals: set[str]
+) -> list[Row]:
+    """Audit one exam's de-identified folder; log and return the findings as report rows.
+
+    ``originals`` are the UIDs the profile replaced (none under orbitct, which keeps UIDs).
+    """
+    phi = audit.read_phi_list(options.phi_list) if options.phi_list is not None else ()
+    findings = audit.audit_tree(
+        exam_out, profile, pseudonym=pseudonym, original_uids=originals, phi_strings=phi
+    )
+    rows = [{"dicom_id": dicom_id, **f.row()} for f in findings]
+    if findings:
+        logger.error(
+            "%s: the de-identification audit found %d problem(s) in the output; see deid_audit.csv",
+            dicom_id,
+            len(findings),
+        )
+    else:
+        logger.info("%s: de-identification audit: no finding", dicom_id)
+    return rows
+
+
+def audit_only_exam(exam_dir: Path, options: Options, profile: Profile) -> ExamRecord:
+    """``--audit-only``: audit an exam anonymized earlier; original UIDs are re-read from INPUT_DIR.
+
+    The exam's stored anonymize record keeps its rows; its audit rows and count are replaced.
+    """
+    from orbitct_app import reports  # a stage module reads its own record here, nothing else
+
+    dicom_id = exam_dir.name
+    out = options.anonymized_dir / dicom_id
+    if not out.is_dir():
+        raise ExamError("no de-identified folder to audit (run anonymize first)")
+    originals = audit.original_uids(exam_dir) if profile.needs_key else set()
+    rows = run_audit(out, dicom_id, options, profile, dicom_id, originals)
+    record = reports.read_record(options.state_dir, NAME, dicom_id)
+    if record is None:
+        record = ExamRecord(dicom_id=dicom_id, stage=NAME, status="complete", fingerprint={}, rows={})
+    record.rows[DEID_AUDIT.name] = rows
+    record.counts["audit_findings"] = len(rows)
+    return record
 
 
 class _ExamWork:
     """The rows and counts of one exam while its files are processed."""
 
-    def __init__(self, exam: Exam, profile: Profile, pseudonym: str, options: Options) -> None:
+    def __init__(
+        self, exam: Exam, profile: Profile, pseudonym: str, options: Options, secrets: Secrets
+    ) -> None:
         self.exam = exam
         self.profile = profile
         self.pseudonym = pseudonym
         self.options = options
+        self.secrets = secrets
         self.rows: list[Row] = []
+        self.dry_rows: list[Row] = []
         self.counts: collections.Counter[str] = collections.Counter()
-        self.decisions = [(s, decide_series(s, options.min_slices)) for s in exam.series]
+        drop = profile.needs_key and not options.keep_burned_in
+        self.decisions = [(s, decide_series(s, options.min_slices, drop_burned_in=drop)) for s in exam.series]
+        self._public: dict[str, Row] = {}
+
+    def public_cells(self, series: SeriesInfo) -> Row:
+        """The series' report cells as they are written: through the profile (new UID, no
+        description under the basic profile), never the original values the profile replaces."""
+        if series.key not in self._public:
+            ds = Dataset()
+            ds.SeriesInstanceUID = series.series_uid
+            ds.SeriesDescription = series.description
+            ds.Modality = series.modality
+            apply_profile(ds, self.profile, pseudonym=self.pseudonym, uids=self.secrets.uids, date_offset=0)
+            self._public[series.key] = {
+                "dicom_id": series.dicom_id,
+                "series_instance_uid": str(ds.get("SeriesInstanceUID", "") or ""),
+                "series_number": series.series_number,
+                "series_description": str(ds.get("SeriesDescription", "") or ""),
+                "modality": str(ds.get("Modality", "") or ""),
+            }
+        return self._public[series.key]
+
+    def public_rel(self, rel: Path) -> Path:
+        """``rel`` with every UID-like token of its folder and file names remapped, when the
+        profile remaps UIDs (PACS exports often name files by SOPInstanceUID)."""
+        if self.secrets.uids is None:
+            return rel
+        return Path(*(keys.remap_uid_tokens(part, self.secrets.uids) for part in rel.parts))
+
+    def label(self, series: SeriesInfo) -> str:
+        number = series.series_number if series.series_number is not None else "?"
+        uid = self.public_cells(series)["series_instance_uid"] if series.series_uid else ""
+        if not uid and self.profile.needs_key:
+            return f"series {number}"
+        return f"series {number} ({uid or series.key})"
 
     # --- the two ways of writing ------------------------------------------------------------
 
@@ -204,7 +390,7 @@ class _ExamWork:
                 if not decision.keep:
                     continue
                 for info in series.slices:
-                    rel = info.path.relative_to(self.exam.path)
+                    rel = self.public_rel(info.path.relative_to(self.exam.path))
                     target = staging / rel
                     if target.parent not in made:
                         target.parent.mkdir(parents=True, exist_ok=True)
@@ -216,21 +402,50 @@ class _ExamWork:
                 else:
                     self._skipped_row(skipped, "skipped", skipped.reason)
 
+    def run_dry(self) -> None:
+        """De-identify every kept file in memory and count the rules per series; write nothing."""
+        for series, decision in self.decisions:
+            self._series_row(series, decision)
+            if not decision.keep:
+                continue
+            rules: collections.Counter[tuple[int, str]] = collections.Counter()
+            for info in series.slices:
+                rel = self.public_rel(info.path.relative_to(self.exam.path))
+                self._one_file(series, rel, _dry_file, info.path, rules)
+            cells = self.public_cells(series)
+            for (tag, action), count in sorted(rules.items()):
+                self.dry_rows.append(
+                    {
+                        "dicom_id": cells["dicom_id"],
+                        "series_instance_uid": cells["series_instance_uid"],
+                        "series_number": cells["series_number"],
+                        "tag": "private" if tag == PRIVATE_RULE else f"({tag >> 16:04X},{tag & 0xFFFF:04X})",
+                        "keyword": "" if tag == PRIVATE_RULE else pydicom.datadict.keyword_for_tag(tag),
+                        "action": action,
+                        "count": count,
+                    }
+                )
+        for skipped in self.exam.skipped:
+            if skipped.is_problem:
+                self._problem_row(skipped, "would not be copied")
+            else:
+                self._skipped_row(skipped, "skipped", skipped.reason)
+
     def run_in_place(self) -> None:
         """Replace kept files atomically; delete dropped series and media index files."""
         for series, decision in self.decisions:
             self._series_row(series, decision)
             if decision.keep:
                 for info in series.slices:
-                    rel = info.path.relative_to(self.exam.path)
+                    rel = self.public_rel(info.path.relative_to(self.exam.path))
                     self._one_file(series, rel, _replace_in_place, info.path)
             else:
                 for info in series.slices:
-                    rel = info.path.relative_to(self.exam.path)
+                    rel = self.public_rel(info.path.relative_to(self.exam.path))
                     self._delete(rel, info.path, None)
         for skipped in self.exam.skipped:
             if skipped.kind is SkipKind.MEDIA_INDEX:
-                self._delete(skipped.path, self.exam.path / skipped.path, skipped.reason)
+                self._delete(self.public_rel(skipped.path), self.exam.path / skipped.path, skipped.reason)
             elif skipped.is_problem:
                 # DICOM by its name or content but unusable: it may carry identifying values.
                 self._problem_row(skipped, "left in place unchanged, may hold identifying values")
@@ -241,12 +456,12 @@ class _ExamWork:
 
     def _one_file(self, series: SeriesInfo, rel: Path, work: Callable[..., Any], *paths: Path) -> None:
         try:
-            work(*paths, self.profile, self.pseudonym)
+            work(*paths, self.profile, self.pseudonym, self.secrets)
         except Exception as err:  # noqa: BLE001 - one file's failure must not stop the exam
             reason = safe_reason(err)
             self.counts["failed"] += 1
             self.rows.append(
-                {**_series_cells(series), "path": str(rel), "action": "failed", "reason": reason}
+                {**self.public_cells(series), "path": str(rel), "action": "failed", "reason": reason}
             )
             logger.error("%s: %s: de-identification failed: %s", self.exam.dicom_id, rel, reason)
         else:
@@ -284,15 +499,15 @@ class _ExamWork:
             reason += "; files deleted"
         self.rows.append(
             {
-                **_series_cells(series),
+                **self.public_cells(series),
                 "n_files": series.n_files,
                 "action": action,
                 "reason": reason,
                 "flags": ";".join(decision.flags),
             }
         )
-        label = _series_label(series)
-        if decision.flags:
+        label = self.label(series)
+        if decision.flags and decision.keep:
             logger.warning(
                 "%s: %s kept but flagged %s: its pixels may show identifying text; review it",
                 self.exam.dicom_id,
@@ -305,35 +520,24 @@ class _ExamWork:
         """A file that should have been usable DICOM: a failure of this exam."""
         self.counts["failed"] += 1
         self._skipped_row(skipped, "failed", f"{skipped.reason}; {consequence}")
-        logger.error("%s: %s: %s; %s", self.exam.dicom_id, skipped.path, skipped.reason, consequence)
+        logger.error("%s: %s: %s; %s", self.exam.dicom_id, self.public_rel(skipped.path), skipped.reason,
+                     consequence)
 
     def _skipped_row(self, skipped: SkippedFile, action: str, reason: str) -> None:
         if action == "skipped":
             self.counts["skipped"] += 1
         self.rows.append(
-            {"dicom_id": self.exam.dicom_id, "path": str(skipped.path), "action": action, "reason": reason}
+            {"dicom_id": self.exam.dicom_id, "path": str(self.public_rel(skipped.path)), "action": action,
+             "reason": reason}
         )
-
-
-def _series_cells(series: SeriesInfo) -> Row:
-    return {
-        "dicom_id": series.dicom_id,
-        "series_instance_uid": series.series_uid,
-        "series_number": series.series_number,
-        "series_description": series.description,
-        "modality": series.modality,
-    }
-
-
-def _series_label(series: SeriesInfo) -> str:
-    number = series.series_number if series.series_number is not None else "?"
-    return f"series {number} ({series.series_uid or series.key})"
 
 
 # --- one file ---------------------------------------------------------------------------------
 
 
-def anonymize_file(src: Path, dst: Path, profile: Profile, pseudonym: str) -> DeidStats:
+def anonymize_file(
+    src: Path, dst: Path, profile: Profile, pseudonym: str, secrets: Secrets | None = None
+) -> DeidStats:
     """Read ``src`` once, de-identify it with ``profile`` and write the result to ``dst``.
 
     Pixel data is never decoded and the transfer syntax is kept; the file meta is rebuilt
@@ -348,6 +552,9 @@ def anonymize_file(src: Path, dst: Path, profile: Profile, pseudonym: str) -> De
         The de-identification table.
     pseudonym
         PatientName / PatientID value.
+    secrets
+        The key, UID map and patient memory of the exam; needed by a profile that remaps UIDs
+        or shifts dates (see :attr:`Profile.needs_key`).
 
     Returns
     -------
@@ -364,9 +571,7 @@ def anonymize_file(src: Path, dst: Path, profile: Profile, pseudonym: str) -> De
         with _quiet_pydicom():
             ds = pydicom.dcmread(src, force=True)
             stage = "de-identifying"
-            stats = apply_profile(ds, profile, pseudonym=pseudonym)
-            mark_deidentified(ds, profile.method(__version__))
-            ds.file_meta = file_meta_for(ds)
+            stats = deidentify_dataset(ds, profile, pseudonym, secrets)
             stage = "writing"
             try:
                 with open(dst, "wb") as fh:
@@ -380,6 +585,60 @@ def anonymize_file(src: Path, dst: Path, profile: Profile, pseudonym: str) -> De
     except Exception as err:  # noqa: BLE001 - the message may quote a header value: drop it
         raise DeidError(f"{safe_reason(err)} while {stage}") from None
     return stats
+
+
+def deidentify_dataset(
+    ds: Dataset, profile: Profile, pseudonym: str, secrets: Secrets | None, *, count_rules: bool = False
+) -> DeidStats:
+    """Apply ``profile`` to a data set read from a file, mark it and give it a new file meta.
+
+    Empty SOP Class / SOP Instance UIDs of the data set are first taken from the old file meta,
+    so that a profile remapping UIDs replaces them too (the file meta follows the data set).
+    """
+    secrets = secrets if secrets is not None else Secrets()
+    if profile.needs_key and secrets.key is None:
+        raise DeidError(f"the {profile.name} profile needs a de-identification key (--deid-key)")
+    _fill_uids_from_meta(ds)
+    offset = None
+    if secrets.key is not None:
+        patient_id = str(ds.get("PatientID", "") or "").strip()
+        if patient_id:
+            secrets.patient_ids.add(patient_id)
+        offset = secrets.date_offset(patient_id, pseudonym)
+    stats = apply_profile(
+        ds, profile, pseudonym=pseudonym, uids=secrets.uids, date_offset=offset, count_rules=count_rules
+    )
+    mark_deidentified(ds, profile.method_values(__version__), codes=profile.codes, temporal=profile.temporal)
+    ds.file_meta = file_meta_for(ds)
+    return stats
+
+
+def _fill_uids_from_meta(ds: Dataset) -> None:
+    old = getattr(ds, "file_meta", None)
+    if not old:
+        return
+    for meta_keyword, keyword in (
+        ("MediaStorageSOPClassUID", "SOPClassUID"),
+        ("MediaStorageSOPInstanceUID", "SOPInstanceUID"),
+    ):
+        if not str(ds.get(keyword, "") or "").strip("\0 "):
+            value = str(old.get(meta_keyword, "") or "").strip("\0 ")
+            if value:
+                setattr(ds, keyword, value)
+
+
+def _dry_file(path: Path, rules: collections.Counter[tuple[int, str]], profile: Profile,
+              pseudonym: str, secrets: Secrets) -> None:
+    """De-identify ``path`` in memory only and add the rules applied to ``rules``."""
+    try:
+        with _quiet_pydicom():
+            ds = pydicom.dcmread(path, force=True)
+            stats = deidentify_dataset(ds, profile, pseudonym, secrets, count_rules=True)
+    except OrbitctError:
+        raise
+    except Exception as err:  # noqa: BLE001 - the message may quote a header value: drop it
+        raise DeidError(f"{safe_reason(err)} while de-identifying") from None
+    rules.update(stats.rules or {})
 
 
 def file_meta_for(ds: Dataset) -> FileMetaDataset:
@@ -486,11 +745,11 @@ def _raw_header(elem: RawDataElement, implicit: bool, order: str) -> bytes | Non
     return tag + vr.encode() + struct.pack(order + "H", length)
 
 
-def _replace_in_place(path: Path, profile: Profile, pseudonym: str) -> None:
+def _replace_in_place(path: Path, profile: Profile, pseudonym: str, secrets: Secrets | None = None) -> None:
     """Replace ``path`` by its de-identified version: either the old or the new file, never half."""
     mode = path.stat().st_mode
     with atomic.atomic_file(path, fsync=True) as tmp:
-        anonymize_file(path, tmp, profile, pseudonym)
+        anonymize_file(path, tmp, profile, pseudonym, secrets)
         with contextlib.suppress(OSError):
             os.chmod(tmp, mode & 0o7777)
 
@@ -519,6 +778,9 @@ def _quiet_pydicom() -> Iterator[None]:
 
 __all__ = [
     "NAME",
+    "Secrets",
+    "deidentify_dataset",
+    "profile_for",
     "SeriesDecision",
     "anonymize_file",
     "decide_series",

@@ -9,7 +9,7 @@ import logging
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 import click
 
@@ -22,6 +22,7 @@ from orbitct_app.options import (
     DEFAULT_SIZE,
     DEFAULT_SPACING_MM,
     PROFILES,
+    RETAIN_OPTIONS,
     Options,
     Stage,
     usable_cores,
@@ -42,6 +43,10 @@ Examples:
 \b
   # convert an already de-identified tree
   orbitct-app /data/anonymized /data/out extract
+\b
+  # PS3.15 basic profile: keyed UIDs, dates shifted per patient, mapping files for the owner
+  orbitct-app /data/raw /data/out all --profile basic --deid-key ~/keys/study.key \\
+      --dates shift --retain patient-characteristics --map-dir ~/keys/maps
 \b
 Outputs: OUTPUT_DIR/anonymized/, OUTPUT_DIR/nifti/ (NIfTI, JSON sidecar and _qc.png per
 series), report.html, dataset_description.json, series_index.csv, anonymize_report.csv,
@@ -83,6 +88,48 @@ _CONSOLE_INFO_LOGGERS = ("orbitct_app.pipeline", "orbitct_app.cli")
     show_default=True,
     help="De-identification profile.",
 )
+@click.option(
+    "--deid-key",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    metavar="PATH",
+    help="basic profile: file holding the secret key that maps UIDs and dates (created with a "
+    "random key if absent; never inside INPUT_DIR or OUTPUT_DIR).",
+)
+@click.option(
+    "--retain",
+    multiple=True,
+    type=click.Choice(RETAIN_OPTIONS),
+    help="basic profile: a PS3.15 retain option (repeatable).",
+)
+@click.option(
+    "--dates",
+    type=click.Choice(("remove", "shift")),
+    default="remove",
+    show_default=True,
+    help="basic profile: remove dates, or shift them by a keyed per-patient offset.",
+)
+@click.option(
+    "--keep-burned-in",
+    is_flag=True,
+    help="basic profile: keep series with burned-in annotation and secondary captures.",
+)
+@click.option(
+    "--map-dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=None,
+    metavar="PATH",
+    help="basic profile: write original -> new UID and PatientID CSVs here (outside OUTPUT_DIR).",
+)
+@click.option(
+    "--phi-list",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    metavar="FILE",
+    help="Identifying strings (one per line) the audit searches the output for.",
+)
+@click.option("--dry-run", is_flag=True, help="anonymize: list what each rule would do; write no DICOM.")
+@click.option("--audit-only", is_flag=True, help="anonymize: only audit an earlier output.")
 @click.option(
     "--in-place",
     is_flag=True,
@@ -148,6 +195,14 @@ def command(
     participant_labels: tuple[str, ...],
     min_slices: int,
     profile: str,
+    deid_key: Path | None,
+    retain: tuple[str, ...],
+    dates: str,
+    keep_burned_in: bool,
+    map_dir: Path | None,
+    phi_list: Path | None,
+    dry_run: bool,
+    audit_only: bool,
     in_place: bool,
     thickness: tuple[float, float] | None,
     spacing: float,
@@ -186,6 +241,14 @@ def command(
         n_procs=n_procs or usable_cores(),
         log_path=log_path,
         force=force,
+        deid_key=deid_key,
+        retain=retain,
+        shift_dates=dates == "shift",
+        keep_burned_in=keep_burned_in,
+        map_dir=map_dir,
+        phi_list=phi_list,
+        dry_run=dry_run,
+        audit_only=audit_only,
     )
     try:
         options.validate()
@@ -193,7 +256,13 @@ def command(
         raise click.UsageError(str(err), ctx) from err
     progress = None if quiet else Progress(stage, sys.stderr)
     try:
-        close_logging = configure_logging(options.log_path, verbose=verbose, quiet=quiet, progress=progress)  # type: ignore[arg-type]
+        close_logging = configure_logging(
+            options.log_path,  # type: ignore[arg-type]
+            verbose=verbose,
+            quiet=quiet,
+            progress=progress,
+            uid_key=options.deid_key if options.profile == "basic" else None,
+        )
     except OSError as err:
         raise click.UsageError(f"cannot write the log file {options.log_path}: {err.strerror}", ctx) from err
     from orbitct_app import pipeline  # imported here so that --help and --version stay quick
@@ -239,12 +308,19 @@ def expand_labels(values: Sequence[str]) -> tuple[str, ...]:
 
 
 def configure_logging(
-    log_path: Path, *, verbose: int = 0, quiet: bool = False, progress: Progress | None = None
+    log_path: Path,
+    *,
+    verbose: int = 0,
+    quiet: bool = False,
+    progress: Progress | None = None,
+    uid_key: Path | None = None,
 ) -> Callable[[], None]:
     """Send the package's logs to ``log_path`` (everything) and the console (a summary).
 
     With an interactive ``progress`` bar, console lines are written above the bar (it is
-    erased and redrawn around each). Returns a function that removes the handlers again.
+    erased and redrawn around each). With ``uid_key`` (the basic profile's key file), UID-like
+    tokens in log lines (file names of PACS exports, for instance) are written as their new
+    UIDs, as in the output. Returns a function that removes the handlers again.
     """
     log_path.parent.mkdir(parents=True, exist_ok=True)
     package = logging.getLogger("orbitct_app")
@@ -257,6 +333,10 @@ def configure_logging(
     console.setLevel(logging.DEBUG if verbose >= 2 else logging.INFO)
     console.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
     console.addFilter(_ConsoleFilter(verbose=verbose, quiet=quiet))
+    if uid_key is not None:
+        redact = _UidFilter(uid_key)
+        file_handler.addFilter(redact)
+        console.addFilter(redact)
     package.addHandler(file_handler)
     package.addHandler(console)
     previous_level = package.level
@@ -286,6 +366,29 @@ class _ConsoleHandler(logging.StreamHandler):  # type: ignore[type-arg]
             self.progress.clear()
             super().emit(record)
             self.progress.redraw()
+
+
+class _UidFilter(logging.Filter):
+    """Rewrite UID-like tokens of a record's message as the new UIDs the basic profile gives them."""
+
+    def __init__(self, key_path: Path) -> None:
+        super().__init__()
+        self.key_path = key_path
+        self.uids: Any = None  # keys.UidMap once the key file exists
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from orbitct_app.deid import keys  # (pydicom: not needed for --help)
+
+        if self.uids is None and self.key_path.is_file():
+            try:
+                self.uids = keys.UidMap(keys.load_key(self.key_path))
+            except UsageError:
+                pass
+        message = record.getMessage()
+        redacted = keys.remap_uid_tokens(message, self.uids)
+        if redacted != message:
+            record.msg, record.args = redacted, ()
+        return True
 
 
 class _ConsoleFilter(logging.Filter):

@@ -320,11 +320,12 @@ def _warn_if_mixed(dicom_id: str, key: str, members: Sequence[SliceInfo]) -> Non
     numbers = sorted({m.series_number for m in members if m.series_number is not None})
     modalities = sorted({m.modality for m in members})
     if len(numbers) > 1 or len(modalities) > 1:
+        # the key may be an original SeriesInstanceUID: never logged (it can identify the exam)
         logger.warning(
-            "%s: series %s: files share one SeriesInstanceUID but differ in SeriesNumber %s / "
+            "%s: %d file(s) share one SeriesInstanceUID but differ in SeriesNumber %s / "
             "Modality %s; the extract stage splits it by geometry",
             dicom_id,
-            key,
+            len(members),
             numbers,
             modalities,
         )

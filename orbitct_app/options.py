@@ -12,6 +12,9 @@ from orbitct_app.errors import UsageError
 DEFAULT_MIN_SLICES = 10
 DEFAULT_PROFILE = "orbitct"
 PROFILES = ("orbitct", "basic")
+RETAIN_OPTIONS = ("patient-characteristics", "device-identity", "institution-identity", "safe-private")
+"""The basic profile's retain options (``--retain``), as named in :class:`deid.RetainOption`."""
+DATE_MODES = ("remove", "shift")
 DEFAULT_SPACING_MM = 0.5
 DEFAULT_SIZE = 512
 DEFAULT_BODY_THRESHOLD_HU = -200.0
@@ -85,12 +88,33 @@ class Options:
     n_procs: int = dataclasses.field(default_factory=usable_cores)
     log_path: Path | None = None
     force: bool = False
+    deid_key: Path | None = None
+    """File holding the secret key of the basic profile (created when absent)."""
+    retain: tuple[str, ...] = ()
+    """Retain options of the basic profile (:data:`RETAIN_OPTIONS`)."""
+    shift_dates: bool = False
+    """Basic profile: shift dates per patient instead of removing them (``--dates shift``)."""
+    keep_burned_in: bool = False
+    """Basic profile: keep series with burned-in annotation and secondary captures."""
+    map_dir: Path | None = None
+    """Where the original -> new UID and PatientID mapping files go (never inside OUTPUT_DIR)."""
+    phi_list: Path | None = None
+    """Identifying strings (one per line) the audit searches the output for."""
+    dry_run: bool = False
+    """anonymize: list what each rule would do, write no DICOM."""
+    audit_only: bool = False
+    """anonymize: only audit an earlier output."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "input_dir", Path(self.input_dir).expanduser().absolute())
         object.__setattr__(self, "output_dir", Path(self.output_dir).expanduser().absolute())
         object.__setattr__(self, "stage", Stage(self.stage))
         object.__setattr__(self, "participant_labels", tuple(self.participant_labels))
+        object.__setattr__(self, "retain", tuple(sorted(set(self.retain))))
+        for name in ("deid_key", "map_dir", "phi_list"):
+            value = getattr(self, name)
+            if value is not None:
+                object.__setattr__(self, name, Path(value).expanduser().absolute())
         if self.log_path is None:
             object.__setattr__(self, "log_path", self.output_dir / "logs" / LOG_NAME)
         else:
@@ -155,9 +179,48 @@ class Options:
         for label in self.participant_labels:
             if not label or "/" in label or label in (".", ".."):
                 raise UsageError(f"invalid participant label: {label!r}")
+        self._validate_deid(inp, out)
         from orbitct_app.discover import find_exams  # (pydicom is not needed to parse options)
 
         find_exams(self.input_dir, self.participant_labels)
+
+    def _validate_deid(self, inp: Path, out: Path) -> None:
+        """The de-identification options: key, retain options, mapping folder, phi list, modes."""
+        basic = self.profile == "basic"
+        for name in self.retain:
+            if name not in RETAIN_OPTIONS:
+                raise UsageError(f"unknown retain option {name!r}; choose from {', '.join(RETAIN_OPTIONS)}")
+        if not basic:
+            for given, flag in ((self.retain, "--retain"), (self.shift_dates, "--dates shift"),
+                                (self.keep_burned_in, "--keep-burned-in"), (self.map_dir, "--map-dir"),
+                                (self.deid_key, "--deid-key")):
+                if given:
+                    raise UsageError(f"{flag} only applies to --profile basic")
+        if basic and self.stage.anonymizes and not self.audit_only and self.deid_key is None:
+            raise UsageError(
+                "--profile basic needs --deid-key PATH: a file holding the secret key that maps "
+                "UIDs and dates (created with a random key if it does not exist; keep it outside "
+                "OUTPUT_DIR and INPUT_DIR, the same file for every run and SLURM task)"
+            )
+        for name, flag in (("deid_key", "--deid-key"), ("map_dir", "--map-dir")):
+            value = getattr(self, name)
+            if value is None:
+                continue
+            where = value.resolve()
+            if where.is_relative_to(out):
+                raise UsageError(f"{flag} must not be inside OUTPUT_DIR: {value}")
+            if where.is_relative_to(inp):
+                raise UsageError(f"{flag} must not be inside INPUT_DIR: {value}")
+        if self.deid_key is not None and self.deid_key.exists() and not self.deid_key.is_file():
+            raise UsageError(f"--deid-key is not a file: {self.deid_key}")
+        if self.map_dir is not None and self.map_dir.exists() and not self.map_dir.is_dir():
+            raise UsageError(f"--map-dir is not a folder: {self.map_dir}")
+        if self.phi_list is not None and not self.phi_list.is_file():
+            raise UsageError(f"--phi-list is not a readable file: {self.phi_list}")
+        if (self.dry_run or self.audit_only) and self.stage is not Stage.ANONYMIZE:
+            raise UsageError("--dry-run and --audit-only only apply to the anonymize stage")
+        if self.dry_run and self.audit_only:
+            raise UsageError("--dry-run and --audit-only exclude each other")
 
     def as_record(self) -> dict[str, object]:
         """The options as plain JSON-ready values (for logs and provenance)."""

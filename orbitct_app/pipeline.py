@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from orbitct_app import __version__, html_report, provenance, reports
+from orbitct_app.deid import keys, mapping
 from orbitct_app.discover import find_exams
 from orbitct_app.errors import ExitCode, one_line
 from orbitct_app.options import Options, Stage, usable_cores
@@ -119,8 +120,13 @@ class RunSummary:
         return self.count("failed")
 
     @property
+    def audit_findings(self) -> int:
+        """Findings of the de-identification audit (in this run's and resumed records)."""
+        return self.count("audit_findings")
+
+    @property
     def exit_code(self) -> ExitCode:
-        if self.failed_exams or self.missing_exams or self.series_failed:
+        if self.failed_exams or self.missing_exams or self.series_failed or self.audit_findings:
             return ExitCode.FAILED
         if not self.exams or self.count("produced") == 0:
             return ExitCode.NOTHING
@@ -171,6 +177,7 @@ def run(
         min(options.n_procs, max(1, len(names))),
     )
     options.output_dir.mkdir(parents=True, exist_ok=True)
+    _prepare_key(options)
     outcomes: list[ExamOutcome] = []
 
     def finished(outcome: ExamOutcome) -> None:
@@ -197,6 +204,10 @@ def run(
         expected = tuple(n for n in STAGE_NAMES if any(n in o.records for o in outcomes)) or STAGE_NAMES[:1]
     else:
         expected = tuple(m.NAME for m in stage_modules(options.stage))
+    if options.map_dir is not None and options.stage.anonymizes and not options.dry_run:
+        maps = mapping.merge_maps(options.map_dir)
+        if maps:
+            logger.info("mapping files for the data owner: %s", ", ".join(str(p) for p in maps.values()))
     with reports.merge_lock(options.state_dir):
         mark = time.monotonic()
         tables = reports.merge_tables(options.state_dir, options.output_dir)
@@ -260,6 +271,24 @@ def _run_record(
     )
 
 
+def _prepare_key(options: Options) -> None:
+    """Create the basic profile's key file when it does not exist yet; log its fingerprint.
+
+    Done once before any exam runs, so every worker reads the same key (SLURM tasks starting
+    together also end up with one key: see :func:`keys.ensure_key`).
+    """
+    if not (options.stage.anonymizes and options.deid_key is not None) or options.audit_only:
+        return
+    key, created = keys.ensure_key(options.deid_key)
+    if created:
+        logger.warning(
+            "created a new de-identification key in %s: keep it secret and reuse it for every run "
+            "of this dataset (the same key gives the same UIDs)",
+            options.deid_key,
+        )
+    logger.info("de-identification key %s (fingerprint %s)", options.deid_key, keys.key_fingerprint(key))
+
+
 def stored_outcome(dicom_id: str, options: Options) -> ExamOutcome:
     """What earlier runs recorded for one exam (every stage that has a record)."""
     outcome = ExamOutcome(dicom_id)
@@ -283,6 +312,7 @@ def process_exam(dicom_id: str, options: Options) -> ExamOutcome:
         previous = reports.read_record(options.state_dir, module.NAME, dicom_id)
         if (
             not options.force
+            and not options.audit_only
             and previous is not None
             and previous.complete
             and previous.fingerprint == fingerprint
@@ -346,6 +376,11 @@ def _log_summary(summary: RunSummary, options: Options) -> None:
     elif summary.series_failed:
         logger.error(
             "%d series or file(s) failed; see the reports for the reasons", summary.series_failed
+        )
+    if summary.audit_findings:
+        logger.error(
+            "the de-identification audit found %d problem(s); see deid_audit.csv before sharing "
+            "anything", summary.audit_findings
         )
     if summary.missing_exams:
         logger.error(

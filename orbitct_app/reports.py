@@ -31,6 +31,8 @@ class Table:
     name: str
     stage: str
     columns: tuple[str, ...]
+    optional: bool = False
+    """Written only when some record has rows for it (and removed when none has)."""
 
     @property
     def filename(self) -> str:
@@ -101,7 +103,20 @@ SERIES_INDEX = Table(
         "convolution_kernel",
     ),
 )
-TABLES = (ANONYMIZE_REPORT, EXTRACT_REPORT, SERIES_INDEX)
+DEID_AUDIT = Table(
+    "deid_audit",
+    "anonymize",
+    ("dicom_id", "path", "check", "tag", "keyword", "location", "detail"),
+)
+"""Findings of the de-identification audit: where, never the offending value."""
+DRY_RUN = Table(
+    "anonymize_dry_run",
+    "anonymize",
+    ("dicom_id", "series_instance_uid", "series_number", "tag", "keyword", "action", "count"),
+    optional=True,
+)
+"""``--dry-run``: per series, how often each rule of the profile would apply."""
+TABLES = (ANONYMIZE_REPORT, DEID_AUDIT, DRY_RUN, EXTRACT_REPORT, SERIES_INDEX)
 
 Row = dict[str, Any]
 
@@ -218,6 +233,9 @@ def merge_tables(state_dir: Path, output_dir: Path) -> dict[str, Path]:
             continue
         rows = [row for record in records for row in record.rows.get(table.name, [])]
         path = output_dir / table.filename
+        if table.optional and not rows:
+            path.unlink(missing_ok=True)
+            continue
         atomic.write_text(path, to_csv(table.columns, rows))
         written[table.name] = path
     return written

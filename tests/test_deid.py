@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import re
+from pathlib import Path
 import struct
 
 import pydicom
@@ -12,6 +14,7 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.filebase import DicomBytesIO
 from pydicom.filewriter import write_dataset
 from pydicom.sequence import Sequence
+from pydicom.tag import Tag
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian, generate_uid
 
 from orbitct_app import options
@@ -26,6 +29,8 @@ from orbitct_app.deid import (
     mark_deidentified,
     remove_private,
 )
+from orbitct_app.deid import BASIC, RetainOption, basic_profile, keys, table_e1_1
+from orbitct_app.deid.apply import PRIVATE_RULE
 from orbitct_app.deid.profiles import DUMMY_VALUES, table
 from orbitct_app.errors import DeidError, ProfileError
 
@@ -319,8 +324,9 @@ def test_profile_table_is_validated() -> None:
 def test_profiles_known_to_the_command_line() -> None:
     assert set(PROFILES) == set(options.PROFILES)
     assert get_profile("orbitct") is ORBITCT
-    with pytest.raises(ProfileError, match="the basic profile is not built yet"):
-        get_profile("basic")
+    assert get_profile("basic").name == "basic"
+    with pytest.raises(ProfileError, match="takes no retain"):
+        get_profile("orbitct", shift_dates=True)
     with pytest.raises(ProfileError, match="unknown profile"):
         get_profile("strict")
 
@@ -350,3 +356,175 @@ def test_mark_deidentified_replaces_earlier_marks() -> None:
     mark_deidentified(ds, ORBITCT.method("9.9"))
     assert ds.PatientIdentityRemoved == "YES"
     assert ds.DeidentificationMethod == "orbitct-app 9.9 profile orbitct"
+
+
+# --- the basic profile (PS3.15 Annex E): table, keys, walker ------------------------------------
+
+KEY = b"k" * 32
+
+
+def test_every_row_of_table_e1_1_has_its_basic_action() -> None:
+    assert len(table_e1_1.ROWS) > 450
+    expected = {"D": Action.DUMMY, "Z": Action.EMPTY, "X": Action.REMOVE, "U": Action.REMAP_UID,
+                "Z/D": Action.EMPTY, "X/Z": Action.REMOVE, "X/D": Action.REMOVE, "X/Z/D": Action.REMOVE,
+                "X/Z/U*": Action.KEEP}
+    for row in table_e1_1.ROWS:
+        if row.tag >> 16 == 0x0002:
+            assert row.tag not in BASIC.actions  # file meta: rebuilt whole
+        elif row.tag in (Tag("PatientName"), Tag("PatientID")):
+            assert BASIC.actions[Tag(row.tag)] is Action.REPLACE_PSEUDONYM
+        else:
+            assert BASIC.actions[Tag(row.tag)] is expected[row.basic], hex(row.tag)
+
+
+@pytest.mark.parametrize(
+    ("keyword", "action"),
+    [
+        ("StudyDate", Action.EMPTY), ("SeriesDate", Action.REMOVE), ("PatientBirthDate", Action.EMPTY),
+        ("InstanceCreationDate", Action.REMOVE),  # not in the table: a DA, removed by VR
+        ("SOPInstanceUID", Action.REMAP_UID), ("ReferencedSOPInstanceUID", Action.REMAP_UID),
+        ("FrameOfReferenceUID", Action.REMAP_UID), ("IrradiationEventUID", Action.REMAP_UID),
+        ("ReferencedImageSequence", Action.KEEP), ("SourceImageSequence", Action.KEEP),
+        ("RequestAttributesSequence", Action.REMOVE), ("OtherPatientIDsSequence", Action.REMOVE),
+        ("StationName", Action.REMOVE), ("DeviceSerialNumber", Action.REMOVE),
+        ("PatientAge", Action.REMOVE), ("PatientSex", Action.EMPTY), ("AccessionNumber", Action.EMPTY),
+        ("ContentSequence", Action.DUMMY), ("SeriesDescription", Action.REMOVE),
+    ],
+)
+def test_basic_actions(keyword: str, action: Action) -> None:
+    assert BASIC.actions[Tag(keyword)] is action
+
+
+@pytest.mark.parametrize("keyword", ["SOPClassUID", "ReferencedSOPClassUID", "TransferSyntaxUID",
+                                     "CodingSchemeUID", "Rows", "PixelSpacing", "ImagePositionPatient",
+                                     "ImageOrientationPatient", "RescaleSlope", "PixelPaddingValue",
+                                     "Modality", "SeriesNumber", "InstanceNumber", "BurnedInAnnotation"])
+def test_basic_keeps_what_extraction_needs_and_structural_uids(keyword: str) -> None:
+    assert Tag(keyword) not in BASIC.actions
+
+
+def test_retain_options_modify_the_table_and_are_recorded() -> None:
+    profile = basic_profile(frozenset({RetainOption.PATIENT_CHARACTERISTICS, RetainOption.DEVICE_IDENTITY,
+                                       RetainOption.INSTITUTION_IDENTITY}), shift_dates=True)
+    for keyword in ("PatientSex", "PatientAge", "PatientWeight", "PatientSize", "EthnicGroup",
+                    "StationName", "DeviceSerialNumber", "InstitutionName", "InstitutionAddress"):
+        assert profile.actions[Tag(keyword)] is Action.KEEP, keyword
+    assert profile.actions[Tag("DeviceUID")] is Action.KEEP
+    assert profile.actions[Tag("Allergies")] is Action.REMOVE  # its C (free text) is not cleaned: removed
+    assert profile.actions[Tag("StudyDate")] is Action.SHIFT_DATE
+    assert profile.actions[Tag("InstanceCreationDate")] is Action.SHIFT_DATE
+    assert profile.actions[Tag("PatientBirthDate")] is Action.EMPTY  # no C for it: still emptied
+    assert profile.actions[Tag("TimezoneOffsetFromUTC")] is Action.REMOVE  # C, but not a date VR
+    assert [c for c, _ in profile.codes] == ["113100", "113107", "113109", "113112", "113108"]
+    assert profile.temporal == "MODIFIED" and BASIC.temporal == "REMOVED"
+    assert BASIC.codes == (("113100", "Basic Application Confidentiality Profile"),)
+    assert basic_profile(frozenset(), False) is BASIC  # built once per set of options
+
+
+def test_new_uids_are_valid_keyed_and_deterministic() -> None:
+    uid = keys.new_uid(KEY, "1.2.840.113619.2.55.3.1234")
+    assert re.fullmatch(r"2\.25\.(0|[1-9][0-9]*)", uid) and len(uid) <= 64
+    value = int(uid[5:])
+    assert value >> 76 & 0xF == 8 and value >> 62 & 0x3 == 2  # a version 8 UUID
+    assert uid == keys.new_uid(KEY, "1.2.840.113619.2.55.3.1234")
+    assert uid != keys.new_uid(b"j" * 32, "1.2.840.113619.2.55.3.1234")
+    assert uid != keys.new_uid(KEY, "1.2.840.113619.2.55.3.1235")
+    mapping = keys.UidMap(KEY)
+    assert mapping("1.2.840.10008.5.1.4.1.1.2") == "1.2.840.10008.5.1.4.1.1.2"  # registered: kept
+    assert mapping("1.2.3.4\0") == keys.new_uid(KEY, "1.2.3.4")
+    assert mapping.mapped == {"1.2.3.4": keys.new_uid(KEY, "1.2.3.4")}
+
+
+def test_date_offsets_and_shifts() -> None:
+    offsets = {keys.date_offset_days(KEY, f"patient{n}") for n in range(200)}
+    assert all(-3652 <= o <= -365 for o in offsets) and len(offsets) > 150
+    assert keys.date_offset_days(KEY, "patient1") == keys.date_offset_days(KEY, "patient1")
+    assert keys.shift_date("20200301", -1) == "20200229"
+    assert keys.shift_date("20200301101500.5+0100", -1) == "20200229101500.5+0100"
+    assert keys.shift_date("2020", -1) is None and keys.shift_date("20201341", 3) is None
+
+
+def test_key_file_created_once_and_refused_when_short(tmp_path: Path) -> None:
+    path = tmp_path / "sub" / "k"
+    key, created = keys.ensure_key(path)
+    assert created and len(key) == 64 and path.stat().st_mode & 0o777 == 0o600
+    assert keys.ensure_key(path) == (key, False)
+    assert keys.key_fingerprint(key) != keys.key_fingerprint(b"x" * 32)
+    (tmp_path / "short").write_text("secret\n")
+    with pytest.raises(Exception, match="fewer than 16 bytes"):
+        keys.load_key(tmp_path / "short")
+
+
+def _basic_dataset() -> Dataset:
+    ds = nested_dataset(Markers())
+    ds.StudyInstanceUID = "1.2.3.4.5"
+    ds.StudyDate = "20210315"
+    ds.AcquisitionDateTime = "20210315101112"
+    ds.StudyTime = "101112"
+    ds.InstanceCreationDate = "20210316"
+    ds.PatientWeight = "71.5"
+    ref = Dataset()
+    ref.ReferencedSOPClassUID = "1.2.840.10008.5.1.4.1.1.2"
+    ref.ReferencedSOPInstanceUID = ds.SOPInstanceUID
+    ds.ReferencedImageSequence = Sequence([ref])
+    ds.add_new(0x60003000, "OW", b"\x01\x02")  # overlay data
+    ds.add_new(0x60020010, "US", 8)  # overlay rows of a second overlay
+    ds.add_new(0x50000005, "US", 1)  # a curve element
+    ge = ds.private_block(0x0043, "GEMS_PARM_01", create=True)
+    ge.add_new(0x27, "SH", "0.984:1")  # safe: scan pitch ratio
+    ge.add_new(0x28, "LO", "NOT SAFE")
+    return ds
+
+
+def test_basic_walker_remaps_uids_everywhere_and_removes_groups() -> None:
+    ds = _basic_dataset()
+    sop = ds.SOPInstanceUID
+    uids = keys.UidMap(KEY)
+    stats = apply_profile(ds, BASIC, pseudonym="exam_007", uids=uids, count_rules=True)
+    assert ds.SOPInstanceUID == keys.new_uid(KEY, sop) == ds.ReferencedImageSequence[0].ReferencedSOPInstanceUID
+    assert ds.ReferencedImageSequence[0].ReferencedSOPClassUID == "1.2.840.10008.5.1.4.1.1.2"
+    assert ds.StudyInstanceUID == keys.new_uid(KEY, "1.2.3.4.5")
+    assert set(uids.mapped) == {sop, "1.2.3.4.5"}
+    assert _private_tags(ds) == [] and not [t for t in ds.keys() if t >> 16 in (0x5000, 0x6000, 0x6002)]
+    assert ds.StudyDate == "" and "AcquisitionDateTime" not in ds and "InstanceCreationDate" not in ds
+    assert "PatientWeight" not in ds and "RequestAttributesSequence" not in ds
+    assert ds.PatientName == "exam_007"
+    assert stats.rules[(int(Tag("SOPInstanceUID")), "U")] == 1
+    assert stats.rules[(PRIVATE_RULE, "X")] == 7 and stats.rules[(0x60003000, "X")] == 1
+
+
+def test_basic_walker_shifts_dates_and_keeps_safe_private() -> None:
+    ds = _basic_dataset()
+    profile = basic_profile(frozenset({RetainOption.SAFE_PRIVATE}), shift_dates=True)
+    apply_profile(ds, profile, pseudonym="exam_007", uids=keys.UidMap(KEY), date_offset=-10)
+    assert ds.StudyDate == "20210305" and ds.InstanceCreationDate == "20210306"
+    assert ds.AcquisitionDateTime == "20210305101112" and ds.StudyTime == "101112"
+    assert sorted(_private_tags(ds)) == ["(0043,0010)", "(0043,1027)"]  # creator and the safe element
+    assert ds[0x00431027].value == "0.984:1"
+
+
+def test_basic_walker_needs_the_key() -> None:
+    with pytest.raises(DeidError, match="no UID map"):
+        apply_profile(_basic_dataset(), BASIC, pseudonym="exam_007")
+    shifting = basic_profile(frozenset(), shift_dates=True)
+    with pytest.raises(DeidError, match="no date offset"):
+        apply_profile(_basic_dataset(), shifting, pseudonym="exam_007", uids=keys.UidMap(KEY))
+
+
+def test_code_sequence_and_temporal_mark() -> None:
+    ds = Dataset()
+    profile = basic_profile(frozenset({RetainOption.SAFE_PRIVATE}), shift_dates=True)
+    mark_deidentified(ds, profile.method_values("9.9"), codes=profile.codes, temporal=profile.temporal)
+    assert list(ds.DeidentificationMethod) == ["orbitct-app 9.9 profile basic", "dates shifted", "retain safe-private"]
+    assert [(i.CodeValue, i.CodingSchemeDesignator) for i in ds.DeidentificationMethodCodeSequence] == [
+        ("113100", "DCM"), ("113107", "DCM"), ("113111", "DCM")]
+    assert ds.LongitudinalTemporalInformationModified == "MODIFIED"
+
+
+def test_uid_like_tokens_in_names_and_text_are_remapped() -> None:
+    uids = keys.UidMap(KEY)
+    name = "CT.1.3.12.2.1107.5.1.4.60064.300000221208"
+    assert keys.remap_uid_tokens(name, uids) == "CT." + keys.new_uid(KEY, "1.3.12.2.1107.5.1.4.60064.300000221208")
+    kept = "python 3.11.7, UID 2.25.1234, CT Image Storage 1.2.840.10008.5.1.4.1.1.2, IM0001.dcm"
+    assert keys.remap_uid_tokens(kept, uids) == kept
+    assert keys.remap_uid_tokens("file 1.2.3.4.dcm", None) == "file <uid>.dcm"

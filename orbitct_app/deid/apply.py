@@ -11,15 +11,20 @@ No value of the data set ever goes into a log line or an exception message.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
+import functools
 import logging
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from pydicom.datadict import dictionary_VR
 from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset
+from pydicom.multival import MultiValue
 from pydicom.tag import BaseTag
 
+from orbitct_app.deid.keys import shift_date
 from orbitct_app.deid.profiles import DUMMY_VALUES, Action, Profile
 from orbitct_app.errors import DeidError
 
@@ -47,6 +52,21 @@ class DeidStats:
     """Private elements removed (a private sequence counts once, whatever it held)."""
     sequences: int = 0
     """Sequence elements walked into."""
+    rules: collections.Counter[tuple[int, str]] | None = None
+    """When not None: how often each rule applied, by (tag, action letter); private elements
+    removed count under tag -1 (for ``--dry-run``)."""
+
+
+PRIVATE_RULE = -1
+"""The tag under which :attr:`DeidStats.rules` counts removed private elements."""
+
+
+@dataclasses.dataclass(frozen=True)
+class _Context:
+    pseudonym: str
+    uids: Callable[[str], str] | None
+    date_offset: int | None
+    stats: DeidStats
 
 
 def check_pseudonym(pseudonym: str) -> str:
@@ -69,7 +89,15 @@ def check_pseudonym(pseudonym: str) -> str:
     return pseudonym
 
 
-def apply_profile(ds: Dataset, profile: Profile, *, pseudonym: str) -> DeidStats:
+def apply_profile(
+    ds: Dataset,
+    profile: Profile,
+    *,
+    pseudonym: str,
+    uids: Callable[[str], str] | None = None,
+    date_offset: int | None = None,
+    count_rules: bool = False,
+) -> DeidStats:
     """De-identify ``ds`` in place: apply the profile's table at every depth, remove private tags.
 
     Parameters
@@ -80,6 +108,13 @@ def apply_profile(ds: Dataset, profile: Profile, *, pseudonym: str) -> DeidStats
         The table of actions and flags to apply.
     pseudonym
         The value of :attr:`Action.REPLACE_PSEUDONYM` (see :func:`check_pseudonym`).
+    uids
+        Maps an original UID to its replacement (:attr:`Action.REMAP_UID`), e.g. a
+        :class:`~orbitct_app.deid.keys.UidMap`.
+    date_offset
+        Days added to every date (:attr:`Action.SHIFT_DATE`).
+    count_rules
+        Count each rule applied in :attr:`DeidStats.rules`.
 
     Returns
     -------
@@ -89,8 +124,9 @@ def apply_profile(ds: Dataset, profile: Profile, *, pseudonym: str) -> DeidStats
     Raises
     ------
     DeidError
-        If the pseudonym is unusable, or a standard sequence cannot be parsed (so its items
-        cannot be checked).
+        If the pseudonym is unusable, a standard sequence cannot be parsed (so its items
+        cannot be checked), or the profile remaps UIDs or shifts dates and ``uids`` or
+        ``date_offset`` is missing.
 
     Examples
     --------
@@ -103,49 +139,110 @@ def apply_profile(ds: Dataset, profile: Profile, *, pseudonym: str) -> DeidStats
     ('exam_001', 1)
     """
     check_pseudonym(pseudonym)
-    stats = DeidStats()
-    _walk(ds, profile, pseudonym, stats)
+    stats = DeidStats(rules=collections.Counter() if count_rules else None)
+    _walk(ds, profile, _Context(pseudonym, uids, date_offset, stats))
     return stats
 
 
 def remove_private(ds: Dataset) -> int:
     """Remove every private element of ``ds`` at every depth; return how many were removed."""
     stats = DeidStats()
-    _walk(ds, _PRIVATE_ONLY, "", stats)
+    _walk(ds, _PRIVATE_ONLY, _Context("", None, None, stats))
     return stats.private_removed
 
 
-def mark_deidentified(ds: Dataset, method: str) -> None:
+def mark_deidentified(
+    ds: Dataset,
+    method: str | Sequence[str],
+    *,
+    codes: Sequence[tuple[str, str]] = (),
+    temporal: str = "",
+) -> None:
     """Record at top level that ``ds`` was de-identified, and how (PS3.15 E.1.1).
 
     Sets PatientIdentityRemoved to ``YES`` and DeidentificationMethod to ``method`` (replacing
-    earlier values, so a repeated run does not pile them up).
+    earlier values, so a repeated run does not pile them up). With ``codes`` (CID 7050 code
+    values and meanings), DeidentificationMethodCodeSequence holds one item per code; with
+    ``temporal``, LongitudinalTemporalInformationModified is set to it.
     """
     ds.PatientIdentityRemoved = "YES"
-    ds.DeidentificationMethod = method
+    ds.DeidentificationMethod = method if isinstance(method, str) else list(method)
+    if codes:
+        ds.DeidentificationMethodCodeSequence = list(_code_items(tuple(codes)))
+    if temporal:
+        ds.LongitudinalTemporalInformationModified = temporal
+
+
+@functools.lru_cache(maxsize=64)
+def _code_items(codes: tuple[tuple[str, str], ...]) -> tuple[Dataset, ...]:
+    """The code sequence items, built once per set of codes (they are only ever written)."""
+    items = []
+    for value, meaning in codes:
+        item = Dataset()
+        item.CodeValue = value
+        item.CodingSchemeDesignator = "DCM"
+        item.CodeMeaning = meaning
+        items.append(item)
+    return tuple(items)
 
 
 # --- the walk ---------------------------------------------------------------------------------
 
 
-def _walk(ds: Dataset, profile: Profile, pseudonym: str, stats: DeidStats) -> None:
+def _walk(ds: Dataset, profile: Profile, ctx: _Context) -> None:
     actions = profile.actions
+    stats = ctx.stats
+    rules = stats.rules
+    safe = _safe_private_tags(ds, profile) if profile.safe_private else frozenset()
     for tag in list(ds.keys()):
         if profile.remove_private and tag.is_private:
+            if tag in safe:
+                continue  # a safe private attribute (numeric) or the creator of its block
             del ds[tag]
             stats.private_removed += 1
+            if rules is not None:
+                rules[(PRIVATE_RULE, Action.REMOVE.value)] += 1
+            continue
+        if profile.remove_groups and tag >> 16 >= 0x5000 and profile.removes_group(tag >> 16):
+            del ds[tag]
+            stats.removed += 1
+            if rules is not None:
+                rules[(int(tag), Action.REMOVE.value)] += 1
             continue
         action = actions.get(tag)
-        if action is not None and action is not Action.KEEP:
-            _apply(ds, tag, action, pseudonym, stats)
-            continue
+        if action is not None:
+            if rules is not None:
+                rules[(int(tag), action.value)] += 1
+            if action is not Action.KEEP:
+                _apply(ds, tag, action, ctx)
+                continue
         if _may_be_sequence(ds.get_item(tag, keep_deferred=True)):
             elem = ds[tag]
             if elem.VR != "SQ":
                 raise DeidError(f"sequence {tag} could not be parsed, so its items cannot be checked")
             stats.sequences += 1
             for item in elem.value:
-                _walk(item, profile, pseudonym, stats)
+                _walk(item, profile, ctx)
+
+
+def _safe_private_tags(ds: Dataset, profile: Profile) -> frozenset[BaseTag]:
+    """The private tags of ``ds`` that the profile's safe list keeps, with their creators."""
+    creators: dict[tuple[int, int], str] = {}
+    for tag in ds.keys():
+        if tag.is_private and 0x10 <= tag.element <= 0xFF:
+            value = ds[tag].value
+            if isinstance(value, bytes):
+                value = value.decode("ascii", "replace")
+            creators[(tag.group, tag.element)] = str(value).strip(" \0")
+    keep: set[BaseTag] = set()
+    for tag in ds.keys():
+        if tag.is_private and tag.element > 0xFF:
+            block = tag.element >> 8
+            creator = creators.get((tag.group, block))
+            if creator is not None and (tag.group, creator, tag.element & 0xFF) in profile.safe_private:
+                keep.add(tag)
+                keep.add(BaseTag(tag.group << 16 | block))
+    return frozenset(keep)
 
 
 def _may_be_sequence(elem: DataElement | RawDataElement | None) -> bool:
@@ -163,15 +260,37 @@ def _may_be_sequence(elem: DataElement | RawDataElement | None) -> bool:
     return False
 
 
-def _apply(ds: Dataset, tag: BaseTag, action: Action, pseudonym: str, stats: DeidStats) -> None:
+def _apply(ds: Dataset, tag: BaseTag, action: Action, ctx: _Context) -> None:
+    stats = ctx.stats
     if action is Action.REMOVE:
         del ds[tag]
         stats.removed += 1
         return
     vr = _target_vr(ds, tag)
     value: Any
-    if action is Action.REPLACE_PSEUDONYM:
-        value = pseudonym
+    if action is Action.REMAP_UID:
+        if ctx.uids is None:
+            raise DeidError("the profile remaps UIDs, but no UID map (key) was given")
+        value = _values(ds[tag].value)
+        if vr != "UI" or value is None:
+            del ds[tag]  # not a UID after all (a private VR or binary): nothing to remap, so remove
+            stats.removed += 1
+            return
+        value = "\\".join(ctx.uids(v) for v in value)
+    elif action is Action.SHIFT_DATE:
+        if ctx.date_offset is None:
+            raise DeidError("the profile shifts dates, but no date offset (key) was given")
+        if vr == "TM":
+            return  # whole-day offsets leave times of day as they are
+        values = _values(ds[tag].value) if vr in ("DA", "DT") else None
+        shifted = [shift_date(v, ctx.date_offset) for v in values] if values is not None else [None]
+        if any(v is None for v in shifted):
+            del ds[tag]  # unparsable or not a date: removed, as without the option
+            stats.removed += 1
+            return
+        value = "\\".join(shifted)  # type: ignore[arg-type]
+    elif action is Action.REPLACE_PSEUDONYM:
+        value = ctx.pseudonym
     elif action is Action.DUMMY and vr in DUMMY_VALUES:
         value = DUMMY_VALUES[vr]
     elif vr == "SQ":
@@ -181,6 +300,17 @@ def _apply(ds: Dataset, tag: BaseTag, action: Action, pseudonym: str, stats: Dei
     # A new element replaces the old one: the old value is never decoded.
     ds[tag] = DataElement(tag, vr, value)
     stats.replaced += 1
+
+
+def _values(value: Any) -> list[str] | None:
+    """The string values of a decoded element (None when it is not text)."""
+    if value is None or value == "":
+        return []
+    if isinstance(value, str):
+        return value.split("\\")
+    if isinstance(value, (list, MultiValue)):
+        return [str(v) for v in value]
+    return None
 
 
 def _target_vr(ds: Dataset, tag: BaseTag) -> str:
