@@ -14,7 +14,7 @@ from typing import Any, TextIO
 import click
 
 from orbitct_app import __version__, provenance
-from orbitct_app.errors import ExitCode, UsageError
+from orbitct_app.errors import ExitCode, UsageError, one_line, safe_traceback
 from orbitct_app.options import (
     DEFAULT_BODY_THRESHOLD_HU,
     DEFAULT_MIN_SLICES,
@@ -283,8 +283,12 @@ def command(
     except UsageError as err:
         raise click.UsageError(str(err), ctx) from err
     except OSError as err:
-        logger.error("cannot continue: %s", err)
+        logger.error("cannot continue: %s", one_line(err))
         return int(ExitCode.FAILED)
+    except Exception as err:  # noqa: BLE001 - a bug: say so in one line, details in the log
+        logger.error("internal error: %s; details in %s", one_line(err), options.log_path)
+        logger.debug("%s", safe_traceback(err))
+        return int(ExitCode.ERROR)
     finally:
         close_logging()
     return int(summary.exit_code)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import traceback
 
 
 class ExitCode(enum.IntEnum):
@@ -88,9 +89,30 @@ class DeidError(OrbitctError):
 
 
 def one_line(err: BaseException) -> str:
-    """An exception as one line: our own errors by message, others prefixed with their type."""
-    text = " ".join(str(err).split())
-    if isinstance(err, OrbitctError):
-        return text or err.default_message
-    return f"{type(err).__name__}: {text}" if text else type(err).__name__
+    """An exception as one line that cannot quote a header value.
 
+    Our own errors carry messages written to be safe and are shown whole; an OS error shows the
+    system's text; anything else (a library's error may quote the value it choked on) shows its
+    type and where in orbitct-app it happened, never its message.
+    """
+    if isinstance(err, OrbitctError):
+        return " ".join(str(err).split()) or err.default_message
+    if isinstance(err, OSError):
+        return f"{type(err).__name__}: {err.strerror}" if err.strerror else type(err).__name__
+    where = _where(err)
+    return f"{type(err).__name__}{f' in {where}' if where else ''} (message withheld: it may quote header values)"
+
+
+def safe_traceback(err: BaseException) -> str:
+    """The traceback of ``err`` for the log: frames and source lines, the message withheld."""
+    frames = "".join(traceback.format_tb(err.__traceback__))
+    return f"Traceback (most recent call last):\n{frames}{one_line(err)}"
+
+
+def _where(err: BaseException) -> str:
+    """``module.py:line`` of the innermost frame inside orbitct_app, or ''."""
+    where = ""
+    for frame in traceback.extract_tb(err.__traceback__):
+        if "orbitct_app" in frame.filename:
+            where = f"{frame.filename.rsplit('/', 1)[-1]}:{frame.lineno}"
+    return where

@@ -14,6 +14,7 @@ from isal import igzip
 from numpy.typing import NDArray
 
 from orbitct_app import __version__, atomic
+from orbitct_app.errors import SeriesError
 
 NIFTI_SUFFIX = ".nii.gz"
 _VOX_OFFSET = 352
@@ -42,7 +43,7 @@ def write_nifti(path: Path, volume_kji: NDArray[np.int16], affine_ras: NDArray[n
     are, without a reordered copy.
     """
     if volume_kji.dtype != np.int16 or volume_kji.ndim != 3:
-        raise ValueError("expected a 3D int16 volume")
+        raise SeriesError("internal: expected a 3D int16 volume to write")
     data = np.ascontiguousarray(volume_kji)
     header = nifti_header(data.shape[::-1], affine_ras)
     with atomic.atomic_file(path) as tmp, igzip.open(tmp, "wb", compresslevel=_COMPRESSLEVEL) as out:

@@ -16,7 +16,6 @@ import logging
 import logging.handlers
 import multiprocessing
 import time
-import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
@@ -24,7 +23,7 @@ from typing import Any, Protocol
 from orbitct_app import __version__, html_report, provenance, reports
 from orbitct_app.deid import keys, mapping
 from orbitct_app.discover import find_exams
-from orbitct_app.errors import ExitCode, one_line
+from orbitct_app.errors import ExitCode, one_line, safe_traceback
 from orbitct_app.options import Options, Stage, usable_cores
 from orbitct_app.reports import ExamRecord
 from orbitct_app.threads import set_threads
@@ -330,7 +329,7 @@ def process_exam(dicom_id: str, options: Options) -> ExamOutcome:
         except Exception as err:  # noqa: BLE001 - one exam's failure must not stop the run
             reason = one_line(err)
             logger.error("%s: %s failed: %s", dicom_id, module.NAME, reason)
-            logger.debug("%s: %s traceback:\n%s", dicom_id, module.NAME, traceback.format_exc())
+            logger.debug("%s: %s: %s", dicom_id, module.NAME, safe_traceback(err))
             record = ExamRecord(
                 dicom_id=dicom_id,
                 stage=module.NAME,

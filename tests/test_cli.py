@@ -166,3 +166,37 @@ def test_cgroup_cpu_quota(tmp_path: Path, text: str, expected: int | None) -> No
     (tmp_path / "cpu.max").write_text(text)
     assert _cgroup_cpu_quota(tmp_path / "cpu.max") == expected
     assert _cgroup_cpu_quota(tmp_path / "absent") is None
+
+
+def test_foreign_error_messages_are_withheld() -> None:
+    """A library's message may quote a header value: only its type and our location are shown."""
+    from orbitct_app.errors import SeriesError, one_line, safe_traceback
+
+    secret = "".join(["DO", "E^JOHN"])  # (not in the source text, which tracebacks show)
+
+    def fail() -> None:
+        raise ValueError(f"invalid value {secret!r} for VR PN")
+
+    try:
+        fail()
+    except ValueError as err:
+        line, trace = one_line(err), safe_traceback(err)
+    assert secret not in line and secret not in trace
+    assert line.startswith("ValueError (message withheld")  # no orbitct_app frame to name here
+    assert "fail()" in trace  # the frames are there for debugging
+    assert one_line(SeriesError("3 slices lack a position")) == "3 slices lack a position"
+    assert one_line(PermissionError(13, "Permission denied", "/x")) == "PermissionError: Permission denied"
+
+
+def test_an_internal_error_exits_1_with_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    from orbitct_app import pipeline
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise KeyError("a bug")
+
+    monkeypatch.setattr(pipeline, "run", broken)
+    (tmp_path / "in").mkdir()
+    assert main([str(tmp_path / "in"), str(tmp_path / "out"), "all"]) == ExitCode.ERROR == 1
+    err = capsys.readouterr().err
+    assert "internal error: KeyError" in err and "a bug" not in err
+    assert "Traceback" in (tmp_path / "out" / "logs" / "orbitct-app.log").read_text()
