@@ -510,8 +510,10 @@ def test_invalid_specs_are_rejected(tmp_path: Path) -> None:
     write_exam(tmp_path, "once", [SeriesSpec(n_slices=2)], plant_phi=False)
     with pytest.raises(FileExistsError):
         write_exam(tmp_path, "once", [SeriesSpec(n_slices=2)])
-    with pytest.raises(NotImplementedError):
-        write_exam(tmp_path, "enh", enhanced=True)
+    with pytest.raises(ValueError, match="enhanced"):
+        SeriesSpec(kind="scout", enhanced=True)
+    with pytest.raises(ValueError, match="enhanced"):
+        SeriesSpec(kind="summary", enhanced=True)
 
 
 def test_cli_writes_exams(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
