@@ -1606,7 +1606,7 @@ class _SeriesWriter:
         dr, dc = spec.pixel_spacing or (1.0, 1.0)
 
         ds = _base_dataset(ex, spec, self.series_uid, self.sop_class)  # identifiers planted here
-        if ex.plan is None:  # not in the Enhanced CT IOD (AcquisitionDateTime is); planted ones stay
+        if ex.plan is None:  # not in the Enhanced CT IOD (AcquisitionDateTime is); planted stay
             del ds.AcquisitionDate, ds.AcquisitionTime
         ds.ImageType = list(image_type)
         ds.SOPInstanceUID = self.sop_uids[1]
@@ -1664,7 +1664,8 @@ class _SeriesWriter:
         shared.PlaneOrientationSequence = [_item(ImageOrientationPatient=[*row_s, *col_s])]
         if not spec.per_slice_rescale:
             slope, intercept = self.rescale[self.instances[0]]
-            shared.PixelValueTransformationSequence = [_pixel_value_transformation(slope, intercept)]
+            shared.PixelValueTransformationSequence = [
+                _pixel_value_transformation(slope, intercept)]
         shared.CTImageFrameTypeSequence = [_item(
             FrameType=list(image_type), PixelPresentation="MONOCHROME",
             VolumetricProperties="VOLUME",

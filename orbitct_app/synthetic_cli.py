@@ -29,8 +29,9 @@ _HELP = "Write OUT_DIR, a demo input root of synthetic head CT exams with known 
 def _command(out_dir: Path, n_exams: int, seed: int, size: str, enhanced: bool) -> int:
     t0 = time.perf_counter()
     try:
-        truths = write_sample_dataset(out_dir, n_exams, seed=seed, size=size,  # type: ignore[arg-type]
-                                      enhanced=enhanced)
+        truths = write_sample_dataset(
+            out_dir, n_exams, seed=seed, size=size, enhanced=enhanced  # type: ignore[arg-type]
+        )
     except FileExistsError as exc:
         raise click.ClickException(f"{exc} (choose an empty OUT_DIR)") from exc
     n_series = sum(len(t.series) for t in truths)
