@@ -1926,9 +1926,9 @@ def _sample_exam(index: int, size: Literal["small", "full"]) -> tuple[list[Serie
     return [
         scout,
         SeriesSpec(kind="axial", series_number=2, tilt_deg=-10.0, order="descending",
-                   per_slice_rescale=True, padding=True, transfer_syntax=RLELossless,
-                   enhanced=True, **thin),
-        SeriesSpec(kind="coronal", series_number=3, enhanced=True, **coronal),
+                   per_slice_rescale=True, padding=True, enhanced=True, **thin),
+        SeriesSpec(kind="coronal", series_number=3, transfer_syntax=RLELossless, enhanced=True,
+                   **coronal),
         SeriesSpec(kind="summary", series_number=999, n_slices=1),
     ], {"nested": True}
 
@@ -1946,8 +1946,8 @@ def write_sample_dataset(
     The variants cycle: (1) plain ascending axial with a coronal reformat; (2) descending,
     unsigned, padded, shuffled extensionless names; (3) tilted +15 and -12 degrees, one series
     RLE, nested folders; (4) per-slice rescale, unsigned JPEG 2000, nested and shuffled;
-    (5) Enhanced CT: a descending -10 degree tilted axial series with per-frame rescale,
-    padding and RLE, and a coronal reformat, each one multi-frame file, nested. Every exam
+    (5) Enhanced CT: a descending -10 degree tilted axial series with per-frame rescale and
+    padding, and an RLE coronal reformat, each one multi-frame file, nested. Every exam
     also has a scout and a summary capture. ``size="full"`` uses 512 x 512 matrices at
     0.45 mm, 240 slices of 0.625 mm for the thin series and 30 of 5 mm for the thick ones.
     ``enhanced=True`` writes the axial and coronal series of every exam as Enhanced CT.
