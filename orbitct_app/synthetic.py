@@ -22,7 +22,11 @@ ImagePositionPatient, same rescale, frame ``f`` = InstanceNumber ``f``). Geometr
 live in the functional groups: PlanePosition, FrameContent (and PixelValueTransformation with
 ``per_slice_rescale``) per frame; PixelMeasures, PlaneOrientation, PixelValueTransformation,
 CTImageFrameType, FrameAnatomy, FrameVOILUT, IrradiationEventIdentification (and the CT
-acquisition macros for an ORIGINAL series) shared. Scouts and summary captures stay classic.
+acquisition macros for an ORIGINAL series) shared. The dimension index is (StackID,
+InStackPositionNumber), both in FrameContent; InStackPositionNumber is 1 at the lowest z (y for
+a coronal series) whatever the frame order. Scouts and summary captures stay classic. An
+enhanced series has its own Series and SOP Instance UIDs; study and frame of reference are the
+classic twin's.
 
 Examples
 --------
