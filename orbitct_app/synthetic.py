@@ -15,6 +15,19 @@ is ``(0, sin t, cos t)``. A positive tilt therefore makes the image plane run in
 goes posteriorly (the usual orbitomeatal head tilt); both signs are supported. Slices are
 stepped along the table axis z, not along the normal, so a tilted series is a sheared stack.
 
+Enhanced CT: with ``write_exam(..., enhanced=True)`` (or ``SeriesSpec(enhanced=True)``) an axial
+or coronal series is written as one Enhanced CT Image Storage file (PS3.3 A.38) whose frames are
+exactly the images of the classic series written with the same seed and spec (same pixels, same
+ImagePositionPatient, same rescale, frame ``f`` = InstanceNumber ``f``). Geometry and rescale
+live in the functional groups: PlanePosition, FrameContent (and PixelValueTransformation with
+``per_slice_rescale``) per frame; PixelMeasures, PlaneOrientation, PixelValueTransformation,
+CTImageFrameType, FrameAnatomy, FrameVOILUT, IrradiationEventIdentification (and the CT
+acquisition macros for an ORIGINAL series) shared. The dimension index is (StackID,
+InStackPositionNumber), both in FrameContent; InStackPositionNumber is 1 at the lowest z (y for
+a coronal series) whatever the frame order. Scouts and summary captures stay classic. An
+enhanced series has its own Series and SOP Instance UIDs; study and frame of reference are the
+classic twin's.
+
 Examples
 --------
 >>> from pathlib import Path
@@ -44,6 +57,7 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import (
     CTImageStorage,
     DeflatedExplicitVRLittleEndian,
+    EnhancedCTImageStorage,
     ExplicitVRLittleEndian,
     ImplicitVRLittleEndian,
     JPEG2000Lossless,
@@ -611,6 +625,12 @@ class SeriesSpec:
         Raw padding value (default -2000 signed, 0 unsigned).
     center_offset_mm : tuple of float
         Reconstruction centre (scanner axis for axial) relative to the phantom centre.
+    enhanced : bool
+        Write the series as one Enhanced CT Image Storage file (multi-frame) instead of one
+        CT Image Storage file per image; axial and coronal only. ``write_exam(enhanced=True)``
+        sets it for every axial and coronal series. ImageType then has the four Enhanced CT
+        values: Value 1 of ``image_type`` (ORIGINAL or DERIVED), PRIMARY, VOLUME, and NONE
+        (ORIGINAL) or RESAMPLED (DERIVED).
     """
 
     kind: SeriesKind = "axial"
@@ -634,10 +654,13 @@ class SeriesSpec:
     image_type: tuple[str, ...] | None = None
     modality: str = "CT"
     center_offset_mm: Vec3 = (0.0, 0.0, 0.0)
+    enhanced: bool = False
 
     def __post_init__(self) -> None:
         if self.kind not in ("axial", "coronal", "scout", "summary"):
             raise ValueError(f"unknown series kind {self.kind!r}")
+        if self.enhanced and self.kind not in ("axial", "coronal"):
+            raise ValueError(f"only axial and coronal series can be enhanced, not {self.kind}")
         if self.order not in ("ascending", "descending"):
             raise ValueError(f"order must be 'ascending' or 'descending', got {self.order!r}")
         if self.transfer_syntax not in SUPPORTED_TRANSFER_SYNTAXES:
@@ -744,7 +767,13 @@ def _rescale_plan(spec: SeriesSpec) -> tuple[list[tuple[float, float]], int]:
 
 @dataclass(frozen=True)
 class PlantedValue:
-    """One identifying value planted in every file of an exam.
+    """One identifying value planted in every file of an exam, or in its Enhanced CT files.
+
+    A value whose ``location`` starts with ``SharedFunctionalGroupsSequence`` or
+    ``PerFrameFunctionalGroupsSequence`` (:attr:`in_functional_groups`) is planted only in the
+    enhanced series that have that item (:attr:`SeriesTruth.planted` lists them per series;
+    :meth:`ExamTruth.planted_in` gives the values of one file). Every other value is in every
+    file of the exam.
 
     Attributes
     ----------
@@ -753,7 +782,8 @@ class PlantedValue:
     value : str
         The planted value (ASCII).
     location : str
-        ``"top"``, or a path such as ``"RequestAttributesSequence[0].ReferencedStudySequence[0]"``;
+        ``"top"``, or a path such as ``"RequestAttributesSequence[0].ReferencedStudySequence[0]"``
+        or ``"PerFrameFunctionalGroupsSequence[0].FrameContentSequence[0]"`` (0-based items);
         private sequences appear as ``"(0009,1010)[0]"``.
     scope : {"orbitct", "basic"}
         ``"orbitct"`` for the twelve masked attributes at any depth and for everything private;
@@ -784,6 +814,14 @@ class PlantedValue:
         """Sequence nesting depth (0 at top level)."""
         return 0 if self.location == "top" else self.location.count("[")
 
+    @property
+    def in_functional_groups(self) -> bool:
+        """Planted inside the Shared or Per-frame Functional Groups (Enhanced CT files only)."""
+        return self.location.startswith(_FUNCTIONAL_GROUPS)
+
+
+_FUNCTIONAL_GROUPS = ("SharedFunctionalGroupsSequence", "PerFrameFunctionalGroupsSequence")
+
 
 @dataclass(frozen=True)
 class ExpectedSkip:
@@ -799,8 +837,15 @@ class ExpectedSkip:
 class SeriesTruth:
     """What was written for one series.
 
-    ``files``, ``sop_instance_uids``, ``positions_lps`` and ``rescale`` are in InstanceNumber
-    order. ``positions_lps`` and ``orientation`` are empty/None for the summary capture.
+    Classic series: ``files``, ``sop_instance_uids``, ``positions_lps`` and ``rescale`` are in
+    InstanceNumber order, one entry per file. ``positions_lps`` and ``orientation`` are
+    empty/None for the summary capture.
+
+    Enhanced series (``n_frames`` is not None): ``files`` and ``sop_instance_uids`` hold the one
+    multi-frame file and its SOP Instance UID; ``positions_lps`` and ``rescale`` hold one entry
+    per frame in frame order (frame ``f``, 1-based, is image ``f`` of the classic twin, so the
+    frames follow the spec's ``order``); ``planted`` lists the identifiers planted inside this
+    file's functional groups (also in :attr:`ExamTruth.planted`).
     """
 
     spec: SeriesSpec
@@ -815,15 +860,32 @@ class SeriesTruth:
     pixel_spacing: tuple[float, float] = (1.0, 1.0)
     rescale: list[tuple[float, float]] = field(default_factory=list)
     pixel_padding_value: int | None = None
+    n_frames: int | None = None
+    """NumberOfFrames of the multi-frame file of an enhanced series; None for a classic one."""
+    planted: list[PlantedValue] = field(default_factory=list)
+    """Identifiers planted only in this series' file (inside its functional groups)."""
 
     @property
-    def n_instances(self) -> int:
+    def is_enhanced(self) -> bool:
+        """Written as one Enhanced CT (multi-frame) file."""
+        return self.n_frames is not None
+
+    @property
+    def n_files(self) -> int:
         """Number of files written."""
         return len(self.files)
 
     @property
+    def n_instances(self) -> int:
+        """Number of images: files of a classic series, frames of an enhanced one.
+
+        Frames count one each, as in discovery (``SeriesInfo.n_instances``).
+        """
+        return self.n_frames if self.n_frames is not None else len(self.files)
+
+    @property
     def positions_ras(self) -> list[Vec3]:
-        """ImagePositionPatient of each file, in RAS."""
+        """ImagePositionPatient of each image (file or frame), in RAS."""
         return [_vec_ras(p) for p in self.positions_lps]
 
     @property
@@ -861,6 +923,18 @@ class ExamTruth:
                 return s
         raise KeyError(number)
 
+    def planted_in(self, path: Path) -> list[PlantedValue]:
+        """The planted values that file ``path`` of this exam holds.
+
+        Every value outside the functional groups, plus the functional-group values of the
+        enhanced series the file belongs to.
+        """
+        path = Path(path)
+        for s in self.series:
+            if path in s.files:
+                return [p for p in self.planted if not p.in_functional_groups] + list(s.planted)
+        raise KeyError(path)
+
     @property
     def orbitct_forbidden_bytes(self) -> list[bytes]:
         """Byte strings that must not occur in any output file after orbitct de-identification."""
@@ -890,6 +964,8 @@ class _PhiPlan:
         self.dicom_id = dicom_id
         self.planted: list[PlantedValue] = []
         self._values: dict[tuple[str, str], str] = {}
+        self._records: dict[tuple[str, str], PlantedValue] = {}
+        self._recording: list[tuple[str, str]] | None = None
         self._locs: dict[str, int] = {}
         self._n_dates = 0
         self._n_times = 0
@@ -929,28 +1005,34 @@ class _PhiPlan:
             code = f"B{BASIC_ATTRIBUTES.index(keyword):02d}"
         return f"PHI{self.h}{code}{loc:02d}"
 
+    def _add(self, key: tuple[str, str], record: PlantedValue) -> None:
+        self._values[key] = record.value
+        self._records[key] = record
+        self.planted.append(record)
+
+    def _used(self, key: tuple[str, str]) -> str:
+        if self._recording is not None and key not in self._recording:
+            self._recording.append(key)
+        return self._values[key]
+
     def value(self, location: str, keyword: str, *, in_private: bool = False) -> str:
         key = (location, keyword)
         if key not in self._values:
             vr = dictionary_VR(keyword)
             val = self._new_value(keyword, vr, location)
-            self._values[key] = val
             orbitct = keyword in ORBITCT_ATTRIBUTES or in_private
             searchable = len(val) >= 4 and vr not in ("DS", "IS", "US", "SS", "FL", "FD")
-            self.planted.append(
-                PlantedValue(keyword, val, location, "orbitct" if orbitct else "basic",
-                             searchable, vr, in_private)
-            )
-        return self._values[key]
+            self._add(key, PlantedValue(keyword, val, location, "orbitct" if orbitct else "basic",
+                                        searchable, vr, in_private))
+        return self._used(key)
 
     def private_value(self, location: str, tag: str, vr: str) -> str:
         key = (location, tag)
         if key not in self._values:
             val = f"PHI{self.h}PV{self._n_private:03d}"
             self._n_private += 1
-            self._values[key] = val
-            self.planted.append(PlantedValue(tag, val, location, "orbitct", True, vr, True))
-        return self._values[key]
+            self._add(key, PlantedValue(tag, val, location, "orbitct", True, vr, True))
+        return self._used(key)
 
     # -- building ---------------------------------------------------------------------------
 
@@ -1047,6 +1129,49 @@ class _PhiPlan:
         self._private(ds, "top", 0x0029, 0x01, "LO")
         self._private(ds, "top", 0x0029, 0x02, "OB")
 
+    def apply_functional_groups(self, shared: Dataset,
+                                frames: Sequence[Dataset]) -> list[PlantedValue]:
+        """Plant identifiers inside the functional groups of an Enhanced CT object.
+
+        ``shared`` is the item of the SharedFunctionalGroupsSequence (with a
+        FrameAnatomySequence), ``frames`` the items of the PerFrameFunctionalGroupsSequence
+        (each with a FrameContentSequence). The first and the last frame items are planted,
+        directly and inside their FrameContentSequence item; the shared item directly, inside
+        its FrameAnatomySequence item and that item's AnatomicRegionSequence item. Each of these
+        items also gets a private block of :data:`PRIVATE_CREATOR`.
+
+        Returns
+        -------
+        list of PlantedValue
+            The values written by this call (in this object only).
+        """
+        self._recording = []
+        try:
+            loc = "SharedFunctionalGroupsSequence[0]"
+            self._fill(shared, loc, ("PatientName", "PatientID", "InstitutionName",
+                                     "PerformingPhysicianName", "PhysiciansOfRecord"))
+            self._private(shared, loc, 0x0009, 0x01, "LO")
+            self._private(shared, loc, 0x0009, 0x04, "OB")
+            anatomy = shared.FrameAnatomySequence[0]
+            loc_a = f"{loc}.FrameAnatomySequence[0]"
+            self._fill(anatomy, loc_a, ("OperatorsName", "AccessionNumber", "InstitutionAddress"))
+            self._private(anatomy, loc_a, 0x0011, 0x01, "SH")
+            self._fill(anatomy.AnatomicRegionSequence[0], f"{loc_a}.AnatomicRegionSequence[0]",
+                       ("PatientName", "ReferringPhysicianName"))
+            for index in sorted({0, len(frames) - 1}):
+                item = frames[index]
+                loc = f"PerFrameFunctionalGroupsSequence[{index}]"
+                self._fill(item, loc, ("PatientName", "OperatorsName", "StationName"))
+                self._private(item, loc, 0x0009, 0x01, "LO")
+                self._private(item, loc, 0x0009, 0x03, "UN")
+                loc_c = f"{loc}.FrameContentSequence[0]"
+                self._fill(item.FrameContentSequence[0], loc_c,
+                           ("InstitutionName", "ReferringPhysicianName", "PatientID"))
+                self._private(item.FrameContentSequence[0], loc_c, 0x0009, 0x02, "SH")
+            return [self._records[key] for key in self._recording]
+        finally:
+            self._recording = None
+
 
 # --------------------------------------------------------------------------------------------
 # writing
@@ -1062,6 +1187,7 @@ class _Exam:
     plan: _PhiPlan | None
     study_date: str
     scout_ref: tuple[str, str] | None = None
+    scout_series_uid: str | None = None
 
 
 @dataclass
@@ -1200,6 +1326,64 @@ def _save(ds: Dataset, path: Path, pixels: np.ndarray, transfer_syntax: str) -> 
     ds.save_as(path, enforce_file_format=True)
 
 
+# --------------------------------------------------------------------------------------------
+# Enhanced CT (PS3.3 A.38): functional group items
+
+
+def _item(**attributes: Any) -> Dataset:
+    """A sequence item with ``attributes`` (keywords) set in the order given."""
+    ds = Dataset()
+    for keyword, value in attributes.items():
+        setattr(ds, keyword, value)
+    return ds
+
+
+def _code(value: str, scheme: str, meaning: str) -> Dataset:
+    return _item(CodeValue=value, CodingSchemeDesignator=scheme, CodeMeaning=meaning)
+
+
+def _enhanced_image_type(spec: SeriesSpec) -> tuple[str, str, str, str]:
+    """ImageType/FrameType of an enhanced series: the four Enhanced CT values (C.8.15.2.1.1)."""
+    first = (spec.image_type or ("ORIGINAL",))[0]
+    original = first != "DERIVED"
+    return ("ORIGINAL" if original else "DERIVED", "PRIMARY", "VOLUME",
+            "NONE" if original else "RESAMPLED")
+
+
+def _pixel_value_transformation(slope: float, intercept: float) -> Dataset:
+    return _item(RescaleIntercept=_fmt(intercept, 4), RescaleSlope=_fmt(slope, 4),
+                 RescaleType="HU")
+
+
+def _ct_acquisition_groups(spec: SeriesSpec) -> dict[str, list[Dataset]]:
+    """The CT acquisition functional groups required for ORIGINAL frames (A.38.1.4), shared."""
+    dr, dc = spec.pixel_spacing or (1.0, 1.0)
+    return {
+        "CTAcquisitionTypeSequence": [_item(AcquisitionType="SPIRAL", ConstantVolumeFlag="NO",
+                                            FluoroscopyFlag="NO")],
+        "CTAcquisitionDetailsSequence": [_item(
+            RotationDirection="CW", RevolutionTime=1.0, SingleCollimationWidth=0.6,
+            TotalCollimationWidth=38.4, TableHeight="145",
+            GantryDetectorTilt=_fmt(spec.tilt_deg, 4), DataCollectionDiameter="500")],
+        "CTTableDynamicsSequence": [_item(TableSpeed=46.08, TableFeedPerRotation=46.08,
+                                          SpiralPitchFactor=1.2)],
+        "CTGeometrySequence": [_item(DistanceSourceToDetector="1085.6",
+                                     DistanceSourceToDataCollectionCenter=595.0)],
+        "CTReconstructionSequence": [_item(
+            ReconstructionAlgorithm="FILTER_BACK_PROJ",
+            ConvolutionKernel=spec.convolution_kernel or "H30s", ConvolutionKernelGroup="BRAIN",
+            ReconstructionDiameter=_fmt(float((spec.cols or 0) * dc), 3),
+            ReconstructionPixelSpacing=[float(dr), float(dc)], ReconstructionAngle=360.0,
+            ImageFilter="NONE")],
+        "CTExposureSequence": [_item(
+            ExposureTimeInms=1000.0, XRayTubeCurrentInmA=300.0, ExposureInmAs=300.0,
+            ExposureModulationType="NONE", CTDIvol=55.0,
+            CTDIPhantomTypeCodeSequence=[_code("113691", "DCM", "IEC Head Dosimetry Phantom")])],
+        "CTXRayDetailsSequence": [_item(KVP="120", FocalSpots="0.7", FilterType="WEDGE",
+                                        FilterMaterial="ALUMINUM")],
+    }
+
+
 class _SeriesWriter:
     """Renders and writes the images of one series on demand (any order)."""
 
@@ -1207,12 +1391,24 @@ class _SeriesWriter:
         self.ex = ex
         self.spec = spec
         self.phantom = phantom
-        self.series_uid = _uid(ex.seed, ex.dicom_id, "series", spec.series_number)
-        self.sop_class = SecondaryCaptureImageStorage if spec.kind == "summary" else CTImageStorage
+        self.enhanced = spec.enhanced
         n = int(spec.n_slices or 1)
         self.instances = list(range(1, n + 1))
-        self.sop_uids = {i: _uid(ex.seed, ex.dicom_id, "sop", spec.series_number, i)
-                         for i in self.instances}
+        """Image numbers: InstanceNumber of the classic files, frame number of the enhanced."""
+        if self.enhanced:
+            # an enhanced series is another object than its classic twin: its own UIDs
+            self.series_uid = _uid(ex.seed, ex.dicom_id, "series", spec.series_number, "enhanced")
+            self.sop_class = EnhancedCTImageStorage
+            self.file_numbers = [1]
+            self.sop_uids = {1: _uid(ex.seed, ex.dicom_id, "sop", spec.series_number, "enhanced")}
+        else:
+            self.series_uid = _uid(ex.seed, ex.dicom_id, "series", spec.series_number)
+            self.sop_class = (SecondaryCaptureImageStorage if spec.kind == "summary"
+                              else CTImageStorage)
+            self.file_numbers = self.instances
+            self.sop_uids = {i: _uid(ex.seed, ex.dicom_id, "sop", spec.series_number, i)
+                             for i in self.instances}
+        self.planted: list[PlantedValue] = []
         self.row: np.ndarray | None = None
         self.col: np.ndarray | None = None
         self.slices: dict[int, _Slice] = {}
@@ -1243,13 +1439,15 @@ class _SeriesWriter:
             series_instance_uid=self.series_uid,
             sop_class_uid=self.sop_class,
             transfer_syntax_uid=spec.transfer_syntax,
-            files=[files[i] for i in self.instances],
-            sop_instance_uids=[self.sop_uids[i] for i in self.instances],
+            files=[files[i] for i in self.file_numbers],
+            sop_instance_uids=[self.sop_uids[i] for i in self.file_numbers],
             positions_lps=[_vec3(self.slices[i].ipp) for i in self.instances if i in self.slices],
             orientation=orientation,
             pixel_spacing=spec.pixel_spacing or (1.0, 1.0),
             rescale=[self.rescale[i] for i in self.instances if i in self.rescale],
             pixel_padding_value=spec.padding_value if self.outside is not None else None,
+            n_frames=len(self.instances) if self.enhanced else None,
+            planted=list(self.planted),
         )
 
     # -- pixels -------------------------------------------------------------------------------
@@ -1375,7 +1573,10 @@ class _SeriesWriter:
         return buf.getvalue()
 
     def write(self, instance: int, path: Path) -> None:
-        """Render image ``instance`` and write it to ``path``."""
+        """Render image ``instance`` (file number ``1`` of an enhanced series) to ``path``."""
+        if self.enhanced:
+            self._write_enhanced(path)
+            return
         spec = self.spec
         ds = dcmread(io.BytesIO(self._header_bytes))
         ds.SOPInstanceUID = self.sop_uids[instance]
@@ -1395,6 +1596,144 @@ class _SeriesWriter:
                 pixels = self._ct_pixels(instance)
         _save(ds, path, pixels, spec.transfer_syntax)
 
+    # -- Enhanced CT --------------------------------------------------------------------------
+
+    def _enhanced_dataset(self) -> tuple[Dataset, Dataset, list[Dataset]]:
+        """The Enhanced CT header (no pixels) with its shared and per-frame group items."""
+        spec, ex = self.spec, self.ex
+        sn = spec.series_number
+        image_type = _enhanced_image_type(spec)
+        original = image_type[0] == "ORIGINAL"
+        row_s, col_s = _orientation(spec)
+        row, col = self._directions()
+        rows, cols = int(spec.rows or 0), int(spec.cols or 0)
+        dr, dc = spec.pixel_spacing or (1.0, 1.0)
+
+        ds = _base_dataset(ex, spec, self.series_uid, self.sop_class)  # identifiers planted here
+        if ex.plan is None:  # not in the Enhanced CT IOD (AcquisitionDateTime is); planted stay
+            del ds.AcquisitionDate, ds.AcquisitionTime
+        ds.ImageType = list(image_type)
+        ds.SOPInstanceUID = self.sop_uids[1]
+        ds.InstanceNumber = 1
+        # General Series, Frame of Reference, Enhanced General Equipment
+        ds.PatientPosition = "HFS"
+        ds.FrameOfReferenceUID = ex.for_uid
+        ds.PositionReferenceIndicator = ""
+        if "DeviceSerialNumber" not in ds:  # a planted value stays
+            ds.DeviceSerialNumber = "SYNTH0001"
+        # Image Pixel
+        ds.SamplesPerPixel = 1
+        ds.PhotometricInterpretation = "MONOCHROME2"
+        ds.Rows, ds.Columns = rows, cols
+        ds.BitsAllocated = 16
+        ds.BitsStored = self.bits_stored
+        ds.HighBit = self.bits_stored - 1
+        ds.PixelRepresentation = 0 if spec.unsigned else 1
+        if self.outside is not None:
+            ds.PixelPaddingValue = spec.padding_value
+        # Multi-frame Functional Groups (common part)
+        ds.NumberOfFrames = len(self.instances)
+        # Enhanced CT Image
+        ds.PixelPresentation = "MONOCHROME"
+        ds.VolumetricProperties = "VOLUME"
+        ds.VolumeBasedCalculationTechnique = "NONE" if original else "MPR"
+        ds.AcquisitionNumber = 1
+        start = _dt.datetime.strptime(ex.study_date + "101500", "%Y%m%d%H%M%S")
+        if original:
+            if "AcquisitionDateTime" not in ds:
+                ds.AcquisitionDateTime = start.strftime("%Y%m%d%H%M%S.%f")
+            ds.AcquisitionDuration = round(0.1 * len(self.instances), 3)
+        ds.ContentQualification = "PRODUCT"
+        ds.BurnedInAnnotation = "NO"
+        ds.LossyImageCompression = "00"
+        ds.PresentationLUTShape = "IDENTITY"
+        # Acquisition Context: type 2, empty
+        ds.AcquisitionContextSequence = []
+        # Multi-frame Dimension: stack and in-stack position, both in the Frame Content group
+        dim_uid = _uid(ex.seed, ex.dicom_id, "dimension-organization", sn)
+        ds.DimensionOrganizationSequence = [_item(DimensionOrganizationUID=dim_uid)]
+        ds.DimensionOrganizationType = "3D"
+        ds.DimensionIndexSequence = [
+            _item(DimensionOrganizationUID=dim_uid, DimensionIndexPointer=0x00209056,
+                  FunctionalGroupPointer=0x00209111, DimensionDescriptionLabel="Stack ID"),
+            _item(DimensionOrganizationUID=dim_uid, DimensionIndexPointer=0x00209057,
+                  FunctionalGroupPointer=0x00209111,
+                  DimensionDescriptionLabel="In-Stack Position Number"),
+        ]
+
+        shared = Dataset()
+        shared.PixelMeasuresSequence = [_item(
+            PixelSpacing=[_fmt(v, 6) for v in (dr, dc)],
+            SliceThickness=_fmt(float(spec.slice_thickness or 0.0), 4))]
+        shared.PlaneOrientationSequence = [_item(ImageOrientationPatient=[*row_s, *col_s])]
+        if not spec.per_slice_rescale:
+            slope, intercept = self.rescale[self.instances[0]]
+            shared.PixelValueTransformationSequence = [
+                _pixel_value_transformation(slope, intercept)]
+        shared.CTImageFrameTypeSequence = [_item(
+            FrameType=list(image_type), PixelPresentation="MONOCHROME",
+            VolumetricProperties="VOLUME",
+            VolumeBasedCalculationTechnique=ds.VolumeBasedCalculationTechnique)]
+        shared.FrameAnatomySequence = [_item(
+            AnatomicRegionSequence=[_code("69536005", "SCT", "Head")], FrameLaterality="U")]
+        shared.FrameVOILUTSequence = [_item(WindowCenter="40", WindowWidth="80")]
+        shared.IrradiationEventIdentificationSequence = [_item(
+            IrradiationEventUID=_uid(ex.seed, ex.dicom_id, "irradiation-event"))]
+        if ex.scout_ref is not None and ex.scout_series_uid is not None:
+            ref_class, ref_uid = ex.scout_ref
+            shared.ReferencedImageSequence = [_item(
+                ReferencedSOPClassUID=ref_class, ReferencedSOPInstanceUID=ref_uid,
+                PurposeOfReferenceCodeSequence=[_code("121311", "DCM", "Localizer")])]
+            ds.ReferencedImageEvidenceSequence = [_item(
+                StudyInstanceUID=ex.study_uid,
+                ReferencedSeriesSequence=[_item(
+                    SeriesInstanceUID=ex.scout_series_uid,
+                    ReferencedSOPSequence=[_item(ReferencedSOPClassUID=ref_class,
+                                                 ReferencedSOPInstanceUID=ref_uid)])])]
+        if original:
+            for keyword, value in _ct_acquisition_groups(spec).items():
+                setattr(shared, keyword, value)
+
+        frames = []
+        for instance in self.instances:  # frame order = InstanceNumber order of the classic twin
+            sl = self.slices[instance]
+            ipp = np.array([float(v) for v in sl.ipp])
+            centre = ipp + (cols - 1) / 2 * dc * row + (rows - 1) / 2 * dr * col
+            item = Dataset()
+            item.PlanePositionSequence = [_item(ImagePositionPatient=list(sl.ipp))]
+            content = Dataset()
+            content.FrameAcquisitionNumber = 1
+            if original:  # acquired from inferior to superior, 0.1 s apart
+                when = (start + _dt.timedelta(seconds=0.1 * sl.k)).strftime("%Y%m%d%H%M%S.%f")
+                content.FrameReferenceDateTime = when
+                content.FrameAcquisitionDateTime = when
+                content.FrameAcquisitionDuration = 100.0
+            content.StackID = "1"
+            content.InStackPositionNumber = sl.k + 1  # 1 at the lowest z (y for coronal)
+            content.DimensionIndexValues = [1, sl.k + 1]
+            item.FrameContentSequence = [content]
+            if spec.per_slice_rescale:
+                slope, intercept = self.rescale[instance]
+                item.PixelValueTransformationSequence = [
+                    _pixel_value_transformation(slope, intercept)]
+            if original:
+                c = [round(float(v), 4) for v in centre]
+                item.CTPositionSequence = [_item(TablePosition=c[2],
+                                                 DataCollectionCenterPatient=c,
+                                                 ReconstructionTargetCenterPatient=c)]
+            frames.append(item)
+        return ds, shared, frames
+
+    def _write_enhanced(self, path: Path) -> None:
+        """Render every frame and write the one Enhanced CT file of the series."""
+        ds, shared, frames = self._enhanced_dataset()
+        if self.ex.plan is not None:
+            self.planted = self.ex.plan.apply_functional_groups(shared, frames)
+        ds.SharedFunctionalGroupsSequence = [shared]
+        ds.PerFrameFunctionalGroupsSequence = frames
+        pixels = np.stack([self._ct_pixels(instance) for instance in self.instances])
+        _save(ds, path, pixels, self.spec.transfer_syntax)
+
 
 def _relative_paths(ex: _Exam, writers: list[_SeriesWriter], shuffle_names: bool,
                     nested: bool) -> dict[tuple[int, int], Path]:
@@ -1402,7 +1741,7 @@ def _relative_paths(ex: _Exam, writers: list[_SeriesWriter], shuffle_names: bool
     used: set[str] = set()
     for w in writers:
         sn = int(w.spec.series_number or 0)
-        for inst in w.instances:
+        for inst in w.file_numbers:
             if shuffle_names:
                 name = _digest(ex.seed, ex.dicom_id, "name", sn, inst).hex()[:16].upper()
                 while name in used:
@@ -1466,7 +1805,12 @@ def write_exam(
         Plant searchable identifying values (see :class:`PlantedValue`); otherwise headers
         carry neutral placeholders.
     enhanced : bool
-        Enhanced (multi-frame) CT output; not implemented yet.
+        Write every axial and coronal series as one Enhanced CT Image Storage file (multi-frame,
+        see :class:`SeriesSpec` ``enhanced``, which does the same for one series); scouts and
+        summary captures stay classic. The frames equal the images the classic series would
+        have (same seed, dicom_id and spec); the enhanced series gets its own Series and SOP
+        Instance UIDs. With ``plant_phi`` identifiers are also planted inside the functional
+        groups (see :class:`PlantedValue`).
 
     Returns
     -------
@@ -1479,12 +1823,7 @@ def write_exam(
     ValueError
         If the series specifications are inconsistent (duplicate series numbers, raw values
         that do not fit, a padding value that collides with image content).
-    NotImplementedError
-        If ``enhanced`` is True.
     """
-    if enhanced:
-        # TODO: Enhanced CT Image Storage (one multi-frame file per series) belongs to a later issue.
-        raise NotImplementedError("Enhanced CT output is not implemented yet")
     t0 = time.perf_counter()
     phantom = phantom or Phantom()
     specs_in = list(series) if series is not None else default_series()
@@ -1493,6 +1832,8 @@ def write_exam(
         spec = spec.resolved()
         if spec.series_number is None:
             spec = replace(spec, series_number=n)
+        if enhanced and spec.kind in ("axial", "coronal"):
+            spec = replace(spec, enhanced=True)
         specs.append(spec)
     numbers = [s.series_number for s in specs]
     if len(set(numbers)) != len(numbers):
@@ -1514,9 +1855,10 @@ def write_exam(
     scouts = [w for w in writers if w.spec.kind == "scout"]
     if scouts:
         ex.scout_ref = (scouts[0].sop_class, scouts[0].sop_uids[1])
+        ex.scout_series_uid = scouts[0].series_uid
 
     rel = _relative_paths(ex, writers, shuffle_names, nested)
-    jobs = [(w, inst) for w in writers for inst in w.instances]
+    jobs = [(w, inst) for w in writers for inst in w.file_numbers]
     if shuffle_names:
         order = _rng(seed, dicom_id, "write-order").permutation(len(jobs))
         jobs = [jobs[i] for i in order]
@@ -1553,7 +1895,7 @@ def _sample_exam(index: int, size: Literal["small", "full"]) -> tuple[list[Serie
     coronal: dict[str, Any] = dict(matrix, n_slices=60, slice_step=2.0) if full else {}
     scout = SeriesSpec(kind="scout", series_number=1,
                        **(dict(rows=512, cols=512, pixel_spacing=(0.5, 0.5)) if full else {}))
-    variant = index % 4
+    variant = index % 5
     if variant == 0:
         return [
             scout,
@@ -1576,14 +1918,23 @@ def _sample_exam(index: int, size: Literal["small", "full"]) -> tuple[list[Serie
                        convolution_kernel="H60s", **thick),
             SeriesSpec(kind="summary", series_number=999),
         ], {"nested": True}
+    if variant == 3:
+        return [
+            scout,
+            SeriesSpec(kind="axial", series_number=2, per_slice_rescale=True, order="descending",
+                       **thin),
+            SeriesSpec(kind="axial", series_number=4, unsigned=True, per_slice_rescale=True,
+                       transfer_syntax=JPEG2000Lossless, **thick),
+            SeriesSpec(kind="summary", series_number=999, n_slices=1),
+        ], {"nested": True, "shuffle_names": True}
     return [
         scout,
-        SeriesSpec(kind="axial", series_number=2, per_slice_rescale=True, order="descending",
-                   **thin),
-        SeriesSpec(kind="axial", series_number=4, unsigned=True, per_slice_rescale=True,
-                   transfer_syntax=JPEG2000Lossless, **thick),
+        SeriesSpec(kind="axial", series_number=2, tilt_deg=-10.0, order="descending",
+                   per_slice_rescale=True, padding=True, enhanced=True, **thin),
+        SeriesSpec(kind="coronal", series_number=3, transfer_syntax=RLELossless, enhanced=True,
+                   **coronal),
         SeriesSpec(kind="summary", series_number=999, n_slices=1),
-    ], {"nested": True, "shuffle_names": True}
+    ], {"nested": True}
 
 
 def write_sample_dataset(
@@ -1592,14 +1943,18 @@ def write_sample_dataset(
     *,
     seed: int = 0,
     size: Literal["small", "full"] = "small",
+    enhanced: bool = False,
 ) -> list[ExamTruth]:
     """Write a varied demo input root of ``n_exams`` exams named ``exam_001``, ``exam_002``, ...
 
     The variants cycle: (1) plain ascending axial with a coronal reformat; (2) descending,
     unsigned, padded, shuffled extensionless names; (3) tilted +15 and -12 degrees, one series
-    RLE, nested folders; (4) per-slice rescale, unsigned JPEG 2000, nested and shuffled. Every
-    exam also has a scout and a summary capture. ``size="full"`` uses 512 x 512 matrices at
+    RLE, nested folders; (4) per-slice rescale, unsigned JPEG 2000, nested and shuffled;
+    (5) Enhanced CT: a descending -10 degree tilted axial series with per-frame rescale and
+    padding, and an RLE coronal reformat, each one multi-frame file, nested. Every exam
+    also has a scout and a summary capture. ``size="full"`` uses 512 x 512 matrices at
     0.45 mm, 240 slices of 0.625 mm for the thin series and 30 of 5 mm for the thick ones.
+    ``enhanced=True`` writes the axial and coronal series of every exam as Enhanced CT.
 
     Returns
     -------
@@ -1611,5 +1966,6 @@ def write_sample_dataset(
     truths = []
     for index in range(n_exams):
         specs, layout = _sample_exam(index, size)
-        truths.append(write_exam(out_dir, f"exam_{index + 1:03d}", specs, seed=seed, **layout))
+        truths.append(write_exam(out_dir, f"exam_{index + 1:03d}", specs, seed=seed,
+                                 enhanced=enhanced, **layout))
     return truths

@@ -24,17 +24,22 @@ _HELP = "Write OUT_DIR, a demo input root of synthetic head CT exams with known 
               help="Seed for UIDs, noise, names and planted values.")
 @click.option("--size", type=click.Choice(["small", "full"]), default="small", show_default=True,
               help="small: 128x128 series, quick; full: realistic 512x512 at 0.45 mm.")
-def _command(out_dir: Path, n_exams: int, seed: int, size: str) -> int:
+@click.option("--enhanced", is_flag=True,
+              help="Write every axial and coronal series as one Enhanced CT (multi-frame) file.")
+def _command(out_dir: Path, n_exams: int, seed: int, size: str, enhanced: bool) -> int:
     t0 = time.perf_counter()
     try:
-        truths = write_sample_dataset(out_dir, n_exams, seed=seed, size=size)  # type: ignore[arg-type]
+        truths = write_sample_dataset(
+            out_dir, n_exams, seed=seed, size=size, enhanced=enhanced  # type: ignore[arg-type]
+        )
     except FileExistsError as exc:
         raise click.ClickException(f"{exc} (choose an empty OUT_DIR)") from exc
     n_series = sum(len(t.series) for t in truths)
     n_files = sum(len(t.files) for t in truths)
     click.echo(
         f"orbitct-synth: wrote {len(truths)} exams, {n_series} series, {n_files} files "
-        f"to {out_dir} (size={size}, seed={seed}) in {time.perf_counter() - t0:.1f} s"
+        f"to {out_dir} (size={size}, seed={seed}{', enhanced' if enhanced else ''}) "
+        f"in {time.perf_counter() - t0:.1f} s"
     )
     return 0
 

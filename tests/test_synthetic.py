@@ -5,13 +5,21 @@ from __future__ import annotations
 import itertools
 import math
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pydicom
 import pytest
 from pydicom import config
-from pydicom.uid import CTImageStorage, JPEG2000Lossless, RLELossless, SecondaryCaptureImageStorage
+from pydicom.uid import (
+    CTImageStorage,
+    EnhancedCTImageStorage,
+    ExplicitVRLittleEndian,
+    JPEG2000Lossless,
+    RLELossless,
+    SecondaryCaptureImageStorage,
+)
 from pydicom.valuerep import validate_value
 from scipy import ndimage
 
@@ -33,8 +41,17 @@ from orbitct_app.synthetic_cli import main as synth_main
 # helpers: read a written series back the way a converter would, using only the files
 
 
-def _read_series(files: list[Path]) -> tuple[list[pydicom.Dataset], np.ndarray]:
-    """Datasets sorted along the slice normal and the HU stack (k, j, i)."""
+@dataclass
+class _Stack:
+    """Geometry of images sorted along the slice normal, as read from the headers."""
+
+    ipp: np.ndarray  # (n, 3) ImagePositionPatient of each image
+    iop: np.ndarray  # (6,) ImageOrientationPatient
+    spacing: tuple[float, float]  # PixelSpacing: (row spacing, column spacing)
+
+
+def _read_series(files: list[Path]) -> tuple[_Stack, np.ndarray]:
+    """Classic files: geometry sorted along the slice normal and the HU stack (k, j, i)."""
     dss = [pydicom.dcmread(f) for f in files]
     iop = np.array(dss[0].ImageOrientationPatient, dtype=float)
     normal = np.cross(iop[:3], iop[3:])
@@ -43,31 +60,59 @@ def _read_series(files: list[Path]) -> tuple[list[pydicom.Dataset], np.ndarray]:
         [d.pixel_array.astype(np.float64) * float(d.RescaleSlope) + float(d.RescaleIntercept)
          for d in dss]
     )
-    return dss, hu
-
-
-def _world(dss: list[pydicom.Dataset], k: np.ndarray, j: np.ndarray, i: np.ndarray) -> np.ndarray:
-    """World LPS of voxels (slice k, row j, column i) from IPP, IOP and PixelSpacing only."""
-    iop = np.array(dss[0].ImageOrientationPatient, dtype=float)
-    row, col = iop[:3], iop[3:]
-    dr, dc = (float(v) for v in dss[0].PixelSpacing)
     ipp = np.array([d.ImagePositionPatient for d in dss], dtype=float)
-    return ipp[k] + i[:, None] * dc * row + j[:, None] * dr * col
+    return _Stack(ipp, iop, (float(dss[0].PixelSpacing[0]), float(dss[0].PixelSpacing[1]))), hu
 
 
-def _marker_centroids(dss: list[pydicom.Dataset], hu: np.ndarray) -> list[tuple[np.ndarray, int]]:
+def _frame_group(ds: pydicom.Dataset, frame: int, keyword: str) -> pydicom.Dataset:
+    """The item of functional group ``keyword`` for ``frame`` (0-based): per-frame, else shared."""
+    item = ds.PerFrameFunctionalGroupsSequence[frame]
+    if keyword in item:
+        return item[keyword][0]
+    return ds.SharedFunctionalGroupsSequence[0][keyword][0]
+
+
+def _read_enhanced(path: Path) -> tuple[_Stack, np.ndarray]:
+    """An Enhanced CT file: geometry and HU from the functional groups only, sorted along the
+    normal. Position per frame; orientation, spacing and rescale shared or per frame."""
+    ds = pydicom.dcmread(path)
+    n = int(ds.NumberOfFrames)
+    iops = {tuple(float(v) for v in _frame_group(ds, f, "PlaneOrientationSequence")
+                  .ImageOrientationPatient) for f in range(n)}
+    spacings = {tuple(float(v) for v in _frame_group(ds, f, "PixelMeasuresSequence").PixelSpacing)
+                for f in range(n)}
+    assert len(iops) == 1 and len(spacings) == 1
+    iop = np.array(iops.pop())
+    ipp = np.array([_frame_group(ds, f, "PlanePositionSequence").ImagePositionPatient
+                    for f in range(n)], dtype=float)
+    rescale = [_frame_group(ds, f, "PixelValueTransformationSequence") for f in range(n)]
+    raw = ds.pixel_array.reshape(n, int(ds.Rows), int(ds.Columns))
+    hu = np.stack([raw[f].astype(np.float64) * float(rescale[f].RescaleSlope)
+                   + float(rescale[f].RescaleIntercept) for f in range(n)])
+    order = np.argsort(ipp @ np.cross(iop[:3], iop[3:]), kind="stable")
+    return _Stack(ipp[order], iop, spacings.pop()), hu[order]
+
+
+def _world(stack: _Stack, k: np.ndarray, j: np.ndarray, i: np.ndarray) -> np.ndarray:
+    """World LPS of voxels (slice k, row j, column i) from IPP, IOP and PixelSpacing only."""
+    row, col = stack.iop[:3], stack.iop[3:]
+    dr, dc = stack.spacing
+    return stack.ipp[k] + i[:, None] * dc * row + j[:, None] * dr * col
+
+
+def _marker_centroids(stack: _Stack, hu: np.ndarray) -> list[tuple[np.ndarray, int]]:
     """World centroid and number of slices of each connected blob above 2000 HU."""
     labels, n = ndimage.label(hu > 2000)
     out = []
     for lab in range(1, n + 1):
         k, j, i = np.nonzero(labels == lab)
-        out.append((_world(dss, k, j, i).mean(axis=0), len(np.unique(k))))
+        out.append((_world(stack, k, j, i).mean(axis=0), len(np.unique(k))))
     return out
 
 
-def _voxel_world(dss: list[pydicom.Dataset], shape: tuple[int, ...]) -> np.ndarray:
+def _voxel_world(stack: _Stack, shape: tuple[int, ...]) -> np.ndarray:
     k, j, i = (a.ravel() for a in np.indices(shape))
-    return _world(dss, k, j, i)
+    return _world(stack, k, j, i)
 
 
 # --------------------------------------------------------------------------------------------
@@ -184,29 +229,34 @@ def _variant(exam: ExamTruth, name: str) -> SeriesTruth:
     return exam.series_by_number(list(_VARIANTS).index(name) + 1)
 
 
-@pytest.mark.parametrize("name", list(_VARIANTS))
-def test_markers_found_at_their_world_positions(variant_exam: ExamTruth, name: str) -> None:
-    series = _variant(variant_exam, name)
-    dss, hu = _read_series(series.files)
-    found = _marker_centroids(dss, hu)
-    markers = variant_exam.phantom.markers
-    assert len(found) == len(markers)
-    for m in markers:
+def _assert_markers_at_world_positions(phantom: Phantom, stack: _Stack, hu: np.ndarray) -> None:
+    found = _marker_centroids(stack, hu)
+    assert len(found) == len(phantom.markers)
+    for m in phantom.markers:
         dist = [np.linalg.norm(c - np.array(m.center_lps)) for c, _ in found]
         best = int(np.argmin(dist))
         assert dist[best] < 1.0, (m.name, dist[best])
         assert found[best][1] >= 2  # hit by at least two slices
 
 
-@pytest.mark.parametrize("name", list(_VARIANTS))
-def test_inserts_read_back_within_5_hu(variant_exam: ExamTruth, name: str) -> None:
-    series = _variant(variant_exam, name)
-    dss, hu = _read_series(series.files)
-    world = _voxel_world(dss, hu.shape)
-    for s in variant_exam.phantom.inserts:
+def _assert_inserts_within_5_hu(phantom: Phantom, stack: _Stack, hu: np.ndarray) -> None:
+    world = _voxel_world(stack, hu.shape)
+    for s in phantom.inserts:
         inside = np.linalg.norm(world - np.array(s.center_lps), axis=1) < s.radius_mm - 1.5
         assert inside.sum() > 100
         assert abs(hu.ravel()[inside].mean() - s.hu) < 5.0, s.name
+
+
+@pytest.mark.parametrize("name", list(_VARIANTS))
+def test_markers_found_at_their_world_positions(variant_exam: ExamTruth, name: str) -> None:
+    stack, hu = _read_series(_variant(variant_exam, name).files)
+    _assert_markers_at_world_positions(variant_exam.phantom, stack, hu)
+
+
+@pytest.mark.parametrize("name", list(_VARIANTS))
+def test_inserts_read_back_within_5_hu(variant_exam: ExamTruth, name: str) -> None:
+    stack, hu = _read_series(_variant(variant_exam, name).files)
+    _assert_inserts_within_5_hu(variant_exam.phantom, stack, hu)
 
 
 def test_variant_headers(variant_exam: ExamTruth) -> None:
@@ -273,12 +323,254 @@ def test_inserts_are_exact_without_noise(tmp_path: Path) -> None:
     spec = SeriesSpec(rows=96, cols=96, pixel_spacing=(1.2, 1.2), n_slices=30, slice_step=2.0,
                       per_slice_rescale=True, center_offset_mm=(0.0, 0.0, 2.0))
     truth = write_exam(tmp_path, "exact", [spec], phantom=ph, plant_phi=False)
-    dss, hu = _read_series(truth.series[0].files)
-    world = _voxel_world(dss, hu.shape)
+    stack, hu = _read_series(truth.series[0].files)
+    world = _voxel_world(stack, hu.shape)
     assert np.array_equal(hu.ravel(), ph.hu_at(world))  # every voxel is the phantom's value
     for s in ph.inserts:
         inside = np.linalg.norm(world - np.array(s.center_lps), axis=1) < s.radius_mm - 0.5
         assert inside.sum() > 100 and np.all(hu.ravel()[inside] == s.hu)
+
+
+# --------------------------------------------------------------------------------------------
+# Enhanced CT: the same variants written as one multi-frame file per series
+
+_ENHANCED = ["ascending", "descending", "tilt_plus15", "tilt_minus15", "per_slice_rescale",
+             "rle", "jpeg2000", "unsigned_rescale_padded", "coronal"]
+
+
+@pytest.fixture(scope="module")
+def enhanced_exam(tmp_path_factory: pytest.TempPathFactory) -> ExamTruth:
+    """The variants of ``variant_exam`` (same seed, dicom_id and series numbers, so the same
+    pixels) as Enhanced CT, with identifiers planted, a classic scout and summary capture."""
+    specs = [SeriesSpec(kind="scout", series_number=90)]
+    specs += [SeriesSpec(series_number=list(_VARIANTS).index(n) + 1,  # type: ignore[arg-type]
+                         **{**_GRID, **_VARIANTS[n]}) for n in _ENHANCED]
+    specs.append(SeriesSpec(kind="summary", series_number=999, n_slices=1))
+    return write_exam(tmp_path_factory.mktemp("enhanced"), "variants", specs, seed=11,
+                      enhanced=True)
+
+
+def test_enhanced_files_are_valid_multiframe_part10(enhanced_exam: ExamTruth) -> None:
+    kinds = {s.series_number: s.spec.kind for s in enhanced_exam.series}
+    assert kinds[90] == "scout" and kinds[999] == "summary"
+    for s in enhanced_exam.series:
+        if s.spec.kind in ("scout", "summary"):  # these stay classic single-frame files
+            assert not s.is_enhanced and not s.spec.enhanced and s.n_frames is None
+            ds = _assert_part10(s.files[0], s)
+            assert ds.SOPClassUID in (CTImageStorage, SecondaryCaptureImageStorage)
+            assert "NumberOfFrames" not in ds and "SharedFunctionalGroupsSequence" not in ds
+            continue
+        n = 66
+        assert s.is_enhanced and s.spec.enhanced
+        assert s.n_files == 1 and s.n_frames == n and s.n_instances == n
+        assert len(s.positions_lps) == len(s.rescale) == n
+        ds = _assert_part10(s.files[0], s)
+        assert s.sop_instance_uids == [ds.SOPInstanceUID]
+        assert ds.SOPClassUID == EnhancedCTImageStorage == "1.2.840.10008.5.1.4.1.1.2.1"
+        assert int(ds.NumberOfFrames) == n and ds.InstanceNumber == 1
+        assert ds.pixel_array.shape == (n, 128, 128)
+        # the Image Pixel and Enhanced CT Image attributes a reader needs, at top level
+        assert (ds.Rows, ds.Columns, ds.SamplesPerPixel, ds.BitsAllocated) == (128, 128, 1, 16)
+        assert ds.BitsStored in (12, 16) and ds.HighBit == ds.BitsStored - 1
+        assert ds.PhotometricInterpretation == "MONOCHROME2"
+        assert ds.PixelRepresentation == (0 if s.spec.unsigned else 1)
+        assert ds.ContentQualification == "PRODUCT" and ds.AcquisitionContextSequence == []
+        assert ds.PresentationLUTShape == "IDENTITY" and ds.BurnedInAnnotation == "NO"
+        assert ds.FrameOfReferenceUID == enhanced_exam.frame_of_reference_uid
+        image_type = list(ds.ImageType)
+        original = s.spec.kind == "axial"
+        assert image_type == (["ORIGINAL", "PRIMARY", "VOLUME", "NONE"] if original
+                              else ["DERIVED", "PRIMARY", "VOLUME", "RESAMPLED"])
+        assert ("PixelPaddingValue" in ds) == s.spec.padding
+        if s.spec.padding:
+            assert ds.PixelPaddingValue == s.pixel_padding_value
+        # geometry and rescale live in the functional groups only
+        for kw in ("ImagePositionPatient", "ImageOrientationPatient", "PixelSpacing",
+                   "SliceThickness", "RescaleSlope", "RescaleIntercept", "SliceLocation"):
+            assert kw not in ds, kw
+        shared = ds.SharedFunctionalGroupsSequence
+        assert len(shared) == 1
+        sh = shared[0]
+        pm = sh.PixelMeasuresSequence[0]
+        assert [float(v) for v in pm.PixelSpacing] == [1.0, 0.9]
+        assert float(pm.SliceThickness) == 1.5
+        assert [float(v) for v in sh.PlaneOrientationSequence[0].ImageOrientationPatient] == \
+            pytest.approx([*s.orientation[0], *s.orientation[1]])  # type: ignore[index]
+        assert list(sh.CTImageFrameTypeSequence[0].FrameType) == image_type
+        assert ("CTAcquisitionDetailsSequence" in sh) == original
+        if original:
+            tilt = float(sh.CTAcquisitionDetailsSequence[0].GantryDetectorTilt)
+            assert tilt == s.spec.tilt_deg
+        frames = ds.PerFrameFunctionalGroupsSequence
+        assert len(frames) == n
+        per_frame = s.spec.per_slice_rescale
+        assert ("PixelValueTransformationSequence" in sh) == (not per_frame)
+        assert all(("PixelValueTransformationSequence" in f) == per_frame for f in frames)
+        rescale = [_frame_group(ds, f, "PixelValueTransformationSequence") for f in range(n)]
+        assert [(float(r.RescaleSlope), float(r.RescaleIntercept)) for r in rescale] == s.rescale
+        assert {r.RescaleType for r in rescale} == {"HU"}
+        # frame order = the spec's order; the positions are the truth's, frame by frame
+        positions = [tuple(float(v) for v in f.PlanePositionSequence[0].ImagePositionPatient)
+                     for f in frames]
+        assert positions == s.positions_lps
+        # dimension index values point at the declared attributes of the declared groups
+        index = ds.DimensionIndexSequence
+        organisation = ds.DimensionOrganizationSequence[0].DimensionOrganizationUID
+        assert all(d.DimensionOrganizationUID == organisation for d in index)
+        in_stack = []
+        for f in frames:
+            content = f.FrameContentSequence[0]
+            assert content.FrameAcquisitionNumber == 1
+            values = list(content.DimensionIndexValues)
+            assert len(values) == len(index)
+            for d, v in zip(index, values):
+                group = f[d.FunctionalGroupPointer][0]
+                assert int(group[d.DimensionIndexPointer].value) == v
+            in_stack.append(int(content.InStackPositionNumber))
+        normal = np.array(s.slice_normal)
+        along = np.array(positions) @ normal
+        assert sorted(in_stack) == list(range(1, n + 1))
+        assert np.all(np.diff(along[np.argsort(in_stack)]) > 0)  # 1 at one end, in order
+
+
+def test_enhanced_frame_order_follows_the_spec(enhanced_exam: ExamTruth) -> None:
+    z_asc = [p[2] for p in _variant(enhanced_exam, "ascending").positions_lps]
+    z_desc = [p[2] for p in _variant(enhanced_exam, "descending").positions_lps]
+    assert z_asc == sorted(z_asc) and z_desc == sorted(z_desc, reverse=True)
+    for name, tilt in (("tilt_plus15", 15.0), ("tilt_minus15", -15.0)):
+        s = _variant(enhanced_exam, name)
+        steps = np.diff(np.array(s.positions_lps), axis=0)
+        assert np.allclose(steps, [0, 0, 1.5], atol=1e-3)  # a sheared stack, as classic
+        assert s.slice_normal is not None and np.sign(s.slice_normal[1]) == np.sign(tilt)
+    assert _variant(enhanced_exam, "rle").transfer_syntax_uid == RLELossless
+    assert _variant(enhanced_exam, "jpeg2000").transfer_syntax_uid == JPEG2000Lossless
+    assert _variant(enhanced_exam, "ascending").transfer_syntax_uid == ExplicitVRLittleEndian
+
+
+@pytest.mark.parametrize("name", _ENHANCED)
+def test_enhanced_markers_and_inserts_at_their_world_positions(enhanced_exam: ExamTruth,
+                                                               name: str) -> None:
+    stack, hu = _read_enhanced(_variant(enhanced_exam, name).files[0])
+    _assert_markers_at_world_positions(enhanced_exam.phantom, stack, hu)
+    _assert_inserts_within_5_hu(enhanced_exam.phantom, stack, hu)
+
+
+@pytest.mark.parametrize("name", _ENHANCED)
+def test_enhanced_frames_equal_the_classic_twin(variant_exam: ExamTruth,
+                                                enhanced_exam: ExamTruth, name: str) -> None:
+    classic, enhanced = _variant(variant_exam, name), _variant(enhanced_exam, name)
+    assert enhanced.positions_lps == classic.positions_lps
+    assert enhanced.rescale == classic.rescale
+    assert enhanced.orientation == classic.orientation
+    assert enhanced.pixel_padding_value == classic.pixel_padding_value
+    assert enhanced.series_instance_uid != classic.series_instance_uid
+    ds = pydicom.dcmread(enhanced.files[0])
+    frames = ds.pixel_array
+    slices = [pydicom.dcmread(f) for f in classic.files]  # InstanceNumber order
+    for f, (item, sl) in enumerate(zip(ds.PerFrameFunctionalGroupsSequence, slices)):
+        # frame f + 1 is InstanceNumber f + 1: same position (to the character), same pixels
+        assert list(item.PlanePositionSequence[0].ImagePositionPatient) == \
+            list(sl.ImagePositionPatient)
+        assert np.array_equal(frames[f], sl.pixel_array), f
+    assert ds.BitsStored == slices[0].BitsStored
+    assert ds.PixelRepresentation == slices[0].PixelRepresentation
+    # and so in position order: the converted volumes must be identical
+    stack_e, hu_e = _read_enhanced(enhanced.files[0])
+    stack_c, hu_c = _read_series(classic.files)
+    assert np.array_equal(hu_e, hu_c) and np.array_equal(stack_e.ipp, stack_c.ipp)
+
+
+def _resolve(ds: pydicom.Dataset, location: str) -> pydicom.Dataset:
+    """The item a PlantedValue location names: ``"A[0].B[2]"``, private ``"(0009,1010)[0]"``."""
+    item = ds
+    if location == "top":
+        return item
+    for part in location.split("."):
+        m = re.fullmatch(r"(\w+|\([0-9A-F]{4},[0-9A-F]{4}\))\[(\d+)\]", part)
+        assert m, part
+        name, index = m.groups()
+        key = int(name[1:5] + name[6:10], 16) if name.startswith("(") else name
+        item = item[key].value[int(index)]
+    return item
+
+
+def test_enhanced_planted_values_inside_the_functional_groups(enhanced_exam: ExamTruth) -> None:
+    fg = [p for p in enhanced_exam.planted if p.in_functional_groups]
+    shared = [p for p in fg if p.location.startswith("SharedFunctionalGroupsSequence[0]")]
+    per_frame = [p for p in fg if p.location.startswith("PerFrameFunctionalGroupsSequence[")]
+    assert shared and per_frame and len(shared) + len(per_frame) == len(fg)
+    # orbitct-scope standard attributes in the shared item, in frame items, and nested
+    # inside a functional group macro item of both
+    orbitct = {p.keyword for p in fg if p.scope == "orbitct" and not p.private}
+    assert {"PatientName", "PatientID", "OperatorsName", "InstitutionName",
+            "ReferringPhysicianName"} <= orbitct <= set(ORBITCT_ATTRIBUTES)
+    locations = {p.location for p in fg}
+    assert {"SharedFunctionalGroupsSequence[0]",
+            "SharedFunctionalGroupsSequence[0].FrameAnatomySequence[0]",
+            "SharedFunctionalGroupsSequence[0].FrameAnatomySequence[0].AnatomicRegionSequence[0]",
+            "PerFrameFunctionalGroupsSequence[0]",
+            "PerFrameFunctionalGroupsSequence[0].FrameContentSequence[0]",
+            "PerFrameFunctionalGroupsSequence[65]",
+            "PerFrameFunctionalGroupsSequence[65].FrameContentSequence[0]"} == locations
+    assert max(p.depth for p in fg if p.scope == "orbitct") == 3
+    # private elements (with their creator) in the shared item, frame items, nested items
+    private = {p.location for p in fg if p.private}
+    assert {"SharedFunctionalGroupsSequence[0]", "PerFrameFunctionalGroupsSequence[0]",
+            "PerFrameFunctionalGroupsSequence[65].FrameContentSequence[0]"} <= private
+    assert all(p.scope == "orbitct" for p in fg if p.private)
+    assert any(p.scope == "basic" for p in fg)
+    scout = enhanced_exam.series_by_number(90).files[0]
+    scout_bytes = scout.read_bytes()
+    assert not any(p.value_bytes in scout_bytes for p in fg if p.searchable)  # enhanced only
+    assert enhanced_exam.planted_in(scout) == [p for p in enhanced_exam.planted
+                                               if not p.in_functional_groups]
+    for s in enhanced_exam.series:
+        if not s.is_enhanced:
+            assert s.planted == []
+            continue
+        assert {(p.keyword, p.location) for p in s.planted} == {(p.keyword, p.location)
+                                                                for p in fg}
+        raw = s.files[0].read_bytes()
+        expected = enhanced_exam.planted_in(s.files[0])
+        missing = [p.value for p in expected if p.searchable and p.value_bytes not in raw]
+        assert not missing, (s.series_number, missing[:3])
+        # each value sits exactly where its location says
+        ds = pydicom.dcmread(s.files[0])
+        for p in s.planted:
+            item = _resolve(ds, p.location)
+            if p.private:
+                group, elem = int(p.keyword[1:5], 16), int(p.keyword[6:10], 16)
+                creator = item[group, elem >> 8].value  # (gggg,xxee) -> creator (gggg,00xx)
+                assert creator == PRIVATE_CREATOR, p
+                value = item[group, elem].value
+                value = value if isinstance(value, bytes) else str(value).encode()
+                assert p.value_bytes in value, p
+            else:
+                assert str(item[p.keyword].value) == p.value, p
+        assert not any(p.value_bytes in ds.PixelData for p in expected if p.searchable)
+
+
+def test_enhanced_same_seed_gives_byte_identical_files(tmp_path: Path) -> None:
+    specs = [SeriesSpec(kind="scout"),
+             SeriesSpec(n_slices=8, tilt_deg=-7.0, padding=True, per_slice_rescale=True,
+                        transfer_syntax=RLELossless),
+             SeriesSpec(kind="coronal", n_slices=6, transfer_syntax=JPEG2000Lossless,
+                        order="descending")]
+    a = write_exam(tmp_path / "a", "exam", specs, seed=5, shuffle_names=True, enhanced=True)
+    b = write_exam(tmp_path / "b", "exam", specs, seed=5, shuffle_names=True, enhanced=True)
+    c = write_exam(tmp_path / "c", "exam", specs, seed=6, shuffle_names=True, enhanced=True)
+    n = write_exam(tmp_path / "n", "exam", specs, seed=5, shuffle_names=True, enhanced=True,
+                   plant_phi=False)
+    tree_a, tree_b = _tree_bytes(a.path), _tree_bytes(b.path)
+    assert len(tree_a) == 3 and tree_a == tree_b
+    assert a.planted == b.planted and [s.planted for s in a.series] == [s.planted for s in b.series]
+    assert set(_tree_bytes(c.path).values()).isdisjoint(tree_a.values())
+    # the phantom content does not depend on planting; nothing is planted without it
+    assert n.planted == [] and all(s.planted == [] for s in n.series)
+    assert b"PHI" not in b"".join(_tree_bytes(n.path).values())
+    for s, t in zip(a.series, n.series):
+        assert np.array_equal(pydicom.dcmread(s.files[0]).pixel_array,
+                              pydicom.dcmread(t.files[0]).pixel_array)
 
 
 @pytest.fixture(scope="module")
@@ -288,13 +580,13 @@ def default_exam(tmp_path_factory: pytest.TempPathFactory) -> ExamTruth:
 
 def test_headrest_is_separated_from_the_head(default_exam: ExamTruth) -> None:
     axial = next(s for s in default_exam.series if s.spec.kind == "axial")
-    dss, hu = _read_series(axial.files)
+    stack, hu = _read_series(axial.files)
     labels, n = ndimage.label(hu > -200)
     assert n >= 2
     sizes = np.bincount(labels.ravel())[1:]
     largest = int(np.argmax(sizes)) + 1
     ph = default_exam.phantom
-    world = _voxel_world(dss, hu.shape)
+    world = _voxel_world(stack, hu.shape)
     rel = world - np.array(ph.center_lps)
     q_skin = np.sum((rel / np.array(ph.head_semi_axes_mm)) ** 2, axis=1)
     in_largest = labels.ravel() == largest
@@ -349,8 +641,8 @@ def _assert_part10(f: Path, series: SeriesTruth) -> pydicom.Dataset:
 
 
 def test_sample_dataset_files_are_valid_part10(tmp_path: Path) -> None:
-    truths = write_sample_dataset(tmp_path, 4, seed=2)
-    assert [t.dicom_id for t in truths] == ["exam_001", "exam_002", "exam_003", "exam_004"]
+    truths = write_sample_dataset(tmp_path, 5, seed=2)
+    assert [t.dicom_id for t in truths] == [f"exam_00{n}" for n in range(1, 6)]
     on_disk = {p for p in tmp_path.rglob("*") if p.is_file()}
     assert on_disk == {f for t in truths for f in t.files}
     tilts, syntaxes, orders = set(), set(), set()
@@ -373,6 +665,18 @@ def test_sample_dataset_files_are_valid_part10(tmp_path: Path) -> None:
     axial = truths[1].series_by_number(2)
     assert [f.name for f in axial.files] != sorted(f.name for f in axial.files)
     assert all(len(f.relative_to(truths[2].path).parts) == 4 for f in truths[2].files)
+    # exam 5 is Enhanced CT: its axial and coronal series are one multi-frame file each
+    assert not any(s.is_enhanced for t in truths[:4] for s in t.series)
+    enhanced = {s.spec.kind: s for s in truths[4].series if s.is_enhanced}
+    assert sorted(enhanced) == ["axial", "coronal"]
+    for s in enhanced.values():
+        ds = pydicom.dcmread(s.files[0], stop_before_pixels=True)
+        assert ds.SOPClassUID == EnhancedCTImageStorage
+        assert s.n_files == 1 and int(ds.NumberOfFrames) == s.n_frames == s.spec.n_slices
+    assert enhanced["axial"].spec.per_slice_rescale and enhanced["axial"].spec.tilt_deg
+    # frames count as instances (as in discovery): only the coronal one is skipped, by extract
+    skipped = {e.series_number: e.stage for e in truths[4].skipped_expectations}
+    assert skipped == {1: "anonymize", 3: "extract", 999: "anonymize"}
 
 
 def test_full_size_sample_is_realistic_without_writing_it(tmp_path: Path) -> None:
@@ -510,8 +814,10 @@ def test_invalid_specs_are_rejected(tmp_path: Path) -> None:
     write_exam(tmp_path, "once", [SeriesSpec(n_slices=2)], plant_phi=False)
     with pytest.raises(FileExistsError):
         write_exam(tmp_path, "once", [SeriesSpec(n_slices=2)])
-    with pytest.raises(NotImplementedError):
-        write_exam(tmp_path, "enh", enhanced=True)
+    with pytest.raises(ValueError, match="enhanced"):
+        SeriesSpec(kind="scout", enhanced=True)
+    with pytest.raises(ValueError, match="enhanced"):
+        SeriesSpec(kind="summary", enhanced=True)
 
 
 def test_cli_writes_exams(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -521,4 +827,9 @@ def test_cli_writes_exams(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
     assert all(any(p.rglob("*")) for p in out.iterdir())
     assert "wrote 2 exams" in capsys.readouterr().out
     assert synth_main([str(out), "--n-exams", "1"]) == 1  # exam_001 exists already
+    assert synth_main([str(tmp_path / "enh"), "--n-exams", "1", "--enhanced"]) == 0
+    assert "enhanced" in capsys.readouterr().out
+    axial = pydicom.dcmread(tmp_path / "enh" / "exam_001" / "S002" / "IM00001.dcm",
+                            stop_before_pixels=True)
+    assert axial.SOPClassUID == EnhancedCTImageStorage and int(axial.NumberOfFrames) > 10
     assert synth_main([str(out), "--size", "huge"]) == 2
