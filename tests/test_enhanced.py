@@ -1,0 +1,115 @@
+"""Enhanced (multi-frame) CT through both stages: de-identified inside the functional groups,
+converted exactly like its classic twin."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pydicom
+import pytest
+from pydicom.uid import RLELossless
+
+from orbitct_app.cli import main
+from orbitct_app.errors import ExitCode
+from orbitct_app.reports import read_csv
+from orbitct_app.synthetic import ExamTruth, SeriesSpec, write_exam
+
+FINE = {"rows": 160, "cols": 160, "pixel_spacing": (1.4, 1.45), "n_slices": 96, "slice_step": 1.0}
+SERIES = [
+    SeriesSpec(kind="scout", series_number=1),
+    SeriesSpec(kind="axial", series_number=2, **FINE),  # type: ignore[arg-type]
+    SeriesSpec(kind="axial", series_number=3, tilt_deg=18.0, per_slice_rescale=True, **FINE),  # type: ignore[arg-type]
+    SeriesSpec(kind="axial", series_number=4, tilt_deg=-18.0, order="descending", transfer_syntax=RLELossless, **FINE),  # type: ignore[arg-type]
+    SeriesSpec(kind="axial", series_number=5, n_slices=12, rows=32, cols=32),
+]
+ARGS = ["--spacing", "1", "--size", "256", "-q"]
+
+
+@pytest.fixture(scope="module")
+def twins(tmp_path_factory: pytest.TempPathFactory) -> tuple[ExamTruth, ExamTruth, Path]:
+    """The same exam written as classic files and as Enhanced CT, both run through `all`."""
+    root = tmp_path_factory.mktemp("enhanced")
+    classic = write_exam(root / "classic" / "in", "exam_e", SERIES, seed=21)
+    enhanced = write_exam(root / "enhanced" / "in", "exam_e", SERIES, seed=21, enhanced=True)
+    for kind in ("classic", "enhanced"):
+        assert main([str(root / kind / "in"), str(root / kind / "out"), "all", *ARGS]) == ExitCode.OK
+    return classic, enhanced, root
+
+
+def _index(out: Path) -> dict[int, dict[str, str]]:
+    return {int(r["series_number"]): r for r in read_csv(out / "series_index.csv")}
+
+
+def test_enhanced_input_is_really_multi_frame(twins) -> None:  # type: ignore[no-untyped-def]
+    _, enhanced, _ = twins
+    series = enhanced.series_by_number(3)
+    (path,) = series.files
+    ds = pydicom.dcmread(path, stop_before_pixels=True)
+    assert ds.SOPClassUID == "1.2.840.10008.5.1.4.1.1.2.1" and int(ds.NumberOfFrames) == 96
+    assert "ImagePositionPatient" not in ds  # geometry only in the functional groups
+
+
+def test_no_identifier_survives_inside_the_functional_groups(twins) -> None:  # type: ignore[no-untyped-def]
+    _, enhanced, root = twins
+    in_groups = [p for p in enhanced.planted if p.in_functional_groups and p.scope == "orbitct" and p.searchable]
+    assert in_groups  # the generator planted some there
+    forbidden = enhanced.orbitct_forbidden_bytes
+    out = root / "enhanced" / "out"
+    for path in sorted(p for p in out.rglob("*") if p.is_file()):
+        data = path.read_bytes()
+        assert [v for v in forbidden if v in data] == [], path
+    for path in sorted((out / "anonymized").rglob("*")):
+        if path.is_file():
+            ds = pydicom.dcmread(path)
+            assert [str(e.tag) for e in ds.iterall() if e.tag.is_private] == []
+
+
+def test_min_slices_counts_frames(twins) -> None:  # type: ignore[no-untyped-def]
+    _, _, root = twins
+    rows = {r["series_number"]: r for r in read_csv(root / "enhanced" / "out" / "anonymize_report.csv") if r["series_number"]}
+    assert rows["5"]["action"] == "kept" and rows["5"]["n_files"] == "1"  # 1 file, 12 frames > 10
+    assert rows["1"]["action"] == "dropped"
+
+
+@pytest.mark.parametrize("number", [2, 3, 4])
+def test_enhanced_converts_exactly_like_its_classic_twin(twins, number: int) -> None:  # type: ignore[no-untyped-def]
+    classic, enhanced, root = twins
+    a, b = (_index(root / kind / "out")[number] for kind in ("classic", "enhanced"))
+    img_a, img_b = (nib.load(root / kind / "out" / row["output_path"]) for kind, row in (("classic", a), ("enhanced", b)))
+    assert np.allclose(img_a.affine, img_b.affine, atol=1e-6)
+    assert np.array_equal(np.asarray(img_a.dataobj), np.asarray(img_b.dataobj))
+    assert (a["n_slices"], a["tilt_deg"], a["max_gap_mm"]) == (b["n_slices"], b["tilt_deg"], b["max_gap_mm"])
+
+
+@pytest.mark.parametrize("number", [2, 3, 4])
+def test_enhanced_markers_land_at_their_true_world_position(twins, number: int) -> None:  # type: ignore[no-untyped-def]
+    from scipy import ndimage
+
+    _, enhanced, root = twins
+    row = _index(root / "enhanced" / "out")[number]
+    img = nib.load(root / "enhanced" / "out" / row["output_path"])
+    data = np.asarray(img.dataobj)
+    labels, n = ndimage.label(data > 1500)
+    centres = ndimage.center_of_mass(np.clip(data.astype(float) - 1000, 0, None), labels, range(1, n + 1))
+    found = nib.affines.apply_affine(img.affine, np.asarray(centres).reshape(-1, 3))
+    series = enhanced.series_by_number(number)
+    normal = np.asarray(series.slice_normal) / np.linalg.norm(series.slice_normal)
+    offsets = np.asarray(series.positions_lps) @ normal
+    covered = [m for m in enhanced.phantom.markers
+               if offsets.min() + 3 <= np.asarray(m.center_lps) @ normal <= offsets.max() - 3]
+    assert len(covered) >= 4
+    for marker in covered:
+        assert np.linalg.norm(found - np.asarray(marker.center_ras), axis=1).min() < 1.0, marker.name
+
+
+def test_sidecar_names_frames(twins) -> None:  # type: ignore[no-untyped-def]
+    import json
+
+    _, _, root = twins
+    row = _index(root / "enhanced" / "out")[4]
+    sidecar = json.loads((root / "enhanced" / "out" / row["output_path"].replace(".nii.gz", ".json")).read_text())
+    frames = [s["FrameNumber"] for s in sidecar["Slices"]]
+    assert sorted(frames) == list(range(1, 97))
+    assert frames == list(range(96, 0, -1))  # descending frames: sorted by position, last frame first
