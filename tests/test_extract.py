@@ -239,16 +239,23 @@ def test_two_passes_under_one_uid_are_split(tmp_path: Path) -> None:
         SeriesSpec(kind="axial", series_number=3, n_slices=20, convolution_kernel="H60s"),
     ]
     truth = write_exam(tmp_path / "in", "exam_p", series)
+    quick = ["--spacing", "2", "--size", "128", "-q"]
+    # each pass on its own first: what a correct split must reproduce
+    assert main([str(tmp_path / "in"), str(tmp_path / "alone"), "extract", *quick]) == ExitCode.OK
+    alone = {r["series_number"]: r["output_path"] for r in read_csv(tmp_path / "alone" / "series_index.csv")}
     first, second = truth.series
     _retag(first.files, AcquisitionNumber=1)
     _retag(second.files, SeriesInstanceUID=first.series_instance_uid, SeriesNumber=2, AcquisitionNumber=2)
-    assert main([str(tmp_path / "in"), str(tmp_path / "out"), "extract", "--spacing", "2", "--size", "128", "-q"]) == ExitCode.OK
+    assert main([str(tmp_path / "in"), str(tmp_path / "out"), "extract", *quick]) == ExitCode.OK
     rows = read_csv(tmp_path / "out" / "extract_report.csv")
     assert [(r["part"], r["decision"], r["n_slices"]) for r in rows] == [("1", "converted", "20"), ("2", "converted", "20")]
     assert "repeat" in rows[0]["reason"] and "AcquisitionNumber" in rows[0]["reason"]
     paths = sorted(r["output_path"] for r in read_csv(tmp_path / "out" / "series_index.csv"))
     assert [p.endswith(f"_part-{n}.nii.gz") for n, p in enumerate(paths, 1)] == [True, True]
-    assert all((tmp_path / "out" / p).is_file() for p in paths)
+    for part, number in zip(paths, ("2", "3"), strict=True):  # each part is exactly its pass
+        split, single = nib.load(tmp_path / "out" / part), nib.load(tmp_path / "alone" / alone[number])
+        assert np.allclose(split.affine, single.affine)
+        assert np.array_equal(np.asarray(split.dataobj), np.asarray(single.dataobj))
 
 
 def test_exact_duplicate_files_are_dropped_and_reported(tmp_path: Path) -> None:
