@@ -50,7 +50,7 @@ def write_nifti(path: Path, volume_kji: NDArray[np.int16], affine_ras: NDArray[n
         block = header.binaryblock
         out.write(block)
         out.write(b"\0" * (_VOX_OFFSET - len(block)))  # empty extension flag and padding
-        out.write(memoryview(data).cast("B"))
+        out.write(data.data.cast("B"))  # the array's own buffer, no copy
 
 
 def write_sidecar(path: Path, content: dict[str, Any]) -> None:

@@ -432,14 +432,15 @@ def _read_native16(info: SliceInfo) -> NDArray[np.integer]:
 def to_hu(raw: NDArray[np.integer], info: SliceInfo, *, out: NDArray[np.int16]) -> NDArray[np.int16]:
     """Convert stored values to HU (rounded int16) in ``out``; padding and sub-air become -1000."""
     slope, intercept = info.rescale_slope, info.rescale_intercept
-    if slope == 1.0 and float(intercept).is_integer():
+    hu: NDArray[np.int32] | NDArray[np.float32]
+    if slope == 1.0 and float(intercept).is_integer():  # exact integer arithmetic
         hu = raw.astype(np.int32)
         hu += int(intercept)
     else:
-        hu = raw.astype(np.float32)
-        hu *= np.float32(slope)
-        hu += np.float32(intercept)
-        np.rint(hu, out=hu)
+        scaled = raw.astype(np.float32)
+        scaled *= np.float32(slope)
+        scaled += np.float32(intercept)
+        hu = np.rint(scaled, out=scaled)
     np.clip(hu, AIR_HU, _INT16_MAX, out=hu)
     out[...] = hu
     padding = padding_mask(raw, info)
