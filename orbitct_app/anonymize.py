@@ -35,6 +35,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import dataclasses
+import io
 import logging
 import os
 import struct
@@ -62,7 +63,7 @@ from pydicom.valuerep import EXPLICIT_VR_LENGTH_32
 
 from orbitct_app import __version__, atomic
 from orbitct_app.deid import DeidStats, Profile, apply_profile, check_pseudonym, get_profile
-from orbitct_app.deid import audit, keys, mapping, mark_deidentified
+from orbitct_app.deid import audit, keys, mapping, mark_deidentified, raw
 from orbitct_app.deid.apply import PRIVATE_RULE
 from orbitct_app.discover import Exam, SeriesInfo, SkippedFile, scan_exam
 from orbitct_app.errors import DeidError, ExamError, OrbitctError, SkipKind
@@ -536,13 +537,24 @@ class _ExamWork:
 
 
 def anonymize_file(
-    src: Path, dst: Path, profile: Profile, pseudonym: str, secrets: Secrets | None = None
+    src: Path,
+    dst: Path,
+    profile: Profile,
+    pseudonym: str,
+    secrets: Secrets | None = None,
+    *,
+    written: Callable[[bytes], None] | None = None,
 ) -> DeidStats:
     """Read ``src`` once, de-identify it with ``profile`` and write the result to ``dst``.
 
     Pixel data is never decoded and the transfer syntax is kept; the file meta is rebuilt
     consistent with the data set (see :func:`file_meta_for`). ``dst`` is written directly (and
     removed again if writing fails); the caller makes its appearance atomic.
+
+    The common case is de-identified on the file's bytes (:mod:`orbitct_app.deid.raw`: the pixel
+    data is copied raw); any other file (deflated or big-endian data, elements after the pixel
+    data, sequences stored as UN ...) is read with pydicom and written by :func:`write_part10`.
+    Both give the same bytes where both apply.
 
     Parameters
     ----------
@@ -555,6 +567,8 @@ def anonymize_file(
     secrets
         The key, UID map and patient memory of the exam; needed by a profile that remaps UIDs
         or shifts dates (see :attr:`Profile.needs_key`).
+    written
+        Called with the bytes written, once ``dst`` is complete (the stage audits them).
 
     Returns
     -------
@@ -569,13 +583,27 @@ def anonymize_file(
     stage = "reading"
     try:
         with _quiet_pydicom():
-            ds = pydicom.dcmread(src, force=True)
+            data = src.read_bytes()
             stage = "de-identifying"
-            stats = deidentify_dataset(ds, profile, pseudonym, secrets)
+            secrets = secrets if secrets is not None else Secrets()
+            try:
+                result = raw.deidentify(
+                    data, _plan(profile, pseudonym, secrets),
+                    version_name=IMPLEMENTATION_VERSION_NAME, implementation_uid=PYDICOM_IMPLEMENTATION_UID,
+                )
+                out, stats = result.data, result.stats
+            except raw.Unsupported:
+                ds = pydicom.dcmread(io.BytesIO(data), force=True)
+                stats = deidentify_dataset(ds, profile, pseudonym, secrets)
+                stage = "writing"
+                buffer = io.BytesIO()
+                write_part10(buffer, ds)
+                out = buffer.getvalue()
+            del data
             stage = "writing"
             try:
                 with open(dst, "wb") as fh:
-                    write_part10(fh, ds)
+                    write_output(fh, out)
             except BaseException:
                 with contextlib.suppress(OSError):
                     dst.unlink()  # never leave half a file
@@ -584,7 +612,38 @@ def anonymize_file(
         raise
     except Exception as err:  # noqa: BLE001 - the message may quote a header value: drop it
         raise DeidError(f"{safe_reason(err)} while {stage}") from None
+    if written is not None:
+        written(out)
     return stats
+
+
+def write_output(fh: BinaryIO, data: bytes) -> None:
+    """Write a de-identified file's bytes to ``fh`` (the one place a file's bytes are written)."""
+    fh.write(data)
+
+
+def _plan(profile: Profile, pseudonym: str, secrets: Secrets) -> raw.Plan:
+    """What :func:`raw.deidentify` needs beyond the table (see :func:`deidentify_dataset`)."""
+    if profile.needs_key and secrets.key is None:
+        raise DeidError(f"the {profile.name} profile needs a de-identification key (--deid-key)")
+    check_pseudonym(pseudonym)
+
+    def date_offset(patient_id: str) -> int | None:
+        if secrets.key is None:
+            return None
+        if patient_id:
+            secrets.patient_ids.add(patient_id)
+        return secrets.date_offset(patient_id, pseudonym)
+
+    marks: list[tuple[int, str, Any]] = [
+        (0x00120062, "CS", "YES"),
+        (0x00120063, "LO", profile.method_values(__version__)),
+    ]
+    if profile.codes:
+        marks.append((0x00120064, "SQ", tuple(profile.codes)))
+    if profile.temporal:
+        marks.append((0x00280303, "CS", profile.temporal))
+    return raw.Plan(profile, pseudonym, secrets.uids, date_offset, tuple(marks))
 
 
 def deidentify_dataset(
