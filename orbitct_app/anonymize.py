@@ -41,7 +41,7 @@ import os
 import struct
 import time
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -252,7 +252,7 @@ def run_exam(exam_dir: Path, options: Options) -> ExamRecord:
     if not options.dry_run:
         originals = set(secrets.uids.mapped) if secrets.uids is not None else set()
         audit_rows = run_audit(options.anonymized_dir / exam.dicom_id, exam.dicom_id, options, profile,
-                               pseudonym, originals)
+                               pseudonym, originals, work.written)
         work.counts["audit_findings"] = len(audit_rows)
         if options.map_dir is not None and secrets.uids is not None:
             mapping.write_exam_maps(options.map_dir, exam.dicom_id, secrets.uids.mapped,
@@ -285,15 +285,18 @@ def run_exam(exam_dir: Path, options: Options) -> ExamRecord:
 
 
 def run_audit(
-    exam_out: Path, dicom_id: str, options: Options, profile: Profile, pseudonym: str, originals: set[str]
+    exam_out: Path, dicom_id: str, options: Options, profile: Profile, pseudonym: str, originals: set[str],
+    written: Mapping[str, audit.Written] | None = None,
 ) -> list[Row]:
     """Audit one exam's de-identified folder; log and return the findings as report rows.
 
-    ``originals`` are the UIDs the profile replaced (none under orbitct, which keeps UIDs).
+    ``originals`` are the UIDs the profile replaced (none under orbitct, which keeps UIDs);
+    ``written`` what the audit found in the bytes of the files this run wrote (see
+    :func:`audit.audit_tree`): every other file of the folder is read from disk.
     """
-    phi = audit.read_phi_list(options.phi_list) if options.phi_list is not None else ()
     findings = audit.audit_tree(
-        exam_out, profile, pseudonym=pseudonym, original_uids=originals, phi_strings=phi
+        exam_out, profile, pseudonym=pseudonym, original_uids=originals, phi_strings=_phi(options),
+        written=written,
     )
     rows = [{"dicom_id": dicom_id, **f.row()} for f in findings]
     if findings:
@@ -305,6 +308,10 @@ def run_audit(
     else:
         logger.info("%s: de-identification audit: no finding", dicom_id)
     return rows
+
+
+def _phi(options: Options) -> audit.PhiList:
+    return audit.read_phi_list(options.phi_list) if options.phi_list is not None else audit.PhiList(())
 
 
 def audit_only_exam(exam_dir: Path, options: Options, profile: Profile) -> ExamRecord:
@@ -345,6 +352,9 @@ class _ExamWork:
         drop = profile.needs_key and not options.keep_burned_in
         self.decisions = [(s, decide_series(s, options.min_slices, drop_burned_in=drop)) for s in exam.series]
         self._public: dict[str, Row] = {}
+        self.phi = _phi(options)
+        self.written: dict[str, audit.Written] = {}
+        """The audit of each file written, by its path relative to the exam's output folder."""
 
     def public_cells(self, series: SeriesInfo) -> Row:
         """The series' report cells as they are written: through the profile (new UID, no
@@ -396,7 +406,7 @@ class _ExamWork:
                     if target.parent not in made:
                         target.parent.mkdir(parents=True, exist_ok=True)
                         made.add(target.parent)
-                    self._one_file(series, rel, anonymize_file, info.path, target)
+                    self._one_file(series, rel, anonymize_file, info.path, target, audit_rel=str(rel))
             for skipped in self.exam.skipped:
                 if skipped.is_problem:
                     self._problem_row(skipped, "not copied")
@@ -439,7 +449,8 @@ class _ExamWork:
             if decision.keep:
                 for info in series.slices:
                     rel = self.public_rel(info.path.relative_to(self.exam.path))
-                    self._one_file(series, rel, _replace_in_place, info.path)
+                    self._one_file(series, rel, _replace_in_place, info.path,
+                                   audit_rel=str(info.path.relative_to(self.exam.path)))
             else:
                 for info in series.slices:
                     rel = self.public_rel(info.path.relative_to(self.exam.path))
@@ -455,9 +466,13 @@ class _ExamWork:
 
     # --- pieces ---------------------------------------------------------------------------
 
-    def _one_file(self, series: SeriesInfo, rel: Path, work: Callable[..., Any], *paths: Path) -> None:
+    def _one_file(self, series: SeriesInfo, rel: Path, work: Callable[..., Any], *paths: Path,
+                  audit_rel: str | None = None) -> None:
+        """Run ``work`` on one file; with ``audit_rel``, audit the bytes it wrote (by that path
+        relative to the exam's output folder) once the file is complete."""
+        written: list[bytes] = []
         try:
-            work(*paths, self.profile, self.pseudonym, self.secrets)
+            work(*paths, self.profile, self.pseudonym, self.secrets, written.append)
         except Exception as err:  # noqa: BLE001 - one file's failure must not stop the exam
             reason = safe_reason(err)
             self.counts["failed"] += 1
@@ -467,6 +482,10 @@ class _ExamWork:
             logger.error("%s: %s: de-identification failed: %s", self.exam.dicom_id, rel, reason)
         else:
             self.counts["files"] += 1
+            if audit_rel is not None and written:
+                self.written[audit_rel] = audit.audit_written(
+                    written[-1], audit_rel, self.profile, self.pseudonym, self.phi
+                )
 
     def _delete(self, rel: Path, path: Path, reason: str | None) -> None:
         """Delete a file in place; ``reason`` is given for a media index file (it gets a row)."""
@@ -542,7 +561,6 @@ def anonymize_file(
     profile: Profile,
     pseudonym: str,
     secrets: Secrets | None = None,
-    *,
     written: Callable[[bytes], None] | None = None,
 ) -> DeidStats:
     """Read ``src`` once, de-identify it with ``profile`` and write the result to ``dst``.
@@ -687,7 +705,7 @@ def _fill_uids_from_meta(ds: Dataset) -> None:
 
 
 def _dry_file(path: Path, rules: collections.Counter[tuple[int, str]], profile: Profile,
-              pseudonym: str, secrets: Secrets) -> None:
+              pseudonym: str, secrets: Secrets, written: object = None) -> None:
     """De-identify ``path`` in memory only and add the rules applied to ``rules``."""
     try:
         with _quiet_pydicom():
@@ -804,11 +822,12 @@ def _raw_header(elem: RawDataElement, implicit: bool, order: str) -> bytes | Non
     return tag + vr.encode() + struct.pack(order + "H", length)
 
 
-def _replace_in_place(path: Path, profile: Profile, pseudonym: str, secrets: Secrets | None = None) -> None:
+def _replace_in_place(path: Path, profile: Profile, pseudonym: str, secrets: Secrets | None = None,
+                      written: Callable[[bytes], None] | None = None) -> None:
     """Replace ``path`` by its de-identified version: either the old or the new file, never half."""
     mode = path.stat().st_mode
     with atomic.atomic_file(path, fsync=True) as tmp:
-        anonymize_file(path, tmp, profile, pseudonym, secrets)
+        anonymize_file(path, tmp, profile, pseudonym, secrets, written)
         with contextlib.suppress(OSError):
             os.chmod(tmp, mode & 0o7777)
 

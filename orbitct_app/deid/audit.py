@@ -27,7 +27,7 @@ import hashlib
 import io
 import re
 import warnings
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 
 import pydicom
@@ -125,18 +125,75 @@ def audit_tree(
     pseudonym: str,
     original_uids: Iterable[str] = (),
     phi_strings: PhiList | Iterable[str] = (),
+    written: Mapping[str, Written] | None = None,
 ) -> list[Finding]:
-    """Audit every file under ``root`` (one exam's de-identified folder); return the findings."""
+    """Audit every file under ``root`` (one exam's de-identified folder); return the findings.
+
+    ``written`` holds what :func:`audit_written` found in the bytes of files as they were
+    written (by their path relative to ``root``): such a file is not read again unless the
+    original UIDs, known only now, occur in its header or path, or its bytes could not be
+    parsed. Every other file under ``root`` is read from disk.
+    """
     if not isinstance(phi_strings, PhiList):
         phi_strings = PhiList(tuple((n, s.lower().encode()) for n, s in enumerate(phi_strings, 1)))
     originals = {u.encode("ascii", "replace") for u in original_uids if u}
     findings: list[Finding] = []
     if not root.is_dir():
         return findings
+    written = written or {}
     for path in sorted(p for p in root.rglob("*") if p.is_file()):
         rel = str(path.relative_to(root))
-        findings += audit_file(path, rel, profile, pseudonym, originals, phi_strings)
+        done = written.get(rel)
+        if done is not None and done.complete and not (originals and originals.intersection(done.tokens)):
+            findings += done.findings
+        else:
+            findings += audit_file(path, rel, profile, pseudonym, originals, phi_strings)
     return findings
+
+
+@dataclasses.dataclass(frozen=True)
+class Written:
+    """The audit of one file's bytes as they were written, but for the original-UID check."""
+
+    findings: list[Finding]
+    tokens: frozenset[bytes]
+    """UID-like tokens of the file's header and path (checked against the original UIDs)."""
+    complete: bool
+    """False when the bytes could not be parsed: the file is audited from disk."""
+
+
+def audit_written(data: bytes, rel: str, profile: Profile, pseudonym: str, phi: PhiList) -> Written:
+    """Audit the bytes of a file as it is written, without reading it back.
+
+    The checks are those of :func:`audit_file`, on a data set parsed here from ``data`` (by
+    pydicom, independently of the writer), except the original-UID check: the original UIDs of
+    an exam are known only when all its files are done, so the UID-like tokens are kept for
+    :func:`audit_tree`.
+    """
+    findings: list[Finding] = []
+    rel_bytes = rel.encode("utf-8", "replace")
+    tokens: set[bytes] = set()
+    if profile.needs_key:  # only a profile that remaps UIDs has originals to look for
+        end = data.rfind(_PIXEL_TAG_LE)
+        tokens.update(_UID_TOKEN.findall(data if end < 0 else data[: end + 8]))
+        tokens.update(_UID_TOKEN.findall(rel_bytes))
+    for number, text in phi.entries:
+        if text in rel_bytes.lower():
+            findings.append(Finding(rel, "phi_string", detail=f"phi list line {number}, in the file path"))
+    if phi:
+        lowered = data.lower()
+        for number, text in phi.entries:
+            if text in lowered:
+                findings.append(Finding(rel, "phi_string", detail=f"phi list line {number}"))
+    ds = _read(data)
+    if ds is None:
+        return Written(findings, frozenset(tokens), False)
+    try:
+        findings += _check_dataset(ds, rel, profile, pseudonym, "")
+    except Exception:  # noqa: BLE001 - an element that cannot be parsed: audited from disk
+        return Written(findings, frozenset(tokens), False)
+    findings += _check_meta(ds, rel, set())
+    return Written(findings, frozenset(tokens), True)
 
 
 def audit_file(
@@ -184,6 +241,11 @@ def audit_file(
         if hits:
             findings.append(Finding(rel, "original_uid", detail=f"{len(hits)} original UID(s) in the bytes"))
         return findings
+    return findings + _check_meta(ds, rel, hits)
+
+
+def _check_meta(ds: Dataset, rel: str, hits: set[bytes]) -> list[Finding]:
+    findings = []
     meta = getattr(ds, "file_meta", None)
     if meta is not None:
         for tag in (0x00020100, 0x00020102):  # private information in the file meta
