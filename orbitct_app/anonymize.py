@@ -470,7 +470,7 @@ class _ExamWork:
                   audit_rel: str | None = None) -> None:
         """Run ``work`` on one file; with ``audit_rel``, audit the bytes it wrote (by that path
         relative to the exam's output folder) once the file is complete."""
-        written: list[bytes] = []
+        written: list[tuple[bytes | memoryview, ...]] = []
         try:
             work(*paths, self.profile, self.pseudonym, self.secrets, written.append)
         except Exception as err:  # noqa: BLE001 - one file's failure must not stop the exam
@@ -561,7 +561,7 @@ def anonymize_file(
     profile: Profile,
     pseudonym: str,
     secrets: Secrets | None = None,
-    written: Callable[[bytes], None] | None = None,
+    written: Callable[[tuple[bytes | memoryview, ...]], None] | None = None,
 ) -> DeidStats:
     """Read ``src`` once, de-identify it with ``profile`` and write the result to ``dst``.
 
@@ -586,7 +586,8 @@ def anonymize_file(
         The key, UID map and patient memory of the exam; needed by a profile that remaps UIDs
         or shifts dates (see :attr:`Profile.needs_key`).
     written
-        Called with the bytes written, once ``dst`` is complete (the stage audits them).
+        Called with the bytes written (in parts, see :func:`write_output`), once ``dst`` is
+        complete (the stage audits them).
 
     Returns
     -------
@@ -609,15 +610,15 @@ def anonymize_file(
                     data, _plan(profile, pseudonym, secrets),
                     version_name=IMPLEMENTATION_VERSION_NAME, implementation_uid=PYDICOM_IMPLEMENTATION_UID,
                 )
-                out, stats = result.data, result.stats
+                out: tuple[bytes | memoryview, ...] = result.parts
+                stats = result.stats
             except raw.Unsupported:
                 ds = pydicom.dcmread(io.BytesIO(data), force=True)
                 stats = deidentify_dataset(ds, profile, pseudonym, secrets)
                 stage = "writing"
                 buffer = io.BytesIO()
                 write_part10(buffer, ds)
-                out = buffer.getvalue()
-            del data
+                out = (buffer.getvalue(),)
             stage = "writing"
             try:
                 with open(dst, "wb") as fh:
@@ -635,9 +636,10 @@ def anonymize_file(
     return stats
 
 
-def write_output(fh: BinaryIO, data: bytes) -> None:
-    """Write a de-identified file's bytes to ``fh`` (the one place a file's bytes are written)."""
-    fh.write(data)
+def write_output(fh: BinaryIO, parts: tuple[bytes | memoryview, ...]) -> None:
+    """Write a de-identified file to ``fh``: its bytes are the concatenation of ``parts``
+    (header, then a view of the source's pixel data element). The one place both paths write."""
+    fh.writelines(parts)
 
 
 def _plan(profile: Profile, pseudonym: str, secrets: Secrets) -> raw.Plan:
@@ -823,7 +825,7 @@ def _raw_header(elem: RawDataElement, implicit: bool, order: str) -> bytes | Non
 
 
 def _replace_in_place(path: Path, profile: Profile, pseudonym: str, secrets: Secrets | None = None,
-                      written: Callable[[bytes], None] | None = None) -> None:
+                      written: Callable[[tuple[bytes | memoryview, ...]], None] | None = None) -> None:
     """Replace ``path`` by its de-identified version: either the old or the new file, never half."""
     mode = path.stat().st_mode
     with atomic.atomic_file(path, fsync=True) as tmp:

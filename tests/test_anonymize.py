@@ -481,10 +481,10 @@ def test_a_file_that_fails_to_write_is_a_failure(
     secret = truth.orbitct_forbidden_bytes[0].decode()
     victim_uid = pydicom.dcmread(victim, stop_before_pixels=True).SOPInstanceUID
 
-    def failing_write(fh: io.BufferedWriter, data: bytes) -> None:
-        if victim_uid.encode() in data:
+    def failing_write(fh: io.BufferedWriter, parts: tuple[bytes, ...]) -> None:
+        if victim_uid.encode() in bytes(parts[0]):
             raise ValueError(f"cannot encode {secret}")  # a message quoting a header value
-        real_write(fh, data)
+        real_write(fh, parts)
 
     monkeypatch.setattr(anonymize, "write_output", failing_write)
     out = tmp_path / "out"
@@ -684,12 +684,13 @@ def test_in_place_write_failing_midway_keeps_the_original(
     real_write = anonymize.write_output
     calls = []
 
-    def half_then_fail(fh: io.BufferedWriter, data: bytes) -> None:
+    def half_then_fail(fh: io.BufferedWriter, parts: tuple[bytes, ...]) -> None:
         calls.append(1)
         if len(calls) == 5:
+            data = b"".join(parts)
             fh.write(data[: len(data) // 2])
             raise OSError(28, "No space left on device")
-        real_write(fh, data)
+        real_write(fh, parts)
 
     monkeypatch.setattr(anonymize, "write_output", half_then_fail)
     summary = run(root, tmp_path / "out", in_place=True)

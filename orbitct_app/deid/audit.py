@@ -26,8 +26,9 @@ import dataclasses
 import hashlib
 import io
 import re
+import struct
 import warnings
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 import pydicom
@@ -162,31 +163,43 @@ class Written:
     """False when the bytes could not be parsed: the file is audited from disk."""
 
 
-def audit_written(data: bytes, rel: str, profile: Profile, pseudonym: str, phi: PhiList) -> Written:
-    """Audit the bytes of a file as it is written, without reading it back.
+def audit_written(
+    parts: Sequence[bytes | memoryview], rel: str, profile: Profile, pseudonym: str, phi: PhiList
+) -> Written:
+    """Audit a file's bytes as they are written (the concatenation of ``parts``), without
+    reading it back.
 
-    The checks are those of :func:`audit_file`, on a data set parsed here from ``data`` (by
-    pydicom, independently of the writer), except the original-UID check: the original UIDs of
-    an exam are known only when all its files are done, so the UID-like tokens are kept for
-    :func:`audit_tree`.
+    The checks are those of :func:`audit_file`, on a data set parsed here by pydicom,
+    independently of the writer, except the original-UID check: the original UIDs of an exam
+    are known only when all its files are done, so the UID-like tokens are kept for
+    :func:`audit_tree`. Whatever follows the parsed header must be one pixel data element
+    ending the file; anything else makes the file one to audit from disk, elements after the
+    pixel data included.
     """
     findings: list[Finding] = []
     rel_bytes = rel.encode("utf-8", "replace")
     tokens: set[bytes] = set()
+    whole = b"".join(parts) if (phi or profile.needs_key) else b""
     if profile.needs_key:  # only a profile that remaps UIDs has originals to look for
-        end = data.rfind(_PIXEL_TAG_LE)
-        tokens.update(_UID_TOKEN.findall(data if end < 0 else data[: end + 8]))
+        end = whole.rfind(_PIXEL_TAG_LE)
+        tokens.update(_UID_TOKEN.findall(whole if end < 0 else whole[: end + 8]))
         tokens.update(_UID_TOKEN.findall(rel_bytes))
     for number, text in phi.entries:
         if text in rel_bytes.lower():
             findings.append(Finding(rel, "phi_string", detail=f"phi list line {number}, in the file path"))
     if phi:
-        lowered = data.lower()
+        lowered = whole.lower()
         for number, text in phi.entries:
             if text in lowered:
                 findings.append(Finding(rel, "phi_string", detail=f"phi list line {number}"))
-    ds = _read(data)
+    head = bytes(parts[0])
+    fp = io.BytesIO(head)
+    ds = _read_from(fp)
     if ds is None:
+        return Written(findings, frozenset(tokens), False)
+    rest = [memoryview(head)[fp.tell():], *(memoryview(p) for p in parts[1:])]
+    rest = [r for r in rest if len(r)]
+    if len(rest) > 1 or (rest and not _only_pixel_data(rest[0], ds)):
         return Written(findings, frozenset(tokens), False)
     try:
         findings += _check_dataset(ds, rel, profile, pseudonym, "")
@@ -194,6 +207,34 @@ def audit_written(data: bytes, rel: str, profile: Profile, pseudonym: str, phi: 
         return Written(findings, frozenset(tokens), False)
     findings += _check_meta(ds, rel, set())
     return Written(findings, frozenset(tokens), True)
+
+
+def _only_pixel_data(tail: memoryview, ds: Dataset) -> bool:
+    """Whether ``tail`` is exactly one pixel data element (little endian), native or
+    encapsulated; elements after it would otherwise escape the header checks."""
+    syntax = str(getattr(ds, "file_meta", {}).get("TransferSyntaxUID", "") or "")
+    if syntax == "1.2.840.10008.1.2.1.99" or syntax == "1.2.840.10008.1.2.2":
+        return False  # deflated or big endian: checked from disk
+    implicit = syntax == "1.2.840.10008.1.2"
+    if len(tail) < 12 or bytes(tail[:4]) != _PIXEL_TAG_LE:
+        return False
+    if implicit:
+        (length,) = struct.unpack_from("<L", tail, 4)
+        start = 8
+    else:
+        (length,) = struct.unpack_from("<L", tail, 8)
+        start = 12
+    if length != 0xFFFFFFFF:
+        return start + length == len(tail)
+    pos = start
+    while pos + 8 <= len(tail):
+        group, element, item_length = struct.unpack_from("<HHL", tail, pos)
+        if (group, element) == (0xFFFE, 0xE0DD):
+            return pos + 8 == len(tail)
+        if (group, element) != (0xFFFE, 0xE000) or item_length == 0xFFFFFFFF:
+            return False
+        pos += 8 + item_length
+    return False
 
 
 def audit_file(
@@ -222,7 +263,8 @@ def audit_file(
         header = data if end < 0 else data[: end + 8]
         hits = originals.intersection(_UID_TOKEN.findall(header))
     # the parsed data set
-    ds = _read(data)
+    fp = io.BytesIO(data)
+    ds = _read_from(fp)
     if ds is None:
         if hits:
             findings.append(Finding(rel, "original_uid", detail=f"{len(hits)} original UID(s) in the bytes"))
@@ -241,7 +283,26 @@ def audit_file(
         if hits:
             findings.append(Finding(rel, "original_uid", detail=f"{len(hits)} original UID(s) in the bytes"))
         return findings
+    tail = memoryview(data)[fp.tell():]
+    if len(tail) and not _only_pixel_data(tail, ds):
+        findings += _check_after_pixel_data(data, rel, profile, pseudonym)
     return findings + _check_meta(ds, rel, hits)
+
+
+def _check_after_pixel_data(data: bytes, rel: str, profile: Profile, pseudonym: str) -> list[Finding]:
+    """The checks of the elements after the pixel data (trailing padding, private groups ...)."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with pydicom_config.disable_value_validation():
+                full = pydicom.dcmread(io.BytesIO(data), force=True)
+                trailing = Dataset()
+                for tag in full.keys():
+                    if tag > 0x7FE00010:
+                        trailing[tag] = full.get_item(tag)
+                return _check_dataset(trailing, rel, profile, pseudonym, "after pixel data")
+    except Exception:  # noqa: BLE001 - what cannot be parsed cannot be shown clean
+        return [Finding(rel, "unreadable", detail="elements after the pixel data cannot be parsed")]
 
 
 def _check_meta(ds: Dataset, rel: str, hits: set[bytes]) -> list[Finding]:
@@ -361,13 +422,18 @@ def _iter_elements(
 
 
 def _read(data: bytes) -> Dataset | None:
-    if len(data) < 132 or data[128:132] != b"DICM":
+    return _read_from(io.BytesIO(data))
+
+
+def _read_from(fp: io.BytesIO) -> Dataset | None:
+    """The header of a Part 10 file up to its pixel data (``fp`` then stands there)."""
+    if fp.getbuffer()[128:132] != b"DICM":
         return None
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             with pydicom_config.disable_value_validation():
-                return pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True)
+                return pydicom.dcmread(fp, stop_before_pixels=True)
     except Exception:  # noqa: BLE001 - any parsing problem makes the file unreadable
         return None
 

@@ -446,14 +446,12 @@ def _code_sequence_cached(codes: tuple[tuple[str, str], ...], implicit: bool) ->
 
 @dataclasses.dataclass
 class Result:
-    """The de-identified file: its bytes, what changed and where the pixel data starts."""
+    """The de-identified file and what changed."""
 
-    data: bytes
+    parts: tuple[bytes, memoryview]
+    """The file's bytes in two parts: preamble, file meta and data set up to the pixel data;
+    then the pixel data element, a view of the source's bytes (copied raw)."""
     stats: DeidStats
-    pixel_offset: int
-    """Offset of the pixel data element's tag in ``data``."""
-    source_pixel_value: int
-    """Offset of the pixel data value in the source file."""
 
 
 def _meta_values(data: bytes) -> tuple[dict[int, bytes], int]:
@@ -529,7 +527,7 @@ def deidentify(data: bytes, plan: Plan, *, version_name: str, implementation_uid
     if implicit == (0x40 < first[0] < 0x5B and 0x40 < first[1] < 0x5B):
         raise Unsupported("data set encoded otherwise than its transfer syntax says")
     elements, pixel_pos = _parse_dataset(data, pos, size, implicit, in_item=False)
-    pixel_head, pixel_value, pixel_end = _pixel_element(data, pixel_pos, implicit)
+    pixel_end = _pixel_element(data, pixel_pos, implicit)
     if pixel_end != size:
         raise Unsupported("elements after the pixel data")
 
@@ -594,30 +592,23 @@ def deidentify(data: bytes, plan: Plan, *, version_name: str, implementation_uid
         sop[_SOP_CLASS].strip("\0 "), sop[_SOP_INSTANCE].strip("\0 "), syntax, version_name,
         implementation_uid,
     )
-    body = b"".join(final[tag] for tag in sorted(final))
-    pixel_offset = len(head) + len(body)
-    if pixel_head is None:
-        pixel = data[pixel_pos:pixel_end]
-    else:
-        pixel = pixel_head + data[pixel_value:pixel_end - 8] + _SEQ_END_BYTES
-    return Result(head + body + pixel, walker.stats, pixel_offset, pixel_value)
+    head += b"".join(final[tag] for tag in sorted(final))
+    return Result((head, memoryview(data)[pixel_pos:pixel_end]), walker.stats)
 
 
-def _pixel_element(data: bytes, pos: int, implicit: bool) -> tuple[bytes | None, int, int]:
-    """The pixel data element at ``pos``: (a rebuilt header when the file's is not canonical or
-    the value is encapsulated, else None; the value's offset; the element's end)."""
+def _pixel_element(data: bytes, pos: int, implicit: bool) -> int:
+    """The end of the pixel data element at ``pos``, when its encoding is the one pydicom writes
+    (reserved bytes zero, a delimiter of length zero), so it can be copied as it is."""
     size = len(data)
     if pos + 8 > size:
         raise Unsupported("no pixel data")
     if implicit:
         length = _unpack_ul(data, pos + 4)[0]
         start = pos + 8
-        vr = "OB"
     else:
         raw_vr = data[pos + 4 : pos + 6]
         if raw_vr not in (b"OB", b"OW", b"UN") or pos + 12 > size:
             raise Unsupported("pixel data with an unusual VR")
-        vr = raw_vr.decode("ascii")
         length = _unpack_ul(data, pos + 8)[0]
         start = pos + 12
         if data[pos + 6 : pos + 8] != b"\0\0":
@@ -625,7 +616,7 @@ def _pixel_element(data: bytes, pos: int, implicit: bool) -> tuple[bytes | None,
     if length != _UNDEFINED:
         if start + length > size:
             raise Unsupported("pixel data cut short")
-        return None, start, start + length
+        return start + length
     # encapsulated: walk the fragments to the sequence delimiter
     at = start
     while True:
@@ -634,8 +625,9 @@ def _pixel_element(data: bytes, pos: int, implicit: bool) -> tuple[bytes | None,
         group, number, item_length = _unpack_tag_ul(data, at)
         tag = group << 16 | number
         if tag == _SEQ_END:
-            end = at + 8
-            return _header(_PIXEL_DATA, vr, _UNDEFINED, implicit), start, end
+            if item_length != 0:
+                raise Unsupported("pixel data delimiter with a length")
+            return at + 8
         if tag != _ITEM or item_length == _UNDEFINED:
             raise Unsupported("malformed encapsulated pixel data")
         at += 8 + item_length
