@@ -207,10 +207,12 @@ def audit_written(
         except Exception:  # noqa: BLE001 - an element that cannot be parsed: audited from disk
             return Written(findings, frozenset(tokens), False)
         syntax = str(getattr(ds, "file_meta", {}).get("TransferSyntaxUID", "") or "")
-        implicit = None if syntax in _NOT_PLAIN else syntax == "1.2.840.10008.1.2"
+        if syntax in _NOT_PLAIN:  # what follows the pixel data is not in view here
+            return Written(findings, frozenset(tokens), False)
+        implicit = syntax == "1.2.840.10008.1.2"
         rest = [memoryview(head)[fp.tell():], *(memoryview(p) for p in parts[1:])]
     rest = [r for r in rest if len(r)]
-    if len(rest) > 1 or (rest and (implicit is None or not _only_pixel_data(rest[0], implicit))):
+    if len(rest) > 1 or (rest and not _only_pixel_data(rest[0], implicit)):
         return Written(findings, frozenset(tokens), False)
     return Written(findings + checked, frozenset(tokens), True)
 
@@ -522,7 +524,7 @@ def audit_file(
         return findings
     tail = memoryview(data)[fp.tell():]
     syntax = str(getattr(ds, "file_meta", {}).get("TransferSyntaxUID", "") or "")
-    if len(tail) and (syntax in _NOT_PLAIN or not _only_pixel_data(tail, syntax == "1.2.840.10008.1.2")):
+    if syntax in _NOT_PLAIN or (len(tail) and not _only_pixel_data(tail, syntax == "1.2.840.10008.1.2")):
         findings += _check_after_pixel_data(data, rel, profile, pseudonym)
     return findings + _check_meta(ds, rel, hits)
 
