@@ -13,9 +13,13 @@ Per exam (a first-level folder of INPUT_DIR; its name ``dicom_id`` is the pseudo
 3. :func:`anonymize_file` reads each kept file once, applies the profile
    (:mod:`orbitct_app.deid`), records PatientIdentityRemoved / DeidentificationMethod (and, for
    the basic profile, DeidentificationMethodCodeSequence), rebuilds a consistent file meta and
-   writes it. Pixel data and the transfer syntax are kept byte for byte (never decoded).
-4. :func:`orbitct_app.deid.audit.audit_tree` checks what was written (``deid_audit.csv``); under
-   the basic profile the original UIDs and PatientIDs go to ``--map-dir`` (never OUTPUT_DIR).
+   writes it. Pixel data and the transfer syntax are kept byte for byte (never decoded). The
+   common case is done on the file's bytes (:mod:`orbitct_app.deid.raw`, the pixel data element
+   copied raw); anything unusual goes through pydicom (the same bytes where both apply).
+4. The audit (:mod:`orbitct_app.deid.audit`) checks each file's bytes as they are written, with
+   a parser of its own, and :func:`~orbitct_app.deid.audit.audit_tree` adds what can only be
+   checked once the exam is done (``deid_audit.csv``); under the basic profile the original UIDs
+   and PatientIDs go to ``--map-dir`` (never OUTPUT_DIR).
 
 With ``--dry-run`` no file is written: each kept file is de-identified in memory and the rules
 applied are counted per series (``anonymize_dry_run.csv``).

@@ -98,9 +98,11 @@ class Item:
     elements: list[Element]
 
 
-def _parse_dataset(data: bytes, pos: int, end: int, implicit: bool, *, in_item: bool) -> tuple[list[Element], int]:
-    """Elements from ``pos``; stops at ``end``, at an item delimiter (``in_item``, undefined
-    length) or at the pixel data (top level). Returns the elements and where parsing stopped."""
+def _parse_dataset(
+    data: bytes, pos: int, end: int, implicit: bool, *, top: bool = False, undefined_item: bool = False
+) -> tuple[list[Element], int]:
+    """Elements from ``pos``; stops at ``end``, at the item delimiter of an undefined-length
+    item, or at the pixel data (``top`` level). Returns the elements and where parsing stopped."""
     elements: list[Element] = []
     last = -1
     while pos < end:
@@ -109,10 +111,12 @@ def _parse_dataset(data: bytes, pos: int, end: int, implicit: bool, *, in_item: 
         group, number = _unpack_tag(data, pos)
         tag = group << 16 | number
         if group == 0xFFFE:
-            if tag == _ITEM_END and in_item:
+            if tag == _ITEM_END and undefined_item:
                 return elements, pos
             raise Unsupported("delimiter out of place")
-        if tag == _PIXEL_DATA and not in_item:
+        if tag == _PIXEL_DATA and top:
+            if tag <= last:
+                raise Unsupported("unsorted tags")  # pydicom writes them after the pixel data
             return elements, pos
         if tag <= last or group < 0x0008:
             raise Unsupported("unsorted, repeated or file meta tag in the data set")
@@ -172,13 +176,13 @@ def _parse_items(data: bytes, pos: int, end: int, implicit: bool, *, undefined: 
         if tag != _ITEM:
             raise Unsupported("not an item")
         pos += 8
-        if not implicit and pos < end and length:
+        if not implicit and length and pos + 6 <= end and data[pos : pos + 2] != b"\xfe\xff":
             # pydicom reads an item whose first element has no valid VR as implicit VR
             first = data[pos + 4 : pos + 6]
-            if len(first) == 2 and not (0x40 < first[0] < 0x5B and 0x40 < first[1] < 0x5B):
+            if not (0x40 < first[0] < 0x5B and 0x40 < first[1] < 0x5B):
                 raise Unsupported("implicit VR item in explicit VR data")
         if length == _UNDEFINED:
-            elements, pos = _parse_dataset(data, pos, end, implicit, in_item=True)
+            elements, pos = _parse_dataset(data, pos, end, implicit, undefined_item=True)
             if pos + 8 > end or _unpack_tag_ul(data, pos) != (0xFFFE, 0xE00D, 0):
                 raise Unsupported("item without its delimiter")
             pos += 8
@@ -187,7 +191,7 @@ def _parse_items(data: bytes, pos: int, end: int, implicit: bool, *, undefined: 
             item_end = pos + length
             if item_end > end:
                 raise Unsupported("item runs past its sequence")
-            elements, stop = _parse_dataset(data, pos, item_end, implicit, in_item=False)
+            elements, stop = _parse_dataset(data, pos, item_end, implicit)
             if stop != item_end:
                 raise Unsupported("defined-length item ends early")
             pos = item_end
@@ -220,8 +224,8 @@ def _encode_value(vr: str, value: Any) -> bytes:
     if value is None or value == "":
         return b""
     if isinstance(value, str):
-        if vr not in _TEXT_VRS:
-            raise Unsupported("text value for a binary VR")
+        if vr not in _TEXT_VRS or not value.isascii():
+            raise Unsupported("text value not ASCII, or for a binary VR")
         return _pad(value.encode("ascii"), b"\0" if vr == "UI" else b" ")
     fmt = _NUMBER_FORMATS.get(vr)
     if fmt is None:
@@ -304,7 +308,11 @@ class _Walker:
         if elem.vr is not None and elem.vr != vr:
             raise Unsupported("encoded VR differs from the dictionary's")
         text = self.data[elem.start : elem.end].decode("latin-1").rstrip(" \0")
-        return text.split("\\") if text else []
+        if not text:
+            return []
+        if vr == "UI":  # pydicom's UID strips each value
+            return [v.strip() for v in text.split("\\")]
+        return text.split("\\")
 
     def dataset(self, elements: list[Element], out: list[tuple[int, bytes]]) -> None:
         """Apply the profile to one data set's elements; append (tag, encoded element)."""
@@ -486,7 +494,7 @@ def _uid_text(raw: bytes | None) -> str:
     text = raw.decode("latin-1").rstrip(" \0")
     if "\\" in text:
         raise Unsupported("multi-valued UID where one is expected")
-    return text
+    return text.strip()  # as pydicom's UID holds it
 
 
 def file_meta_bytes(sop_class: str, sop_instance: str, syntax: str, version_name: str,
@@ -526,7 +534,7 @@ def deidentify(data: bytes, plan: Plan, *, version_name: str, implementation_uid
     first = data[pos + 4 : pos + 6]
     if implicit == (0x40 < first[0] < 0x5B and 0x40 < first[1] < 0x5B):
         raise Unsupported("data set encoded otherwise than its transfer syntax says")
-    elements, pixel_pos = _parse_dataset(data, pos, size, implicit, in_item=False)
+    elements, pixel_pos = _parse_dataset(data, pos, size, implicit, top=True)
     pixel_end = _pixel_element(data, pixel_pos, implicit)
     if pixel_end != size:
         raise Unsupported("elements after the pixel data")
