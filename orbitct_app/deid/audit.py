@@ -403,7 +403,7 @@ class _Scan:
     def skip_item(self, pos: int, end: int) -> int:
         """Where an undefined-length item starting at ``pos`` ends (its delimiter)."""
         while True:
-            tag, vr, start, length = self.element(pos, end)
+            tag, _, start, length = self.element(pos, end)
             if tag == 0xFFFEE00D:
                 return pos
             if length == 0xFFFFFFFF:
@@ -537,7 +537,7 @@ def _check_after_pixel_data(data: bytes, rel: str, profile: Profile, pseudonym: 
             with pydicom_config.disable_value_validation():
                 full = pydicom.dcmread(io.BytesIO(data), force=True)
                 trailing = Dataset()
-                for tag in full.keys():
+                for tag in full.keys():  # noqa: SIM118 - iterating a Dataset gives elements
                     if tag > 0x7FE00010:
                         trailing[tag] = full.get_item(tag)
                 return _check_dataset(trailing, rel, profile, pseudonym, "after pixel data")

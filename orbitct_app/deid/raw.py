@@ -319,8 +319,6 @@ class _Walker:
         profile = self.profile
         actions = self.actions
         stats = self.stats
-        data = self.data
-        implicit = self.implicit
         for elem in elements:
             tag = elem.tag
             group = tag >> 16
@@ -430,13 +428,9 @@ class _Walker:
         return _new_element(elem.tag, vr, value, self.implicit)
 
 
+@functools.lru_cache(maxsize=16)
 def _code_sequence(codes: tuple[tuple[str, str], ...], implicit: bool) -> bytes:
     """DeidentificationMethodCodeSequence as pydicom writes a new one (defined lengths)."""
-    return _code_sequence_cached(codes, implicit)
-
-
-@functools.lru_cache(maxsize=16)
-def _code_sequence_cached(codes: tuple[tuple[str, str], ...], implicit: bool) -> bytes:
     parts = []
     for value, meaning in codes:
         body = (
