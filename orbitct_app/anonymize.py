@@ -616,7 +616,11 @@ def anonymize_file(
                 )
                 out: tuple[bytes | memoryview, ...] = result.parts
                 stats = result.stats
-            except raw.Unsupported:
+            except OrbitctError:
+                raise
+            except Exception as err:  # noqa: BLE001 - Unsupported, or a file the fast path misreads
+                if not isinstance(err, raw.Unsupported):
+                    logger.debug("fast path failed (%s); using pydicom", type(err).__name__)
                 ds = pydicom.dcmread(io.BytesIO(data), force=True)
                 stats = deidentify_dataset(ds, profile, pseudonym, secrets)
                 stage = "writing"

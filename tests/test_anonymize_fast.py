@@ -262,6 +262,25 @@ def test_unusual_encodings_are_left_to_the_pydicom_path(exams: tuple) -> None:
         fast_path(source, basic_profile(["safe-private"]))
 
 
+def test_a_fast_path_error_falls_back_to_the_pydicom_path(
+    exams: tuple, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A file the fast path misreads (here: every file) is still written, by pydicom."""
+    root, truths = exams
+    expected = {}
+    for path in truths["exam_a"].files:
+        expected[path.name] = pydicom_path(path.read_bytes(), ORBITCT, "exam_a")[0]
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise IndexError("a bug in the fast path")
+
+    monkeypatch.setattr(raw, "_parse_dataset", broken)
+    out = tmp_path / "out"
+    assert run(root, out, participant_labels=("exam_a",)).exit_code == ExitCode.OK
+    written = files_under(out / "anonymized" / "exam_a")
+    assert {p.name: p.read_bytes() for p in written} == expected
+
+
 # --- the audit of the bytes as written ---------------------------------------------------------------
 
 
