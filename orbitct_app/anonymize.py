@@ -13,9 +13,13 @@ Per exam (a first-level folder of INPUT_DIR; its name ``dicom_id`` is the pseudo
 3. :func:`anonymize_file` reads each kept file once, applies the profile
    (:mod:`orbitct_app.deid`), records PatientIdentityRemoved / DeidentificationMethod (and, for
    the basic profile, DeidentificationMethodCodeSequence), rebuilds a consistent file meta and
-   writes it. Pixel data and the transfer syntax are kept byte for byte (never decoded).
-4. :func:`orbitct_app.deid.audit.audit_tree` checks what was written (``deid_audit.csv``); under
-   the basic profile the original UIDs and PatientIDs go to ``--map-dir`` (never OUTPUT_DIR).
+   writes it. Pixel data and the transfer syntax are kept byte for byte (never decoded). The
+   common case is done on the file's bytes (:mod:`orbitct_app.deid.raw`, the pixel data element
+   copied raw); anything unusual goes through pydicom (the same bytes where both apply).
+4. The audit (:mod:`orbitct_app.deid.audit`) checks each file's bytes as they are written, with
+   a parser of its own, and :func:`~orbitct_app.deid.audit.audit_tree` adds what can only be
+   checked once the exam is done (``deid_audit.csv``); under the basic profile the original UIDs
+   and PatientIDs go to ``--map-dir`` (never OUTPUT_DIR).
 
 With ``--dry-run`` no file is written: each kept file is de-identified in memory and the rules
 applied are counted per series (``anonymize_dry_run.csv``).
@@ -35,12 +39,13 @@ from __future__ import annotations
 import collections
 import contextlib
 import dataclasses
+import io
 import logging
 import os
 import struct
 import time
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -62,7 +67,7 @@ from pydicom.valuerep import EXPLICIT_VR_LENGTH_32
 
 from orbitct_app import __version__, atomic
 from orbitct_app.deid import DeidStats, Profile, apply_profile, check_pseudonym, get_profile
-from orbitct_app.deid import audit, keys, mapping, mark_deidentified
+from orbitct_app.deid import audit, keys, mapping, mark_deidentified, raw
 from orbitct_app.deid.apply import PRIVATE_RULE
 from orbitct_app.discover import Exam, SeriesInfo, SkippedFile, scan_exam
 from orbitct_app.errors import DeidError, ExamError, OrbitctError, SkipKind
@@ -251,7 +256,7 @@ def run_exam(exam_dir: Path, options: Options) -> ExamRecord:
     if not options.dry_run:
         originals = set(secrets.uids.mapped) if secrets.uids is not None else set()
         audit_rows = run_audit(options.anonymized_dir / exam.dicom_id, exam.dicom_id, options, profile,
-                               pseudonym, originals)
+                               pseudonym, originals, work.written)
         work.counts["audit_findings"] = len(audit_rows)
         if options.map_dir is not None and secrets.uids is not None:
             mapping.write_exam_maps(options.map_dir, exam.dicom_id, secrets.uids.mapped,
@@ -284,15 +289,18 @@ def run_exam(exam_dir: Path, options: Options) -> ExamRecord:
 
 
 def run_audit(
-    exam_out: Path, dicom_id: str, options: Options, profile: Profile, pseudonym: str, originals: set[str]
+    exam_out: Path, dicom_id: str, options: Options, profile: Profile, pseudonym: str, originals: set[str],
+    written: Mapping[str, audit.Written] | None = None,
 ) -> list[Row]:
     """Audit one exam's de-identified folder; log and return the findings as report rows.
 
-    ``originals`` are the UIDs the profile replaced (none under orbitct, which keeps UIDs).
+    ``originals`` are the UIDs the profile replaced (none under orbitct, which keeps UIDs);
+    ``written`` what the audit found in the bytes of the files this run wrote (see
+    :func:`audit.audit_tree`): every other file of the folder is read from disk.
     """
-    phi = audit.read_phi_list(options.phi_list) if options.phi_list is not None else ()
     findings = audit.audit_tree(
-        exam_out, profile, pseudonym=pseudonym, original_uids=originals, phi_strings=phi
+        exam_out, profile, pseudonym=pseudonym, original_uids=originals, phi_strings=_phi(options),
+        written=written,
     )
     rows = [{"dicom_id": dicom_id, **f.row()} for f in findings]
     if findings:
@@ -304,6 +312,10 @@ def run_audit(
     else:
         logger.info("%s: de-identification audit: no finding", dicom_id)
     return rows
+
+
+def _phi(options: Options) -> audit.PhiList:
+    return audit.read_phi_list(options.phi_list) if options.phi_list is not None else audit.PhiList(())
 
 
 def audit_only_exam(exam_dir: Path, options: Options, profile: Profile) -> ExamRecord:
@@ -344,6 +356,9 @@ class _ExamWork:
         drop = profile.needs_key and not options.keep_burned_in
         self.decisions = [(s, decide_series(s, options.min_slices, drop_burned_in=drop)) for s in exam.series]
         self._public: dict[str, Row] = {}
+        self.phi = _phi(options)
+        self.written: dict[str, audit.Written] = {}
+        """The audit of each file written, by its path relative to the exam's output folder."""
 
     def public_cells(self, series: SeriesInfo) -> Row:
         """The series' report cells as they are written: through the profile (new UID, no
@@ -395,7 +410,7 @@ class _ExamWork:
                     if target.parent not in made:
                         target.parent.mkdir(parents=True, exist_ok=True)
                         made.add(target.parent)
-                    self._one_file(series, rel, anonymize_file, info.path, target)
+                    self._one_file(series, rel, anonymize_file, info.path, target, audit_rel=str(rel))
             for skipped in self.exam.skipped:
                 if skipped.is_problem:
                     self._problem_row(skipped, "not copied")
@@ -438,7 +453,8 @@ class _ExamWork:
             if decision.keep:
                 for info in series.slices:
                     rel = self.public_rel(info.path.relative_to(self.exam.path))
-                    self._one_file(series, rel, _replace_in_place, info.path)
+                    self._one_file(series, rel, _replace_in_place, info.path,
+                                   audit_rel=str(info.path.relative_to(self.exam.path)))
             else:
                 for info in series.slices:
                     rel = self.public_rel(info.path.relative_to(self.exam.path))
@@ -454,9 +470,13 @@ class _ExamWork:
 
     # --- pieces ---------------------------------------------------------------------------
 
-    def _one_file(self, series: SeriesInfo, rel: Path, work: Callable[..., Any], *paths: Path) -> None:
+    def _one_file(self, series: SeriesInfo, rel: Path, work: Callable[..., Any], *paths: Path,
+                  audit_rel: str | None = None) -> None:
+        """Run ``work`` on one file; with ``audit_rel``, audit the bytes it wrote (by that path
+        relative to the exam's output folder) once the file is complete."""
+        written: list[tuple[bytes | memoryview, ...]] = []
         try:
-            work(*paths, self.profile, self.pseudonym, self.secrets)
+            work(*paths, self.profile, self.pseudonym, self.secrets, written.append)
         except Exception as err:  # noqa: BLE001 - one file's failure must not stop the exam
             reason = safe_reason(err)
             self.counts["failed"] += 1
@@ -466,6 +486,10 @@ class _ExamWork:
             logger.error("%s: %s: de-identification failed: %s", self.exam.dicom_id, rel, reason)
         else:
             self.counts["files"] += 1
+            if audit_rel is not None and written:
+                self.written[audit_rel] = audit.audit_written(
+                    written[-1], audit_rel, self.profile, self.pseudonym, self.phi
+                )
 
     def _delete(self, rel: Path, path: Path, reason: str | None) -> None:
         """Delete a file in place; ``reason`` is given for a media index file (it gets a row)."""
@@ -536,13 +560,23 @@ class _ExamWork:
 
 
 def anonymize_file(
-    src: Path, dst: Path, profile: Profile, pseudonym: str, secrets: Secrets | None = None
+    src: Path,
+    dst: Path,
+    profile: Profile,
+    pseudonym: str,
+    secrets: Secrets | None = None,
+    written: Callable[[tuple[bytes | memoryview, ...]], None] | None = None,
 ) -> DeidStats:
     """Read ``src`` once, de-identify it with ``profile`` and write the result to ``dst``.
 
     Pixel data is never decoded and the transfer syntax is kept; the file meta is rebuilt
     consistent with the data set (see :func:`file_meta_for`). ``dst`` is written directly (and
     removed again if writing fails); the caller makes its appearance atomic.
+
+    The common case is de-identified on the file's bytes (:mod:`orbitct_app.deid.raw`: the pixel
+    data is copied raw); any other file (deflated or big-endian data, elements after the pixel
+    data, sequences stored as UN ...) is read with pydicom and written by :func:`write_part10`.
+    Both give the same bytes where both apply.
 
     Parameters
     ----------
@@ -555,6 +589,9 @@ def anonymize_file(
     secrets
         The key, UID map and patient memory of the exam; needed by a profile that remaps UIDs
         or shifts dates (see :attr:`Profile.needs_key`).
+    written
+        Called with the bytes written (in parts, see :func:`write_output`), once ``dst`` is
+        complete (the stage audits them).
 
     Returns
     -------
@@ -569,13 +606,31 @@ def anonymize_file(
     stage = "reading"
     try:
         with _quiet_pydicom():
-            ds = pydicom.dcmread(src, force=True)
+            data = src.read_bytes()
             stage = "de-identifying"
-            stats = deidentify_dataset(ds, profile, pseudonym, secrets)
+            secrets = secrets if secrets is not None else Secrets()
+            try:
+                result = raw.deidentify(
+                    data, _plan(profile, pseudonym, secrets),
+                    version_name=IMPLEMENTATION_VERSION_NAME, implementation_uid=PYDICOM_IMPLEMENTATION_UID,
+                )
+                out: tuple[bytes | memoryview, ...] = result.parts
+                stats = result.stats
+            except OrbitctError:
+                raise
+            except Exception as err:  # noqa: BLE001 - Unsupported, or a file the fast path misreads
+                if not isinstance(err, raw.Unsupported):
+                    logger.debug("fast path failed (%s); using pydicom", type(err).__name__)
+                ds = pydicom.dcmread(io.BytesIO(data), force=True)
+                stats = deidentify_dataset(ds, profile, pseudonym, secrets)
+                stage = "writing"
+                buffer = io.BytesIO()
+                write_part10(buffer, ds)
+                out = (buffer.getvalue(),)
             stage = "writing"
             try:
                 with open(dst, "wb") as fh:
-                    write_part10(fh, ds)
+                    write_output(fh, out)
             except BaseException:
                 with contextlib.suppress(OSError):
                     dst.unlink()  # never leave half a file
@@ -584,7 +639,39 @@ def anonymize_file(
         raise
     except Exception as err:  # noqa: BLE001 - the message may quote a header value: drop it
         raise DeidError(f"{safe_reason(err)} while {stage}") from None
+    if written is not None:
+        written(out)
     return stats
+
+
+def write_output(fh: BinaryIO, parts: tuple[bytes | memoryview, ...]) -> None:
+    """Write a de-identified file to ``fh``: its bytes are the concatenation of ``parts``
+    (header, then a view of the source's pixel data element). The one place both paths write."""
+    fh.writelines(parts)
+
+
+def _plan(profile: Profile, pseudonym: str, secrets: Secrets) -> raw.Plan:
+    """What :func:`raw.deidentify` needs beyond the table (see :func:`deidentify_dataset`)."""
+    if profile.needs_key and secrets.key is None:
+        raise DeidError(f"the {profile.name} profile needs a de-identification key (--deid-key)")
+    check_pseudonym(pseudonym)
+
+    def date_offset(patient_id: str) -> int | None:
+        if secrets.key is None:
+            return None
+        if patient_id:
+            secrets.patient_ids.add(patient_id)
+        return secrets.date_offset(patient_id, pseudonym)
+
+    marks: list[tuple[int, str, Any]] = [
+        (0x00120062, "CS", "YES"),
+        (0x00120063, "LO", profile.method_values(__version__)),
+    ]
+    if profile.codes:
+        marks.append((0x00120064, "SQ", tuple(profile.codes)))
+    if profile.temporal:
+        marks.append((0x00280303, "CS", profile.temporal))
+    return raw.Plan(profile, pseudonym, secrets.uids, date_offset, tuple(marks))
 
 
 def deidentify_dataset(
@@ -628,7 +715,7 @@ def _fill_uids_from_meta(ds: Dataset) -> None:
 
 
 def _dry_file(path: Path, rules: collections.Counter[tuple[int, str]], profile: Profile,
-              pseudonym: str, secrets: Secrets) -> None:
+              pseudonym: str, secrets: Secrets, written: object = None) -> None:
     """De-identify ``path`` in memory only and add the rules applied to ``rules``."""
     try:
         with _quiet_pydicom():
@@ -745,11 +832,12 @@ def _raw_header(elem: RawDataElement, implicit: bool, order: str) -> bytes | Non
     return tag + vr.encode() + struct.pack(order + "H", length)
 
 
-def _replace_in_place(path: Path, profile: Profile, pseudonym: str, secrets: Secrets | None = None) -> None:
+def _replace_in_place(path: Path, profile: Profile, pseudonym: str, secrets: Secrets | None = None,
+                      written: Callable[[tuple[bytes | memoryview, ...]], None] | None = None) -> None:
     """Replace ``path`` by its de-identified version: either the old or the new file, never half."""
     mode = path.stat().st_mode
     with atomic.atomic_file(path, fsync=True) as tmp:
-        anonymize_file(path, tmp, profile, pseudonym, secrets)
+        anonymize_file(path, tmp, profile, pseudonym, secrets, written)
         with contextlib.suppress(OSError):
             os.chmod(tmp, mode & 0o7777)
 

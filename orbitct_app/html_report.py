@@ -28,11 +28,11 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from PIL import Image, UnidentifiedImageError
-
-from orbitct_app import __version__, atomic, qc, reports
-from orbitct_app.extract import uneven_spacing
+from orbitct_app import __version__, atomic, reports
 from orbitct_app.reports import ExamRecord, Row
+
+# qc, extract and PIL (numpy, scipy, SimpleITK) are imported where a converted series needs them,
+# so that an anonymize-only run never loads the numeric libraries.
 
 logger = logging.getLogger(__name__)
 
@@ -223,6 +223,8 @@ def _warnings(exams: Sequence[ExamView], anchors: Mapping[str, str]) -> list[Fin
                     add("series failed", f"{stage}: {label}: {row.get('reason', '')}")
             if not ext:
                 continue
+            from orbitct_app.extract import uneven_spacing
+
             smallest, median, largest = (_float(ext.get(k)) for k in ("spacing_min", "spacing_median", "spacing_max"))
             if None not in (smallest, median, largest) and uneven_spacing(smallest, median, largest):  # type: ignore[arg-type]
                 add("uneven spacing", f"{label}: slice gaps {smallest:.3g}-{largest:.3g} mm (median {median:.3g} mm)")
@@ -484,6 +486,8 @@ def _series_row(line: SeriesLine, has_anonymize: bool, has_extract: bool, output
 
 def _qc_figure(line: SeriesLine, output_dir: Path) -> str:
     """A converted series' QC thumbnail, linked to the full picture, with its caption."""
+    from orbitct_app import qc
+
     row = line.extract or {}
     output = str(row.get("output_path") or "")
     path = str(row.get("qc_path") or "") or (str(qc.qc_path(Path(output))) if output else "")
@@ -505,6 +509,10 @@ def _qc_figure(line: SeriesLine, output_dir: Path) -> str:
 
 def _thumbnail_from_png(path: Path) -> str:
     """A thumbnail made from the QC picture on disk (records without one), or ''."""
+    from PIL import Image, UnidentifiedImageError
+
+    from orbitct_app import qc
+
     try:
         with Image.open(path) as image:
             image.load()

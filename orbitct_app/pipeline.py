@@ -192,7 +192,7 @@ def run(
         for name in names:
             finished(stored_outcome(name, options))
     elif workers <= 1:
-        _set_threads(options.n_procs)
+        _set_threads(options.n_procs, options.stage.extracts)
         for name in names:
             finished(process_exam(name, options))
     else:
@@ -409,7 +409,7 @@ def _run_pool(
             max_workers=workers,
             mp_context=context,
             initializer=_worker_init,
-            initargs=(log_queue, threads),
+            initargs=(log_queue, threads, options.stage.extracts),
         ) as pool:
             futures = {pool.submit(process_exam, name, options): name for name in names}
             try:
@@ -462,14 +462,15 @@ class _Forward(logging.Handler):
         self.handle(record)
 
 
-def _worker_init(log_queue: Any, threads: int) -> None:
+def _worker_init(log_queue: Any, threads: int, numeric: bool = True) -> None:
     root = logging.getLogger("orbitct_app")
     root.handlers = [logging.handlers.QueueHandler(log_queue)]
     root.setLevel(logging.DEBUG)
     root.propagate = False
-    _set_threads(threads)
+    _set_threads(threads, numeric)
 
 
-def _set_threads(threads: int) -> None:
-    """Limit this process's numeric work to its share of the cores."""
-    set_threads(threads)
+def _set_threads(threads: int, numeric: bool = True) -> None:
+    """Limit this process's numeric work to its share of the cores (``numeric``: the run
+    converts, so SimpleITK is configured too; an anonymize-only run never imports it)."""
+    set_threads(threads, itk=numeric)

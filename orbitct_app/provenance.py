@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import functools
 import importlib.metadata
 import json
 import logging
@@ -48,13 +49,19 @@ DEPENDENCIES = (
 
 def dependency_versions() -> dict[str, str]:
     """Installed versions of the runtime dependencies ('not installed' when missing)."""
-    versions = {}
+    return dict(_dependency_versions())
+
+
+@functools.lru_cache(maxsize=1)
+def _dependency_versions() -> tuple[tuple[str, str], ...]:
+    """Read once per process: a run asks for them for its log and twice for its record."""
+    versions = []
     for name in DEPENDENCIES:
         try:
-            versions[name] = importlib.metadata.version(name)
+            versions.append((name, importlib.metadata.version(name)))
         except importlib.metadata.PackageNotFoundError:
-            versions[name] = "not installed"
-    return versions
+            versions.append((name, "not installed"))
+    return tuple(versions)
 
 
 def new_run_id() -> str:

@@ -477,16 +477,16 @@ def test_a_file_that_fails_to_write_is_a_failure(
 ) -> None:
     root, truth, _ = junk_input
     victim = truth.series_by_number(2).files[3]
-    real_write = anonymize.write_part10
+    real_write = anonymize.write_output
     secret = truth.orbitct_forbidden_bytes[0].decode()
     victim_uid = pydicom.dcmread(victim, stop_before_pixels=True).SOPInstanceUID
 
-    def failing_write(fh: io.BufferedWriter, ds: Dataset) -> None:
-        if ds.SOPInstanceUID == victim_uid:
+    def failing_write(fh: io.BufferedWriter, parts: tuple[bytes, ...]) -> None:
+        if victim_uid.encode() in bytes(parts[0]):
             raise ValueError(f"cannot encode {secret}")  # a message quoting a header value
-        real_write(fh, ds)
+        real_write(fh, parts)
 
-    monkeypatch.setattr(anonymize, "write_part10", failing_write)
+    monkeypatch.setattr(anonymize, "write_output", failing_write)
     out = tmp_path / "out"
     assert main([str(root), str(out), "anonymize", "--n-procs", "1"]) == ExitCode.FAILED
     rel = str(victim.relative_to(truth.path))
@@ -681,17 +681,18 @@ def test_in_place_write_failing_midway_keeps_the_original(
     root = tmp_path / "in"
     truth = write_exam(root, "exam_w", [SeriesSpec(kind="axial", n_slices=11, rows=32, cols=32)], seed=10)
     originals = {p: p.read_bytes() for p in truth.files}
-    real_write = anonymize.write_part10
+    real_write = anonymize.write_output
     calls = []
 
-    def half_then_fail(fh: io.BufferedWriter, ds: Dataset) -> None:
+    def half_then_fail(fh: io.BufferedWriter, parts: tuple[bytes, ...]) -> None:
         calls.append(1)
         if len(calls) == 5:
-            fh.write(b"\0" * 128 + b"DICM" + b"half a file")
+            data = b"".join(parts)
+            fh.write(data[: len(data) // 2])
             raise OSError(28, "No space left on device")
-        real_write(fh, ds)
+        real_write(fh, parts)
 
-    monkeypatch.setattr(anonymize, "write_part10", half_then_fail)
+    monkeypatch.setattr(anonymize, "write_output", half_then_fail)
     summary = run(root, tmp_path / "out", in_place=True)
     assert summary.exit_code == ExitCode.FAILED and summary.count("failed") == 1
     unchanged = [p for p in truth.files if p.read_bytes() == originals[p]]

@@ -26,8 +26,9 @@ import dataclasses
 import hashlib
 import io
 import re
+import struct
 import warnings
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 import pydicom
@@ -37,7 +38,7 @@ from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.uid import UID_dictionary
 
-from orbitct_app.deid.apply import _may_be_sequence, _safe_private_tags
+from orbitct_app.deid.apply import _dictionary_vr, _may_be_sequence, _safe_private_tags
 from orbitct_app.deid.profiles import DUMMY_VALUES, Action, Profile, is_structural_uid
 
 MIN_PHI_LENGTH = 4
@@ -125,18 +126,354 @@ def audit_tree(
     pseudonym: str,
     original_uids: Iterable[str] = (),
     phi_strings: PhiList | Iterable[str] = (),
+    written: Mapping[str, Written] | None = None,
 ) -> list[Finding]:
-    """Audit every file under ``root`` (one exam's de-identified folder); return the findings."""
+    """Audit every file under ``root`` (one exam's de-identified folder); return the findings.
+
+    ``written`` holds what :func:`audit_written` found in the bytes of files as they were
+    written (by their path relative to ``root``): such a file is not read again unless the
+    original UIDs, known only now, occur in its header or path, or its bytes could not be
+    parsed. Every other file under ``root`` is read from disk.
+    """
     if not isinstance(phi_strings, PhiList):
         phi_strings = PhiList(tuple((n, s.lower().encode()) for n, s in enumerate(phi_strings, 1)))
     originals = {u.encode("ascii", "replace") for u in original_uids if u}
     findings: list[Finding] = []
     if not root.is_dir():
         return findings
+    written = written or {}
     for path in sorted(p for p in root.rglob("*") if p.is_file()):
         rel = str(path.relative_to(root))
-        findings += audit_file(path, rel, profile, pseudonym, originals, phi_strings)
+        done = written.get(rel)
+        if done is not None and done.complete and not (originals and originals.intersection(done.tokens)):
+            findings += done.findings
+        else:
+            findings += audit_file(path, rel, profile, pseudonym, originals, phi_strings)
     return findings
+
+
+@dataclasses.dataclass(frozen=True)
+class Written:
+    """The audit of one file's bytes as they were written, but for the original-UID check."""
+
+    findings: list[Finding]
+    tokens: frozenset[bytes]
+    """UID-like tokens of the file's header and path (checked against the original UIDs)."""
+    complete: bool
+    """False when the bytes could not be parsed: the file is audited from disk."""
+
+
+def audit_written(
+    parts: Sequence[bytes | memoryview], rel: str, profile: Profile, pseudonym: str, phi: PhiList
+) -> Written:
+    """Audit a file's bytes as they are written (the concatenation of ``parts``), without
+    reading it back.
+
+    The checks are those of :func:`audit_file`, on a data set parsed here by pydicom,
+    independently of the writer, except the original-UID check: the original UIDs of an exam
+    are known only when all its files are done, so the UID-like tokens are kept for
+    :func:`audit_tree`. Whatever follows the parsed header must be one pixel data element
+    ending the file; anything else makes the file one to audit from disk, elements after the
+    pixel data included.
+    """
+    findings: list[Finding] = []
+    rel_bytes = rel.encode("utf-8", "replace")
+    tokens: set[bytes] = set()
+    whole = b"".join(parts) if (phi or profile.needs_key) else b""
+    if profile.needs_key:  # only a profile that remaps UIDs has originals to look for
+        end = whole.rfind(_PIXEL_TAG_LE)
+        tokens.update(_UID_TOKEN.findall(whole if end < 0 else whole[: end + 8]))
+        tokens.update(_UID_TOKEN.findall(rel_bytes))
+    for number, text in phi.entries:
+        if text in rel_bytes.lower():
+            findings.append(Finding(rel, "phi_string", detail=f"phi list line {number}, in the file path"))
+    if phi:
+        lowered = whole.lower()
+        for number, text in phi.entries:
+            if text in lowered:
+                findings.append(Finding(rel, "phi_string", detail=f"phi list line {number}"))
+    head = bytes(parts[0])
+    scanned = _Scan.of(head, profile, pseudonym, rel)
+    if scanned is not None:
+        checked, header_end, implicit = scanned
+        rest = [memoryview(head)[header_end:], *(memoryview(p) for p in parts[1:])]
+    else:  # not the plain encoding the scan reads: pydicom parses it
+        fp = io.BytesIO(head)
+        ds = _read_from(fp)
+        if ds is None:
+            return Written(findings, frozenset(tokens), False)
+        try:
+            checked = _check_dataset(ds, rel, profile, pseudonym, "") + _check_meta(ds, rel, set())
+        except Exception:  # noqa: BLE001 - an element that cannot be parsed: audited from disk
+            return Written(findings, frozenset(tokens), False)
+        syntax = str(getattr(ds, "file_meta", {}).get("TransferSyntaxUID", "") or "")
+        if syntax in _NOT_PLAIN:  # what follows the pixel data is not in view here
+            return Written(findings, frozenset(tokens), False)
+        implicit = syntax == "1.2.840.10008.1.2"
+        rest = [memoryview(head)[fp.tell():], *(memoryview(p) for p in parts[1:])]
+    rest = [r for r in rest if len(r)]
+    if len(rest) > 1 or (rest and not _only_pixel_data(rest[0], implicit)):
+        return Written(findings, frozenset(tokens), False)
+    return Written(findings + checked, frozenset(tokens), True)
+
+
+_NOT_PLAIN = frozenset({"1.2.840.10008.1.2.1.99", "1.2.840.10008.1.2.2"})
+"""Deflated and big endian: what follows their header is checked from disk."""
+
+
+class _Scan:
+    """The attribute, private and repeating-group checks of :func:`_check_dataset`, on the bytes
+    of a plainly encoded header, without building pydicom objects.
+
+    It reads only what it can read unambiguously: a Part 10 file in implicit or explicit VR
+    little endian, elements in ascending order, sequences as SQ (or by the dictionary in implicit
+    VR) with well-formed items, and values checked on their bytes (emptiness, the pseudonym,
+    presence, a sequence's item count). For anything else (deflated or big-endian data, a
+    sequence stored as UN, a dummy value to compare, a profile keeping safe private attributes
+    ...) :meth:`of` returns None and pydicom parses the file: the findings are the same either
+    way (the tests compare the two). It shares no code with the writer
+    (:mod:`orbitct_app.deid.raw`), so a mistake there is not repeated here.
+    """
+
+    class Unplain(Exception):
+        pass
+
+    def __init__(self, data: bytes, profile: Profile, pseudonym: str, rel: str, implicit: bool) -> None:
+        self.data = data
+        self.profile = profile
+        self.pseudonym = pseudonym.encode("ascii")
+        self.rel = rel
+        self.implicit = implicit
+        self.findings: list[Finding] = []
+
+    @classmethod
+    def of(cls, data: bytes, profile: Profile, pseudonym: str, rel: str) -> tuple[list[Finding], int, bool] | None:
+        """(findings, offset of the pixel data or end of data, implicit VR) or None."""
+        if profile.safe_private or len(data) < 132 or data[128:132] != b"DICM":
+            return None
+        try:
+            meta, pos = _scan_meta(data)
+            syntax = meta.get(0x00020010, b"").rstrip(b"\0 ")
+            if syntax == b"1.2.840.10008.1.2":
+                implicit = True
+            elif syntax == b"1.2.840.10008.1.2.1" or (
+                syntax.startswith(b"1.2.840.10008.1.2.4.") or syntax == b"1.2.840.10008.1.2.5"
+            ):
+                implicit = False
+            else:
+                return None
+            if pos + 6 <= len(data) and implicit == _looks_explicit(data, pos):
+                return None  # pydicom would read it with the other encoding
+            scan = cls(data, profile, pseudonym, rel, implicit)
+            end = scan.dataset(pos, len(data), "", top=True)
+        except cls.Unplain:
+            return None
+        for tag in (0x00020100, 0x00020102):  # private information in the file meta
+            if tag in meta:
+                scan.findings.append(Finding(rel, "private", _tag(tag), keyword_for_tag(tag), "file meta"))
+        return scan.findings, end, implicit
+
+    def element(self, pos: int, end: int) -> tuple[int, str | None, int, int]:
+        """(tag, VR, value offset, value length) of the element at ``pos``."""
+        data = self.data
+        if pos + 8 > end:
+            raise self.Unplain
+        group, number = struct.unpack_from("<HH", data, pos)
+        if self.implicit or group == 0xFFFE:  # delimiters have no VR
+            return group << 16 | number, None, pos + 8, struct.unpack_from("<L", data, pos + 4)[0]
+        vr = data[pos + 4 : pos + 6]
+        if vr in _VR_32:
+            if pos + 12 > end:
+                raise self.Unplain
+            return group << 16 | number, vr.decode(), pos + 12, struct.unpack_from("<L", data, pos + 8)[0]
+        if vr in _VR_16:
+            return group << 16 | number, vr.decode(), pos + 8, struct.unpack_from("<H", data, pos + 6)[0]
+        raise self.Unplain
+
+    def dataset(self, pos: int, end: int, location: str, *, top: bool = False, item: bool = False) -> int:
+        """Check the elements from ``pos``; returns where they end (the pixel data at top level,
+        the item delimiter of an undefined-length item)."""
+        profile = self.profile
+        where = location or "top"
+        last = -1
+        while pos < end:
+            tag, vr, start, length = self.element(pos, end)
+            if tag >> 16 == 0xFFFE:
+                if item and tag == 0xFFFEE00D:
+                    return pos
+                raise self.Unplain
+            if top and tag in (0x7FE00010, 0x7FE00009, 0x7FE00008):
+                return pos
+            if tag <= last or tag >> 16 < 0x0008:
+                raise self.Unplain
+            last = tag
+            sequence = vr == "SQ" or (vr is None and (length == 0xFFFFFFFF or _dictionary_vr(tag) == "SQ"))
+            if vr == "UN" and (length == 0xFFFFFFFF or _dictionary_vr(tag) == "SQ"):
+                raise self.Unplain  # pydicom reads it as an implicit VR sequence
+            if length == 0xFFFFFFFF:
+                if not sequence:
+                    raise self.Unplain
+                items, value_end = self.items(start, end, undefined=True)
+                next_pos = value_end + 8
+            else:
+                value_end = start + length
+                if value_end > end:
+                    raise self.Unplain
+                items = None
+                next_pos = value_end
+            pos = next_pos
+            if tag >> 16 & 1:
+                if profile.remove_private:
+                    self.findings.append(Finding(self.rel, "private", _tag(tag), "", where))
+                continue
+            if profile.remove_groups and tag >> 16 >= 0x5000 and profile.removes_group(tag >> 16):
+                self.findings.append(Finding(self.rel, "attribute", _tag(tag), keyword_for_tag(tag), where,
+                                             "repeating group that should be removed"))
+                continue
+            if not sequence:
+                action = profile.actions.get(tag)
+                if action in _CHECKED:
+                    problem = self.violates(action, start, value_end)
+                    if problem:
+                        self.findings.append(
+                            Finding(self.rel, "attribute", _tag(tag), keyword_for_tag(tag), where, problem)
+                        )
+                continue
+            if items is None:
+                items, _ = self.items(start, value_end, undefined=False)
+            action = profile.actions.get(tag)
+            if action in _CHECKED:
+                problem = (
+                    "present (the profile removes it)" if action is Action.REMOVE
+                    else "" if not items
+                    else "sequence not empty" if action is Action.EMPTY
+                    else None
+                )
+                if problem is None:
+                    raise self.Unplain  # pydicom compares an item's text: leave it to pydicom
+                if problem:
+                    self.findings.append(
+                        Finding(self.rel, "attribute", _tag(tag), keyword_for_tag(tag), where, problem)
+                    )
+                    continue
+            name = keyword_for_tag(tag) or _tag(tag)
+            prefix = f"{location}." if location else ""
+            for k, (item_start, item_end, item_undefined) in enumerate(items):
+                self.dataset(item_start, item_end, f"{prefix}{name}[{k}]", item=item_undefined)
+        return pos
+
+    def violates(self, action: Action, start: int, end: int) -> str:
+        if action is Action.REMOVE:
+            return "present (the profile removes it)"
+        value = self.data[start:end].strip(b"\0 ")
+        if action is Action.EMPTY:
+            return "" if not value else "not empty"
+        if action is Action.REPLACE_PSEUDONYM:
+            return "" if value == self.pseudonym else "not the pseudonym"
+        raise self.Unplain  # a dummy value: pydicom decodes it
+
+    def items(self, pos: int, end: int, *, undefined: bool) -> tuple[list[tuple[int, int, bool]], int]:
+        """The items of a sequence value: (start, end, undefined length) each, and where the
+        value ends (the sequence delimiter for an undefined length)."""
+        data = self.data
+        found = []
+        while True:
+            if not undefined and pos == end:
+                return found, pos
+            if pos + 8 > end:
+                raise self.Unplain
+            group, number, length = struct.unpack_from("<HHL", data, pos)
+            if undefined and (group, number) == (0xFFFE, 0xE0DD):
+                return found, pos
+            if (group, number) != (0xFFFE, 0xE000):
+                raise self.Unplain
+            pos += 8
+            if not self.implicit and length and pos + 6 <= end and not _looks_explicit(data, pos):
+                raise self.Unplain  # pydicom reads such an item as implicit VR
+            if length == 0xFFFFFFFF:
+                item_end = self.skip_item(pos, end)
+                found.append((pos, item_end, True))
+                pos = item_end + 8
+            else:
+                if pos + length > end:
+                    raise self.Unplain
+                found.append((pos, pos + length, False))
+                pos += length
+
+    def skip_item(self, pos: int, end: int) -> int:
+        """Where an undefined-length item starting at ``pos`` ends (its delimiter)."""
+        while True:
+            tag, _, start, length = self.element(pos, end)
+            if tag == 0xFFFEE00D:
+                return pos
+            if length == 0xFFFFFFFF:
+                _, value_end = self.items(start, end, undefined=True)
+                pos = value_end + 8
+            else:
+                pos = start + length
+            if pos > end:
+                raise self.Unplain
+
+
+def _looks_explicit(data: bytes, pos: int) -> bool:
+    """Whether the element at ``pos`` has a VR where explicit VR puts it (pydicom's test)."""
+    return 0x40 < data[pos + 4] < 0x5B and 0x40 < data[pos + 5] < 0x5B
+
+
+def _scan_meta(data: bytes) -> tuple[dict[int, bytes], int]:
+    pos = 132
+    meta: dict[int, bytes] = {}
+    while pos + 8 <= len(data):
+        group, number = struct.unpack_from("<HH", data, pos)
+        if group != 2:
+            return meta, pos
+        vr = data[pos + 4 : pos + 6]
+        if vr in _VR_32:
+            length = struct.unpack_from("<L", data, pos + 8)[0]
+            start = pos + 12
+        elif vr in _VR_16:
+            length = struct.unpack_from("<H", data, pos + 6)[0]
+            start = pos + 8
+        else:
+            raise _Scan.Unplain
+        if length == 0xFFFFFFFF or start + length > len(data):
+            raise _Scan.Unplain
+        meta[group << 16 | number] = data[start : start + length]
+        pos = start + length
+    return meta, pos
+
+
+_VR_16 = frozenset(
+    vr.encode() for vr in ("AE", "AS", "AT", "CS", "DA", "DS", "DT", "FL", "FD", "IS", "LO", "LT", "PN",
+                           "SH", "SL", "SS", "ST", "TM", "UI", "UL", "US")
+)
+_VR_32 = frozenset(
+    vr.encode() for vr in ("OB", "OD", "OF", "OL", "OV", "OW", "SQ", "SV", "UC", "UN", "UR", "UT", "UV")
+)
+
+
+def _only_pixel_data(tail: memoryview, implicit: bool) -> bool:
+    """Whether ``tail`` is exactly one pixel data element (little endian), native or
+    encapsulated; elements after it would otherwise escape the header checks."""
+    if len(tail) < 12 or bytes(tail[:4]) != _PIXEL_TAG_LE:
+        return False
+    if implicit:
+        (length,) = struct.unpack_from("<L", tail, 4)
+        start = 8
+    else:
+        (length,) = struct.unpack_from("<L", tail, 8)
+        start = 12
+    if length != 0xFFFFFFFF:
+        return start + length == len(tail)
+    pos = start
+    while pos + 8 <= len(tail):
+        group, element, item_length = struct.unpack_from("<HHL", tail, pos)
+        if (group, element) == (0xFFFE, 0xE0DD):
+            return pos + 8 == len(tail)
+        if (group, element) != (0xFFFE, 0xE000) or item_length == 0xFFFFFFFF:
+            return False
+        pos += 8 + item_length
+    return False
 
 
 def audit_file(
@@ -165,7 +502,8 @@ def audit_file(
         header = data if end < 0 else data[: end + 8]
         hits = originals.intersection(_UID_TOKEN.findall(header))
     # the parsed data set
-    ds = _read(data)
+    fp = io.BytesIO(data)
+    ds = _read_from(fp)
     if ds is None:
         if hits:
             findings.append(Finding(rel, "original_uid", detail=f"{len(hits)} original UID(s) in the bytes"))
@@ -184,6 +522,31 @@ def audit_file(
         if hits:
             findings.append(Finding(rel, "original_uid", detail=f"{len(hits)} original UID(s) in the bytes"))
         return findings
+    tail = memoryview(data)[fp.tell():]
+    syntax = str(getattr(ds, "file_meta", {}).get("TransferSyntaxUID", "") or "")
+    if syntax in _NOT_PLAIN or (len(tail) and not _only_pixel_data(tail, syntax == "1.2.840.10008.1.2")):
+        findings += _check_after_pixel_data(data, rel, profile, pseudonym)
+    return findings + _check_meta(ds, rel, hits)
+
+
+def _check_after_pixel_data(data: bytes, rel: str, profile: Profile, pseudonym: str) -> list[Finding]:
+    """The checks of the elements after the pixel data (trailing padding, private groups ...)."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with pydicom_config.disable_value_validation():
+                full = pydicom.dcmread(io.BytesIO(data), force=True)
+                trailing = Dataset()
+                for tag in full.keys():  # noqa: SIM118 - iterating a Dataset gives elements
+                    if tag > 0x7FE00010:
+                        trailing[tag] = full.get_item(tag)
+                return _check_dataset(trailing, rel, profile, pseudonym, "after pixel data")
+    except Exception:  # noqa: BLE001 - what cannot be parsed cannot be shown clean
+        return [Finding(rel, "unreadable", detail="elements after the pixel data cannot be parsed")]
+
+
+def _check_meta(ds: Dataset, rel: str, hits: set[bytes]) -> list[Finding]:
+    findings = []
     meta = getattr(ds, "file_meta", None)
     if meta is not None:
         for tag in (0x00020100, 0x00020102):  # private information in the file meta
@@ -299,13 +662,18 @@ def _iter_elements(
 
 
 def _read(data: bytes) -> Dataset | None:
-    if len(data) < 132 or data[128:132] != b"DICM":
+    return _read_from(io.BytesIO(data))
+
+
+def _read_from(fp: io.BytesIO) -> Dataset | None:
+    """The header of a Part 10 file up to its pixel data (``fp`` then stands there)."""
+    if fp.getbuffer()[128:132] != b"DICM":
         return None
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             with pydicom_config.disable_value_validation():
-                return pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True)
+                return pydicom.dcmread(fp, stop_before_pixels=True)
     except Exception:  # noqa: BLE001 - any parsing problem makes the file unreadable
         return None
 

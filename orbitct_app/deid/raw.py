@@ -1,0 +1,635 @@
+"""De-identify a DICOM file's bytes directly: the fast path of the anonymize stage.
+
+The profile (:mod:`orbitct_app.deid.profiles`) is applied to the encoded elements, at every depth,
+without building pydicom objects: elements left alone are copied with their value bytes, new
+values are encoded as pydicom's writer encodes them, and the pixel data element is copied raw.
+The result is byte for byte what :func:`orbitct_app.anonymize.anonymize_file`'s pydicom path
+(``dcmread``, :func:`~orbitct_app.deid.apply.apply_profile`, ``write_part10``) writes; the tests
+compare the two on every kind of input the project has.
+
+Only the common case is handled: a Part 10 file (preamble and ``DICM``) in implicit or explicit
+VR little endian (native or encapsulated pixel data), elements in ascending order, standard
+sequences encoded as SQ, an ASCII-compatible character set, and the pixel data element last in
+the file. Anything else (deflated or big-endian data, elements after the pixel data such as
+trailing padding or private groups, sequences stored as UN, undefined-length values that are
+not sequences, duplicate or unsorted tags, a profile keeping safe private attributes ...) raises
+:class:`Unsupported`, and the caller takes the full pydicom path. Unsupported is never an error
+of the file: it only chooses the path.
+
+No value of the file ever goes into an exception message.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import struct
+from collections.abc import Callable
+from typing import Any
+
+from pydicom import charset as pydicom_charset
+from pydicom.filereader import ENCODED_VR
+from pydicom.uid import UID
+from pydicom.valuerep import EXPLICIT_VR_LENGTH_32
+
+from orbitct_app.deid.apply import DeidStats, _dictionary_vr
+from orbitct_app.deid.keys import shift_date
+from orbitct_app.deid.profiles import DUMMY_VALUES, Action, Profile
+
+
+class Unsupported(Exception):
+    """The file is outside what the fast path handles; take the full path (never an error)."""
+
+
+_UNDEFINED = 0xFFFFFFFF
+_ITEM = 0xFFFEE000
+_ITEM_END = 0xFFFEE00D
+_SEQ_END = 0xFFFEE0DD
+_PIXEL_DATA = 0x7FE00010
+_SPECIFIC_CHARACTER_SET = 0x00080005
+_SOP_CLASS = 0x00080016
+_SOP_INSTANCE = 0x00080018
+_PATIENT_ID = 0x00100020
+_PATIENT_IDENTITY_REMOVED = 0x00120062
+_DEIDENTIFICATION_METHOD = 0x00120063
+_DEIDENTIFICATION_CODES = 0x00120064
+_TEMPORAL_MODIFIED = 0x00280303
+
+_LONG_VRS = frozenset(vr.encode() for vr in EXPLICIT_VR_LENGTH_32)
+_SHORT_VRS = frozenset(vr for vr in ENCODED_VR if vr not in _LONG_VRS)
+_SQ = "SQ"
+_TEXT_VRS = frozenset(
+    {"AE", "AS", "CS", "DA", "DS", "DT", "IS", "LO", "LT", "PN", "SH", "ST", "TM", "UC", "UI", "UR", "UT"}
+)
+_NUMBER_FORMATS = {"FL": "<f", "FD": "<d", "SL": "<l", "SS": "<h", "SV": "<q", "UL": "<L", "US": "<H", "UV": "<Q"}
+_ITEM_END_BYTES = struct.pack("<HHL", 0xFFFE, 0xE00D, 0)
+_SEQ_END_BYTES = struct.pack("<HHL", 0xFFFE, 0xE0DD, 0)
+_UNDEFINED_ITEM = struct.pack("<HHL", 0xFFFE, 0xE000, _UNDEFINED)
+_item_header = struct.Struct("<HHL").pack
+
+_pack_tag = struct.Struct("<HH").pack
+_unpack_tag = struct.Struct("<HH").unpack_from
+_unpack_ul = struct.Struct("<L").unpack_from
+_unpack_us = struct.Struct("<H").unpack_from
+_unpack_tag_ul = struct.Struct("<HHL").unpack_from
+
+
+# --- parsed elements ------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(slots=True)
+class Element:
+    """One encoded element: where its value lies in the file, and its items once parsed."""
+
+    tag: int
+    vr: str | None
+    """The VR as encoded (None in implicit VR)."""
+    undefined: bool
+    start: int
+    """File offset of the value."""
+    end: int
+    """File offset just after the value (before a sequence delimiter)."""
+    items: list[Item] | None = None
+
+
+@dataclasses.dataclass(slots=True)
+class Item:
+    undefined: bool
+    elements: list[Element]
+
+
+def _parse_dataset(
+    data: bytes, pos: int, end: int, implicit: bool, *, top: bool = False, undefined_item: bool = False
+) -> tuple[list[Element], int]:
+    """Elements from ``pos``; stops at ``end``, at the item delimiter of an undefined-length
+    item, or at the pixel data (``top`` level). Returns the elements and where parsing stopped."""
+    elements: list[Element] = []
+    last = -1
+    while pos < end:
+        if pos + 8 > end:
+            raise Unsupported("element header cut short")
+        group, number = _unpack_tag(data, pos)
+        tag = group << 16 | number
+        if group == 0xFFFE:
+            if tag == _ITEM_END and undefined_item:
+                return elements, pos
+            raise Unsupported("delimiter out of place")
+        if tag == _PIXEL_DATA and top:
+            if tag <= last:
+                raise Unsupported("unsorted tags")  # pydicom writes them after the pixel data
+            return elements, pos
+        if tag <= last or group < 0x0008:
+            raise Unsupported("unsorted, repeated or file meta tag in the data set")
+        last = tag
+        if implicit:
+            vr = None
+            length = _unpack_ul(data, pos + 4)[0]
+            start = pos + 8
+        else:
+            raw_vr = data[pos + 4 : pos + 6]
+            if raw_vr in _LONG_VRS:
+                length = _unpack_ul(data, pos + 8)[0]
+                start = pos + 12
+            elif raw_vr in _SHORT_VRS:
+                length = _unpack_us(data, pos + 6)[0]
+                start = pos + 8
+            else:
+                raise Unsupported("unknown VR")
+            vr = raw_vr.decode("ascii")
+        if length == _UNDEFINED:
+            if vr != _SQ and not (vr is None and _is_implicit_sequence(data, tag, start, end)):
+                raise Unsupported("undefined length value that is not a sequence")
+            items, value_end = _parse_items(data, start, end, implicit, undefined=True)
+            elements.append(Element(tag, vr, True, start, value_end, items))
+            pos = value_end + 8  # the sequence delimiter
+        else:
+            value_end = start + length
+            if value_end > end:
+                raise Unsupported("value runs past its data set")
+            elements.append(Element(tag, vr, False, start, value_end))
+            pos = value_end
+    return elements, pos
+
+
+def _is_implicit_sequence(data: bytes, tag: int, start: int, end: int) -> bool:
+    vr = _dictionary_vr(tag)
+    if vr:
+        return vr == _SQ
+    return start + 4 <= end and _unpack_tag(data, start) == (0xFFFE, 0xE000)
+
+
+def _parse_items(data: bytes, pos: int, end: int, implicit: bool, *, undefined: bool) -> tuple[list[Item], int]:
+    """The items of a sequence value from ``pos``; for an undefined length, up to its delimiter
+    (returns the delimiter's offset), else up to ``end``."""
+    items: list[Item] = []
+    while True:
+        if not undefined and pos == end:
+            return items, pos
+        if pos + 8 > end:
+            raise Unsupported("sequence cut short")
+        group, number, length = _unpack_tag_ul(data, pos)
+        tag = group << 16 | number
+        if tag == _SEQ_END and undefined:
+            if length != 0:
+                raise Unsupported("sequence delimiter with a length")
+            return items, pos
+        if tag != _ITEM:
+            raise Unsupported("not an item")
+        pos += 8
+        if not implicit and length and pos + 6 <= end and data[pos : pos + 2] != b"\xfe\xff":
+            # pydicom reads an item whose first element has no valid VR as implicit VR
+            first = data[pos + 4 : pos + 6]
+            if not (0x40 < first[0] < 0x5B and 0x40 < first[1] < 0x5B):
+                raise Unsupported("implicit VR item in explicit VR data")
+        if length == _UNDEFINED:
+            elements, pos = _parse_dataset(data, pos, end, implicit, undefined_item=True)
+            if pos + 8 > end or _unpack_tag_ul(data, pos) != (0xFFFE, 0xE00D, 0):
+                raise Unsupported("item without its delimiter")
+            pos += 8
+            items.append(Item(True, elements))
+        else:
+            item_end = pos + length
+            if item_end > end:
+                raise Unsupported("item runs past its sequence")
+            elements, stop = _parse_dataset(data, pos, item_end, implicit)
+            if stop != item_end:
+                raise Unsupported("defined-length item ends early")
+            pos = item_end
+            items.append(Item(False, elements))
+
+
+# --- encoding -------------------------------------------------------------------------------------
+
+
+def _header(tag: int, vr: str, length: int, implicit: bool) -> bytes:
+    head = _pack_tag(tag >> 16, tag & 0xFFFF)
+    if implicit:
+        return head + struct.pack("<L", length)
+    if vr in EXPLICIT_VR_LENGTH_32:
+        return head + vr.encode("ascii") + struct.pack("<HL", 0, length)
+    if length > 0xFFFF:
+        raise Unsupported("value too long for its VR")  # pydicom would write it as UN
+    return head + vr.encode("ascii") + struct.pack("<H", length)
+
+
+def _pad(value: bytes, pad: bytes = b" ") -> bytes:
+    return value + pad if len(value) % 2 else value
+
+
+def _encode_value(vr: str, value: Any) -> bytes:
+    """The bytes pydicom's writer gives a new element of ``vr`` holding ``value``.
+
+    ``value`` is a str (ASCII: pseudonym, dummy, UID, date), a number, None or "" (empty).
+    """
+    if value is None or value == "":
+        return b""
+    if isinstance(value, str):
+        if vr not in _TEXT_VRS or not value.isascii():
+            raise Unsupported("text value not ASCII, or for a binary VR")
+        return _pad(value.encode("ascii"), b"\0" if vr == "UI" else b" ")
+    fmt = _NUMBER_FORMATS.get(vr)
+    if fmt is None:
+        raise Unsupported("number for a VR without a number format")
+    return struct.pack(fmt, value)
+
+
+@functools.lru_cache(maxsize=4096)
+def _new_element(tag: int, vr: str, value: Any, implicit: bool) -> bytes:
+    """A whole new element (pseudonyms, empty and dummy values repeat: built once)."""
+    encoded = _encode_value(vr, value)
+    return _header(tag, vr, len(encoded), implicit) + encoded
+
+
+@functools.lru_cache(maxsize=64)
+def _ascii_identity(charset: bytes) -> bool:
+    """True when pydicom encodes printable ASCII unchanged under this SpecificCharacterSet."""
+    text = charset.decode("latin-1").rstrip(" \0")
+    terms = [t.strip() for t in text.split("\\")] if text else []
+    probe = "".join(chr(c) for c in range(0x20, 0x7F) if c != 0x5C)
+    try:
+        encodings = pydicom_charset.convert_encodings(terms or ["ISO_IR 6"])
+        return pydicom_charset.encode_string(probe, encodings) == probe.encode("ascii")
+    except Exception:  # noqa: BLE001 - unknown or odd character sets take the full path
+        return False
+
+
+# --- the walk -------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class Plan:
+    """What to do with one file beyond the table: the pseudonym, the key's maps, the marks."""
+
+    profile: Profile
+    pseudonym: str
+    uids: Callable[[str], str] | None
+    date_offset: Callable[[str], int | None]
+    """Date offset for the file's (stripped) PatientID; also records it (basic profile)."""
+    marks: tuple[tuple[int, str, Any], ...]
+    """(tag, VR, value) set at top level after the profile (PatientIdentityRemoved ...);
+    a list value is multi-valued; for the code sequence, a tuple of (value, meaning) pairs."""
+
+
+_ACTIONS: dict[int, tuple[Profile, dict[int, Action]]] = {}
+
+
+def _actions(profile: Profile) -> dict[int, Action]:
+    """The profile's table as a plain dict of int tags (built once per profile object)."""
+    entry = _ACTIONS.get(id(profile))
+    if entry is None or entry[0] is not profile:
+        entry = _ACTIONS[id(profile)] = (profile, {int(tag): action for tag, action in profile.actions.items()})
+    return entry[1]
+
+
+@functools.lru_cache(maxsize=8192)
+def _target_vr_of(tag: int) -> str:
+    vr = _dictionary_vr(tag)
+    return vr if vr and " or " not in vr else ""
+
+
+class _Walker:
+    def __init__(self, data: bytes, implicit: bool, plan: Plan, date_offset: int | None) -> None:
+        self.data = data
+        self.implicit = implicit
+        self.plan = plan
+        self.profile = plan.profile
+        self.actions = _actions(plan.profile)
+        self.offset = date_offset
+        self.stats = DeidStats()
+
+    def target_vr(self, elem: Element) -> str:
+        vr = _target_vr_of(elem.tag)
+        if vr:
+            return vr
+        return elem.vr if elem.vr and elem.vr != "UN" else "UN"
+
+    def strings(self, elem: Element, vr: str) -> list[str]:
+        """The values of a UI, DA or DT element as pydicom decodes them."""
+        if elem.vr is not None and elem.vr != vr:
+            raise Unsupported("encoded VR differs from the dictionary's")
+        text = self.data[elem.start : elem.end].decode("latin-1").rstrip(" \0")
+        if not text:
+            return []
+        if vr == "UI":  # pydicom's UID strips each value
+            return [v.strip() for v in text.split("\\")]
+        return text.split("\\")
+
+    def dataset(self, elements: list[Element], out: list[tuple[int, bytes]]) -> None:
+        """Apply the profile to one data set's elements; append (tag, encoded element)."""
+        profile = self.profile
+        actions = self.actions
+        stats = self.stats
+        for elem in elements:
+            tag = elem.tag
+            group = tag >> 16
+            if group & 1:
+                if not profile.remove_private:
+                    raise Unsupported("profile keeps private elements")
+                stats.private_removed += 1
+                continue
+            if profile.remove_groups and group >= 0x5000 and profile.removes_group(group):
+                stats.removed += 1
+                continue
+            if tag & 0xFFFF == 0:
+                continue  # a group length: pydicom's writer leaves it out (groups 0008 and up)
+            action = actions.get(tag)
+            if action is not None and action is not Action.KEEP:
+                encoded = self.apply(elem, action)
+                if encoded is not None:
+                    out.append((tag, encoded))
+                continue
+            if elem.vr == _SQ or elem.items is not None or (
+                elem.vr is None and _dictionary_vr(tag) == _SQ
+            ):
+                out.append((tag, self.sequence(elem)))
+                continue
+            if elem.vr == "UN" and (elem.undefined or _dictionary_vr(tag) == _SQ):
+                raise Unsupported("sequence stored as UN")
+            out.append((tag, self.copy(elem)))
+
+    def copy(self, elem: Element) -> bytes:
+        """An element left alone: its header and value as in the file, when its header is
+        what pydicom writes (reserved bytes zero), else with a rebuilt header."""
+        if self.implicit or elem.vr not in EXPLICIT_VR_LENGTH_32:
+            return self.data[elem.start - 8 : elem.end]
+        if self.data[elem.start - 6 : elem.start - 4] == b"\0\0":
+            return self.data[elem.start - 12 : elem.end]
+        return self.raw(elem)
+
+    def raw(self, elem: Element) -> bytes:
+        return _header(elem.tag, elem.vr or "UN", elem.end - elem.start, self.implicit) + self.data[
+            elem.start : elem.end
+        ]
+
+    def sequence(self, elem: Element) -> bytes:
+        if elem.vr not in (None, _SQ):
+            raise Unsupported("sequence with another VR")
+        items = elem.items
+        if items is None:
+            items, _ = _parse_items(self.data, elem.start, elem.end, self.implicit, undefined=False)
+        self.stats.sequences += 1
+        parts = []
+        for item in items:
+            out: list[tuple[int, bytes]] = []
+            if any(e.tag == _SPECIFIC_CHARACTER_SET for e in item.elements):
+                raise Unsupported("character set inside a sequence item")
+            self.dataset(item.elements, out)
+            body = b"".join(encoded for _, encoded in out)
+            if item.undefined:
+                parts.append(_UNDEFINED_ITEM + body + _ITEM_END_BYTES)
+            else:
+                parts.append(_item_header(0xFFFE, 0xE000, len(body)) + body)
+        value = b"".join(parts)
+        if elem.undefined:
+            return _header(elem.tag, _SQ, _UNDEFINED, self.implicit) + value + _SEQ_END_BYTES
+        return _header(elem.tag, _SQ, len(value), self.implicit) + value
+
+    def apply(self, elem: Element, action: Action) -> bytes | None:
+        """The element replacing ``elem`` under ``action`` (None: removed); see
+        :func:`orbitct_app.deid.apply._apply`, which this mirrors."""
+        stats = self.stats
+        if action is Action.REMOVE:
+            stats.removed += 1
+            return None
+        vr = self.target_vr(elem)
+        value: Any
+        if action is Action.REMAP_UID:
+            uids = self.plan.uids
+            if uids is None:
+                raise Unsupported("no UID map")
+            if vr != "UI":
+                stats.removed += 1
+                return None
+            value = "\\".join(uids(v) for v in self.strings(elem, "UI"))
+        elif action is Action.SHIFT_DATE:
+            if self.offset is None:
+                raise Unsupported("no date offset")
+            if vr == "TM":
+                if elem.items is not None or elem.vr == _SQ:
+                    raise Unsupported("sequence where a time was expected")
+                return self.copy(elem)
+            if vr not in ("DA", "DT"):
+                stats.removed += 1
+                return None
+            shifted = [shift_date(v, self.offset) for v in self.strings(elem, vr)]
+            if any(v is None for v in shifted):
+                stats.removed += 1
+                return None
+            value = "\\".join(shifted)  # type: ignore[arg-type]
+        elif action is Action.REPLACE_PSEUDONYM:
+            value = self.plan.pseudonym
+        elif action is Action.DUMMY and vr in DUMMY_VALUES:
+            value = DUMMY_VALUES[vr]
+        elif vr == _SQ:
+            value = None  # an empty sequence, defined length
+        else:
+            value = "" if vr in _TEXT_VRS else None
+        stats.replaced += 1
+        return _new_element(elem.tag, vr, value, self.implicit)
+
+
+@functools.lru_cache(maxsize=16)
+def _code_sequence(codes: tuple[tuple[str, str], ...], implicit: bool) -> bytes:
+    """DeidentificationMethodCodeSequence as pydicom writes a new one (defined lengths)."""
+    parts = []
+    for value, meaning in codes:
+        body = (
+            _new_element(0x00080100, "SH", value, implicit)
+            + _new_element(0x00080102, "SH", "DCM", implicit)
+            + _new_element(0x00080104, "LO", meaning, implicit)
+        )
+        parts.append(_item_header(0xFFFE, 0xE000, len(body)) + body)
+    value = b"".join(parts)
+    return _header(_DEIDENTIFICATION_CODES, _SQ, len(value), implicit) + value
+
+
+# --- the file -------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class Result:
+    """The de-identified file and what changed."""
+
+    parts: tuple[bytes, memoryview]
+    """The file's bytes in two parts: preamble, file meta and data set up to the pixel data;
+    then the pixel data element, a view of the source's bytes (copied raw)."""
+    stats: DeidStats
+
+
+def _meta_values(data: bytes) -> tuple[dict[int, bytes], int]:
+    """The file meta elements (explicit VR little endian) and where the data set starts."""
+    pos = 132
+    values: dict[int, bytes] = {}
+    size = len(data)
+    while pos + 8 <= size:
+        group, number = _unpack_tag(data, pos)
+        if group != 2:
+            break
+        raw_vr = data[pos + 4 : pos + 6]
+        if raw_vr in _LONG_VRS:
+            length = _unpack_ul(data, pos + 8)[0]
+            start = pos + 12
+        elif raw_vr in _SHORT_VRS:
+            length = _unpack_us(data, pos + 6)[0]
+            start = pos + 8
+        else:
+            raise Unsupported("file meta not in explicit VR")
+        if length == _UNDEFINED or start + length > size:
+            raise Unsupported("file meta element cut short")
+        values[group << 16 | number] = data[start : start + length]
+        pos = start + length
+    return values, pos
+
+
+def _uid_text(raw: bytes | None) -> str:
+    """A UI value as pydicom holds it once read (trailing spaces and NULs dropped)."""
+    if not raw:
+        return ""
+    text = raw.decode("latin-1").rstrip(" \0")
+    if "\\" in text:
+        raise Unsupported("multi-valued UID where one is expected")
+    return text.strip()  # as pydicom's UID holds it
+
+
+def file_meta_bytes(sop_class: str, sop_instance: str, syntax: str, version_name: str,
+                    implementation_uid: str) -> bytes:
+    """Preamble, ``DICM`` and the File Meta Information, as pydicom's ``write_file_meta_info``
+    writes them (``enforce_standard=True``)."""
+    body = (
+        b"\x02\x00\x01\x00OB\x00\x00\x02\x00\x00\x00\x00\x01"
+        + _new_element(0x00020002, "UI", sop_class, False)
+        + _new_element(0x00020003, "UI", sop_instance, False)
+        + _new_element(0x00020010, "UI", syntax, False)
+        + _new_element(0x00020012, "UI", implementation_uid, False)
+        + _new_element(0x00020013, "SH", version_name, False)
+    )
+    return b"\0" * 128 + b"DICM" + b"\x02\x00\x00\x00UL\x04\x00" + struct.pack("<L", len(body)) + body
+
+
+def deidentify(data: bytes, plan: Plan, *, version_name: str, implementation_uid: str) -> Result:
+    """De-identify a whole Part 10 file held in ``data``.
+
+    Raises
+    ------
+    Unsupported
+        When the file needs the full pydicom path (see the module docstring).
+    """
+    if len(data) < 140 or data[128:132] != b"DICM":
+        raise Unsupported("no Part 10 preamble")
+    meta, pos = _meta_values(data)
+    syntax = _uid_text(meta.get(0x00020010))
+    uid = UID(syntax)
+    if not syntax or not uid.is_transfer_syntax or uid.is_deflated or not uid.is_little_endian:
+        raise Unsupported("transfer syntax not handled here")
+    implicit = uid.is_implicit_VR
+    size = len(data)
+    if pos + 8 > size:
+        raise Unsupported("no data set")
+    first = data[pos + 4 : pos + 6]
+    if implicit == (0x40 < first[0] < 0x5B and 0x40 < first[1] < 0x5B):
+        raise Unsupported("data set encoded otherwise than its transfer syntax says")
+    elements, pixel_pos = _parse_dataset(data, pos, size, implicit, top=True)
+    pixel_end = _pixel_element(data, pixel_pos, implicit)
+    if pixel_end != size:
+        raise Unsupported("elements after the pixel data")
+
+    by_tag = {e.tag: e for e in elements if e.tag in (_SPECIFIC_CHARACTER_SET, _SOP_CLASS, _SOP_INSTANCE, _PATIENT_ID)}
+    charset = by_tag.get(_SPECIFIC_CHARACTER_SET)
+    if charset is not None and not _ascii_identity(data[charset.start : charset.end]):
+        raise Unsupported("character set that does not keep ASCII")
+    profile = plan.profile
+    if profile.safe_private or not profile.remove_private:
+        raise Unsupported("profile keeps private elements")
+    actions = _actions(profile)
+
+    # The SOP Class and Instance UIDs as the pydicom path holds them: read (so re-encoded), or
+    # taken from the file meta when empty; the file meta then follows the data set.
+    sop: dict[int, str] = {}
+    for tag, meta_tag in ((_SOP_CLASS, 0x00020002), (_SOP_INSTANCE, 0x00020003)):
+        elem = by_tag.get(tag)
+        if elem is not None and elem.vr not in (None, "UI"):
+            raise Unsupported("SOP UID with another VR")
+        if actions.get(tag) not in (None, Action.KEEP, Action.REMAP_UID):
+            raise Unsupported("profile acts on a SOP UID")
+        value = _uid_text(data[elem.start : elem.end]) if elem is not None else ""
+        if not value.strip("\0 "):
+            value = _uid_text(meta.get(meta_tag)).strip("\0 ")
+            if not value:
+                raise Unsupported("no SOP UID")  # the full path reports it
+        sop[tag] = value
+
+    date_offset = None
+    if profile.needs_key:
+        elem = by_tag.get(_PATIENT_ID)
+        patient_id = ""
+        if elem is not None:
+            raw = data[elem.start : elem.end]
+            if elem.vr not in (None, "LO") or b"\\" in raw or not raw.isascii() or b"\x1b" in raw:
+                raise Unsupported("PatientID needs character set decoding")
+            patient_id = raw.decode("ascii").rstrip("\0 ").strip()
+        date_offset = plan.date_offset(patient_id)
+
+    walker = _Walker(data, implicit, plan, date_offset)
+    out: list[tuple[int, bytes]] = []
+    rest = [e for e in elements if e.tag not in sop]
+    walker.dataset(rest, out)
+    final: dict[int, bytes] = dict(out)
+    for tag, value in sop.items():
+        action = actions.get(tag)
+        if action is Action.REMAP_UID:
+            if plan.uids is None:
+                raise Unsupported("no UID map")
+            value = "\\".join(plan.uids(v) for v in value.split("\\"))
+            walker.stats.replaced += 1
+        sop[tag] = value
+        final[tag] = _new_element(tag, "UI", value, implicit)
+    for tag, vr, value in plan.marks:
+        if tag == _DEIDENTIFICATION_CODES:
+            final[tag] = _code_sequence(value, implicit)
+        elif isinstance(value, (list, tuple)):
+            final[tag] = _new_element(tag, vr, "\\".join(value), implicit)
+        else:
+            final[tag] = _new_element(tag, vr, value, implicit)
+    head = file_meta_bytes(
+        sop[_SOP_CLASS].strip("\0 "), sop[_SOP_INSTANCE].strip("\0 "), syntax, version_name,
+        implementation_uid,
+    )
+    head += b"".join(final[tag] for tag in sorted(final))
+    return Result((head, memoryview(data)[pixel_pos:pixel_end]), walker.stats)
+
+
+def _pixel_element(data: bytes, pos: int, implicit: bool) -> int:
+    """The end of the pixel data element at ``pos``, when its encoding is the one pydicom writes
+    (reserved bytes zero, a delimiter of length zero), so it can be copied as it is."""
+    size = len(data)
+    if pos + 8 > size:
+        raise Unsupported("no pixel data")
+    if implicit:
+        length = _unpack_ul(data, pos + 4)[0]
+        start = pos + 8
+    else:
+        raw_vr = data[pos + 4 : pos + 6]
+        if raw_vr not in (b"OB", b"OW", b"UN") or pos + 12 > size:
+            raise Unsupported("pixel data with an unusual VR")
+        length = _unpack_ul(data, pos + 8)[0]
+        start = pos + 12
+        if data[pos + 6 : pos + 8] != b"\0\0":
+            raise Unsupported("pixel data header with reserved bytes set")
+    if length != _UNDEFINED:
+        if start + length > size:
+            raise Unsupported("pixel data cut short")
+        return start + length
+    # encapsulated: walk the fragments to the sequence delimiter
+    at = start
+    while True:
+        if at + 8 > size:
+            raise Unsupported("encapsulated pixel data cut short")
+        group, number, item_length = _unpack_tag_ul(data, at)
+        tag = group << 16 | number
+        if tag == _SEQ_END:
+            if item_length != 0:
+                raise Unsupported("pixel data delimiter with a length")
+            return at + 8
+        if tag != _ITEM or item_length == _UNDEFINED:
+            raise Unsupported("malformed encapsulated pixel data")
+        at += 8 + item_length

@@ -1,0 +1,495 @@
+"""The anonymize stage's fast path (de-identification on the file's bytes, pixel data copied raw)
+and its audit of the bytes as written: the same output as the pydicom path, the fallback for
+unusual files, and an audit that catches what a broken writer lets through."""
+
+from __future__ import annotations
+
+import io
+import os
+import struct
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+import pydicom
+import pytest
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.filebase import DicomBytesIO
+from pydicom.filewriter import write_file_meta_info
+from pydicom.uid import (
+    PYDICOM_IMPLEMENTATION_UID,
+    DeflatedExplicitVRLittleEndian,
+    ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
+    JPEG2000Lossless,
+    RLELossless,
+)
+
+import orbitct_app
+from orbitct_app import anonymize, pipeline
+from orbitct_app.deid import ORBITCT, audit, basic_profile, raw
+from orbitct_app.errors import ExitCode
+from orbitct_app.options import Options, Stage
+from orbitct_app.reports import read_csv
+from orbitct_app.synthetic import ExamTruth, SeriesSpec, write_exam
+
+KEY = b"0123456789abcdef0123456789abcdef"
+PROFILES = {
+    "orbitct": ORBITCT,
+    "basic": basic_profile(),
+    "basic-options": basic_profile(["patient-characteristics", "device-identity", "institution-identity"], True),
+}
+SHARED = Path(orbitct_app.__file__).resolve().parents[2] / "shared" / "data"
+PYDICOM_FILES = Path(pydicom.__file__).parent / "data" / "test_files"
+
+
+def files_under(root: Path) -> list[Path]:
+    return sorted(p for p in root.rglob("*") if p.is_file())
+
+
+def secrets_for(profile: object) -> anonymize.Secrets:
+    return anonymize.Secrets.for_profile(profile, KEY if profile.needs_key else None)  # type: ignore[arg-type]
+
+
+def pydicom_path(data: bytes, profile: object, pseudonym: str = "exam_x") -> tuple[bytes, anonymize.Secrets]:
+    """What the pydicom path writes for ``data`` (dcmread, the walker, write_part10)."""
+    secrets = secrets_for(profile)
+    with anonymize._quiet_pydicom():
+        ds = pydicom.dcmread(io.BytesIO(data), force=True)
+        anonymize.deidentify_dataset(ds, profile, pseudonym, secrets)  # type: ignore[arg-type]
+        buffer = io.BytesIO()
+        anonymize.write_part10(buffer, ds)
+    return buffer.getvalue(), secrets
+
+
+def fast_path(data: bytes, profile: object, pseudonym: str = "exam_x") -> tuple[raw.Result, anonymize.Secrets]:
+    secrets = secrets_for(profile)
+    with anonymize._quiet_pydicom():
+        result = raw.deidentify(
+            data, anonymize._plan(profile, pseudonym, secrets),  # type: ignore[arg-type]
+            version_name=anonymize.IMPLEMENTATION_VERSION_NAME, implementation_uid=PYDICOM_IMPLEMENTATION_UID,
+        )
+    return result, secrets
+
+
+def run(inp: Path, out: Path, **kwargs: object) -> pipeline.RunSummary:
+    kwargs.setdefault("n_procs", 1)
+    options = Options(inp, out, stage=Stage.ANONYMIZE, **kwargs)  # type: ignore[arg-type]
+    options.validate()
+    return pipeline.run(options)
+
+
+def header_end(data: bytes) -> int:
+    """Where pydicom's header reading stops: the pixel data element (independent of raw.py)."""
+    fp = io.BytesIO(data)
+    pydicom.dcmread(fp, stop_before_pixels=True)
+    return fp.tell()
+
+
+@pytest.fixture(scope="module")
+def exams(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, ExamTruth]]:
+    """Planted identifiers at every depth, in every transfer syntax the generator has."""
+    root = tmp_path_factory.mktemp("fast") / "in"
+
+    def axial(number: int, syntax: str, n: int = 11) -> SeriesSpec:
+        return SeriesSpec(kind="axial", series_number=number, n_slices=n, transfer_syntax=syntax, rows=32, cols=32)
+
+    truths = {
+        "exam_a": write_exam(root, "exam_a", [axial(2, ExplicitVRLittleEndian)], seed=21),
+        "exam_b": write_exam(
+            root,
+            "exam_b",
+            [axial(2, ImplicitVRLittleEndian, 3), axial(3, RLELossless, 3), axial(4, JPEG2000Lossless, 3),
+             axial(5, DeflatedExplicitVRLittleEndian, 3)],
+            seed=22,
+            nested=True,
+        ),
+    }
+    return root, truths
+
+
+# --- the fast path writes what the pydicom path writes ----------------------------------------------
+
+
+@pytest.mark.parametrize("name", sorted(PROFILES))
+def test_fast_path_writes_exactly_what_the_pydicom_path_writes(exams: tuple, name: str) -> None:
+    _, truths = exams
+    profile = PROFILES[name]
+    taken = set()
+    for truth in truths.values():
+        for series in truth.series:
+            for path in series.files:
+                data = path.read_bytes()
+                try:
+                    result, fast_secrets = fast_path(data, profile)
+                except raw.Unsupported:
+                    assert series.transfer_syntax_uid == DeflatedExplicitVRLittleEndian
+                    continue
+                expected, secrets = pydicom_path(data, profile)
+                assert b"".join(result.parts) == expected, (path.name, series.transfer_syntax_uid)
+                taken.add(series.transfer_syntax_uid)
+                if secrets.uids is not None:  # the same UIDs mapped, the same patients seen
+                    assert fast_secrets.uids.mapped == secrets.uids.mapped  # type: ignore[union-attr]
+                assert fast_secrets.patient_ids == secrets.patient_ids
+    assert taken == {ExplicitVRLittleEndian, ImplicitVRLittleEndian, RLELossless, JPEG2000Lossless}
+
+
+@pytest.mark.parametrize(
+    "folder", [SHARED, PYDICOM_FILES], ids=["shared-real-data", "pydicom-test-files"]
+)
+def test_fast_path_on_real_and_odd_files(folder: Path) -> None:
+    """Real exams and pydicom's collection of odd files: wherever the fast path takes a file,
+    its bytes are the pydicom path's; wherever it does not, it says so (never an error)."""
+    if not folder.is_dir():
+        pytest.skip(f"{folder} is absent (shared data is not part of a fresh clone)")
+    compared = 0
+    for path in files_under(folder):
+        data = path.read_bytes()
+        for profile in (ORBITCT, PROFILES["basic-options"]):
+            try:
+                result, _ = fast_path(data, profile)
+            except raw.Unsupported:
+                continue
+            expected, _ = pydicom_path(data, profile)
+            assert b"".join(result.parts) == expected, path
+            compared += 1
+    assert compared > 20
+
+
+def test_pixel_data_element_copied_raw_native_and_encapsulated(exams: tuple) -> None:
+    _, truths = exams
+    syntaxes = set()
+    for truth in truths.values():
+        for series in truth.series:
+            if series.transfer_syntax_uid == DeflatedExplicitVRLittleEndian:
+                continue
+            for path in series.files:
+                data = path.read_bytes()
+                result, _ = fast_path(data, ORBITCT)
+                _, pixels = result.parts
+                element = data[header_end(data):]  # tag, VR, length, value (and delimiter)
+                assert pixels.obj is data and bytes(pixels) == element  # a view: never copied
+                assert pydicom.dcmread(io.BytesIO(b"".join(result.parts))).PixelData == pydicom.dcmread(path).PixelData
+                syntaxes.add(series.transfer_syntax_uid)
+    assert {RLELossless, JPEG2000Lossless} < syntaxes  # encapsulated
+    assert {ExplicitVRLittleEndian, ImplicitVRLittleEndian} < syntaxes  # native
+
+
+def test_file_meta_as_pydicom_writes_it() -> None:
+    for sop_class, instance, version in [
+        ("1.2.840.10008.5.1.4.1.1.2", "1.2.3.4", "ORBITCT_0.1.0"),
+        ("1.2.840.10008.5.1.4.1.1.2.1", "1.2.3.45", "ORBITCT_0.10.10"),
+    ]:
+        meta = FileMetaDataset()
+        meta.FileMetaInformationVersion = b"\x00\x01"
+        meta.MediaStorageSOPClassUID = sop_class
+        meta.MediaStorageSOPInstanceUID = instance
+        meta.TransferSyntaxUID = ExplicitVRLittleEndian
+        meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
+        meta.ImplementationVersionName = version
+        buffer = DicomBytesIO()
+        buffer.is_little_endian, buffer.is_implicit_VR = True, False
+        write_file_meta_info(buffer, meta, enforce_standard=True)
+        ours = raw.file_meta_bytes(sop_class, instance, ExplicitVRLittleEndian, version, PYDICOM_IMPLEMENTATION_UID)
+        assert ours == b"\0" * 128 + b"DICM" + buffer.getvalue()
+
+
+# --- unusual files take the full path --------------------------------------------------------------
+
+
+def _with_trailing_elements(path: Path, marker: str) -> None:
+    """Rewrite a file with a private group and trailing padding after its pixel data."""
+    ds = pydicom.dcmread(path)
+    ds.add_new(0x7FE10010, "LO", "PRIVATE CREATOR AFTER PIXELS")
+    ds.add_new(0x7FE11001, "LO", marker)
+    item = Dataset()
+    item.PatientName = marker + "NESTED"
+    ds.add_new(0x7FE11002, "SQ", [item])
+    ds.add_new(0xFFFCFFFC, "OB", b"\0" * 16)
+    ds.save_as(path, enforce_file_format=True)
+
+
+def test_private_elements_after_the_pixel_data_never_survive(tmp_path: Path) -> None:
+    root = tmp_path / "in"
+    truth = write_exam(root, "exam_t", [SeriesSpec(kind="axial", series_number=2, n_slices=11, rows=32, cols=32)],
+                       seed=24)
+    marker = "PHIAFTERPIXELS"
+    for path in truth.files:
+        _with_trailing_elements(path, marker)
+        with pytest.raises(raw.Unsupported, match="after the pixel data"):
+            fast_path(path.read_bytes(), ORBITCT)
+    for in_place in (False, True):
+        out = tmp_path / f"out{in_place}"
+        summary = run(root, out, in_place=in_place)
+        assert summary.exit_code == ExitCode.OK
+        written = files_under(root / "exam_t") if in_place else files_under(out / "anonymized" / "exam_t")
+        assert len(written) == 11
+        for path in written:
+            data = path.read_bytes()
+            assert marker.encode() not in data and b"PRIVATE CREATOR" not in data
+            ds = pydicom.dcmread(path)
+            assert [e.tag for e in ds.iterall() if e.tag.is_private] == []
+            assert str(ds.PatientName) == "exam_t"
+        assert read_csv(out / "deid_audit.csv") == []
+
+
+def test_unusual_encodings_are_left_to_the_pydicom_path(exams: tuple) -> None:
+    _, truths = exams
+    source = truths["exam_a"].series[0].files[0].read_bytes()
+    at = header_end(source)
+    cases = {"no preamble": source[128 + 4:]}
+    # a sequence stored as UN (pydicom reads its items as implicit VR)
+    item = struct.pack("<HHL", 0x0010, 0x0010, 4) + b"NAME"
+    un_sequence = struct.pack("<HH", 0x0040, 0x0275) + b"UN\0\0" + struct.pack("<L", len(item) + 8)
+    un_sequence += struct.pack("<HHL", 0xFFFE, 0xE000, len(item)) + item
+    cases["sequence stored as UN"] = source[:at] + un_sequence + source[at:]
+    # an element out of order (pydicom sorts, the fast path does not)
+    late = struct.pack("<HH", 0x0008, 0x0005) + b"CS" + struct.pack("<H", 10) + b"ISO_IR 100"
+    cases["unsorted"] = source[:at] + late + source[at:]
+    # an undefined length that is not a sequence
+    odd = struct.pack("<HH", 0x0040, 0x0280) + b"OB\0\0" + struct.pack("<L", 0xFFFFFFFF)
+    odd += struct.pack("<HHL", 0xFFFE, 0xE0DD, 0)
+    cases["undefined length OB"] = source[:at] + odd + source[at:]
+    if PYDICOM_FILES.is_dir():
+        cases["deflated"] = (PYDICOM_FILES / "image_dfl.dcm").read_bytes()
+        cases["big endian"] = (PYDICOM_FILES / "MR_small_bigendian.dcm").read_bytes()
+    for data in cases.values():
+        with pytest.raises(raw.Unsupported):
+            fast_path(data, ORBITCT)
+    # a profile keeping safe private attributes is left to the walker, which knows the list
+    with pytest.raises(raw.Unsupported):
+        fast_path(source, basic_profile(["safe-private"]))
+
+
+def test_a_fast_path_error_falls_back_to_the_pydicom_path(
+    exams: tuple, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A file the fast path misreads (here: every file) is still written, by pydicom."""
+    root, truths = exams
+    expected = {}
+    for path in truths["exam_a"].files:
+        expected[path.name] = pydicom_path(path.read_bytes(), ORBITCT, "exam_a")[0]
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise IndexError("a bug in the fast path")
+
+    monkeypatch.setattr(raw, "_parse_dataset", broken)
+    out = tmp_path / "out"
+    assert run(root, out, participant_labels=("exam_a",)).exit_code == ExitCode.OK
+    written = files_under(out / "anonymized" / "exam_a")
+    assert {p.name: p.read_bytes() for p in written} == expected
+
+
+# --- the audit of the bytes as written ---------------------------------------------------------------
+
+
+def test_audit_reads_no_file_back(exams: tuple, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Clean runs are audited on the bytes as written (orbitct, and basic with its UIDs); only
+    deflated files, whose bytes the audit does not parse itself, are read back."""
+    root, truths = exams
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a written file was read back for the audit")
+
+    real = audit.audit_file
+    read_back = []
+
+    def count(path: Path, *args: object) -> list[audit.Finding]:
+        read_back.append(path.name)
+        return real(path, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(audit, "audit_file", count)
+    summary = run(root, tmp_path / "out", participant_labels=("exam_a", "exam_b"), min_slices=0)
+    assert summary.exit_code == ExitCode.OK and summary.count("files") == 23
+    deflated = {f.name for s in truths["exam_b"].series if s.transfer_syntax_uid == DeflatedExplicitVRLittleEndian
+                for f in s.files}
+    assert sorted(read_back) == sorted(deflated)
+    read_back.clear()
+    key = tmp_path / "key"
+    key.write_bytes(KEY)
+    summary = run(root, tmp_path / "out-basic", participant_labels=("exam_a",), profile="basic", deid_key=key)
+    assert summary.exit_code == ExitCode.OK and summary.count("files") == 11
+    assert read_back == []
+    assert read_csv(tmp_path / "out-basic" / "deid_audit.csv") == []
+
+
+def _leaky_walker(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Break the writer: private elements are copied instead of removed."""
+    real = raw._Walker.dataset
+
+    def dataset(self: raw._Walker, elements: list[raw.Element], out: list[tuple[int, bytes]]) -> None:
+        real(self, elements, out)
+        out.extend((e.tag, self.copy(e)) for e in elements if e.tag >> 16 & 1 and e.items is None
+                   and e.vr != "SQ")
+        out.sort(key=lambda pair: pair[0])
+
+    monkeypatch.setattr(raw._Walker, "dataset", dataset)
+
+
+def test_audit_catches_a_writer_that_keeps_private_elements(
+    exams: tuple, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root, truths = exams
+    _leaky_walker(monkeypatch)
+    read_back = []
+    real = audit.audit_file
+    monkeypatch.setattr(audit, "audit_file", lambda path, *a: read_back.append(path) or real(path, *a))
+    out = tmp_path / "out"
+    summary = run(root, out, participant_labels=("exam_a",))
+    assert summary.exit_code == ExitCode.FAILED
+    rows = read_csv(out / "deid_audit.csv")
+    assert {r["path"] for r in rows if r["check"] == "private"} == {
+        str(f.relative_to(truths["exam_a"].path)) for f in truths["exam_a"].series[0].files
+    }
+    assert read_back == []  # caught in the bytes as written
+
+
+def test_audit_catches_a_writer_that_keeps_a_masked_attribute(
+    exams: tuple, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root, _ = exams
+    real = raw._Walker.apply
+
+    def apply(self: raw._Walker, elem: raw.Element, action: object) -> bytes | None:
+        if elem.tag in (0x00100010, 0x00080080):  # PatientName, InstitutionName left as they were
+            return self.copy(elem)
+        return real(self, elem, action)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(raw._Walker, "apply", apply)
+    out = tmp_path / "out"
+    assert run(root, out, participant_labels=("exam_a",)).exit_code == ExitCode.FAILED
+    rows = read_csv(out / "deid_audit.csv")
+    found = {(r["keyword"], r["detail"]) for r in rows if r["check"] == "attribute"}
+    assert ("PatientName", "not the pseudonym") in found and ("InstitutionName", "not empty") in found
+    text = (out / "deid_audit.csv").read_text()
+    assert "PHI" not in text  # the audit names the attribute, never its value
+
+
+def test_audit_catches_elements_a_writer_appends_after_the_pixel_data(
+    exams: tuple, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root, _ = exams
+    real = raw.deidentify
+    trailing = (struct.pack("<HH", 0x7FE1, 0x0010) + b"LO" + struct.pack("<H", 8) + b"CREATOR "
+                + struct.pack("<HH", 0x7FE1, 0x1001) + b"LO" + struct.pack("<H", 10) + b"PHITRAILER")
+
+    def appending(*args: object, **kwargs: object) -> raw.Result:
+        result = real(*args, **kwargs)  # type: ignore[arg-type]
+        head, pixels = result.parts
+        return raw.Result((head, memoryview(bytes(pixels) + trailing)), result.stats)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(raw, "deidentify", appending)
+    out = tmp_path / "out"
+    assert run(root, out, participant_labels=("exam_a",)).exit_code == ExitCode.FAILED
+    rows = read_csv(out / "deid_audit.csv")
+    assert {(r["tag"], r["location"]) for r in rows if r["check"] == "private"} == {
+        ("(7FE1,0010)", "after pixel data"), ("(7FE1,1001)", "after pixel data")
+    }
+    assert len({r["path"] for r in rows}) == 11
+
+
+def test_audit_scan_finds_what_the_pydicom_checks_find(exams: tuple) -> None:
+    """On clean outputs and on original files full of identifiers, the byte scan of the audit
+    gives the findings (and the header end) that pydicom's parse gives."""
+    _, truths = exams
+    scanned = 0
+    for truth in truths.values():
+        for path in truth.files:
+            data = path.read_bytes()
+            outputs = [data]
+            for profile in PROFILES.values():
+                outputs.append(pydicom_path(data, profile)[0])
+            for blob in outputs:
+                for profile in PROFILES.values():
+                    lean = audit._Scan.of(blob, profile, "exam_x", "f")
+                    if lean is None:
+                        continue
+                    fp = io.BytesIO(blob)
+                    ds = audit._read_from(fp)
+                    assert ds is not None
+                    expected = audit._check_dataset(ds, "f", profile, "exam_x", "") + audit._check_meta(ds, "f", set())
+                    assert lean[0] == expected, path.name
+                    assert lean[1] == fp.tell()
+                    scanned += 1
+    assert scanned > 100
+    # the originals hold findings of every kind the scan reports
+    original = truths["exam_b"].series[0].files[0].read_bytes()
+    checks = {f.check for f in audit._Scan.of(original, ORBITCT, "exam_x", "f")[0]}  # type: ignore[index]
+    assert checks == {"attribute", "private"}
+
+
+# --- start-up ------------------------------------------------------------------------------------------
+
+
+def test_anonymize_only_run_imports_no_numeric_library(exams: tuple, tmp_path: Path) -> None:
+    root, _ = exams
+    code = (
+        "import sys\n"
+        "from orbitct_app.cli import main\n"
+        f"code = main([{str(root)!r}, {str(tmp_path / 'out')!r}, 'anonymize', '-q', '--n-procs', '1',"
+        " '--participant-label', 'exam_a'])\n"
+        "heavy = sorted(m for m in sys.modules if m.split('.')[0] in ('scipy', 'SimpleITK', 'nibabel'))\n"
+        "print(code, heavy)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(Path(orbitct_app.__file__).resolve().parents[1])}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+    assert done.stdout.strip() == "0 []"
+
+
+# --- damaged headers ------------------------------------------------------------------------------------
+
+
+def _damaged(exams: tuple, seed: int, n: int) -> list[bytes]:
+    """Files of the exams with one to three header bytes changed at random (fixed seed)."""
+    import random
+
+    _, truths = exams
+    sources = [f for t in truths.values() for s in t.series if s.transfer_syntax_uid != DeflatedExplicitVRLittleEndian
+               for f in s.files]
+    rng = random.Random(seed)
+    damaged = []
+    for _ in range(n):
+        data = bytearray(rng.choice(sources).read_bytes())
+        end = header_end(bytes(data))
+        for _ in range(rng.randint(1, 3)):
+            data[rng.randrange(132, end)] = rng.randrange(256)
+        damaged.append(bytes(data))
+    return damaged
+
+
+def test_fast_path_agrees_with_the_pydicom_path_on_damaged_headers(exams: tuple) -> None:
+    """Odd bytes in a header either send the file to the pydicom path or give its bytes."""
+    agreed = 0
+    for k, data in enumerate(_damaged(exams, 1, 400)):
+        profile = (ORBITCT, PROFILES["basic"])[k % 2]
+        try:
+            result, _ = fast_path(data, profile)
+        except raw.Unsupported:
+            continue
+        try:
+            expected, _ = pydicom_path(data, profile)
+        except Exception:  # noqa: BLE001, S112 - the pydicom path cannot write it; the fast path may
+            continue
+        assert b"".join(result.parts) == expected, k
+        agreed += 1
+    assert agreed > 100
+
+
+def test_audit_scan_agrees_with_pydicom_on_damaged_headers(exams: tuple) -> None:
+    scanned = 0
+    for k, data in enumerate(_damaged(exams, 2, 400)):
+        profile = (ORBITCT, PROFILES["basic"])[k % 2]
+        lean = audit._Scan.of(data, profile, "exam_x", "f")
+        if lean is None:
+            continue
+        fp = io.BytesIO(data)
+        ds = audit._read_from(fp)
+        assert ds is not None, k
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # pydicom warns about the damaged values
+            expected = audit._check_dataset(ds, "f", profile, "exam_x", "") + audit._check_meta(ds, "f", set())
+        assert (lean[0], lean[1]) == (expected, fp.tell()), k
+        scanned += 1
+    assert scanned > 100
+
