@@ -124,7 +124,8 @@ def machine() -> str:
 def versions() -> str:
     import importlib.metadata as md
 
-    names = ["orbitct-app", "pydicom", "numpy", "scipy", "SimpleITK", "nibabel", "isal", "dcm2niix", "dicognito", "dicom-anonymizer"]
+    names = ["orbitct-app", "pydicom", "numpy", "SimpleITK", "connected-components-3d", "nibabel", "isal", "scipy",
+             "dcm2niix", "dicognito", "dicom-anonymizer"]
     found = []
     for name in names:
         try:

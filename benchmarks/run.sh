@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export ORBITCT_VENV="$PWD/benchmarks/work/venv"
 mkdir -p benchmarks/work
-. scripts/venv.sh
+. scripts/venv.sh test   # the test tools include scipy, which the baseline uses
 "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check \
   "dcm2niix==1.0.20260724" "dicognito==0.19.0" "dicom-anonymizer==2.1.0"
 exec "$VENV/bin/python" benchmarks/run.py "$@"

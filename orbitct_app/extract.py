@@ -23,6 +23,7 @@ from orbitct_app.nifti import NIFTI_SUFFIX, output_stem, write_nifti, write_side
 from orbitct_app.options import Options
 from orbitct_app.reports import EXTRACT_REPORT, SERIES_INDEX, ExamRecord, Row
 from orbitct_app.resample import apply_body_mask, output_grid, resample
+from orbitct_app.threads import thread_map
 from orbitct_app.selection import orientation_label, select_series, select_stack
 from orbitct_app.volume import AIR_HU, Stack, load_hu, plan_stacks
 
@@ -166,10 +167,22 @@ def convert_stack(stack: Stack, options: Options, path: Path) -> Converted:
     out = resample(volume, geometry, grid)
     del volume
     affine = grid.affine_ras()
-    write_nifti(path, out, affine)
     shape_ijk: tuple[int, int, int] = tuple(reversed(out.shape))  # type: ignore[assignment]
     centre_ijk = (np.linalg.inv(grid.affine_lps()) @ np.append(body.centroid_lps, 1.0))[:3]
-    picture_path, thumbnail = _write_qc(stack, options, path, out, affine, centre_ijk)
+    # compressing the NIfTI and drawing the QC picture both run in C for the most part: overlap them
+    qc_result: list[tuple[Path | None, str]] = []
+    jobs = (
+        lambda: write_nifti(path, out, affine),
+        lambda: qc_result.append(_write_qc(stack, options, path, out, affine, centre_ijk)),
+    )
+    try:
+        for _ in thread_map(lambda job: job(), jobs):
+            pass
+    except BaseException:
+        for leftover in (path, qc.qc_path(path, NIFTI_SUFFIX)):  # no QC picture without its NIfTI
+            leftover.unlink(missing_ok=True)
+        raise
+    picture_path, thumbnail = qc_result[0]
     sidecar = _sidecar(stack, options, shape_ijk, body.n_voxels)
     sidecar["QCImage"] = picture_path.name if picture_path is not None else None
     write_sidecar(path.with_name(path.name[: -len(NIFTI_SUFFIX)] + ".json"), sidecar)

@@ -400,6 +400,9 @@ def _run_pool(
     finished: Callable[[ExamOutcome], None],
 ) -> None:
     context = multiprocessing.get_context("forkserver")
+    # the fork server imports the stage modules (numpy, pydicom, SimpleITK ...) once; every
+    # worker it forks starts with them loaded
+    context.set_forkserver_preload([f"orbitct_app.{m.NAME}" for m in stage_modules(options.stage)])
     log_queue = context.Queue()
     listener = logging.handlers.QueueListener(log_queue, _Forward(), respect_handler_level=False)
     listener.start()

@@ -36,7 +36,7 @@ logger = logging.getLogger(__name__)
 DEPENDENCIES = (
     "pydicom",
     "numpy",
-    "scipy",
+    "connected-components-3d",
     "SimpleITK",
     "nibabel",
     "click",
@@ -44,6 +44,7 @@ DEPENDENCIES = (
     "pylibjpeg-libjpeg",
     "pylibjpeg-openjpeg",
     "pillow",
+    "isal",
 )
 
 

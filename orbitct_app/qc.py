@@ -28,9 +28,9 @@ import numpy as np
 from numpy.typing import NDArray
 from PIL import Image, ImageDraw, ImageFont
 from PIL.PngImagePlugin import PngInfo
-from scipy import ndimage
 
 from orbitct_app import __version__, atomic
+from orbitct_app.resample import fill_holes_2d
 
 View = Literal["axial", "coronal", "sagittal"]
 VIEWS: tuple[View, ...] = ("axial", "coronal", "sagittal")
@@ -345,7 +345,8 @@ def _outline(mask: NDArray[np.bool_], size: tuple[int, int]) -> NDArray[np.bool_
     """The one-pixel border of the filled mask, at display ``size`` (width, height)."""
     if not mask.any():
         return np.zeros((size[1], size[0]), dtype=bool)
-    filled = ndimage.binary_fill_holes(mask)
+    filled = mask.copy()
+    fill_holes_2d(filled)
     small = np.asarray(Image.fromarray(filled.astype(np.uint8) * 255).resize(size, Image.Resampling.BILINEAR)) >= 128
     inner = small.copy()
     inner[1:, :] &= small[:-1, :]
