@@ -198,15 +198,33 @@ def run(
     else:
         _run_pool(names, options, workers, finished)
     outcomes.sort(key=lambda o: o.dicom_id)
+    if options.map_dir is not None and options.stage.anonymizes and not options.dry_run:
+        maps = mapping.merge_maps(options.map_dir)
+        if maps:
+            logger.info("mapping files for the data owner: %s", ", ".join(str(p) for p in maps.values()))
+    summary = _write_run_outputs(options, outcomes, run_id, argv, started_at, started)
+    _log_summary(summary, options)
+    return summary
+
+
+def _write_run_outputs(
+    options: Options,
+    outcomes: list[ExamOutcome],
+    run_id: str,
+    argv: Sequence[str] | None,
+    started_at: Any,
+    started: float,
+) -> RunSummary:
+    """Rebuild the tables, dataset_description.json and report.html; write the run record.
+
+    Everything happens under the merge lock, so concurrent runs (SLURM tasks) take turns and
+    the last one leaves complete outputs.
+    """
     phases = {"exams": round(time.monotonic() - started, 3)}
     if options.stage is Stage.REPORT:  # expect every stage that any exam has a record of
         expected = tuple(n for n in STAGE_NAMES if any(n in o.records for o in outcomes)) or STAGE_NAMES[:1]
     else:
         expected = tuple(m.NAME for m in stage_modules(options.stage))
-    if options.map_dir is not None and options.stage.anonymizes and not options.dry_run:
-        maps = mapping.merge_maps(options.map_dir)
-        if maps:
-            logger.info("mapping files for the data owner: %s", ", ".join(str(p) for p in maps.values()))
     with reports.merge_lock(options.state_dir):
         mark = time.monotonic()
         tables = reports.merge_tables(options.state_dir, options.output_dir)
@@ -224,7 +242,6 @@ def run(
         summary.seconds = time.monotonic() - started
         record = _run_record(options, summary, run_id, argv, started_at, phases)
         summary.run_record = provenance.write_run_record(options.output_dir, record)
-    _log_summary(summary, options)
     return summary
 
 
