@@ -73,21 +73,26 @@ def apply_body_mask(volume: NDArray[np.int16], geometry: StackGeometry, threshol
     NotConvertible
         When no voxel exceeds the threshold (no body in the series).
     """
-    mask = largest_component(volume, threshold)
-    if mask is None:
+    component = largest_component(volume, threshold)
+    if component is None:
         raise NotConvertible(f"no body: no voxel above the body threshold ({threshold:g} HU)")
-    n_k, n_j, n_i = mask.shape
+    labels_image, body_label = component
+    labels = sitk.GetArrayViewFromImage(labels_image)  # valid while labels_image lives
+    n_k, n_j, n_i = labels.shape
     per_slice = np.zeros(n_k, dtype=np.int64)
     row_counts = np.zeros(n_j, dtype=np.int64)
     col_counts = np.zeros(n_i, dtype=np.int64)
+    plane = np.empty((n_j, n_i), dtype=bool)  # slice by slice: no volume-sized temporaries
     for k in range(n_k):
-        plane = mask[k]
+        np.equal(labels[k], body_label, out=plane)
         fill_holes_2d(plane)
         rows = plane.sum(axis=1, dtype=np.int64)
         per_slice[k] = rows.sum()
         row_counts += rows
         col_counts += plane.sum(axis=0, dtype=np.int64)
-    np.putmask(volume, ~mask, np.int16(AIR_HU))
+        np.logical_not(plane, out=plane)
+        np.putmask(volume[k], plane, np.int16(AIR_HU))
+    del labels, labels_image
     total = int(per_slice.sum())
     ks, js, is_ = (np.flatnonzero(c) for c in (per_slice, row_counts, col_counts))
     mean_j = float(row_counts @ np.arange(n_j)) / total
@@ -104,11 +109,11 @@ def apply_body_mask(volume: NDArray[np.int16], geometry: StackGeometry, threshol
     )
 
 
-def largest_component(volume: NDArray[np.int16], threshold: float) -> NDArray[np.bool_] | None:
-    """The largest face-connected component of ``volume > threshold``, or None if it is empty.
+def largest_component(volume: NDArray[np.int16], threshold: float) -> tuple[sitk.Image, int] | None:
+    """Face-connected components of ``volume > threshold`` (a label image) and the largest's label.
 
-    SimpleITK's connected components run about three times faster than scipy's here, on all
-    the process's threads.
+    None when no voxel exceeds the threshold. SimpleITK's connected components run about three
+    times faster than scipy's here, on all the process's threads.
     """
     image = sitk.GetImageFromArray((volume > threshold).view(np.uint8))  # the bool array is freed
     components = sitk.ConnectedComponentImageFilter()
@@ -123,7 +128,7 @@ def largest_component(volume: NDArray[np.int16], threshold: float) -> NDArray[np
     for plane in labels:  # per slice: one bincount would copy the volume to int64
         sizes += np.bincount(plane.ravel(), minlength=n + 1)
     sizes[0] = 0
-    return labels == int(np.argmax(sizes))
+    return labels_image, int(np.argmax(sizes))
 
 
 def fill_holes_2d(plane: NDArray[np.bool_]) -> None:
