@@ -6,6 +6,7 @@ Tests call :func:`main` with a list of arguments and check the returned exit cod
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -413,9 +414,21 @@ class _ConsoleFilter(logging.Filter):
         return record.levelno >= logging.INFO and record.name in _CONSOLE_INFO_LOGGERS
 
 
+def prefer_small_pages() -> None:
+    """Ask numpy not to request transparent huge pages, unless the user has chosen.
+
+    Each volume here is allocated, filled once and freed soon after, so the pages' first
+    touch dominates and huge pages do not pay back: on the measured machine (a VM, see
+    ``benchmarks/RESULTS.md``) extract took about 25 % longer with them. numpy reads the
+    variable when it is first imported; worker processes inherit it.
+    """
+    os.environ.setdefault("NUMPY_MADVISE_HUGEPAGE", "0")
+
+
 def main(args: Sequence[str] | None = None) -> int:
     """Run the command line with ``args`` (default: ``sys.argv[1:]``); return the exit code."""
     argv = list(args) if args is not None else sys.argv[1:]
+    prefer_small_pages()
     try:
         result = command.main(args=argv, prog_name=PROG, standalone_mode=False, obj=argv)
     except click.UsageError as err:
