@@ -142,17 +142,7 @@ def parse_dataset(
             length = unpack_ul(data, pos + 4)[0]
             start = pos + 8
         else:
-            raw_vr = data[pos + 4 : pos + 6]
-            if raw_vr in LONG_VRS:
-                if pos + 12 > end:
-                    raise Unsupported("element header cut short")
-                length = unpack_ul(data, pos + 8)[0]
-                start = pos + 12
-            elif raw_vr in SHORT_VRS:
-                length = unpack_us(data, pos + 6)[0]
-                start = pos + 8
-            else:
-                raise Unsupported("unknown VR")
+            raw_vr, length, start = _explicit_header(data, pos, end)
             vr = raw_vr.decode("ascii")
         if length == UNDEFINED:
             if vr != SQ and not (vr is None and _is_implicit_sequence(data, tag, start, end)):
@@ -167,6 +157,18 @@ def parse_dataset(
             elements.append(Element(tag, vr, False, start, value_end))
             pos = value_end
     return elements, pos
+
+
+def _explicit_header(data: bytes, pos: int, end: int) -> tuple[bytes, int, int]:
+    """The VR, value length and value offset of the explicit VR element header at ``pos``."""
+    raw_vr = data[pos + 4 : pos + 6]
+    if raw_vr in LONG_VRS:
+        if pos + 12 > end:
+            raise Unsupported("element header cut short")
+        return raw_vr, unpack_ul(data, pos + 8)[0], pos + 12
+    if raw_vr in SHORT_VRS:
+        return raw_vr, unpack_us(data, pos + 6)[0], pos + 8
+    raise Unsupported("unknown VR")
 
 
 def _is_implicit_sequence(data: bytes, tag: int, start: int, end: int) -> bool:
@@ -225,17 +227,7 @@ def meta_values(data: bytes) -> tuple[dict[int, bytes], int]:
         group, number = unpack_tag(data, pos)
         if group != 2:
             break
-        raw_vr = data[pos + 4 : pos + 6]
-        if raw_vr in LONG_VRS:
-            if pos + 12 > size:
-                raise Unsupported("file meta element cut short")
-            length = unpack_ul(data, pos + 8)[0]
-            start = pos + 12
-        elif raw_vr in SHORT_VRS:
-            length = unpack_us(data, pos + 6)[0]
-            start = pos + 8
-        else:
-            raise Unsupported("file meta not in explicit VR")
+        _, length, start = _explicit_header(data, pos, size)
         if length == UNDEFINED or start + length > size:
             raise Unsupported("file meta element cut short")
         values[group << 16 | number] = data[start : start + length]
