@@ -37,6 +37,8 @@ SQ = "SQ"
 
 LONG_VRS = frozenset(vr.encode() for vr in EXPLICIT_VR_LENGTH_32)
 SHORT_VRS = frozenset(vr for vr in ENCODED_VR if vr not in LONG_VRS)
+_VR_CODES = {vr: (vr.decode("ascii"), vr in LONG_VRS) for vr in LONG_VRS | SHORT_VRS}
+"""Encoded VR: its name, and whether a 4-byte length follows two reserved bytes."""
 
 unpack_tag = struct.Struct("<HH").unpack_from
 unpack_ul = struct.Struct("<L").unpack_from
@@ -115,17 +117,28 @@ def parse_part10(data: bytes) -> Part10:
 
 
 def parse_dataset(
-    data: bytes, pos: int, end: int, implicit: bool, *, top: bool = False, undefined_item: bool = False
+    data: bytes,
+    pos: int,
+    end: int,
+    implicit: bool,
+    *,
+    top: bool = False,
+    undefined_item: bool = False,
+    meta: bool = False,
 ) -> tuple[list[Element], int]:
     """Elements from ``pos``; stops at ``end``, at the item delimiter of an undefined-length
-    item, or at the pixel data (``top`` level). Returns the elements and where parsing stopped."""
+    item, at the pixel data (``top`` level), or after group 0002 (``meta``: the file meta).
+    Returns the elements and where parsing stopped."""
     elements: list[Element] = []
     last = -1
+    first_group = 0x0002 if meta else 0x0008
     while pos < end:
         if pos + 8 > end:
             raise Unsupported("element header cut short")
         group, number = unpack_tag(data, pos)
         tag = group << 16 | number
+        if meta and group != 0x0002:
+            return elements, pos
         if group == 0xFFFE:
             if tag == ITEM_END and undefined_item:
                 return elements, pos
@@ -134,7 +147,7 @@ def parse_dataset(
             if tag <= last:
                 raise Unsupported("unsorted tags")  # pydicom writes them after the pixel data
             return elements, pos
-        if tag <= last or group < 0x0008:
+        if tag <= last or group < first_group:
             raise Unsupported("unsorted, repeated or file meta tag in the data set")
         last = tag
         if implicit:
@@ -142,8 +155,18 @@ def parse_dataset(
             length = unpack_ul(data, pos + 4)[0]
             start = pos + 8
         else:
-            raw_vr, length, start = _explicit_header(data, pos, end)
-            vr = raw_vr.decode("ascii")
+            code = _VR_CODES.get(data[pos + 4 : pos + 6])
+            if code is None:
+                raise Unsupported("unknown VR")
+            vr, long = code
+            if not long:
+                length = unpack_us(data, pos + 6)[0]
+                start = pos + 8
+            elif pos + 12 <= end:
+                length = unpack_ul(data, pos + 8)[0]
+                start = pos + 12
+            else:
+                raise Unsupported("element header cut short")
         if length == UNDEFINED:
             if vr != SQ and not (vr is None and _is_implicit_sequence(data, tag, start, end)):
                 raise Unsupported("undefined length value that is not a sequence")
@@ -157,18 +180,6 @@ def parse_dataset(
             elements.append(Element(tag, vr, False, start, value_end))
             pos = value_end
     return elements, pos
-
-
-def _explicit_header(data: bytes, pos: int, end: int) -> tuple[bytes, int, int]:
-    """The VR, value length and value offset of the explicit VR element header at ``pos``."""
-    raw_vr = data[pos + 4 : pos + 6]
-    if raw_vr in LONG_VRS:
-        if pos + 12 > end:
-            raise Unsupported("element header cut short")
-        return raw_vr, unpack_ul(data, pos + 8)[0], pos + 12
-    if raw_vr in SHORT_VRS:
-        return raw_vr, unpack_us(data, pos + 6)[0], pos + 8
-    raise Unsupported("unknown VR")
 
 
 def _is_implicit_sequence(data: bytes, tag: int, start: int, end: int) -> bool:
@@ -220,19 +231,10 @@ def parse_items(data: bytes, pos: int, end: int, implicit: bool, *, undefined: b
 
 def meta_values(data: bytes) -> tuple[dict[int, bytes], int]:
     """The file meta elements (explicit VR little endian) and where the data set starts."""
-    pos = 132
-    values: dict[int, bytes] = {}
-    size = len(data)
-    while pos + 8 <= size:
-        group, number = unpack_tag(data, pos)
-        if group != 2:
-            break
-        _, length, start = _explicit_header(data, pos, size)
-        if length == UNDEFINED or start + length > size:
-            raise Unsupported("file meta element cut short")
-        values[group << 16 | number] = data[start : start + length]
-        pos = start + length
-    return values, pos
+    elements, pos = parse_dataset(data, 132, len(data), False, meta=True)
+    if any(e.undefined for e in elements):
+        raise Unsupported("file meta element of undefined length")
+    return {e.tag: data[e.start : e.end] for e in elements}, pos
 
 
 def uid_text(raw: bytes | None) -> str:
@@ -246,22 +248,21 @@ def uid_text(raw: bytes | None) -> str:
 
 
 _ASCII_PROBE = "".join(chr(c) for c in range(0x20, 0x7F) if c != 0x5C)
+_ASCII_TEXT = bytes(range(0x20, 0x7F))
 
 
 @functools.lru_cache(maxsize=64)
 def ascii_identity(charset: bytes) -> bool:
-    """True when pydicom encodes and decodes printable ASCII unchanged under this
-    SpecificCharacterSet value (its raw bytes)."""
+    """True when pydicom encodes printable ASCII (backslash aside) and decodes printable ASCII
+    unchanged under this SpecificCharacterSet value (its raw bytes)."""
     text = charset.decode("latin-1").rstrip(" \0")
     terms = [t.strip() for t in text.split("\\")] if text else []
-    raw = _ASCII_PROBE.encode("ascii")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             encodings = pydicom_charset.convert_encodings(terms or ["ISO_IR 6"])
-        return (
-            pydicom_charset.encode_string(_ASCII_PROBE, encodings) == raw
-            and pydicom_charset.decode_bytes(raw, encodings, set()) == _ASCII_PROBE
-        )
+            encoded = pydicom_charset.encode_string(_ASCII_PROBE, encodings)
+            decoded = pydicom_charset.decode_bytes(_ASCII_TEXT, encodings, set())
     except Exception:  # noqa: BLE001 - unknown or odd character sets take the full path
         return False
+    return encoded == _ASCII_PROBE.encode("ascii") and decoded == _ASCII_TEXT.decode("ascii")
