@@ -4,11 +4,16 @@ Each first-level folder of the input root is one exam; its folder name is the ``
 are found at any depth and recognised as DICOM by their content, never by their name: PACS
 exports often have no extension. Everything that is not a usable DICOM file is recorded as a
 :class:`SkippedFile` with a one-line reason.
+
+An ordinary file's header facts are read from its first bytes (:func:`fast_slice_info`, with
+:mod:`orbitct_app.dicom_bytes`); every other file, and every file with a problem, is read by pydicom
+(:func:`read_header`), which gives the same facts and decides the reasons.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import logging
 import os
@@ -21,11 +26,25 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 import pydicom
+from pydicom.datadict import dictionary_VR, tag_for_keyword
+from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 from pydicom.multival import MultiValue
-from pydicom.uid import DeflatedExplicitVRLittleEndian, UID
+from pydicom.tag import BaseTag
+from pydicom.uid import UID, DeflatedExplicitVRLittleEndian
+from pydicom.valuerep import STR_VR
+from pydicom.values import convert_value
 
+from orbitct_app.dicom_bytes import (
+    SQ,
+    Element,
+    Part10,
+    Unsupported,
+    ascii_identity,
+    parse_part10,
+    uid_text,
+)
 from orbitct_app.errors import NotDicomError, SkipKind, UsageError
 
 logger = logging.getLogger(__name__)
@@ -258,15 +277,16 @@ def scan_exam(exam_dir: Path) -> Exam:
     attributes: dict[str, dict[str, Any]] = {}
     for path in iter_files(exam_dir):
         try:
-            ds, has_pixels, pixel_offset = read_header(path)
-            info = slice_info(path, ds, has_pixels, pixel_offset)
+            info, ds = _read_file(path)
+            key = series_key(info)
+            if ds is None and key not in attributes:  # the sidecar needs the first file's Dataset
+                ds = read_header(path)[0]
         except NotDicomError as err:
             rel = path.relative_to(exam_dir)
             skipped.append(SkippedFile(rel, str(err), err.kind))
             logger.info("%s: skipped %s: %s", dicom_id, rel, err)
             continue
         slices.append(info)
-        key = series_key(info)
         if key not in attributes:
             attributes[key] = sidecar_attributes(ds)
     series = group_series(dicom_id, slices, attributes)
@@ -388,7 +408,9 @@ def read_header(path: Path) -> tuple[Dataset, bool, int | None]:
                 header_end = size
             else:
                 header_end = fp.tell()
-                has_pixels, pixel_offset = _check_pixel_data(fp, ds, header_end, size)
+                meta = ds.file_meta if ds.file_meta else Dataset()
+                syntax = str(meta.get("TransferSyntaxUID", "1.2.840.10008.1.2"))
+                has_pixels, pixel_offset = _check_pixel_data(fp, syntax, header_end, size)
     except OSError as err:
         raise NotDicomError(f"cannot read file ({err.strerror or type(err).__name__})") from err
     sop_class = str(ds.file_meta.get("MediaStorageSOPClassUID", "")) if ds.file_meta else ""
@@ -412,7 +434,141 @@ def read_header(path: Path) -> tuple[Dataset, bool, int | None]:
 
 def read_slice_info(path: Path) -> SliceInfo:
     """Read the header facts of one file (see :func:`read_header` for the errors)."""
-    return slice_info(path, *read_header(path))
+    return _read_file(path)[0]
+
+
+def _read_file(path: Path) -> tuple[SliceInfo, Dataset | None]:
+    """The header facts of one file, and its Dataset when they were read with pydicom."""
+    info = fast_slice_info(path)
+    if info is not None:
+        return info, None
+    ds, has_pixels, pixel_offset = read_header(path)
+    return slice_info(path, ds, has_pixels, pixel_offset), ds
+
+
+# --- the fast path: the header's bytes, no Dataset ------------------------------------------------
+
+FAST_HEAD_BYTES = 64 * 1024
+"""How much of a file the fast path reads: a header that does not end within it takes the
+pydicom path."""
+
+_SLICE_KEYWORDS = (
+    "SOPInstanceUID", "SOPClassUID", "SeriesInstanceUID", "SeriesNumber", "SeriesDescription",
+    "Modality", "ImageType", "InstanceNumber", "AcquisitionNumber", "ImagePositionPatient",
+    "ImageOrientationPatient", "PixelSpacing", "Rows", "Columns", "NumberOfFrames",
+    "SamplesPerPixel", "BitsAllocated", "BitsStored", "PixelRepresentation",
+    "PhotometricInterpretation", "RescaleSlope", "RescaleIntercept", "PixelPaddingValue",
+    "PixelPaddingRangeLimit", "BurnedInAnnotation", "PerFrameFunctionalGroupsSequence",
+    "SharedFunctionalGroupsSequence",
+)
+_KEYWORD_TAGS: dict[str, tuple[int, str]] = {
+    keyword: (tag, str(dictionary_VR(tag)))
+    for keyword in _SLICE_KEYWORDS
+    if (tag := tag_for_keyword(keyword)) is not None
+}
+_SPECIFIC_CHARACTER_SET = 0x00080005
+_FLOAT_PIXEL_DATA = (0x7FE00008, 0x7FE00009)
+
+
+class _FastHeader:
+    """The top-level values :func:`slice_info` asks for (``_SLICE_KEYWORDS``: any other keyword
+    sends the file to the pydicom path), from a parsed header's bytes.
+
+    ``get`` returns what ``Dataset.get`` returns for them: each value goes through pydicom's own
+    converter (:func:`pydicom.values.convert_value`) with the VR pydicom would use. Whatever that
+    cannot mirror plainly (another VR than the dictionary's, text that is not ASCII, a sequence,
+    a value pydicom fails to convert) raises :class:`Unsupported`.
+    """
+
+    def __init__(self, data: bytes, parsed: Part10) -> None:
+        self._data = data
+        self._implicit = parsed.implicit
+        self._elements: dict[int, Element] = {e.tag: e for e in parsed.elements}
+        self.file_meta = {"TransferSyntaxUID": UID(parsed.syntax)}
+        charset = self._elements.get(_SPECIFIC_CHARACTER_SET)
+        if charset is not None and not ascii_identity(data[charset.start : charset.end]):
+            raise Unsupported("character set that does not keep ASCII")
+        if "SOPClassUID" not in self and "SOPInstanceUID" not in self:
+            raise Unsupported("no SOP Class or SOP Instance UID")
+        if any(tag in self._elements for tag in _FLOAT_PIXEL_DATA):
+            raise Unsupported("float pixel data")  # pydicom's header ends there
+
+    def __contains__(self, keyword: str) -> bool:
+        return _KEYWORD_TAGS[keyword][0] in self._elements
+
+    def get(self, keyword: str, default: Any = None) -> Any:
+        """The value of ``keyword`` as pydicom gives it, ``default`` when absent."""
+        try:
+            tag, vr = _KEYWORD_TAGS[keyword]
+        except KeyError:
+            raise Unsupported("an attribute the fast path does not read") from None
+        elem = self._elements.get(tag)
+        if elem is None:
+            return default
+        if vr == SQ:
+            raise Unsupported("a sequence: functional groups take the pydicom path")
+        if " or " in vr:
+            vr = self._ambiguous_vr(elem)
+        elif elem.vr is not None and elem.vr != vr:
+            raise Unsupported("encoded VR differs from the dictionary's")
+        return _converted(tag, vr, self._data[elem.start : elem.end], self._implicit)
+
+    def _ambiguous_vr(self, elem: Element) -> str:
+        """US or SS, as pydicom resolves it: the encoded VR, or in implicit VR, by the
+        PixelRepresentation beside it."""
+        if elem.vr is not None:
+            if elem.vr not in ("US", "SS"):
+                raise Unsupported("pixel padding with another VR")
+            return elem.vr
+        representation = self.get("PixelRepresentation")
+        if representation not in (0, 1):
+            raise Unsupported("pixel padding without a plain PixelRepresentation")
+        return "US" if representation == 0 else "SS"
+
+
+@functools.lru_cache(maxsize=4096)
+def _converted(tag: int, vr: str, value: bytes, implicit: bool) -> Any:
+    """An element value converted by pydicom (shared between files: read, never change it)."""
+    if vr in STR_VR and (not value.isascii() or b"\x1b" in value):
+        raise Unsupported("text that is not plain ASCII")
+    raw = RawDataElement(BaseTag(tag), vr, len(value), value, 0, implicit, True)
+    try:
+        # ASCII decodes alike in every character set that ascii_identity accepts
+        return convert_value(vr, raw, None)
+    except Exception as err:  # the pydicom path reports such values its way
+        raise Unsupported("a value pydicom does not convert plainly") from err
+
+
+def fast_slice_info(path: Path) -> SliceInfo | None:
+    """The header facts of an ordinary file from its first bytes, without pydicom's reader.
+
+    The result equals ``slice_info(path, *read_header(path))``. Returns None for every file this
+    path does not handle (see :mod:`orbitct_app.dicom_bytes`; also media index files, files
+    without SOP UIDs, multi-frame objects with functional groups, headers longer than
+    :data:`FAST_HEAD_BYTES`) and for every file with a problem: :func:`read_header` then reads
+    it, and decides or reports it.
+    """
+    if path.name.upper() == "DICOMDIR":
+        return None
+    try:
+        with path.open("rb") as fp:
+            data = fp.read(FAST_HEAD_BYTES)
+            parsed = parse_part10(data)
+            if parsed.pixel_pos >= len(data):
+                raise Unsupported("no pixel data in the first bytes")
+            header = _FastHeader(data, parsed)
+            media = uid_text(parsed.meta.get(0x00020002))
+            if MEDIA_STORAGE_DIRECTORY in (media, str(header.get("SOPClassUID", ""))):
+                raise Unsupported("media index file")
+            size = os.fstat(fp.fileno()).st_size
+            has_pixels, pixel_offset = _check_pixel_data(fp, parsed.syntax, parsed.pixel_pos, size)
+        return slice_info(path, header, has_pixels, pixel_offset)  # type: ignore[arg-type]
+    except (Unsupported, NotDicomError, OSError, struct.error, ValueError, IndexError) as err:
+        logger.debug("%s: header read by pydicom (%s)", path.name, type(err).__name__)
+        return None
+
+
+# --- header facts ---------------------------------------------------------------------------------
 
 
 def slice_info(path: Path, ds: Dataset, has_pixels: bool, pixel_offset: int | None = None) -> SliceInfo:
@@ -524,7 +680,7 @@ def _looks_like_raw_dataset(head: bytes) -> bool:
     return group in _NO_PREAMBLE_GROUPS and element < 0x0100
 
 
-def _check_pixel_data(fp: BinaryIO, ds: Dataset, offset: int, size: int) -> tuple[bool, int | None]:
+def _check_pixel_data(fp: BinaryIO, transfer_syntax: str, offset: int, size: int) -> tuple[bool, int | None]:
     """Check that a complete pixel data element starts at ``offset``; raise if it is cut short.
 
     Returns whether it is there, and the offset of its value when it is not encapsulated.
@@ -533,8 +689,7 @@ def _check_pixel_data(fp: BinaryIO, ds: Dataset, offset: int, size: int) -> tupl
         return False, None
     fp.seek(offset)
     head = fp.read(12)
-    meta = ds.file_meta if ds.file_meta else Dataset()
-    syntax = UID(str(meta.get("TransferSyntaxUID", "1.2.840.10008.1.2")))
+    syntax = UID(transfer_syntax)
     little = syntax.is_little_endian if syntax.is_transfer_syntax else True
     implicit = syntax.is_implicit_VR if syntax.is_transfer_syntax else False
     end = "<" if little else ">"

@@ -274,7 +274,7 @@ def test_a_fast_path_error_falls_back_to_the_pydicom_path(
     def broken(*args: object, **kwargs: object) -> None:
         raise IndexError("a bug in the fast path")
 
-    monkeypatch.setattr(raw, "_parse_dataset", broken)
+    monkeypatch.setattr(raw, "parse_part10", broken)
     out = tmp_path / "out"
     assert run(root, out, participant_labels=("exam_a",)).exit_code == ExitCode.OK
     written = files_under(out / "anonymized" / "exam_a")

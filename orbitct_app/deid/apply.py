@@ -18,7 +18,6 @@ import logging
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from pydicom.datadict import dictionary_VR
 from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
@@ -26,6 +25,7 @@ from pydicom.tag import BaseTag
 
 from orbitct_app.deid.keys import shift_date
 from orbitct_app.deid.profiles import DUMMY_VALUES, Action, Profile
+from orbitct_app.dicom_bytes import dictionary_vr
 from orbitct_app.errors import DeidError
 
 logger = logging.getLogger(__name__)
@@ -256,7 +256,7 @@ def _may_be_sequence(elem: DataElement | RawDataElement | None) -> bool:
     if elem.VR is None or elem.VR == "UN":  # implicit VR, or explicit VR unknown to the writer
         if elem.length == _UNDEFINED_LENGTH and elem.tag != _PIXEL_DATA:
             return True  # only sequences (and encapsulated pixel data) have undefined length
-        return _dictionary_vr(elem.tag) == "SQ"
+        return dictionary_vr(elem.tag) == "SQ"
     return False
 
 
@@ -315,18 +315,11 @@ def _values(value: Any) -> list[str] | None:
 
 def _target_vr(ds: Dataset, tag: BaseTag) -> str:
     """The VR of the replacement: the dictionary's, else the element's own (UN when unknown)."""
-    vr = _dictionary_vr(tag)
+    vr = dictionary_vr(tag)
     if vr and " or " not in vr:
         return vr
     old = ds.get_item(tag, keep_deferred=True)
     return str(old.VR) if old is not None and old.VR and old.VR != "UN" else "UN"
-
-
-def _dictionary_vr(tag: int) -> str:
-    try:
-        return str(dictionary_VR(tag))
-    except KeyError:
-        return ""
 
 
 _PRIVATE_ONLY = Profile(name="private-only", actions={}, remove_private=True)

@@ -38,8 +38,9 @@ from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.uid import UID_dictionary
 
-from orbitct_app.deid.apply import _dictionary_vr, _may_be_sequence, _safe_private_tags
+from orbitct_app.deid.apply import _may_be_sequence, _safe_private_tags
 from orbitct_app.deid.profiles import DUMMY_VALUES, Action, Profile, is_structural_uid
+from orbitct_app.dicom_bytes import dictionary_vr
 
 MIN_PHI_LENGTH = 4
 """Shorter entries of a phi list are ignored: they would match by chance (a sex, an initial)."""
@@ -307,8 +308,8 @@ class _Scan:
             if tag <= last or tag >> 16 < 0x0008:
                 raise self.Unplain
             last = tag
-            sequence = vr == "SQ" or (vr is None and (length == 0xFFFFFFFF or _dictionary_vr(tag) == "SQ"))
-            if vr == "UN" and (length == 0xFFFFFFFF or _dictionary_vr(tag) == "SQ"):
+            sequence = vr == "SQ" or (vr is None and (length == 0xFFFFFFFF or dictionary_vr(tag) == "SQ"))
+            if vr == "UN" and (length == 0xFFFFFFFF or dictionary_vr(tag) == "SQ"):
                 raise self.Unplain  # pydicom reads it as an implicit VR sequence
             if length == 0xFFFFFFFF:
                 if not sequence:

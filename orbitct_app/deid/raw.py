@@ -16,7 +16,8 @@ not sequences, duplicate or unsorted tags, a profile keeping safe private attrib
 :class:`Unsupported`, and the caller takes the full pydicom path. Unsupported is never an error
 of the file: it only chooses the path.
 
-No value of the file ever goes into an exception message.
+The elements are read by :mod:`orbitct_app.dicom_bytes`. No value of the file ever goes into an
+exception message.
 """
 
 from __future__ import annotations
@@ -27,25 +28,31 @@ import struct
 from collections.abc import Callable
 from typing import Any
 
-from pydicom import charset as pydicom_charset
-from pydicom.filereader import ENCODED_VR
-from pydicom.uid import UID
 from pydicom.valuerep import EXPLICIT_VR_LENGTH_32
 
-from orbitct_app.deid.apply import DeidStats, _dictionary_vr
+from orbitct_app.deid.apply import DeidStats
 from orbitct_app.deid.keys import shift_date
 from orbitct_app.deid.profiles import DUMMY_VALUES, Action, Profile
+from orbitct_app.dicom_bytes import (
+    ITEM,
+    SEQ_END,
+    SQ,
+    UNDEFINED,
+    Element,
+    Item,
+    Unsupported,
+    ascii_identity,
+    dictionary_vr,
+    parse_items,
+    parse_part10,
+    uid_text,
+    unpack_tag_ul,
+    unpack_ul,
+)
+
+__all__ = ["Element", "Item", "Plan", "Result", "Unsupported", "deidentify", "file_meta_bytes"]
 
 
-class Unsupported(Exception):
-    """The file is outside what the fast path handles; take the full path (never an error)."""
-
-
-_UNDEFINED = 0xFFFFFFFF
-_ITEM = 0xFFFEE000
-_ITEM_END = 0xFFFEE00D
-_SEQ_END = 0xFFFEE0DD
-_PIXEL_DATA = 0x7FE00010
 _SPECIFIC_CHARACTER_SET = 0x00080005
 _SOP_CLASS = 0x00080016
 _SOP_INSTANCE = 0x00080018
@@ -55,147 +62,19 @@ _DEIDENTIFICATION_METHOD = 0x00120063
 _DEIDENTIFICATION_CODES = 0x00120064
 _TEMPORAL_MODIFIED = 0x00280303
 
-_LONG_VRS = frozenset(vr.encode() for vr in EXPLICIT_VR_LENGTH_32)
-_SHORT_VRS = frozenset(vr for vr in ENCODED_VR if vr not in _LONG_VRS)
-_SQ = "SQ"
 _TEXT_VRS = frozenset(
     {"AE", "AS", "CS", "DA", "DS", "DT", "IS", "LO", "LT", "PN", "SH", "ST", "TM", "UC", "UI", "UR", "UT"}
 )
 _NUMBER_FORMATS = {"FL": "<f", "FD": "<d", "SL": "<l", "SS": "<h", "SV": "<q", "UL": "<L", "US": "<H", "UV": "<Q"}
 _ITEM_END_BYTES = struct.pack("<HHL", 0xFFFE, 0xE00D, 0)
 _SEQ_END_BYTES = struct.pack("<HHL", 0xFFFE, 0xE0DD, 0)
-_UNDEFINED_ITEM = struct.pack("<HHL", 0xFFFE, 0xE000, _UNDEFINED)
+_UNDEFINED_ITEM = struct.pack("<HHL", 0xFFFE, 0xE000, UNDEFINED)
 _item_header = struct.Struct("<HHL").pack
 
 _pack_tag = struct.Struct("<HH").pack
-_unpack_tag = struct.Struct("<HH").unpack_from
-_unpack_ul = struct.Struct("<L").unpack_from
-_unpack_us = struct.Struct("<H").unpack_from
-_unpack_tag_ul = struct.Struct("<HHL").unpack_from
 
 
 # --- parsed elements ------------------------------------------------------------------------------
-
-
-@dataclasses.dataclass(slots=True)
-class Element:
-    """One encoded element: where its value lies in the file, and its items once parsed."""
-
-    tag: int
-    vr: str | None
-    """The VR as encoded (None in implicit VR)."""
-    undefined: bool
-    start: int
-    """File offset of the value."""
-    end: int
-    """File offset just after the value (before a sequence delimiter)."""
-    items: list[Item] | None = None
-
-
-@dataclasses.dataclass(slots=True)
-class Item:
-    undefined: bool
-    elements: list[Element]
-
-
-def _parse_dataset(
-    data: bytes, pos: int, end: int, implicit: bool, *, top: bool = False, undefined_item: bool = False
-) -> tuple[list[Element], int]:
-    """Elements from ``pos``; stops at ``end``, at the item delimiter of an undefined-length
-    item, or at the pixel data (``top`` level). Returns the elements and where parsing stopped."""
-    elements: list[Element] = []
-    last = -1
-    while pos < end:
-        if pos + 8 > end:
-            raise Unsupported("element header cut short")
-        group, number = _unpack_tag(data, pos)
-        tag = group << 16 | number
-        if group == 0xFFFE:
-            if tag == _ITEM_END and undefined_item:
-                return elements, pos
-            raise Unsupported("delimiter out of place")
-        if tag == _PIXEL_DATA and top:
-            if tag <= last:
-                raise Unsupported("unsorted tags")  # pydicom writes them after the pixel data
-            return elements, pos
-        if tag <= last or group < 0x0008:
-            raise Unsupported("unsorted, repeated or file meta tag in the data set")
-        last = tag
-        if implicit:
-            vr = None
-            length = _unpack_ul(data, pos + 4)[0]
-            start = pos + 8
-        else:
-            raw_vr = data[pos + 4 : pos + 6]
-            if raw_vr in _LONG_VRS:
-                length = _unpack_ul(data, pos + 8)[0]
-                start = pos + 12
-            elif raw_vr in _SHORT_VRS:
-                length = _unpack_us(data, pos + 6)[0]
-                start = pos + 8
-            else:
-                raise Unsupported("unknown VR")
-            vr = raw_vr.decode("ascii")
-        if length == _UNDEFINED:
-            if vr != _SQ and not (vr is None and _is_implicit_sequence(data, tag, start, end)):
-                raise Unsupported("undefined length value that is not a sequence")
-            items, value_end = _parse_items(data, start, end, implicit, undefined=True)
-            elements.append(Element(tag, vr, True, start, value_end, items))
-            pos = value_end + 8  # the sequence delimiter
-        else:
-            value_end = start + length
-            if value_end > end:
-                raise Unsupported("value runs past its data set")
-            elements.append(Element(tag, vr, False, start, value_end))
-            pos = value_end
-    return elements, pos
-
-
-def _is_implicit_sequence(data: bytes, tag: int, start: int, end: int) -> bool:
-    vr = _dictionary_vr(tag)
-    if vr:
-        return vr == _SQ
-    return start + 4 <= end and _unpack_tag(data, start) == (0xFFFE, 0xE000)
-
-
-def _parse_items(data: bytes, pos: int, end: int, implicit: bool, *, undefined: bool) -> tuple[list[Item], int]:
-    """The items of a sequence value from ``pos``; for an undefined length, up to its delimiter
-    (returns the delimiter's offset), else up to ``end``."""
-    items: list[Item] = []
-    while True:
-        if not undefined and pos == end:
-            return items, pos
-        if pos + 8 > end:
-            raise Unsupported("sequence cut short")
-        group, number, length = _unpack_tag_ul(data, pos)
-        tag = group << 16 | number
-        if tag == _SEQ_END and undefined:
-            if length != 0:
-                raise Unsupported("sequence delimiter with a length")
-            return items, pos
-        if tag != _ITEM:
-            raise Unsupported("not an item")
-        pos += 8
-        if not implicit and length and pos + 6 <= end and data[pos : pos + 2] != b"\xfe\xff":
-            # pydicom reads an item whose first element has no valid VR as implicit VR
-            first = data[pos + 4 : pos + 6]
-            if not (0x40 < first[0] < 0x5B and 0x40 < first[1] < 0x5B):
-                raise Unsupported("implicit VR item in explicit VR data")
-        if length == _UNDEFINED:
-            elements, pos = _parse_dataset(data, pos, end, implicit, undefined_item=True)
-            if pos + 8 > end or _unpack_tag_ul(data, pos) != (0xFFFE, 0xE00D, 0):
-                raise Unsupported("item without its delimiter")
-            pos += 8
-            items.append(Item(True, elements))
-        else:
-            item_end = pos + length
-            if item_end > end:
-                raise Unsupported("item runs past its sequence")
-            elements, stop = _parse_dataset(data, pos, item_end, implicit)
-            if stop != item_end:
-                raise Unsupported("defined-length item ends early")
-            pos = item_end
-            items.append(Item(False, elements))
 
 
 # --- encoding -------------------------------------------------------------------------------------
@@ -240,19 +119,6 @@ def _new_element(tag: int, vr: str, value: Any, implicit: bool) -> bytes:
     return _header(tag, vr, len(encoded), implicit) + encoded
 
 
-@functools.lru_cache(maxsize=64)
-def _ascii_identity(charset: bytes) -> bool:
-    """True when pydicom encodes printable ASCII unchanged under this SpecificCharacterSet."""
-    text = charset.decode("latin-1").rstrip(" \0")
-    terms = [t.strip() for t in text.split("\\")] if text else []
-    probe = "".join(chr(c) for c in range(0x20, 0x7F) if c != 0x5C)
-    try:
-        encodings = pydicom_charset.convert_encodings(terms or ["ISO_IR 6"])
-        return pydicom_charset.encode_string(probe, encodings) == probe.encode("ascii")
-    except Exception:  # noqa: BLE001 - unknown or odd character sets take the full path
-        return False
-
-
 # --- the walk -------------------------------------------------------------------------------------
 
 
@@ -283,7 +149,7 @@ def _actions(profile: Profile) -> dict[int, Action]:
 
 @functools.lru_cache(maxsize=8192)
 def _target_vr_of(tag: int) -> str:
-    vr = _dictionary_vr(tag)
+    vr = dictionary_vr(tag)
     return vr if vr and " or " not in vr else ""
 
 
@@ -338,12 +204,12 @@ class _Walker:
                 if encoded is not None:
                     out.append((tag, encoded))
                 continue
-            if elem.vr == _SQ or elem.items is not None or (
-                elem.vr is None and _dictionary_vr(tag) == _SQ
+            if elem.vr == SQ or elem.items is not None or (
+                elem.vr is None and dictionary_vr(tag) == SQ
             ):
                 out.append((tag, self.sequence(elem)))
                 continue
-            if elem.vr == "UN" and (elem.undefined or _dictionary_vr(tag) == _SQ):
+            if elem.vr == "UN" and (elem.undefined or dictionary_vr(tag) == SQ):
                 raise Unsupported("sequence stored as UN")
             out.append((tag, self.copy(elem)))
 
@@ -362,11 +228,11 @@ class _Walker:
         ]
 
     def sequence(self, elem: Element) -> bytes:
-        if elem.vr not in (None, _SQ):
+        if elem.vr not in (None, SQ):
             raise Unsupported("sequence with another VR")
         items = elem.items
         if items is None:
-            items, _ = _parse_items(self.data, elem.start, elem.end, self.implicit, undefined=False)
+            items, _ = parse_items(self.data, elem.start, elem.end, self.implicit, undefined=False)
         self.stats.sequences += 1
         parts = []
         for item in items:
@@ -381,8 +247,8 @@ class _Walker:
                 parts.append(_item_header(0xFFFE, 0xE000, len(body)) + body)
         value = b"".join(parts)
         if elem.undefined:
-            return _header(elem.tag, _SQ, _UNDEFINED, self.implicit) + value + _SEQ_END_BYTES
-        return _header(elem.tag, _SQ, len(value), self.implicit) + value
+            return _header(elem.tag, SQ, UNDEFINED, self.implicit) + value + _SEQ_END_BYTES
+        return _header(elem.tag, SQ, len(value), self.implicit) + value
 
     def apply(self, elem: Element, action: Action) -> bytes | None:
         """The element replacing ``elem`` under ``action`` (None: removed); see
@@ -405,7 +271,7 @@ class _Walker:
             if self.offset is None:
                 raise Unsupported("no date offset")
             if vr == "TM":
-                if elem.items is not None or elem.vr == _SQ:
+                if elem.items is not None or elem.vr == SQ:
                     raise Unsupported("sequence where a time was expected")
                 return self.copy(elem)
             if vr not in ("DA", "DT"):
@@ -420,7 +286,7 @@ class _Walker:
             value = self.plan.pseudonym
         elif action is Action.DUMMY and vr in DUMMY_VALUES:
             value = DUMMY_VALUES[vr]
-        elif vr == _SQ:
+        elif vr == SQ:
             value = None  # an empty sequence, defined length
         else:
             value = "" if vr in _TEXT_VRS else None
@@ -440,7 +306,7 @@ def _code_sequence(codes: tuple[tuple[str, str], ...], implicit: bool) -> bytes:
         )
         parts.append(_item_header(0xFFFE, 0xE000, len(body)) + body)
     value = b"".join(parts)
-    return _header(_DEIDENTIFICATION_CODES, _SQ, len(value), implicit) + value
+    return _header(_DEIDENTIFICATION_CODES, SQ, len(value), implicit) + value
 
 
 # --- the file -------------------------------------------------------------------------------------
@@ -454,41 +320,6 @@ class Result:
     """The file's bytes in two parts: preamble, file meta and data set up to the pixel data;
     then the pixel data element, a view of the source's bytes (copied raw)."""
     stats: DeidStats
-
-
-def _meta_values(data: bytes) -> tuple[dict[int, bytes], int]:
-    """The file meta elements (explicit VR little endian) and where the data set starts."""
-    pos = 132
-    values: dict[int, bytes] = {}
-    size = len(data)
-    while pos + 8 <= size:
-        group, number = _unpack_tag(data, pos)
-        if group != 2:
-            break
-        raw_vr = data[pos + 4 : pos + 6]
-        if raw_vr in _LONG_VRS:
-            length = _unpack_ul(data, pos + 8)[0]
-            start = pos + 12
-        elif raw_vr in _SHORT_VRS:
-            length = _unpack_us(data, pos + 6)[0]
-            start = pos + 8
-        else:
-            raise Unsupported("file meta not in explicit VR")
-        if length == _UNDEFINED or start + length > size:
-            raise Unsupported("file meta element cut short")
-        values[group << 16 | number] = data[start : start + length]
-        pos = start + length
-    return values, pos
-
-
-def _uid_text(raw: bytes | None) -> str:
-    """A UI value as pydicom holds it once read (trailing spaces and NULs dropped)."""
-    if not raw:
-        return ""
-    text = raw.decode("latin-1").rstrip(" \0")
-    if "\\" in text:
-        raise Unsupported("multi-valued UID where one is expected")
-    return text.strip()  # as pydicom's UID holds it
 
 
 def file_meta_bytes(sop_class: str, sop_instance: str, syntax: str, version_name: str,
@@ -514,28 +345,17 @@ def deidentify(data: bytes, plan: Plan, *, version_name: str, implementation_uid
     Unsupported
         When the file needs the full pydicom path (see the module docstring).
     """
-    if len(data) < 140 or data[128:132] != b"DICM":
-        raise Unsupported("no Part 10 preamble")
-    meta, pos = _meta_values(data)
-    syntax = _uid_text(meta.get(0x00020010))
-    uid = UID(syntax)
-    if not syntax or not uid.is_transfer_syntax or uid.is_deflated or not uid.is_little_endian:
-        raise Unsupported("transfer syntax not handled here")
-    implicit = uid.is_implicit_VR
-    size = len(data)
-    if pos + 8 > size:
-        raise Unsupported("no data set")
-    first = data[pos + 4 : pos + 6]
-    if implicit == (0x40 < first[0] < 0x5B and 0x40 < first[1] < 0x5B):
-        raise Unsupported("data set encoded otherwise than its transfer syntax says")
-    elements, pixel_pos = _parse_dataset(data, pos, size, implicit, top=True)
+    parsed = parse_part10(data)
+    meta, syntax, implicit, elements, pixel_pos = (
+        parsed.meta, parsed.syntax, parsed.implicit, parsed.elements, parsed.pixel_pos
+    )
     pixel_end = _pixel_element(data, pixel_pos, implicit)
-    if pixel_end != size:
+    if pixel_end != len(data):
         raise Unsupported("elements after the pixel data")
 
     by_tag = {e.tag: e for e in elements if e.tag in (_SPECIFIC_CHARACTER_SET, _SOP_CLASS, _SOP_INSTANCE, _PATIENT_ID)}
     charset = by_tag.get(_SPECIFIC_CHARACTER_SET)
-    if charset is not None and not _ascii_identity(data[charset.start : charset.end]):
+    if charset is not None and not ascii_identity(data[charset.start : charset.end]):
         raise Unsupported("character set that does not keep ASCII")
     profile = plan.profile
     if profile.safe_private or not profile.remove_private:
@@ -551,9 +371,9 @@ def deidentify(data: bytes, plan: Plan, *, version_name: str, implementation_uid
             raise Unsupported("SOP UID with another VR")
         if actions.get(tag) not in (None, Action.KEEP, Action.REMAP_UID):
             raise Unsupported("profile acts on a SOP UID")
-        value = _uid_text(data[elem.start : elem.end]) if elem is not None else ""
+        value = uid_text(data[elem.start : elem.end]) if elem is not None else ""
         if not value.strip("\0 "):
-            value = _uid_text(meta.get(meta_tag)).strip("\0 ")
+            value = uid_text(meta.get(meta_tag)).strip("\0 ")
             if not value:
                 raise Unsupported("no SOP UID")  # the full path reports it
         sop[tag] = value
@@ -605,17 +425,17 @@ def _pixel_element(data: bytes, pos: int, implicit: bool) -> int:
     if pos + 8 > size:
         raise Unsupported("no pixel data")
     if implicit:
-        length = _unpack_ul(data, pos + 4)[0]
+        length = unpack_ul(data, pos + 4)[0]
         start = pos + 8
     else:
         raw_vr = data[pos + 4 : pos + 6]
         if raw_vr not in (b"OB", b"OW", b"UN") or pos + 12 > size:
             raise Unsupported("pixel data with an unusual VR")
-        length = _unpack_ul(data, pos + 8)[0]
+        length = unpack_ul(data, pos + 8)[0]
         start = pos + 12
         if data[pos + 6 : pos + 8] != b"\0\0":
             raise Unsupported("pixel data header with reserved bytes set")
-    if length != _UNDEFINED:
+    if length != UNDEFINED:
         if start + length > size:
             raise Unsupported("pixel data cut short")
         return start + length
@@ -624,12 +444,12 @@ def _pixel_element(data: bytes, pos: int, implicit: bool) -> int:
     while True:
         if at + 8 > size:
             raise Unsupported("encapsulated pixel data cut short")
-        group, number, item_length = _unpack_tag_ul(data, at)
+        group, number, item_length = unpack_tag_ul(data, at)
         tag = group << 16 | number
-        if tag == _SEQ_END:
+        if tag == SEQ_END:
             if item_length != 0:
                 raise Unsupported("pixel data delimiter with a length")
             return at + 8
-        if tag != _ITEM or item_length == _UNDEFINED:
+        if tag != ITEM or item_length == UNDEFINED:
             raise Unsupported("malformed encapsulated pixel data")
         at += 8 + item_length
