@@ -15,7 +15,7 @@ from typing import Any, TextIO
 import click
 
 from orbitct_app import __version__, provenance
-from orbitct_app.errors import ExitCode, UsageError, one_line, safe_traceback
+from orbitct_app.errors import ExitCode, UsageError, one_line, safe_traceback, withhold_warning_text
 from orbitct_app.options import (
     DEFAULT_BODY_THRESHOLD_HU,
     DEFAULT_MIN_SLICES,
@@ -429,6 +429,7 @@ def main(args: Sequence[str] | None = None) -> int:
     """Run the command line with ``args`` (default: ``sys.argv[1:]``); return the exit code."""
     argv = list(args) if args is not None else sys.argv[1:]
     prefer_small_pages()
+    withhold_warning_text()
     try:
         result = command.main(args=argv, prog_name=PROG, standalone_mode=False, obj=argv)
     except click.UsageError as err:

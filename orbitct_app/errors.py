@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import enum
+import logging
 import traceback
+import warnings
+from pathlib import Path
+from typing import TextIO
 
 
 class ExitCode(enum.IntEnum):
@@ -101,6 +105,29 @@ def one_line(err: BaseException) -> str:
         return f"{type(err).__name__}: {err.strerror}" if err.strerror else type(err).__name__
     where = _where(err)
     return f"{type(err).__name__}{f' in {where}' if where else ''} (message withheld: it may quote header values)"
+
+
+def withhold_warning_text() -> None:
+    """Show this process's warnings without their text, in the log at DEBUG level.
+
+    Libraries' warnings can quote the value they complain about (pydicom's validation warnings
+    quote header values), and Python prints warnings on stderr, which batch systems keep as a
+    log. The command line and every worker process call this once.
+    """
+    warnings.showwarning = _show_warning_withheld
+
+
+def _show_warning_withheld(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    file: TextIO | None = None,
+    line: str | None = None,
+) -> None:
+    logging.getLogger(__name__).debug(
+        "%s from %s:%d (text withheld: it may quote header values)", category.__name__, Path(filename).name, lineno
+    )
 
 
 def safe_traceback(err: BaseException) -> str:

@@ -23,7 +23,7 @@ from typing import Any, Protocol
 from orbitct_app import __version__, html_report, provenance, reports
 from orbitct_app.deid import keys, mapping
 from orbitct_app.discover import find_exams
-from orbitct_app.errors import ExitCode, one_line, safe_traceback
+from orbitct_app.errors import ExitCode, one_line, safe_traceback, withhold_warning_text
 from orbitct_app.options import Options, Stage, usable_cores
 from orbitct_app.reports import ExamRecord
 from orbitct_app.threads import set_threads
@@ -487,6 +487,7 @@ def _worker_init(log_queue: Any, threads: int, numeric: bool = True) -> None:
     root.handlers = [logging.handlers.QueueHandler(log_queue)]
     root.setLevel(logging.DEBUG)
     root.propagate = False
+    withhold_warning_text()
     _set_threads(threads, numeric)
 
 

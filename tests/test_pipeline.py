@@ -149,3 +149,26 @@ def test_report_stage_flags_an_exam_killed_between_stages(tmp_path: Path, caplog
     caplog.clear()
     assert main([str(inp), str(out), "report", "-q"]) == ExitCode.FAILED
     assert "1 exam(s) lack a record of anonymize and extract" in caplog.text and "exam_b" in caplog.text
+
+
+def test_library_warnings_never_print_their_text(tmp_path: Path) -> None:
+    """pydicom's validation warnings quote header values: none reaches stderr, in any process."""
+    import pydicom
+
+    inp = _exams(tmp_path / "in", ["exam_a", "exam_b"])
+    token = "ZZWARNEDQQ"
+    for path in inp.rglob("*"):
+        if path.is_file():
+            ds = pydicom.dcmread(path)
+            ds.SeriesInstanceUID = f"{ds.SeriesInstanceUID}.{token}"  # an invalid UID: pydicom warns
+            ds.save_as(path)
+    out = tmp_path / "out"
+    proc = subprocess.run(
+        _cli(str(inp), str(out), "all", "--n-procs", "2", *QUICK), capture_output=True, text=True, timeout=300
+    )
+    assert proc.returncode == ExitCode.OK, proc.stderr
+    assert token not in proc.stderr and "Warning" not in proc.stderr
+    log = (out / "logs" / "orbitct-app.log").read_text()
+    assert "UserWarning from" in log and "text withheld" in log
+    withheld_in = {line.split()[3] for line in log.splitlines() if "text withheld" in line}
+    assert any(name.startswith("ForkServerProcess") for name in withheld_in), withheld_in  # workers too
