@@ -164,6 +164,21 @@ class Written:
     """False when the bytes could not be parsed: the file is audited from disk."""
 
 
+def _phi_string_findings(rel: str, rel_bytes: bytes, data: bytes, phi: PhiList) -> list[Finding]:
+    """Entries of the phi list in a file's path and in its bytes (case-insensitive)."""
+    findings = [
+        Finding(rel, "phi_string", detail=f"phi list line {number}, in the file path")
+        for number, text in phi.entries
+        if text in rel_bytes.lower()
+    ]
+    if phi:
+        lowered = data.lower()
+        findings.extend(
+            Finding(rel, "phi_string", detail=f"phi list line {number}") for number, text in phi.entries if text in lowered
+        )
+    return findings
+
+
 def audit_written(
     parts: Sequence[bytes | memoryview], rel: str, profile: Profile, pseudonym: str, phi: PhiList
 ) -> Written:
@@ -185,14 +200,7 @@ def audit_written(
         end = whole.rfind(_PIXEL_TAG_LE)
         tokens.update(_UID_TOKEN.findall(whole if end < 0 else whole[: end + 8]))
         tokens.update(_UID_TOKEN.findall(rel_bytes))
-    for number, text in phi.entries:
-        if text in rel_bytes.lower():
-            findings.append(Finding(rel, "phi_string", detail=f"phi list line {number}, in the file path"))
-    if phi:
-        lowered = whole.lower()
-        for number, text in phi.entries:
-            if text in lowered:
-                findings.append(Finding(rel, "phi_string", detail=f"phi list line {number}"))
+    findings.extend(_phi_string_findings(rel, rel_bytes, whole, phi))
     head = bytes(parts[0])
     scanned = _Scan.of(head, profile, pseudonym, rel)
     if scanned is not None:
@@ -488,15 +496,8 @@ def audit_file(
     for token in _UID_TOKEN.findall(rel_bytes):
         if token in originals:
             findings.append(Finding(rel, "original_uid", detail="in the file path"))
-    for number, text in phi.entries:
-        if text in rel_bytes.lower():
-            findings.append(Finding(rel, "phi_string", detail=f"phi list line {number}, in the file path"))
+    findings.extend(_phi_string_findings(rel, rel_bytes, data, phi))
     # the bytes
-    if phi:
-        lowered = data.lower()
-        for number, text in phi.entries:
-            if text in lowered:
-                findings.append(Finding(rel, "phi_string", detail=f"phi list line {number}"))
     hits: set[bytes] = set()
     if originals:
         end = data.rfind(_PIXEL_TAG_LE)
