@@ -143,6 +143,18 @@ class SliceInfo:
     frame_index: int | None = None
     """For one frame of a multi-frame object (see ``volume.expand_frames``): its 0-based index."""
 
+    def at_frame(self, frame: FrameGeometry, **changes: Any) -> SliceInfo:
+        """This object with one frame's geometry and rescale (and any other ``changes``)."""
+        return dataclasses.replace(
+            self,
+            position=frame.position,
+            orientation=frame.orientation,
+            pixel_spacing=frame.pixel_spacing,
+            rescale_slope=frame.rescale_slope,
+            rescale_intercept=frame.rescale_intercept,
+            **changes,
+        )
+
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class FrameGeometry:
@@ -609,15 +621,7 @@ def slice_info(path: Path, ds: Dataset, has_pixels: bool, pixel_offset: int | No
     except (TypeError, ValueError, AttributeError, IndexError) as err:
         raise NotDicomError(f"malformed header value ({type(err).__name__})") from err
     if info.frames:  # a multi-frame object stands at its first frame for series-level checks
-        first = info.frames[0]
-        info = dataclasses.replace(
-            info,
-            position=first.position,
-            orientation=first.orientation,
-            pixel_spacing=first.pixel_spacing,
-            rescale_slope=first.rescale_slope,
-            rescale_intercept=first.rescale_intercept,
-        )
+        info = info.at_frame(info.frames[0])
     return info
 
 

@@ -209,18 +209,7 @@ def expand_frames(slices: Sequence[SliceInfo]) -> list[SliceInfo]:
             images.append(info)
             continue
         for index, frame in enumerate(info.frames):
-            images.append(
-                dataclasses.replace(
-                    info,
-                    position=frame.position,
-                    orientation=frame.orientation,
-                    pixel_spacing=frame.pixel_spacing,
-                    rescale_slope=frame.rescale_slope,
-                    rescale_intercept=frame.rescale_intercept,
-                    frames=(),
-                    frame_index=index,
-                )
-            )
+            images.append(info.at_frame(frame, frames=(), frame_index=index))
     return images
 
 
