@@ -20,7 +20,7 @@ import SimpleITK as sitk
 from numpy.typing import NDArray
 
 from orbitct_app.errors import NotConvertible
-from orbitct_app.threads import get_threads, thread_map
+from orbitct_app.threads import split_range, thread_map
 from orbitct_app.volume import AIR_HU, StackGeometry
 
 logger = logging.getLogger(__name__)
@@ -80,18 +80,28 @@ def apply_body_mask(volume: NDArray[np.int16], geometry: StackGeometry, threshol
     labels = sitk.GetArrayViewFromImage(labels_image)  # valid while labels_image lives
     n_k, n_j, n_i = labels.shape
     per_slice = np.zeros(n_k, dtype=np.int64)
+
+    def mask_slices(ks: range) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
+        """Mask slices ``ks`` in place; their body voxel counts per row and per column."""
+        row_counts = np.zeros(n_j, dtype=np.int64)
+        col_counts = np.zeros(n_i, dtype=np.int64)
+        plane = np.empty((n_j, n_i), dtype=bool)  # slice by slice: no volume-sized temporaries
+        for k in ks:
+            np.equal(labels[k], body_label, out=plane)
+            fill_holes_2d(plane)
+            rows = plane.sum(axis=1, dtype=np.int64)
+            per_slice[k] = rows.sum()
+            row_counts += rows
+            col_counts += plane.sum(axis=0, dtype=np.int64)
+            np.logical_not(plane, out=plane)
+            np.putmask(volume[k], plane, np.int16(AIR_HU))
+        return row_counts, col_counts
+
     row_counts = np.zeros(n_j, dtype=np.int64)
     col_counts = np.zeros(n_i, dtype=np.int64)
-    plane = np.empty((n_j, n_i), dtype=bool)  # slice by slice: no volume-sized temporaries
-    for k in range(n_k):
-        np.equal(labels[k], body_label, out=plane)
-        fill_holes_2d(plane)
-        rows = plane.sum(axis=1, dtype=np.int64)
-        per_slice[k] = rows.sum()
+    for rows, cols in thread_map(mask_slices, split_range(n_k)):
         row_counts += rows
-        col_counts += plane.sum(axis=0, dtype=np.int64)
-        np.logical_not(plane, out=plane)
-        np.putmask(volume[k], plane, np.int16(AIR_HU))
+        col_counts += cols
     del labels, labels_image
     total = int(per_slice.sum())
     ks, js, is_ = (np.flatnonzero(c) for c in (per_slice, row_counts, col_counts))
@@ -124,9 +134,15 @@ def largest_component(volume: NDArray[np.int16], threshold: float) -> tuple[sitk
     if n == 0:
         return None
     labels = sitk.GetArrayViewFromImage(labels_image)
-    sizes = np.zeros(n + 1, dtype=np.int64)
-    for plane in labels:  # per slice: one bincount would copy the volume to int64
-        sizes += np.bincount(plane.ravel(), minlength=n + 1)
+
+    def count(ks: range) -> NDArray[np.int64]:
+        """Voxels per label in slices ``ks`` (per slice: one bincount would copy the volume)."""
+        sizes = np.zeros(n + 1, dtype=np.int64)
+        for k in ks:
+            sizes += np.bincount(labels[k].ravel(), minlength=n + 1)
+        return sizes
+
+    sizes = sum(thread_map(count, split_range(labels.shape[0])), np.zeros(n + 1, dtype=np.int64))
     sizes[0] = 0
     return labels_image, int(np.argmax(sizes))
 
@@ -239,9 +255,7 @@ def resample(volume: NDArray[np.int16], geometry: StackGeometry, grid: OutputGri
             np.rint(plane, out=plane)
             out[k] = plane
 
-    n_chunks = get_threads()
-    bounds = np.linspace(0, n_k, n_chunks + 1).astype(int)
-    for _ in thread_map(fill, [range(a, b) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]):
+    for _ in thread_map(fill, split_range(n_k)):
         pass
     return out
 

@@ -42,3 +42,10 @@ def thread_map(func: Callable[[T], R], items: Iterable[T]) -> Iterator[R]:
         return iter(list(pool.map(func, items)))
     finally:
         pool.shutdown(wait=True)
+
+
+def split_range(n: int) -> list[range]:
+    """``range(n)`` cut into one contiguous, nearly equal part per allowed thread (none empty)."""
+    parts = min(_threads, n) or 1
+    bounds = [n * p // parts for p in range(parts + 1)]
+    return [range(a, b) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]

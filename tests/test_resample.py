@@ -1,0 +1,97 @@
+"""Body mask and resampling on small in-memory stacks: an independent reference, and the same
+result whatever the number of threads."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from numpy.typing import NDArray
+from scipy import ndimage
+
+from orbitct_app import threads
+from orbitct_app.resample import apply_body_mask, output_grid, resample
+from orbitct_app.volume import AIR_HU, StackGeometry
+
+
+@pytest.fixture(autouse=True)
+def _restore_threads():  # type: ignore[no-untyped-def]
+    before = threads.get_threads()
+    yield
+    threads.set_threads(before, itk=True)
+
+
+def _geometry(n_k: int, n: int, *, tilt_mm: float = 0.0) -> StackGeometry:
+    """An axial stack 0.7 mm apart with 0.9 mm pixels; ``tilt_mm`` shifts each slice along y."""
+    positions = np.array([[-50.0, -60.0 + k * tilt_mm, 20.0 + 0.7 * k] for k in range(n_k)])
+    return StackGeometry(
+        row_dir=np.array([1.0, 0.0, 0.0]), col_dir=np.array([0.0, 1.0, 0.0]), row_spacing=0.9,
+        column_spacing=0.9, rows=n, columns=n, positions=positions,
+    )
+
+
+def _phantom(n_k: int = 23, n: int = 64) -> NDArray[np.int16]:
+    """A body (with an air pocket enclosed in its slices and one open to the outside), a
+    smaller head-rest touching it only along an edge, and isolated bright specks."""
+    k, j, i = np.mgrid[:n_k, :n, :n]
+    vol = np.full((n_k, n, n), AIR_HU, dtype=np.int16)
+    body = ((j - 28) ** 2 + (i - 32) ** 2 < 20**2) & (k > 1) & (k < n_k - 2)
+    vol[body] = 40
+    vol[body & ((j - 26) ** 2 + (i - 30) ** 2 < 4**2)] = -900  # sinus: enclosed in each slice
+    vol[body & (j < 14) & (abs(i - 32) < 2)] = -950  # a channel to the outside: not enclosed
+    rest = (j >= 49) & (j < 53) & (abs(i - 32) < 25) & (k > 3) & (k < n_k - 4)
+    vol[rest] = 200
+    vol[:, 48, :] = np.where(vol[:, 48, :] > -200, -1000, vol[:, 48, :])  # rest meets body at an edge only
+    vol[5, 3, 3] = vol[17, 60, 60] = 700  # specks
+    return vol
+
+
+def _reference_mask(vol: NDArray[np.int16], threshold: float) -> NDArray[np.bool_]:
+    labels, n = ndimage.label(vol > threshold)  # face connectivity, as documented
+    sizes = np.bincount(labels.ravel(), minlength=n + 1)
+    sizes[0] = 0
+    mask = labels == int(np.argmax(sizes))
+    return np.stack([ndimage.binary_fill_holes(plane) for plane in mask])
+
+
+@pytest.mark.parametrize("n_threads", [1, 2, 3])
+def test_body_mask_matches_an_independent_reference(n_threads: int) -> None:
+    threads.set_threads(n_threads)
+    vol = _phantom()
+    geometry = _geometry(*vol.shape[:2])
+    expected_mask = _reference_mask(vol, -200)
+    expected = np.where(expected_mask, vol, np.int16(AIR_HU))
+    body = apply_body_mask(vol, geometry, -200)
+    np.testing.assert_array_equal(vol, expected)
+    assert vol[5, 3, 3] == vol[17, 60, 60] == AIR_HU  # specks and head-rest gone
+    assert (vol[:, 49:53] == AIR_HU).all()
+    assert vol[10, 26, 30] == -900  # the enclosed air pocket is kept
+    ks, js, is_ = np.nonzero(expected_mask)
+    assert body.n_voxels == ks.size
+    assert body.bbox_kji == ((ks.min(), ks.max()), (js.min(), js.max()), (is_.min(), is_.max()))
+    world = geometry.world(ks.astype(float), js.astype(float), is_.astype(float))
+    np.testing.assert_allclose(body.centroid_lps, world.mean(axis=0), atol=1e-9)
+
+
+@pytest.mark.parametrize("tilt_mm", [0.0, 0.3])
+def test_resampling_is_the_same_on_any_number_of_threads(tilt_mm: float) -> None:
+    vol = _phantom()
+    geometry = _geometry(*vol.shape[:2], tilt_mm=tilt_mm)
+    body = apply_body_mask(vol, geometry, -200)
+    grid = output_grid(geometry, body, 0.5, 96)
+    results = []
+    for n in (1, 2, 3):
+        threads.set_threads(n)
+        results.append(resample(vol, geometry, grid))
+    assert results[0].shape == grid.shape_kji
+    for other in results[1:]:
+        np.testing.assert_array_equal(other, results[0])
+
+
+@pytest.mark.parametrize(("n_threads", "n"), [(1, 5), (2, 5), (3, 2), (2, 0), (4, 9)])
+def test_split_range_covers_each_index_once(n_threads: int, n: int) -> None:
+    threads.set_threads(n_threads, itk=False)
+    parts = threads.split_range(n)
+    assert [k for part in parts for k in part] == list(range(n))
+    assert all(len(part) for part in parts) or n == 0
+    assert len(parts) <= n_threads
+    assert max(map(len, parts), default=0) - min(map(len, parts), default=0) <= 1
