@@ -233,11 +233,12 @@ def resample(volume: NDArray[np.int16], geometry: StackGeometry, grid: OutputGri
 
     def fill(ks: range) -> None:
         """Output slices ``ks`` (in order: each thread keeps its own cache of input planes)."""
-        planes = _ColumnResampledPlanes(volume, col_base, col_offsets)
         if untilted:  # every output slice lies in one input plane gap: blend two whole planes
+            planes = _ColumnResampledPlanes(volume, col_base, col_offsets)
             for k in ks:
                 out[k] = _blend_planes(planes, k, float(grid.origin @ normal + k * s_k), offsets, row_base, row_j * j_out)
             return
+        window = _PlaneWindow(volume, col_base, col_offsets)
         for k in ks:
             s = grid.origin @ normal + j_out * s_j + k * s_k
             inside = np.nonzero((s >= offsets[0] - 1e-6) & (s <= offsets[-1] + 1e-6))[0]
@@ -246,11 +247,10 @@ def resample(volume: NDArray[np.int16], geometry: StackGeometry, grid: OutputGri
                 u = np.interp(s[inside], offsets, slice_index)
                 lower = np.clip(np.floor(u).astype(np.int64), 0, geometry.n_slices - 2)
                 w = (u - lower).astype(np.float32)[:, None]
-                planes.forget_below(int(lower.min()))
                 value = np.zeros((inside.size, n_i), dtype=np.float32)
                 for m, weight in ((lower, 1.0 - w), (lower + 1, w)):
                     rows = row_base[m] + row_j * inside + row_k * k
-                    value += weight * planes.rows_at(m, rows)
+                    value += weight * window.rows_at(m, rows)
                 plane[inside] = value
             np.rint(plane, out=plane)
             out[k] = plane
@@ -301,7 +301,7 @@ class _ColumnResampledPlanes:
         """Slice m on the output columns: shape (rows, n_i), -1000 outside the slice."""
         cached = self.cache.get(m)
         if cached is None:
-            cached = _lerp(self.volume[m].astype(np.float32), self.col_base[m] + self.col_offsets, axis=1)
+            cached = _column_resampled(self.volume, m, self.col_base, self.col_offsets)
             self.cache[m] = cached
         return cached
 
@@ -319,13 +319,58 @@ class _ColumnResampledPlanes:
         for old in [key for key in self.cache if (key if key >= 0 else -1 - key) < m]:
             del self.cache[old]
 
+
+def _column_resampled(
+    volume: NDArray[np.int16], m: int, col_base: NDArray[np.float64], col_offsets: NDArray[np.float64]
+) -> NDArray[np.float32]:
+    """Slice m on the output columns: shape (rows, n_i), -1000 outside the slice."""
+    return _lerp(volume[m].astype(np.float32), col_base[m] + col_offsets, axis=1)
+
+
+class _PlaneWindow:
+    """Input slices resampled onto the output columns, for tilted stacks, where one output slice
+    draws its rows from many input slices: a window of consecutive slices in one array, so the
+    rows of all of them are gathered at once.
+
+    Slice m lives in slot ``m % size``; the window grows when one request spans more slices.
+    """
+
+    def __init__(self, volume: NDArray[np.int16], col_base: NDArray[np.float64], col_offsets: NDArray[np.float64]) -> None:
+        self.volume = volume
+        self.col_base = col_base
+        self.col_offsets = col_offsets
+        self.planes = np.empty((0, volume.shape[1], col_offsets.size), dtype=np.float32)
+        self.owner = np.empty(0, dtype=np.int64)  # slice held by each slot (-1: none)
+
+    def _slots(self, slices: NDArray[np.int64]) -> NDArray[np.int64]:
+        """The slot of each entry of ``slices``, with every slice it names resident."""
+        first, last = int(slices.min()), int(slices.max())
+        size = len(self.owner)
+        if last - first + 1 > size:  # grow (rarely: the span of a tilted slice is nearly constant)
+            size = min(max(last - first + 1, 2 * size), self.volume.shape[0])
+            self.planes = np.empty((size, *self.planes.shape[1:]), dtype=np.float32)
+            self.owner = np.full(size, -1, dtype=np.int64)
+        for m in range(first, last + 1):
+            slot = m % size
+            if self.owner[slot] != m:
+                self.planes[slot] = _column_resampled(self.volume, m, self.col_base, self.col_offsets)
+                self.owner[slot] = m
+        return slices % size
+
     def rows_at(self, slices: NDArray[np.int64], rows: NDArray[np.float64]) -> NDArray[np.float32]:
-        """For each entry, slice ``slices[e]`` interpolated at fractional row ``rows[e]``."""
+        """For each entry, slice ``slices[e]`` interpolated at fractional row ``rows[e]``
+        (as :func:`_lerp` along the rows: -1000 outside the slice)."""
         n_rows = self.volume.shape[1]
-        result = np.empty((slices.size, self.col_offsets.size), dtype=np.float32)
-        for m in np.unique(slices):
-            sel = np.nonzero(slices == m)[0]
-            result[sel] = _lerp(self.plane(int(m)), rows[sel], axis=0, size=n_rows)
+        slots = self._slots(slices)
+        lo = np.clip(np.floor(rows).astype(np.int64), 0, max(n_rows - 2, 0))
+        hi = np.minimum(lo + 1, n_rows - 1)
+        frac = (rows - lo).astype(np.float32)[:, None]
+        a = self.planes[slots, lo]
+        b = self.planes[slots, hi]
+        result = a + (b - a) * frac
+        outside = (rows < -1e-6) | (rows > n_rows - 1 + 1e-6)
+        if outside.any():
+            result[outside] = AIR_HU
         return result
 
 
