@@ -14,7 +14,7 @@ from typing import Any, TextIO
 
 import click
 
-from orbitct_app import __version__, provenance
+from orbitct_app import __version__, provenance, workers
 from orbitct_app.errors import ExitCode, UsageError, one_line, safe_traceback, withhold_warning_text
 from orbitct_app.options import (
     DEFAULT_BODY_THRESHOLD_HU,
@@ -255,6 +255,7 @@ def command(
         options.validate()
     except UsageError as err:
         raise click.UsageError(str(err), ctx) from err
+    workers.start_early(options)  # before the heavy imports below, so that they overlap
     progress = None if quiet else Progress(stage, sys.stderr)
     try:
         close_logging = configure_logging(

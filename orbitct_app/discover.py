@@ -239,34 +239,6 @@ class Exam:
 # --- exams -------------------------------------------------------------------------------------
 
 
-def find_exams(input_dir: Path, labels: Sequence[str] = ()) -> list[Path]:
-    """Return the exam folders of ``input_dir`` (its first-level folders), sorted by name.
-
-    Parameters
-    ----------
-    input_dir
-        The input root.
-    labels
-        Only these exam folder names; every one must exist.
-
-    Raises
-    ------
-    UsageError
-        If a requested label has no folder.
-    """
-    exams = sorted(
-        (p for p in input_dir.iterdir() if p.is_dir() and not p.name.startswith(".")),
-        key=lambda p: p.name,
-    )
-    if not labels:
-        return exams
-    by_name = {p.name: p for p in exams}
-    missing = [label for label in labels if label not in by_name]
-    if missing:
-        raise UsageError(f"participant label(s) not found in {input_dir}: {', '.join(missing)}")
-    return [by_name[label] for label in dict.fromkeys(labels)]
-
-
 def iter_files(folder: Path) -> Iterator[Path]:
     """Every regular file under ``folder`` at any depth, in a stable order (symlinks not followed)."""
     for dirpath, dirnames, filenames in os.walk(folder):

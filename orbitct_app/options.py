@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 from orbitct_app.errors import UsageError
@@ -41,6 +42,39 @@ class Stage(str, enum.Enum):
     @property
     def extracts(self) -> bool:
         return self in (Stage.EXTRACT, Stage.ALL)
+
+    @property
+    def module_names(self) -> tuple[str, ...]:
+        """The stage modules (``orbitct_app.<name>``) this stage runs, in order."""
+        return tuple(name for name, runs in (("anonymize", self.anonymizes), ("extract", self.extracts)) if runs)
+
+
+def find_exams(input_dir: Path, labels: Sequence[str] = ()) -> list[Path]:
+    """Return the exam folders of ``input_dir`` (its first-level folders), sorted by name.
+
+    Parameters
+    ----------
+    input_dir
+        The input root.
+    labels
+        Only these exam folder names; every one must exist.
+
+    Raises
+    ------
+    UsageError
+        If a requested label has no folder.
+    """
+    exams = sorted(
+        (p for p in input_dir.iterdir() if p.is_dir() and not p.name.startswith(".")),
+        key=lambda p: p.name,
+    )
+    if not labels:
+        return exams
+    by_name = {p.name: p for p in exams}
+    missing = [label for label in labels if label not in by_name]
+    if missing:
+        raise UsageError(f"participant label(s) not found in {input_dir}: {', '.join(missing)}")
+    return [by_name[label] for label in dict.fromkeys(labels)]
 
 
 def usable_cores() -> int:
@@ -140,6 +174,10 @@ class Options:
         """Per-exam report fragments and completion records (merged into the top-level CSVs)."""
         return self.output_dir / ".orbitct"
 
+    def exam_dirs(self) -> list[Path]:
+        """The exam folders this run covers (see :func:`find_exams`)."""
+        return find_exams(self.input_dir, self.participant_labels)
+
     def validate(self) -> None:
         """Check the paths and values; raise :class:`UsageError` with a one-line reason."""
         inp, out = self.input_dir.resolve(), self.output_dir.resolve()
@@ -180,9 +218,7 @@ class Options:
             if not label or "/" in label or label in (".", ".."):
                 raise UsageError(f"invalid participant label: {label!r}")
         self._validate_deid(inp, out)
-        from orbitct_app.discover import find_exams  # (pydicom is not needed to parse options)
-
-        find_exams(self.input_dir, self.participant_labels)
+        self.exam_dirs()
 
     def _validate_deid(self, inp: Path, out: Path) -> None:
         """The de-identification options: key, retain options, mapping folder, phi list, modes."""

@@ -14,17 +14,15 @@ import dataclasses
 import importlib
 import logging
 import logging.handlers
-import multiprocessing
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
-from orbitct_app import __version__, html_report, provenance, reports
+from orbitct_app import __version__, html_report, provenance, reports, workers
 from orbitct_app.deid import keys, mapping
-from orbitct_app.discover import find_exams
 from orbitct_app.errors import ExitCode, one_line, safe_traceback, withhold_warning_text
-from orbitct_app.options import Options, Stage, usable_cores
+from orbitct_app.options import Options, Stage, find_exams, usable_cores
 from orbitct_app.reports import ExamRecord
 from orbitct_app.threads import set_threads
 
@@ -57,8 +55,7 @@ def stage_module(name: str) -> StageModule:
 
 def stage_modules(stage: Stage) -> list[StageModule]:
     """The stage modules a run executes, in order."""
-    wanted = {"anonymize": stage.anonymizes, "extract": stage.extracts}
-    return [stage_module(name) for name in STAGE_NAMES if wanted[name]]
+    return [stage_module(name) for name in stage.module_names]
 
 
 def stage_source(module: StageModule, options: Options) -> Path:
@@ -166,7 +163,7 @@ def run(
     run_id = run_id or provenance.new_run_id()
     started_at = provenance.utc_now()
     started = time.monotonic()
-    exam_dirs = find_exams(options.input_dir, options.participant_labels)
+    exam_dirs = options.exam_dirs()
     names = [p.name for p in exam_dirs]
     logger.info(
         "%s: %d exam(s) in %s, %d worker(s)",
@@ -187,16 +184,15 @@ def run(
 
     if progress is not None:
         progress(0, len(names), None)
-    workers = min(options.n_procs, len(names))
     if options.stage is Stage.REPORT:
         for name in names:
             finished(stored_outcome(name, options))
-    elif workers <= 1:
+    elif not workers.uses_workers(options, len(names)):
         _set_threads(options.n_procs, options.stage.extracts)
         for name in names:
             finished(process_exam(name, options))
     else:
-        _run_pool(names, options, workers, finished)
+        _run_pool(names, options, min(options.n_procs, len(names)), finished)
     outcomes.sort(key=lambda o: o.dicom_id)
     if options.map_dir is not None and options.stage.anonymizes and not options.dry_run:
         maps = mapping.merge_maps(options.map_dir)
@@ -413,20 +409,17 @@ def _log_summary(summary: RunSummary, options: Options) -> None:
 def _run_pool(
     names: Sequence[str],
     options: Options,
-    workers: int,
+    n_workers: int,
     finished: Callable[[ExamOutcome], None],
 ) -> None:
-    context = multiprocessing.get_context("forkserver")
-    # the fork server imports the stage modules (numpy, pydicom, SimpleITK ...) once; every
-    # worker it forks starts with them loaded
-    context.set_forkserver_preload([f"orbitct_app.{m.NAME}" for m in stage_modules(options.stage)])
+    context = workers.context(options.stage)
     log_queue = context.Queue()
     listener = logging.handlers.QueueListener(log_queue, _Forward(), respect_handler_level=False)
     listener.start()
-    threads = max(1, min(options.n_procs, usable_cores()) // workers)  # --n-procs is the CPU budget
+    threads = max(1, min(options.n_procs, usable_cores()) // n_workers)  # --n-procs is the CPU budget
     try:
         with concurrent.futures.ProcessPoolExecutor(
-            max_workers=workers,
+            max_workers=n_workers,
             mp_context=context,
             initializer=_worker_init,
             initargs=(log_queue, threads, options.stage.extracts),

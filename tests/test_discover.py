@@ -10,7 +10,8 @@ import pytest
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import DeflatedExplicitVRLittleEndian, ExplicitVRLittleEndian
 
-from orbitct_app.discover import find_exams, read_slice_info, scan_exam
+from orbitct_app.discover import read_slice_info, scan_exam
+from orbitct_app.options import find_exams
 from orbitct_app.errors import NotDicomError, UsageError
 from orbitct_app.synthetic import SeriesSpec, write_exam
 
