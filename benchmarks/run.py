@@ -3,7 +3,9 @@
 Run through ``benchmarks/run.sh`` (it builds the tool environment). Everything is generated under
 ``benchmarks/work/`` (not committed); results go to ``benchmarks/RESULTS.md``. Each tool runs
 ``--reps`` times in alternation (so background load hits all of them alike) and the median wall
-time is reported with the peak resident memory of the whole process tree.
+time is reported. The peak resident memory of the whole process tree comes from one more run of
+each tool: sampling /proc every 20 ms costs about a tenth of a core, which would slow the runs
+that use both cores more than the others, so timed runs are not sampled.
 """
 
 from __future__ import annotations
@@ -73,8 +75,9 @@ def tree_rss_mb(root: int) -> float:
     return total / 2**20
 
 
-def measure(tool: Tool) -> None:
-    """Run the tool once from a clean output; record wall time and the tree's peak RSS."""
+def measure(tool: Tool, *, memory: bool = False) -> None:
+    """Run the tool once from a clean output; record its wall time, or with ``memory`` only the
+    tree's peak RSS (sampled, which takes CPU time from the tool)."""
     if tool.output.is_dir():
         shutil.rmtree(tool.output)
     elif tool.output.exists():
@@ -94,16 +97,21 @@ def measure(tool: Tool) -> None:
             done.wait(0.02)
 
     poller = threading.Thread(target=poll)
-    poller.start()
+    if memory:
+        poller.start()
     _, err = proc.communicate()
     wall = time.perf_counter() - start
     done.set()
-    poller.join()
+    if memory:
+        poller.join()
     if proc.returncode != 0:
         raise SystemExit(f"{tool.name} failed ({proc.returncode}): {err.decode()[-2000:]}")
-    tool.walls.append(wall)
-    tool.peaks.append(peak)
-    print(f"  {tool.name:<22} {wall:7.2f} s  {peak:7.0f} MB", flush=True)
+    if memory:
+        tool.peaks.append(peak)
+        print(f"  {tool.name:<22} {peak:7.0f} MB peak", flush=True)
+    else:
+        tool.walls.append(wall)
+        print(f"  {tool.name:<22} {wall:7.2f} s", flush=True)
 
 
 def machine() -> str:
@@ -196,6 +204,10 @@ def main() -> None:
         for _, tools in groups:
             for tool in tools:
                 measure(tool)
+    print("memory (one sampled run each)", flush=True)
+    for _, tools in groups:
+        for tool in tools:
+            measure(tool, memory=True)
     write_results(groups, n_files, single, exam_set, args)
 
 
@@ -227,7 +239,8 @@ def write_results(groups: list[tuple[str, list[Tool]]], n_files: int, single: Pa
         f"- Data (generated): one thin-section head series, {n_files} slices of 512 x 512 at 0.45 mm, "
         f"0.625 mm apart ({mb:.0f} MB); an exam set of {set_files} files for throughput.",
         f"- Each tool ran {args.reps} times in alternation; times are medians (and minimum) of wall-clock "
-        "seconds, memory the peak resident set of the whole process tree (sampled every 20 ms).",
+        "seconds (unsampled runs), memory the peak resident set of the whole process tree "
+        "(one more run each, sampled every 20 ms).",
         "",
         "## Extract one series (DICOM -> NIfTI)",
         "",
