@@ -1,14 +1,19 @@
 """Body mask and resampling on small in-memory stacks: an independent reference, and the same
-result whatever the number of threads."""
+result whatever the number of threads (masking, resampling, NIfTI compression)."""
 
 from __future__ import annotations
 
+import gzip
+from pathlib import Path
+
+import nibabel as nib
 import numpy as np
 import pytest
 from numpy.typing import NDArray
 from scipy import ndimage
 
 from orbitct_app import threads
+from orbitct_app.nifti import write_nifti
 from orbitct_app.resample import apply_body_mask, output_grid, resample
 from orbitct_app.volume import AIR_HU, StackGeometry
 
@@ -142,3 +147,20 @@ def test_resampled_voxels_equal_the_documented_world_sampling(tilt_mm: float, n_
     for k, j, i in picks:
         x = (affine @ np.array([i, j, k, 1.0]))[:3]
         assert abs(out[k, j, i] - _reference_sample(vol, geometry, x)) <= 0.5 + 1e-3, (k, j, i)
+
+
+def test_nifti_is_the_same_volume_whatever_the_number_of_compression_threads(tmp_path: Path) -> None:
+    rng = np.random.default_rng(3)
+    vol = rng.integers(-1000, 3000, size=(7, 300, 260), dtype=np.int16)  # over one 1 MiB block
+    affine = np.array([[-0.5, 0, 0, 10], [0, -0.5, 0, -20], [0, 0, 0.5, 30], [0, 0, 0, 1.0]])
+    raw = {}
+    for n in (1, 2, 2, 3):
+        threads.set_threads(n, itk=False)
+        path = tmp_path / f"t{n}.nii.gz"
+        write_nifti(path, vol, affine)
+        image = nib.load(path)
+        np.testing.assert_array_equal(np.asarray(image.dataobj).transpose(2, 1, 0), vol)
+        np.testing.assert_allclose(image.affine, affine)
+        with gzip.open(path) as fh:
+            raw[n] = fh.read()
+    assert raw[1] == raw[2] == raw[3]  # the same file content, only compressed differently
