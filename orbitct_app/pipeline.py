@@ -43,7 +43,7 @@ class StageModule(Protocol):
     def summarize(self, record: ExamRecord) -> str: ...
 
 
-STAGE_NAMES = ("anonymize", "extract")
+STAGE_NAMES = Stage.ALL.module_names
 """The stage modules, in the order they run; imported on first use (anonymize-only runs and
 ``--help`` stay free of the numeric libraries)."""
 
