@@ -96,13 +96,13 @@ def measure(tool: Tool, *, memory: bool = False) -> None:
             peak = max(peak, tree_rss_mb(proc.pid))
             done.wait(0.02)
 
-    poller = threading.Thread(target=poll)
-    if memory:
+    poller = threading.Thread(target=poll) if memory else None
+    if poller is not None:
         poller.start()
     _, err = proc.communicate()
     wall = time.perf_counter() - start
     done.set()
-    if memory:
+    if poller is not None:
         poller.join()
     if proc.returncode != 0:
         raise SystemExit(f"{tool.name} failed ({proc.returncode}): {err.decode()[-2000:]}")
@@ -245,8 +245,8 @@ def write_results(groups: list[tuple[str, list[Tool]]], n_files: int, single: Pa
         f"- Machine: {machine()}",
         f"- Versions: {versions()}",
         f"- Data (generated): one thin-section head series, {n_files} slices of 512 x 512 at 0.45 mm, "
-        f"0.625 mm apart ({mb:.0f} MB); two exam sets of {set_files} files for throughput (100 slices "
-        "per exam, every other exam tilted 15 degrees).",
+        f"0.625 mm apart ({mb:.0f} MB); two exam sets of {set_files} files for throughput (one axial "
+        "series and a scout per exam, every other series tilted 15 degrees).",
         f"- Each tool ran {args.reps} times in alternation; times are medians (and minimum) of wall-clock "
         "seconds (unsampled runs), memory the peak resident set of the whole process tree "
         "(one more run each, sampled every 20 ms).",
