@@ -43,16 +43,23 @@ def test_each_stage_names_the_modules_it_runs_in_order() -> None:
 
 
 _PROBE = """
-import json, os, sys
+import json, os, sys, time
 from pathlib import Path
 from orbitct_app import workers
 from orbitct_app.options import Options
 options = Options(Path(sys.argv[1]), Path(sys.argv[2]), stage=sys.argv[3], n_procs=int(sys.argv[4]))
 started = workers.start_early(options)
-children = []
-for task in Path(f"/proc/{os.getpid()}/task").iterdir():
-    for pid in (task / "children").read_text().split():
-        children.append(Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\\0", b" ").decode())
+def list_children():
+    found = []
+    for task in Path(f"/proc/{os.getpid()}/task").iterdir():
+        for pid in (task / "children").read_text().split():
+            found.append(Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\\0", b" ").decode())
+    return found
+deadline = time.monotonic() + 10
+children = list_children()
+while "" in children and time.monotonic() < deadline:  # a child between fork and exec
+    time.sleep(0.05)
+    children = list_children()
 heavy = sorted(m for m in ("pydicom", "numpy", "SimpleITK") if m in sys.modules)
 print(json.dumps({"started": started, "children": children, "heavy": heavy}))
 """
