@@ -67,7 +67,7 @@ COPY --from=build /opt/orbitct /opt/orbitct
 # Any --user works: the files are root-owned and world-readable, HOME and the temporary folder
 # are /tmp (a tmpfs under --read-only), Python writes no bytecode and ignores user site-packages.
 # The numeric libraries run one thread per process: orbitct-app parallelises over exams with
-# --n-procs worker processes and sets SimpleITK's threads per worker itself.
+# --n-procs worker processes and gives each worker its share of the cores as threads itself.
 ENV PATH=/opt/orbitct/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
     HOME=/tmp \
     TMPDIR=/tmp \

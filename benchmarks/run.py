@@ -132,7 +132,7 @@ def machine() -> str:
 def versions() -> str:
     import importlib.metadata as md
 
-    names = ["orbitct-app", "pydicom", "numpy", "SimpleITK", "connected-components-3d", "nibabel", "isal", "scipy",
+    names = ["orbitct-app", "pydicom", "numpy", "connected-components-3d", "nibabel", "isal", "scipy",
              "dcm2niix", "dicognito", "dicom-anonymizer"]
     found = []
     for name in names:

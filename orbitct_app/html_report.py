@@ -31,7 +31,7 @@ from typing import Any
 from orbitct_app import __version__, atomic, reports
 from orbitct_app.reports import ExamRecord, Row
 
-# qc, extract and PIL (numpy, SimpleITK, cc3d) are imported where a converted series needs them,
+# qc, extract and PIL (numpy, cc3d, nibabel) are imported where a converted series needs them,
 # so that an anonymize-only run never loads the numeric libraries.
 
 logger = logging.getLogger(__name__)

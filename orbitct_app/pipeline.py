@@ -188,7 +188,7 @@ def run(
         for name in names:
             finished(stored_outcome(name, options))
     elif not workers.uses_workers(options, len(names)):
-        _set_threads(options.n_procs, options.stage.extracts)
+        set_threads(options.n_procs)
         for name in names:
             finished(process_exam(name, options))
     else:
@@ -422,7 +422,7 @@ def _run_pool(
             max_workers=n_workers,
             mp_context=context,
             initializer=_worker_init,
-            initargs=(log_queue, threads, options.stage.extracts),
+            initargs=(log_queue, threads),
         ) as pool:
             futures = {pool.submit(process_exam, name, options): name for name in names}
             try:
@@ -475,16 +475,10 @@ class _Forward(logging.Handler):
         self.handle(record)
 
 
-def _worker_init(log_queue: Any, threads: int, numeric: bool = True) -> None:
+def _worker_init(log_queue: Any, threads: int) -> None:
     root = logging.getLogger("orbitct_app")
     root.handlers = [logging.handlers.QueueHandler(log_queue)]
     root.setLevel(logging.DEBUG)
     root.propagate = False
     withhold_warning_text()
-    _set_threads(threads, numeric)
-
-
-def _set_threads(threads: int, numeric: bool = True) -> None:
-    """Limit this process's numeric work to its share of the cores (``numeric``: the run
-    converts, so SimpleITK is configured too; an anonymize-only run never imports it)."""
-    set_threads(threads, itk=numeric)
+    set_threads(threads)  # this worker's share of the cores

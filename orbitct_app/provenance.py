@@ -37,7 +37,6 @@ DEPENDENCIES = (
     "pydicom",
     "numpy",
     "connected-components-3d",
-    "SimpleITK",
     "nibabel",
     "click",
     "pylibjpeg",

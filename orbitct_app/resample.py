@@ -16,9 +16,9 @@ import logging
 
 import cc3d
 import numpy as np
-import SimpleITK as sitk
 from numpy.typing import NDArray
 
+from orbitct_app.components import largest_component
 from orbitct_app.errors import NotConvertible
 from orbitct_app.threads import split_range, thread_map
 from orbitct_app.volume import AIR_HU, StackGeometry
@@ -76,9 +76,7 @@ def apply_body_mask(volume: NDArray[np.int16], geometry: StackGeometry, threshol
     component = largest_component(volume, threshold)
     if component is None:
         raise NotConvertible(f"no body: no voxel above the body threshold ({threshold:g} HU)")
-    labels_image, body_label = component
-    labels = sitk.GetArrayViewFromImage(labels_image)  # valid while labels_image lives
-    n_k, n_j, n_i = labels.shape
+    n_k, n_j, n_i = volume.shape
     per_slice = np.zeros(n_k, dtype=np.int64)
 
     def mask_slices(ks: range) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
@@ -87,7 +85,7 @@ def apply_body_mask(volume: NDArray[np.int16], geometry: StackGeometry, threshol
         col_counts = np.zeros(n_i, dtype=np.int64)
         plane = np.empty((n_j, n_i), dtype=bool)  # slice by slice: no volume-sized temporaries
         for k in ks:
-            np.equal(labels[k], body_label, out=plane)
+            component.plane(k, out=plane)
             fill_holes_2d(plane)
             rows = plane.sum(axis=1, dtype=np.int64)
             per_slice[k] = rows.sum()
@@ -102,7 +100,7 @@ def apply_body_mask(volume: NDArray[np.int16], geometry: StackGeometry, threshol
     for rows, cols in thread_map(mask_slices, split_range(n_k)):
         row_counts += rows
         col_counts += cols
-    del labels, labels_image
+    del component
     total = int(per_slice.sum())
     ks, js, is_ = (np.flatnonzero(c) for c in (per_slice, row_counts, col_counts))
     mean_j = float(row_counts @ np.arange(n_j)) / total
@@ -117,34 +115,6 @@ def apply_body_mask(volume: NDArray[np.int16], geometry: StackGeometry, threshol
         bbox_kji=((int(ks[0]), int(ks[-1])), (int(js[0]), int(js[-1])), (int(is_[0]), int(is_[-1]))),
         n_voxels=total,
     )
-
-
-def largest_component(volume: NDArray[np.int16], threshold: float) -> tuple[sitk.Image, int] | None:
-    """Face-connected components of ``volume > threshold`` (a label image) and the largest's label.
-
-    None when no voxel exceeds the threshold. SimpleITK's connected components run about three
-    times faster than scipy's here, on all the process's threads.
-    """
-    image = sitk.GetImageFromArray((volume > threshold).view(np.uint8))  # the bool array is freed
-    components = sitk.ConnectedComponentImageFilter()
-    components.SetFullyConnected(False)  # face connectivity only
-    labels_image = components.Execute(image)
-    del image
-    n = components.GetObjectCount()
-    if n == 0:
-        return None
-    labels = sitk.GetArrayViewFromImage(labels_image)
-
-    def count(ks: range) -> NDArray[np.int64]:
-        """Voxels per label in slices ``ks`` (per slice: one bincount would copy the volume)."""
-        sizes = np.zeros(n + 1, dtype=np.int64)
-        for k in ks:
-            sizes += np.bincount(labels[k].ravel(), minlength=n + 1)
-        return sizes
-
-    sizes = sum(thread_map(count, split_range(labels.shape[0])), np.zeros(n + 1, dtype=np.int64))
-    sizes[0] = 0
-    return labels_image, int(np.argmax(sizes))
 
 
 def fill_holes_2d(plane: NDArray[np.bool_]) -> None:

@@ -11,19 +11,10 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 
-def set_threads(n: int, *, itk: bool = True) -> None:
-    """Allow ``n`` threads in this process (the pipeline gives each worker its share of cores).
-
-    Also sets SimpleITK's (ITK's) default, which its filters use; ``itk=False`` leaves it (and
-    the heavy import) out, for runs that never convert (anonymize only).
-    """
+def set_threads(n: int) -> None:
+    """Allow ``n`` threads in this process (the pipeline gives each worker its share of cores)."""
     global _threads
     _threads = max(1, int(n))
-    if not itk:
-        return
-    import SimpleITK as sitk  # heavy import: only where threads are configured
-
-    sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(_threads)
 
 
 def get_threads() -> int:

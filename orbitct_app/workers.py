@@ -1,7 +1,7 @@
 """The worker processes' fork server: it imports the stage modules once, and can start early.
 
 Workers are forked from a fork server (a fresh interpreter, never a copy of the main process with
-its threads) that has imported the stage modules (numpy, pydicom, SimpleITK ...), so each worker
+its threads) that has imported the stage modules (numpy, pydicom, cc3d ...), so each worker
 starts with them loaded. Starting that server takes as long as the main process's own imports;
 :func:`start_early` starts it before them, so the two overlap.
 """

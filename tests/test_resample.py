@@ -22,7 +22,7 @@ from orbitct_app.volume import AIR_HU, StackGeometry
 def _restore_threads():  # type: ignore[no-untyped-def]
     before = threads.get_threads()
     yield
-    threads.set_threads(before, itk=True)
+    threads.set_threads(before)
 
 
 def _geometry(n_k: int, n: int, *, tilt_mm: float = 0.0) -> StackGeometry:
@@ -94,7 +94,7 @@ def test_resampling_is_the_same_on_any_number_of_threads(tilt_mm: float) -> None
 
 @pytest.mark.parametrize(("n_threads", "n"), [(1, 5), (2, 5), (3, 2), (2, 0), (4, 9)])
 def test_split_range_covers_each_index_once(n_threads: int, n: int) -> None:
-    threads.set_threads(n_threads, itk=False)
+    threads.set_threads(n_threads)
     parts = threads.split_range(n)
     assert [k for part in parts for k in part] == list(range(n))
     assert all(len(part) for part in parts) or n == 0
@@ -155,7 +155,7 @@ def test_nifti_is_the_same_volume_whatever_the_number_of_compression_threads(tmp
     affine = np.array([[-0.5, 0, 0, 10], [0, -0.5, 0, -20], [0, 0, 0.5, 30], [0, 0, 0, 1.0]])
     raw = {}
     for n in (1, 2, 2, 3):
-        threads.set_threads(n, itk=False)
+        threads.set_threads(n)
         path = tmp_path / f"t{n}.nii.gz"
         write_nifti(path, vol, affine)
         image = nib.load(path)

@@ -60,7 +60,7 @@ children = list_children()
 while "" in children and time.monotonic() < deadline:  # a child between fork and exec
     time.sleep(0.05)
     children = list_children()
-heavy = sorted(m for m in ("pydicom", "numpy", "SimpleITK") if m in sys.modules)
+heavy = sorted(m for m in ("pydicom", "numpy", "cc3d") if m in sys.modules)
 print(json.dumps({"started": started, "children": children, "heavy": heavy}))
 """
 
