@@ -20,6 +20,10 @@ from orbitct_app.threads import thread_map
 
 SLAB_SLICES = 8
 """Slices per slab: small slabs label faster (they stay in cache) and spread over threads."""
+_FEW = 12
+"""Up to this many labels in a slab, count each label's voxels with one comparison pass each."""
+_DENSE_KEYS = 1 << 20
+"""Up to this many possible label pairs at a slab boundary, find the pairs without sorting."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -91,11 +95,16 @@ def _label_slab(volume: NDArray[np.integer], threshold: float, k0: int, n: int) 
     labels, count = cc3d.connected_components(
         volume[k0 : k0 + n] > threshold, connectivity=6, return_N=True
     )
+    labels = labels.astype(np.min_scalar_type(count), copy=False)  # cc3d sizes for the worst case
     sizes = np.zeros(count + 1, dtype=np.int64)
-    for plane in labels:  # per slice: one bincount of the slab would make an int64 copy of it
-        sizes += np.bincount(plane.ravel(), minlength=count + 1)
-    small = np.min_scalar_type(count)  # cc3d's type is sized by a worst-case estimate
-    return _Slab(start=k0, labels=labels.astype(small, copy=False), sizes=sizes)
+    if count <= _FEW:  # a pass per label beats bincount's int64 copy of the labels
+        for label in range(1, count + 1):
+            sizes[label] = np.count_nonzero(labels == label)
+    else:
+        for plane in labels:  # per slice: one bincount of the slab would copy all of it
+            sizes += np.bincount(plane.ravel(), minlength=count + 1)
+        sizes[0] = 0
+    return _Slab(start=k0, labels=labels, sizes=sizes)
 
 
 def _boundary_pairs(
@@ -107,7 +116,12 @@ def _boundary_pairs(
     if not both.any():
         return []
     base = int(first.max()) + 1
-    keys = np.unique(last[both].astype(np.int64) * base + first[both])
+    keys = last[both].astype(np.int64) * base + first[both]
+    span = (int(last.max()) + 1) * base
+    if span <= _DENSE_KEYS:  # small labels (the usual case): mark the keys seen, no sort
+        keys = np.flatnonzero(np.bincount(keys, minlength=span))
+    else:
+        keys = np.unique(keys)
     return [(int(x), int(y)) for x, y in zip(keys // base, keys % base, strict=True)]
 
 
