@@ -14,7 +14,7 @@ from typing import Any, TextIO
 
 import click
 
-from orbitct_app import __version__, provenance, workers
+from orbitct_app import __version__, memory, provenance, workers
 from orbitct_app.errors import ExitCode, UsageError, one_line, safe_traceback, withhold_warning_text
 from orbitct_app.options import (
     DEFAULT_BODY_THRESHOLD_HU,
@@ -274,6 +274,8 @@ def command(
         for line in provenance.log_header(options, ctx.obj, run_id):
             logging.getLogger(provenance.__name__).info(line)
         logger.info("%s %s: %s -> %s (log: %s)", PROG, stage, options.input_dir, options.output_dir, options.log_path)
+        if options.stage.extracts:
+            memory.keep_freed_memory()  # the volumes of one series are reused by the next
         if progress is not None:
             progress.start()
         try:
@@ -415,21 +417,10 @@ class _ConsoleFilter(logging.Filter):
         return record.levelno >= logging.INFO and record.name in _CONSOLE_INFO_LOGGERS
 
 
-def prefer_small_pages() -> None:
-    """Ask numpy not to request transparent huge pages, unless the user has chosen.
-
-    Each volume here is allocated, filled once and freed soon after, so the pages' first
-    touch dominates and huge pages do not pay back: on the measured machine (a VM, see
-    ``benchmarks/RESULTS.md``) extract took about 25 % longer with them. numpy reads the
-    variable when it is first imported; worker processes inherit it.
-    """
-    os.environ.setdefault("NUMPY_MADVISE_HUGEPAGE", "0")
-
-
 def main(args: Sequence[str] | None = None) -> int:
     """Run the command line with ``args`` (default: ``sys.argv[1:]``); return the exit code."""
     argv = list(args) if args is not None else sys.argv[1:]
-    prefer_small_pages()
+    memory.prefer_small_pages()
     withhold_warning_text()
     try:
         result = command.main(args=argv, prog_name=PROG, standalone_mode=False, obj=argv)

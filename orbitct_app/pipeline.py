@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
-from orbitct_app import __version__, html_report, provenance, reports, workers
+from orbitct_app import __version__, html_report, memory, provenance, reports, workers
 from orbitct_app.deid import keys, mapping
 from orbitct_app.errors import ExitCode, one_line, safe_traceback, withhold_warning_text
 from orbitct_app.options import Options, Stage, find_exams, usable_cores
@@ -422,7 +422,7 @@ def _run_pool(
             max_workers=n_workers,
             mp_context=context,
             initializer=_worker_init,
-            initargs=(log_queue, threads),
+            initargs=(log_queue, threads, options.stage.extracts),
         ) as pool:
             futures = {pool.submit(process_exam, name, options): name for name in names}
             try:
@@ -475,10 +475,12 @@ class _Forward(logging.Handler):
         self.handle(record)
 
 
-def _worker_init(log_queue: Any, threads: int) -> None:
+def _worker_init(log_queue: Any, threads: int, converts: bool) -> None:
     root = logging.getLogger("orbitct_app")
     root.handlers = [logging.handlers.QueueHandler(log_queue)]
     root.setLevel(logging.DEBUG)
     root.propagate = False
     withhold_warning_text()
     set_threads(threads)  # this worker's share of the cores
+    if converts:
+        memory.keep_freed_memory()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -31,15 +30,6 @@ def test_help_shows_usage_options_and_examples(capsys: pytest.CaptureFixture[str
     ):
         assert option in out
     assert "Examples:" in out and "orbitct-app /data/raw /data/out all" in out
-
-
-def test_numpy_huge_pages_off_unless_the_user_chose(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("NUMPY_MADVISE_HUGEPAGE", raising=False)
-    assert main(["--version"]) == ExitCode.OK
-    assert os.environ["NUMPY_MADVISE_HUGEPAGE"] == "0"
-    monkeypatch.setenv("NUMPY_MADVISE_HUGEPAGE", "1")
-    assert main(["--version"]) == ExitCode.OK
-    assert os.environ["NUMPY_MADVISE_HUGEPAGE"] == "1"
 
 
 def test_version(capsys: pytest.CaptureFixture[str]) -> None:
