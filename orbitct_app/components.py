@@ -40,14 +40,15 @@ class LargestComponent:
     """The largest face-connected component of ``volume > threshold``, readable slice by slice."""
 
     n_voxels: int
+    slab_slices: int
     slabs: list[_Slab]
     members: list[NDArray[np.bool_]]
     """Per slab: which local labels belong to the component (a lookup table, index 0 False)."""
 
     def plane(self, k: int, out: NDArray[np.bool_]) -> None:
         """Write slice ``k`` of the component's mask into ``out`` (same shape as a slice)."""
-        index = int(np.searchsorted([s.start for s in self.slabs], k, side="right")) - 1
-        slab, members = self.slabs[index], self.members[index]
+        slab = self.slabs[k // self.slab_slices]
+        members = self.members[k // self.slab_slices]
         labels = slab.labels[k - slab.start]
         inside = np.flatnonzero(members)
         if inside.size == 0:
@@ -66,7 +67,8 @@ def largest_component(
 
     Of components of equal size, the one whose first voxel comes first in the slice order wins.
     """
-    starts = range(0, volume.shape[0], max(1, slab_slices))
+    slab_slices = max(1, slab_slices)
+    starts = range(0, volume.shape[0], slab_slices)
     slabs = list(thread_map(lambda k0: _label_slab(volume, threshold, k0, slab_slices), starts))
     # global label of a slab's local label l > 0: offsets[slab] + l; 0 is nobody
     counts = np.array([s.sizes.size - 1 for s in slabs], dtype=np.int64)
@@ -88,7 +90,7 @@ def largest_component(
         np.concatenate([[False], roots[offset + 1 : offset + slab.sizes.size] == best])
         for slab, offset in zip(slabs, offsets, strict=True)
     ]
-    return LargestComponent(n_voxels=int(sizes[best]), slabs=slabs, members=members)
+    return LargestComponent(n_voxels=int(sizes[best]), slab_slices=slab_slices, slabs=slabs, members=members)
 
 
 def _label_slab(volume: NDArray[np.integer], threshold: float, k0: int, n: int) -> _Slab:

@@ -2,8 +2,9 @@
 
 Each series allocates a few volume-sized arrays (the HU stack, the slab labels, the resampled
 output), fills them once and frees them. By default numpy may ask for transparent huge pages,
-and glibc gives every allocation above 32 MB pages of its own and returns them on free, so the
-next series (or step) pays the first touch of fresh pages again. On the measured VM (see
+and glibc maps every large allocation (above a threshold that starts at 128 KiB and grows to at
+most 32 MB) to pages of its own and returns them on free, so the next series (or step) pays the
+first touch of fresh pages again. On the measured VM (see
 ``benchmarks/RESULTS.md``), these page faults were a large share of extract's time.
 """
 
@@ -18,7 +19,7 @@ logger = logging.getLogger(__name__)
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_THRESHOLD = -3
 _LARGE = 1 << 30
-"""Allocations up to 1 GiB come from the heap (glibc's default switches to mmap above 32 MB)."""
+"""Allocations up to 1 GiB come from the heap (glibc's default maps those above at most 32 MB)."""
 
 
 def prefer_small_pages() -> None:
