@@ -111,3 +111,24 @@ def test_edge_cases_convert_or_are_excluded_with_a_reason(shared_data: Path, tmp
     assert "not a volume" in by_id["notavolume_001"]["reason"]
     assert float(by_id["gantrytilting_001"]["tilt_deg"]) == pytest.approx(14.0, abs=0.1)
     assert float(by_id["sliceincrement_001"]["max_gap_mm"]) == pytest.approx(10.0, abs=0.01)
+
+
+@pytest.mark.parametrize("exam", ["philips_head_phantom", "philips_tilt_phantom", "siemens_body_j2k"])
+def test_slab_components_match_whole_volume_labelling_on_real_series(shared_data: Path, exam: str) -> None:
+    from orbitct_app import discover, volume
+    from orbitct_app.components import largest_component
+
+    found = discover.scan_exam(shared_data / "exams" / exam)
+    stacks = [volume.plan_stacks(s).stacks[0] for s in found.series if s.n_instances > 10]
+    assert stacks
+    for stack in stacks:
+        vol = volume.load_hu(stack)
+        labels, n = ndimage.label(vol > -200)
+        sizes = np.bincount(labels.ravel(), minlength=n + 1)
+        sizes[0] = 0
+        component = largest_component(vol, -200)
+        assert component is not None and component.n_voxels == sizes.max()
+        got = np.empty(vol.shape, dtype=bool)
+        for k in range(vol.shape[0]):
+            component.plane(k, got[k])
+        np.testing.assert_array_equal(got, labels == np.argmax(sizes))
