@@ -6,7 +6,6 @@ Tests call :func:`main` with a list of arguments and check the returned exit cod
 from __future__ import annotations
 
 import logging
-import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path

@@ -45,7 +45,7 @@ from orbitct_app.dicom_bytes import (
     parse_part10,
     uid_text,
 )
-from orbitct_app.errors import NotDicomError, SkipKind, UsageError
+from orbitct_app.errors import NotDicomError, SkipKind
 
 logger = logging.getLogger(__name__)
 
