@@ -5,9 +5,8 @@ unusual files, and an audit that catches what a broken writer lets through."""
 from __future__ import annotations
 
 import io
-import os
+import shutil
 import struct
-import subprocess
 import sys
 import warnings
 from pathlib import Path
@@ -33,6 +32,8 @@ from orbitct_app.errors import ExitCode
 from orbitct_app.options import Options, Stage
 from orbitct_app.reports import read_csv
 from orbitct_app.synthetic import ExamTruth, SeriesSpec, write_exam
+
+from fresh_process import comparable_output, run_cli
 
 KEY = b"0123456789abcdef0123456789abcdef"
 PROFILES = {
@@ -422,19 +423,57 @@ def test_audit_scan_finds_what_the_pydicom_checks_find(exams: tuple) -> None:
 # --- start-up ------------------------------------------------------------------------------------------
 
 
-def test_anonymize_only_run_imports_no_numeric_library(exams: tuple, tmp_path: Path) -> None:
+ODD_FILES = (
+    "CT_small.dcm", "MR_small_bigendian.dcm", "ExplVR_BigEndNoMeta.dcm", "image_dfl.dcm", "UN_sequence.dcm",
+    "nested_priv_SQ.dcm", "priv_SQ.dcm", "no_meta.dcm", "MR_truncated.dcm", "badVR.dcm", "reportsi.dcm",
+    "rtstruct.dcm", "SC_rgb_small_odd_big_endian.dcm", "JPEG2000.dcm", "rtdose_rle_1frame.dcm",
+)
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [[], ["--profile", "basic", "--dates", "shift"], ["--dry-run"]],
+    ids=["orbitct", "basic-shift", "dry-run"],
+)
+def test_an_anonymize_run_of_its_own_leaves_numpy_unloaded_and_writes_the_same(
+    exams: tuple, tmp_path: Path, extra: list[str]
+) -> None:
+    """The console script's anonymize run keeps numpy (and every numeric library) out of its
+    process; on every encoding, odd and broken file the output is byte for byte what a process
+    with numpy writes."""
     root, _ = exams
-    code = (
-        "import sys\n"
-        "from orbitct_app.cli import main\n"
-        f"code = main([{str(root)!r}, {str(tmp_path / 'out')!r}, 'anonymize', '-q', '--n-procs', '1',"
-        " '--participant-label', 'exam_a'])\n"
-        "heavy = sorted(m for m in sys.modules if m.split('.')[0] in ('scipy', 'nibabel', 'cc3d'))\n"
-        "print(code, heavy)\n"
-    )
-    env = {**os.environ, "PYTHONPATH": str(Path(orbitct_app.__file__).resolve().parents[1])}
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
-    assert done.stdout.strip() == "0 []"
+    inp = tmp_path / "in"
+    shutil.copytree(root, inp)
+    (inp / "exam_odd").mkdir()
+    for name in ODD_FILES if PYDICOM_FILES.is_dir() else ():
+        shutil.copy(PYDICOM_FILES / name, inp / "exam_odd" / name)
+    if "basic" in extra:
+        extra = [*extra, "--deid-key", str(tmp_path / "deid.key"), "--map-dir", str(tmp_path / "maps")]
+    outputs = {}
+    for owns_process in (True, False):
+        out = tmp_path / f"out-{owns_process}"
+        exit_code, loaded = run_cli(
+            [str(inp), str(out), "anonymize", "-q", "--n-procs", "1", "--min-slices", "0", *extra],
+            owns_process=owns_process,
+        )
+        assert exit_code in (ExitCode.OK, ExitCode.FAILED)  # FAILED: the truncated file
+        assert bool(loaded) is not owns_process, loaded  # pydicom loads numpy unless kept out
+        assert all(m.split(".")[0] == "numpy" for m in loaded)  # and never scipy, nibabel, cc3d
+        assert (out / "report.html").is_file() and (out / "dataset_description.json").is_file()
+        outputs[owns_process] = (exit_code, comparable_output(out))
+    assert outputs[True] == outputs[False]
+    written = outputs[True][1]
+    assert any(name.endswith(".dcm") for name in written) is ("--dry-run" not in extra)
+    assert any("exam_odd" in name for name in written) or "--dry-run" in extra or not PYDICOM_FILES.is_dir()
+
+
+def test_numpy_is_left_loaded_once_pydicom_is_imported(monkeypatch: pytest.MonkeyPatch) -> None:
+    from orbitct_app import cli
+
+    monkeypatch.setitem(sys.modules, "numpy", sys.modules["numpy"])  # restored whatever happens
+    assert "pydicom" in sys.modules  # this test process: pydicom has made its choice
+    assert cli.leave_numpy_unloaded() is False
+    assert sys.modules["numpy"] is not None
 
 
 # --- damaged headers ------------------------------------------------------------------------------------

@@ -17,6 +17,8 @@ from orbitct_app.errors import ExitCode
 from orbitct_app.options import Options, Stage
 from orbitct_app.reports import read_csv
 
+from fresh_process import comparable_output, run_cli
+
 pytestmark = pytest.mark.realdata
 
 HEAD = "philips_head_phantom"
@@ -178,3 +180,20 @@ def test_fast_writer_writes_exactly_what_pydicom_writes(shared_data: Path) -> No
     for path in paths:
         ours, theirs = both_writers(path)
         assert ours == theirs, path.name
+
+
+def test_console_script_run_without_numpy_writes_the_same(shared_data: Path, tmp_path: Path) -> None:
+    """The console script keeps numpy out of an anonymize run; on the real exams (JPEG 2000,
+    scouts, summary screens, tilted series) it writes byte for byte what a process with numpy
+    writes."""
+    exams = shared_data / "exams"
+    outputs = {}
+    for owns_process in (True, False):
+        out = tmp_path / f"out-{owns_process}"
+        args = [str(exams), str(out), "anonymize", "-q", "--n-procs", "1"]
+        exit_code, loaded = run_cli(args, owns_process=owns_process)
+        assert exit_code == ExitCode.OK
+        assert ("numpy" in loaded) is not owns_process
+        outputs[owns_process] = comparable_output(out)
+    assert outputs[True] == outputs[False]
+    assert sum(name.startswith("anonymized/") for name in outputs[True]) > 168  # the head exam keeps 168
