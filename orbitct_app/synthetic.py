@@ -28,6 +28,14 @@ a coronal series) whatever the frame order. Scouts and summary captures stay cla
 enhanced series has its own Series and SOP Instance UIDs; study and frame of reference are the
 classic twin's.
 
+Legacy Converted Enhanced CT: ``SeriesSpec(enhanced=True, legacy_converted=True)`` writes the
+same frames as a Legacy Converted Enhanced CT Image Storage object (PS3.3 A.70), as a converter
+makes from classic files: ImageType as the classic files have it, no CT-specific macros; each
+frame's ConversionSourceAttributesSequence names the classic twin's SOP Instance UID, and the
+attributes without a functional group of their own go to the Unassigned Shared Converted
+Attributes (kVp, kernel, tilt ...) and Unassigned Per-frame Converted Attributes (acquisition
+and content time, slice location, InstanceNumber) sequences, where identifiers are planted too.
+
 Examples
 --------
 >>> from pathlib import Path
@@ -58,6 +66,7 @@ from pydicom.uid import (
     CTImageStorage,
     DeflatedExplicitVRLittleEndian,
     EnhancedCTImageStorage,
+    LegacyConvertedEnhancedCTImageStorage,
     ExplicitVRLittleEndian,
     ImplicitVRLittleEndian,
     JPEG2000Lossless,
@@ -631,6 +640,9 @@ class SeriesSpec:
         sets it for every axial and coronal series. ImageType then has the four Enhanced CT
         values: Value 1 of ``image_type`` (ORIGINAL or DERIVED), PRIMARY, VOLUME, and NONE
         (ORIGINAL) or RESAMPLED (DERIVED).
+    legacy_converted : bool
+        With ``enhanced``: write Legacy Converted Enhanced CT (PS3.3 A.70) instead of Enhanced CT;
+        ImageType stays that of the classic files (see the module docstring).
     """
 
     kind: SeriesKind = "axial"
@@ -655,12 +667,15 @@ class SeriesSpec:
     modality: str = "CT"
     center_offset_mm: Vec3 = (0.0, 0.0, 0.0)
     enhanced: bool = False
+    legacy_converted: bool = False
 
     def __post_init__(self) -> None:
         if self.kind not in ("axial", "coronal", "scout", "summary"):
             raise ValueError(f"unknown series kind {self.kind!r}")
         if self.enhanced and self.kind not in ("axial", "coronal"):
             raise ValueError(f"only axial and coronal series can be enhanced, not {self.kind}")
+        if self.legacy_converted and not self.enhanced:
+            raise ValueError("legacy_converted needs enhanced=True (it is a multi-frame object)")
         if self.order not in ("ascending", "descending"):
             raise ValueError(f"order must be 'ascending' or 'descending', got {self.order!r}")
         if self.transfer_syntax not in SUPPORTED_TRANSFER_SYNTAXES:
@@ -1138,7 +1153,10 @@ class _PhiPlan:
         (each with a FrameContentSequence). The first and the last frame items are planted,
         directly and inside their FrameContentSequence item; the shared item directly, inside
         its FrameAnatomySequence item and that item's AnatomicRegionSequence item. Each of these
-        items also gets a private block of :data:`PRIVATE_CREATOR`.
+        items also gets a private block of :data:`PRIVATE_CREATOR`. In a legacy converted object,
+        the items of the Unassigned Shared and (first and last frame) Per-frame Converted
+        Attributes Sequences are planted too, with a private block each: where a converter puts
+        the classic files' attributes that have no functional group.
 
         Returns
         -------
@@ -1168,6 +1186,17 @@ class _PhiPlan:
                 self._fill(item.FrameContentSequence[0], loc_c,
                            ("InstitutionName", "ReferringPhysicianName", "PatientID"))
                 self._private(item.FrameContentSequence[0], loc_c, 0x0009, 0x02, "SH")
+                if "UnassignedPerFrameConvertedAttributesSequence" in item:
+                    loc_u = f"{loc}.UnassignedPerFrameConvertedAttributesSequence[0]"
+                    unassigned = item.UnassignedPerFrameConvertedAttributesSequence[0]
+                    self._fill(unassigned, loc_u, ("OperatorsName", "PatientID", "InstitutionAddress"))
+                    self._private(unassigned, loc_u, 0x0009, 0x01, "LO")
+            if "UnassignedSharedConvertedAttributesSequence" in shared:
+                loc_u = "SharedFunctionalGroupsSequence[0].UnassignedSharedConvertedAttributesSequence[0]"
+                unassigned = shared.UnassignedSharedConvertedAttributesSequence[0]
+                self._fill(unassigned, loc_u, ("PatientName", "InstitutionName", "StationName",
+                                               "PerformingPhysicianName"))
+                self._private(unassigned, loc_u, 0x0009, 0x02, "SH")
             return [self._records[key] for key in self._recording]
         finally:
             self._recording = None
@@ -1397,10 +1426,14 @@ class _SeriesWriter:
         """Image numbers: InstanceNumber of the classic files, frame number of the enhanced."""
         if self.enhanced:
             # an enhanced series is another object than its classic twin: its own UIDs
-            self.series_uid = _uid(ex.seed, ex.dicom_id, "series", spec.series_number, "enhanced")
-            self.sop_class = EnhancedCTImageStorage
+            variant = "legacy" if spec.legacy_converted else "enhanced"
+            self.series_uid = _uid(ex.seed, ex.dicom_id, "series", spec.series_number, variant)
+            self.sop_class = LegacyConvertedEnhancedCTImageStorage if spec.legacy_converted else EnhancedCTImageStorage
             self.file_numbers = [1]
-            self.sop_uids = {1: _uid(ex.seed, ex.dicom_id, "sop", spec.series_number, "enhanced")}
+            self.sop_uids = {1: _uid(ex.seed, ex.dicom_id, "sop", spec.series_number, variant)}
+            self.classic_sop_uids = {i: _uid(ex.seed, ex.dicom_id, "sop", spec.series_number, i)
+                                     for i in self.instances}
+            """The SOP Instance UIDs of the classic twin (a legacy converted object's sources)."""
         else:
             self.series_uid = _uid(ex.seed, ex.dicom_id, "series", spec.series_number)
             self.sop_class = (SecondaryCaptureImageStorage if spec.kind == "summary"
@@ -1599,10 +1632,12 @@ class _SeriesWriter:
     # -- Enhanced CT --------------------------------------------------------------------------
 
     def _enhanced_dataset(self) -> tuple[Dataset, Dataset, list[Dataset]]:
-        """The Enhanced CT header (no pixels) with its shared and per-frame group items."""
+        """The Enhanced (or Legacy Converted Enhanced) CT header, without pixels, with its shared
+        and per-frame group items."""
         spec, ex = self.spec, self.ex
         sn = spec.series_number
-        image_type = _enhanced_image_type(spec)
+        legacy = spec.legacy_converted
+        image_type = tuple(spec.image_type or ()) if legacy else _enhanced_image_type(spec)
         original = image_type[0] == "ORIGINAL"
         row_s, col_s = _orientation(spec)
         row, col = self._directions()
@@ -1633,10 +1668,11 @@ class _SeriesWriter:
             ds.PixelPaddingValue = spec.padding_value
         # Multi-frame Functional Groups (common part)
         ds.NumberOfFrames = len(self.instances)
-        # Enhanced CT Image
-        ds.PixelPresentation = "MONOCHROME"
-        ds.VolumetricProperties = "VOLUME"
-        ds.VolumeBasedCalculationTechnique = "NONE" if original else "MPR"
+        # Enhanced CT Image (its CT-specific attributes are not in a legacy converted object)
+        if not legacy:
+            ds.PixelPresentation = "MONOCHROME"
+            ds.VolumetricProperties = "VOLUME"
+            ds.VolumeBasedCalculationTechnique = "NONE" if original else "MPR"
         ds.AcquisitionNumber = 1
         start = _dt.datetime.strptime(ex.study_date + "101500", "%Y%m%d%H%M%S")
         if original:
@@ -1670,10 +1706,16 @@ class _SeriesWriter:
             slope, intercept = self.rescale[self.instances[0]]
             shared.PixelValueTransformationSequence = [
                 _pixel_value_transformation(slope, intercept)]
-        shared.CTImageFrameTypeSequence = [_item(
-            FrameType=list(image_type), PixelPresentation="MONOCHROME",
-            VolumetricProperties="VOLUME",
-            VolumeBasedCalculationTechnique=ds.VolumeBasedCalculationTechnique)]
+        if legacy:  # what has no functional group of its own, as a converter moves it
+            shared.UnassignedSharedConvertedAttributesSequence = [_item(
+                KVP="120", DataCollectionDiameter="500",
+                ReconstructionDiameter=_fmt(float(cols * dc), 3), GantryDetectorTilt=_fmt(spec.tilt_deg, 4),
+                TableHeight="145", ConvolutionKernel=spec.convolution_kernel or "H30s")]
+        else:
+            shared.CTImageFrameTypeSequence = [_item(
+                FrameType=list(image_type), PixelPresentation="MONOCHROME",
+                VolumetricProperties="VOLUME",
+                VolumeBasedCalculationTechnique=ds.VolumeBasedCalculationTechnique)]
         shared.FrameAnatomySequence = [_item(
             AnatomicRegionSequence=[_code("69536005", "SCT", "Head")], FrameLaterality="U")]
         shared.FrameVOILUTSequence = [_item(WindowCenter="40", WindowWidth="80")]
@@ -1690,7 +1732,7 @@ class _SeriesWriter:
                     SeriesInstanceUID=ex.scout_series_uid,
                     ReferencedSOPSequence=[_item(ReferencedSOPClassUID=ref_class,
                                                  ReferencedSOPInstanceUID=ref_uid)])])]
-        if original:
+        if original and not legacy:
             for keyword, value in _ct_acquisition_groups(spec).items():
                 setattr(shared, keyword, value)
 
@@ -1716,7 +1758,14 @@ class _SeriesWriter:
                 slope, intercept = self.rescale[instance]
                 item.PixelValueTransformationSequence = [
                     _pixel_value_transformation(slope, intercept)]
-            if original:
+            if legacy:
+                item.ConversionSourceAttributesSequence = [_item(
+                    ReferencedSOPClassUID=CTImageStorage, ReferencedSOPInstanceUID=self.classic_sop_uids[instance])]
+                when = start + _dt.timedelta(seconds=0.1 * sl.k)
+                item.UnassignedPerFrameConvertedAttributesSequence = [_item(
+                    AcquisitionTime=when.strftime("%H%M%S.%f"), ContentTime=when.strftime("%H%M%S"),
+                    InstanceNumber=instance, SliceLocation=_fmt(sl.slice_location, 4))]
+            elif original:
                 c = [round(float(v), 4) for v in centre]
                 item.CTPositionSequence = [_item(TablePosition=c[2],
                                                  DataCollectionCenterPatient=c,

@@ -1,8 +1,10 @@
-"""Enhanced (multi-frame) CT through both stages: de-identified inside the functional groups,
-converted exactly like its classic twin."""
+"""Enhanced and Legacy Converted Enhanced (multi-frame) CT through both stages: de-identified
+inside the functional groups and the converted-attribute sequences, converted exactly like the
+classic twin."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import nibabel as nib
@@ -113,3 +115,88 @@ def test_sidecar_names_frames(twins) -> None:  # type: ignore[no-untyped-def]
     frames = [s["FrameNumber"] for s in sidecar["Slices"]]
     assert sorted(frames) == list(range(1, 97))
     assert frames == list(range(96, 0, -1))  # descending frames: sorted by position, last frame first
+
+
+# --- Legacy Converted Enhanced CT (PS3.3 A.70) ---------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def legacy(twins, tmp_path_factory: pytest.TempPathFactory) -> tuple[ExamTruth, Path]:  # type: ignore[no-untyped-def]
+    """The classic exam of ``twins`` as a converter makes it: Legacy Converted Enhanced CT, run
+    through `all`."""
+    root = tmp_path_factory.mktemp("legacy")
+    specs = [replace(s, enhanced=True, legacy_converted=True) if s.kind == "axial" else s for s in SERIES]
+    truth = write_exam(root / "in", "exam_e", specs, seed=21)
+    assert main([str(root / "in"), str(root / "out"), "all", *ARGS]) == ExitCode.OK
+    return truth, root
+
+
+def test_legacy_input_is_a_legacy_converted_object(legacy) -> None:  # type: ignore[no-untyped-def]
+    truth, _ = legacy
+    (path,) = truth.series_by_number(3).files
+    ds = pydicom.dcmread(path, stop_before_pixels=True)
+    assert ds.SOPClassUID == "1.2.840.10008.5.1.4.1.1.2.2" and int(ds.NumberOfFrames) == 96
+    assert list(ds.ImageType) == ["ORIGINAL", "PRIMARY", "AXIAL"] and "ImagePositionPatient" not in ds
+    frame = ds.PerFrameFunctionalGroupsSequence[0]
+    assert "ConversionSourceAttributesSequence" in frame and "UnassignedPerFrameConvertedAttributesSequence" in frame
+
+
+@pytest.mark.parametrize("number", [2, 3, 4])
+def test_legacy_converts_exactly_like_its_classic_twin(twins, legacy, number: int) -> None:  # type: ignore[no-untyped-def]
+    _, _, twins_root = twins
+    _, root = legacy
+    a, b = _index(twins_root / "classic" / "out")[number], _index(root / "out")[number]
+    img_a = nib.load(twins_root / "classic" / "out" / a["output_path"])
+    img_b = nib.load(root / "out" / b["output_path"])
+    assert np.allclose(img_a.affine, img_b.affine, atol=1e-6)
+    assert np.array_equal(np.asarray(img_a.dataobj), np.asarray(img_b.dataobj))
+    assert (a["n_slices"], a["tilt_deg"], a["max_gap_mm"]) == (b["n_slices"], b["tilt_deg"], b["max_gap_mm"])
+
+
+def test_no_identifier_survives_in_the_converted_attributes(legacy) -> None:  # type: ignore[no-untyped-def]
+    truth, root = legacy
+    unassigned = [p for p in truth.planted if "Unassigned" in p.location and p.scope == "orbitct" and p.searchable]
+    assert {p.location.split(".")[1].split("[")[0] for p in unassigned} == {
+        "UnassignedSharedConvertedAttributesSequence", "UnassignedPerFrameConvertedAttributesSequence"
+    }
+    forbidden = truth.orbitct_forbidden_bytes
+    for path in sorted(p for p in (root / "out").rglob("*") if p.is_file()):
+        data = path.read_bytes()
+        assert [v for v in forbidden if v in data] == [], path
+    for path in sorted(p for p in (root / "out" / "anonymized").rglob("*") if p.is_file()):
+        ds = pydicom.dcmread(path)
+        assert [str(e.tag) for e in ds.iterall() if e.tag.is_private] == [], path
+
+
+def test_basic_profile_maps_conversion_sources_like_the_classic_files(twins, legacy, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """Under the basic profile each frame's conversion source is remapped with the same key as the
+    classic file it names: it names that file's new SOP Instance UID, never the original; and
+    the times in the per-frame converted attributes are gone."""
+    classic, _, twins_root = twins
+    truth, root = legacy
+    key = tmp_path / "deid.key"
+    outs = {}
+    for kind, inp in (("classic", twins_root / "classic" / "in"), ("legacy", root / "in")):
+        outs[kind] = tmp_path / kind
+        args = [str(inp), str(outs[kind]), "anonymize", "--profile", "basic", "--deid-key", str(key), "-q"]
+        assert main(args) == ExitCode.OK
+    new_classic_uids = {}
+    for path in (outs["classic"] / "anonymized").rglob("*"):
+        if path.is_file():
+            ds = pydicom.dcmread(path, stop_before_pixels=True)
+            if ds.SeriesNumber == 3:
+                new_classic_uids[int(ds.InstanceNumber)] = ds.SOPInstanceUID
+    assert len(new_classic_uids) == 96
+    (path,) = [p for p in (outs["legacy"] / "anonymized").rglob("*")
+               if p.is_file() and pydicom.dcmread(p, stop_before_pixels=True).SeriesNumber == 3]
+    data = path.read_bytes()
+    originals = classic.series_by_number(3).sop_instance_uids
+    assert [u for u in originals if u.encode() in data] == []
+    ds = pydicom.dcmread(path)
+    for frame in ds.PerFrameFunctionalGroupsSequence:
+        source = frame.ConversionSourceAttributesSequence[0]
+        converted = frame.UnassignedPerFrameConvertedAttributesSequence[0]
+        assert source.ReferencedSOPInstanceUID == new_classic_uids[int(converted.InstanceNumber)]
+        assert "AcquisitionTime" not in converted or converted.AcquisitionTime in ("", None)
+        assert "ContentTime" not in converted or converted.ContentTime in ("", None)
+    assert [v for v in truth.basic_forbidden_bytes if v in data] == []
