@@ -432,8 +432,8 @@ ODD_FILES = (
 
 @pytest.mark.parametrize(
     "extra",
-    [[], ["--profile", "basic", "--dates", "shift"], ["--dry-run"]],
-    ids=["orbitct", "basic-shift", "dry-run"],
+    [[], ["--profile", "basic", "--dates", "shift"], ["--dry-run"], ["--in-place"]],
+    ids=["orbitct", "basic-shift", "dry-run", "in-place"],
 )
 def test_an_anonymize_run_of_its_own_leaves_numpy_unloaded_and_writes_the_same(
     exams: tuple, tmp_path: Path, extra: list[str]
@@ -442,16 +442,15 @@ def test_an_anonymize_run_of_its_own_leaves_numpy_unloaded_and_writes_the_same(
     process; on every encoding, odd and broken file the output is byte for byte what a process
     with numpy writes."""
     root, _ = exams
-    inp = tmp_path / "in"
-    shutil.copytree(root, inp)
-    (inp / "exam_odd").mkdir()
-    for name in ODD_FILES if PYDICOM_FILES.is_dir() else ():
-        shutil.copy(PYDICOM_FILES / name, inp / "exam_odd" / name)
     if "basic" in extra:
         extra = [*extra, "--deid-key", str(tmp_path / "deid.key"), "--map-dir", str(tmp_path / "maps")]
     outputs = {}
     for owns_process in (True, False):
-        out = tmp_path / f"out-{owns_process}"
+        inp, out = tmp_path / f"in-{owns_process}", tmp_path / f"out-{owns_process}"
+        shutil.copytree(root, inp)
+        (inp / "exam_odd").mkdir()
+        for name in ODD_FILES if PYDICOM_FILES.is_dir() else ():
+            shutil.copy(PYDICOM_FILES / name, inp / "exam_odd" / name)
         exit_code, loaded = run_cli(
             [str(inp), str(out), "anonymize", "-q", "--n-procs", "1", "--min-slices", "0", *extra],
             owns_process=owns_process,
@@ -460,11 +459,15 @@ def test_an_anonymize_run_of_its_own_leaves_numpy_unloaded_and_writes_the_same(
         assert bool(loaded) is not owns_process, loaded  # pydicom loads numpy unless kept out
         assert all(m.split(".")[0] == "numpy" for m in loaded)  # and never scipy, nibabel, cc3d
         assert (out / "report.html").is_file() and (out / "dataset_description.json").is_file()
-        outputs[owns_process] = (exit_code, comparable_output(out))
+        written = comparable_output(out)
+        if "--in-place" in extra:
+            written |= {f"input/{name}": data for name, data in comparable_output(inp).items()}
+        outputs[owns_process] = (exit_code, written)
     assert outputs[True] == outputs[False]
     written = outputs[True][1]
-    assert any(name.endswith(".dcm") for name in written) is ("--dry-run" not in extra)
-    assert any("exam_odd" in name for name in written) or "--dry-run" in extra or not PYDICOM_FILES.is_dir()
+    dicom = [name for name in written if name.startswith(("anonymized/", "input/"))]
+    assert bool(dicom) is ("--dry-run" not in extra)
+    assert any("exam_odd" in name for name in dicom) or "--dry-run" in extra or not PYDICOM_FILES.is_dir()
 
 
 def test_numpy_is_left_loaded_once_pydicom_is_imported(monkeypatch: pytest.MonkeyPatch) -> None:
