@@ -267,8 +267,7 @@ def command(
         )
     except OSError as err:
         raise click.UsageError(f"cannot write the log file {options.log_path}: {err.strerror}", ctx) from err
-    if ctx.obj.owns_process and options.stage is Stage.ANONYMIZE:
-        leave_numpy_unloaded()
+    numpy_left_out = ctx.obj.owns_process and options.stage is Stage.ANONYMIZE and leave_numpy_unloaded()
     from orbitct_app import pipeline  # imported here so that --help and --version stay quick
 
     run_id = provenance.new_run_id()
@@ -276,6 +275,8 @@ def command(
         for line in provenance.log_header(options, ctx.obj.argv, run_id):
             logging.getLogger(provenance.__name__).info(line)
         logger.info("%s %s: %s -> %s (log: %s)", PROG, stage, options.input_dir, options.output_dir, options.log_path)
+        if numpy_left_out:
+            logger.debug("numpy left unloaded: an anonymize run decodes no pixel data")
         if options.stage.extracts:
             memory.keep_freed_memory()  # the volumes of one series are reused by the next
         if progress is not None:
@@ -324,7 +325,6 @@ def leave_numpy_unloaded() -> bool:
     if "numpy" in sys.modules or "pydicom" in sys.modules:
         return False
     sys.modules["numpy"] = None  # type: ignore[assignment]
-    logger.debug("numpy left unloaded: an anonymize run decodes no pixel data")
     return True
 
 

@@ -459,6 +459,9 @@ def test_an_anonymize_run_of_its_own_leaves_numpy_unloaded_and_writes_the_same(
         assert bool(loaded) is not owns_process, loaded  # pydicom loads numpy unless kept out
         assert all(m.split(".")[0] == "numpy" for m in loaded)  # and never scipy, nibabel, cc3d
         assert (out / "report.html").is_file() and (out / "dataset_description.json").is_file()
+        log = (out / "logs" / "orbitct-app.log").read_text(encoding="utf-8").splitlines()
+        assert f"orbitct_app.provenance: orbitct-app {orbitct_app.__version__} run " in log[0]  # the header first
+        assert any("numpy left unloaded" in line for line in log) is owns_process
         written = comparable_output(out)
         if "--in-place" in extra:
             written |= {f"input/{name}": data for name, data in comparable_output(inp).items()}
