@@ -15,14 +15,17 @@
 #             caches, `orbitct-app --version`
 #   4. run    `orbitct-synth` writes sample exams, then `orbitct-app /data/exams /out $STAGE` runs
 #             as $RUN_USER with the input mounted read-only (buildah run ignores ENTRYPOINT, so the
-#             command is named); nothing may be written in the container outside /out and /tmp
-#   5. check  tests/container/check_outputs.py: NIfTI files per exam, series_index.csv, reports
-#             and the log in the mounted output, every file owned by $RUN_USER
+#             command is named), and `anonymize` alone into a second folder (the command keeps
+#             numpy out of an anonymize run: this checks it in the image's own environment);
+#             nothing may be written in the container outside the outputs and /tmp
+#   5. check  tests/container/check_outputs.py: de-identified DICOM and NIfTI files per exam,
+#             series_index.csv, reports and the log in the mounted outputs, every file owned by
+#             $RUN_USER
 #   6. sif    no Apptainer here: the %test section of Singularity.def runs in the image with
 #             /bin/sh as $RUN_USER, as `apptainer test` would run it in the SIF
 #
 # Settings (environment):
-#   ORBITCT_SMOKE_STAGE   stage the container runs (default: extract; `all` once anonymize lands)
+#   ORBITCT_SMOKE_STAGE   stage the container runs first (default: all)
 #   ORBITCT_SMOKE_EXAMS   number of sample exams (default: 2)
 #   ORBITCT_SMOKE_USER    uid:gid the container runs as (default: 4321:4321)
 #   ORBITCT_BASE_IMAGE    local base image name (default: localhost/orbitct-base:bookworm)
@@ -36,7 +39,7 @@
 set -euo pipefail
 
 REPO="$(cd "$(dirname "$0")/../.." && pwd)"
-STAGE="${ORBITCT_SMOKE_STAGE:-extract}"
+STAGE="${ORBITCT_SMOKE_STAGE:-all}"
 N_EXAMS="${ORBITCT_SMOKE_EXAMS:-2}"
 RUN_USER="${ORBITCT_SMOKE_USER:-4321:4321}"
 BASE_IMAGE="${ORBITCT_BASE_IMAGE:-localhost/orbitct-base:bookworm}"
@@ -199,9 +202,10 @@ done
 
 IN="$WORK/data"
 OUT="$WORK/out"
-rm -rf "$IN" "$OUT"
-mkdir -p "$IN" "$OUT"
-chown "$RUN_USER" "$IN" "$OUT"
+OUT_ANON="$WORK/out-anonymize"
+rm -rf "$IN" "$OUT" "$OUT_ANON"
+mkdir -p "$IN" "$OUT" "$OUT_ANON"
+chown "$RUN_USER" "$IN" "$OUT" "$OUT_ANON"
 crun() {  # crun [buildah run options] -- COMMAND...: run in the container as $RUN_USER
   buildah run --isolation chroot --user "$RUN_USER" "$@"
 }
@@ -224,6 +228,12 @@ set -e
 sed 's/^/    | /' "$WORK/run.log"
 [ "$rc" = 0 ] || fail "orbitct-app exited with $rc"
 say "run: sample exams written and processed in $((SECONDS - T_RUN)) s"
+ANON_CMD=(orbitct-app /data/exams /out anonymize --n-procs 1 -q)
+crun -v "$IN:/data:ro" -v "$OUT_ANON:/out" "$CONTAINER" -- "${ANON_CMD[@]}" >"$WORK/anon.log" 2>&1 \
+  || { sed 's/^/    | /' "$WORK/anon.log"; fail "${ANON_CMD[*]}"; }
+grep -q "numpy left unloaded" "$OUT_ANON/logs/orbitct-app.log" \
+  || fail "the anonymize run loaded numpy (no 'numpy left unloaded' in its log)"
+say "run: ${ANON_CMD[*]} without numpy"
 
 # nothing written in the container's file system except under /tmp (the tmpfs under --read-only);
 # buildah itself makes the mount points and /etc/hosts, /etc/resolv.conf, /etc/hostname
@@ -237,6 +247,8 @@ written="$(cd "$ROOTFS" && find . -xdev -newer "$WORK/stamp" -not -path . \
 # ---- 5. outputs --------------------------------------------------------------------------------
 "$PYTHON" "$REPO/tests/container/check_outputs.py" "$OUT" --input "$IN/exams" --stage "$STAGE" \
   --uid "$RUN_UID" --gid "$RUN_GID" || fail "outputs"
+"$PYTHON" "$REPO/tests/container/check_outputs.py" "$OUT_ANON" --input "$IN/exams" --stage anonymize \
+  --uid "$RUN_UID" --gid "$RUN_GID" || fail "outputs of anonymize"
 # ---- 6. Singularity.def's %test, in the image ------------------------------------------------
 awk '/^%test/{on=1; next} /^%/{on=0} on' "$REPO/Singularity.def" >"$WORK/sif-test.sh"
 grep -q orbitct-app "$WORK/sif-test.sh" || fail "no %test section in Singularity.def"
