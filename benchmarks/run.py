@@ -129,10 +129,16 @@ def machine() -> str:
 
 
 def versions(app: Path) -> str:
-    """Versions of the app and its dependencies (in the app's venv), then of the other tools."""
-    names = ["orbitct-app", "pydicom", "numpy", "connected-components-3d", "nibabel", "isal"]
-    others = ["scipy", "dcm2niix", "dicognito", "dicom-anonymizer"]
-    script = (
+    """Versions of the app and its runtime dependencies (as its own provenance lists them, in the
+    app's venv), then of the other tools."""
+    app_script = (
+        "from orbitct_app import __version__\n"
+        "from orbitct_app.provenance import dependency_versions\n"
+        "print(f'orbitct-app {__version__}')\n"
+        "for name, version in dependency_versions().items():\n"
+        "    print(f'{name} {version}')\n"
+    )
+    tools_script = (
         "import importlib.metadata as md, sys\n"
         "for name in sys.argv[1:]:\n"
         "    try:\n"
@@ -141,9 +147,9 @@ def versions(app: Path) -> str:
         "        print(f'{name} (not installed)')\n"
     )
     found = []
-    for python, wanted in ((app.parent / "python", names), (Path(sys.executable), others)):
-        done = subprocess.run([str(python), "-c", script, *wanted], capture_output=True, text=True, check=True)
-        found.extend(done.stdout.splitlines())
+    for command in ([str(app.parent / "python"), "-c", app_script],
+                    [sys.executable, "-c", tools_script, "scipy", "dcm2niix", "dicognito", "dicom-anonymizer"]):
+        found.extend(subprocess.run(command, capture_output=True, text=True, check=True).stdout.splitlines())
     return ", ".join(found)
 
 

@@ -77,9 +77,9 @@ def largest_component(
     if total == 0:
         return None
     parent = np.arange(total + 1, dtype=np.int64)
-    for a, b in zip(range(len(slabs) - 1), range(1, len(slabs)), strict=True):
-        for x, y in _boundary_pairs(slabs[a].labels[-1], slabs[b].labels[0]):
-            _union(parent, x + int(offsets[a]), y + int(offsets[b]))
+    for a in range(len(slabs) - 1):  # slab a's last plane faces slab a + 1's first
+        for x, y in _boundary_pairs(slabs[a].labels[-1], slabs[a + 1].labels[0]):
+            _union(parent, x + int(offsets[a]), y + int(offsets[a + 1]))
     roots = _roots(parent)
     sizes = np.zeros(total + 1, dtype=np.int64)
     for slab, offset in zip(slabs, offsets, strict=True):

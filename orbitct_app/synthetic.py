@@ -1424,6 +1424,9 @@ class _SeriesWriter:
         n = int(spec.n_slices or 1)
         self.instances = list(range(1, n + 1))
         """Image numbers: InstanceNumber of the classic files, frame number of the enhanced."""
+        self.classic_sop_uids = {i: _uid(ex.seed, ex.dicom_id, "sop", spec.series_number, i)
+                                 for i in self.instances}
+        """The SOP Instance UIDs of the classic files (a legacy converted object's sources)."""
         if self.enhanced:
             # an enhanced series is another object than its classic twin: its own UIDs
             variant = "legacy" if spec.legacy_converted else "enhanced"
@@ -1431,16 +1434,12 @@ class _SeriesWriter:
             self.sop_class = LegacyConvertedEnhancedCTImageStorage if spec.legacy_converted else EnhancedCTImageStorage
             self.file_numbers = [1]
             self.sop_uids = {1: _uid(ex.seed, ex.dicom_id, "sop", spec.series_number, variant)}
-            self.classic_sop_uids = {i: _uid(ex.seed, ex.dicom_id, "sop", spec.series_number, i)
-                                     for i in self.instances}
-            """The SOP Instance UIDs of the classic twin (a legacy converted object's sources)."""
         else:
             self.series_uid = _uid(ex.seed, ex.dicom_id, "series", spec.series_number)
             self.sop_class = (SecondaryCaptureImageStorage if spec.kind == "summary"
                               else CTImageStorage)
             self.file_numbers = self.instances
-            self.sop_uids = {i: _uid(ex.seed, ex.dicom_id, "sop", spec.series_number, i)
-                             for i in self.instances}
+            self.sop_uids = self.classic_sop_uids
         self.planted: list[PlantedValue] = []
         self.row: np.ndarray | None = None
         self.col: np.ndarray | None = None
