@@ -45,6 +45,7 @@ from orbitct_app.dicom_bytes import (
     parse_part10,
     uid_text,
 )
+from orbitct_app.contrast import CONTRAST_ATTRIBUTES
 from orbitct_app.errors import NotDicomError, SkipKind
 
 logger = logging.getLogger(__name__)
@@ -179,6 +180,9 @@ class SeriesInfo:
     slices: tuple[SliceInfo, ...]
     attributes: dict[str, Any] = dataclasses.field(default_factory=dict)
     """Technical attributes of the first file, for sidecars (see ``SIDECAR_KEYWORDS``)."""
+    contrast_facts: dict[str, Any] = dataclasses.field(default_factory=dict)
+    """The Contrast/Bolus attributes of the first file (see :func:`contrast_facts`): only for
+    deciding whether the series is contrast-enhanced, never written anywhere."""
 
     @property
     def first(self) -> SliceInfo:
@@ -259,6 +263,7 @@ def scan_exam(exam_dir: Path) -> Exam:
     slices: list[SliceInfo] = []
     skipped: list[SkippedFile] = []
     attributes: dict[str, dict[str, Any]] = {}
+    contrast: dict[str, dict[str, Any]] = {}
     for path in iter_files(exam_dir):
         try:
             info, ds = _read_file(path)
@@ -273,7 +278,8 @@ def scan_exam(exam_dir: Path) -> Exam:
         slices.append(info)
         if key not in attributes:
             attributes[key] = sidecar_attributes(ds)
-    series = group_series(dicom_id, slices, attributes)
+            contrast[key] = contrast_facts(ds)
+    series = group_series(dicom_id, slices, attributes, contrast)
     if not series and not skipped:
         logger.warning("%s: exam folder holds no files", dicom_id)
     elif not series:
@@ -285,8 +291,11 @@ def group_series(
     dicom_id: str,
     slices: Iterable[SliceInfo],
     attributes: dict[str, dict[str, Any]] | None = None,
+    contrast: dict[str, dict[str, Any]] | None = None,
 ) -> list[SeriesInfo]:
     """Group files by SeriesInstanceUID; files without one by a stable fallback key.
+
+    ``attributes`` and ``contrast`` hold each series' sidecar attributes and contrast facts by key.
 
     The fallback is SeriesNumber, modality, matrix and rounded orientation, so two series that
     lack UIDs are never merged silently; every fallback grouping is logged.
@@ -313,6 +322,7 @@ def group_series(
                 series_uid=members[0].series_uid,
                 slices=tuple(members),
                 attributes=(attributes or {}).get(key, {}),
+                contrast_facts=(contrast or {}).get(key, {}),
             )
         )
     result.sort(key=lambda s: (s.series_number is None, s.series_number or 0, s.key))
@@ -706,13 +716,50 @@ def _check_pixel_data(fp: BinaryIO, transfer_syntax: str, offset: int, size: int
 
 
 def sidecar_attributes(ds: Dataset) -> dict[str, Any]:
-    """Technical attributes of a header for the NIfTI sidecar, as JSON-ready values."""
+    """Technical attributes of a header for the NIfTI sidecar, as JSON-ready values.
+
+    An Enhanced CT object keeps its ConvolutionKernel in the CT Reconstruction functional group,
+    a Legacy Converted one among its unassigned converted attributes (shared, else the first
+    frame's): it is taken from there when the top level has none.
+    """
     result: dict[str, Any] = {}
     for keyword in SIDECAR_KEYWORDS:
         value = ds.get(keyword)
+        if keyword == "ConvolutionKernel" and (value is None or value == ""):
+            value = _functional_group_value(ds, _KERNEL_MACROS, keyword)
         if value is not None and value != "":
             result[keyword] = _json_value(value)
     return result
+
+
+_KERNEL_MACROS = ("CTReconstructionSequence", "UnassignedSharedConvertedAttributesSequence")
+
+
+def _functional_group_value(ds: Dataset, sequences: Sequence[str], keyword: str) -> Any:
+    """``keyword`` from the first of ``sequences`` (functional group macros) that has it, in the
+    shared functional groups, else in the first frame's."""
+    for groups in ("SharedFunctionalGroupsSequence", "PerFrameFunctionalGroupsSequence"):
+        items = ds.get(groups)
+        for sequence in sequences if items else ():
+            macro = items[0].get(sequence)
+            if macro and keyword in macro[0]:
+                return macro[0].get(keyword)
+    return None
+
+
+def contrast_facts(ds: Dataset) -> dict[str, Any]:
+    """The Contrast/Bolus attributes present in a header (:data:`contrast.CONTRAST_ATTRIBUTES`):
+    text values as read (a list when multi-valued), the number of items for a sequence."""
+    facts: dict[str, Any] = {}
+    for keyword in CONTRAST_ATTRIBUTES:
+        value = ds.get(keyword)
+        if value is None:
+            continue
+        if dictionary_VR(keyword) == SQ:
+            facts[keyword] = len(value)
+        else:
+            facts[keyword] = _json_value(value)
+    return facts
 
 
 def _json_value(value: Any) -> Any:

@@ -643,6 +643,13 @@ class SeriesSpec:
     legacy_converted : bool
         With ``enhanced``: write Legacy Converted Enhanced CT (PS3.3 A.70) instead of Enhanced CT;
         ImageType stays that of the classic files (see the module docstring).
+    manufacturer : str
+        Manufacturer (default :data:`MANUFACTURER`): with ``convolution_kernel``, what decides the
+        kernel class (``SIEMENS`` with ``H60s``, ``GE MEDICAL SYSTEMS`` with ``BONE`` ...).
+    contrast_bolus : tuple of (keyword, value)
+        Contrast/Bolus attributes written in every file, e.g.
+        ``(("ContrastBolusAgent", "IOPAMIDOL"), ("ContrastBolusRoute", "IV"))``; the keyword
+        ``ContrastBolusAgentSequence`` writes one coded item whose CodeMeaning is the value.
     """
 
     kind: SeriesKind = "axial"
@@ -668,6 +675,8 @@ class SeriesSpec:
     center_offset_mm: Vec3 = (0.0, 0.0, 0.0)
     enhanced: bool = False
     legacy_converted: bool = False
+    manufacturer: str | None = None
+    contrast_bolus: tuple[tuple[str, str], ...] = ()
 
     def __post_init__(self) -> None:
         if self.kind not in ("axial", "coronal", "scout", "summary"):
@@ -688,6 +697,9 @@ class SeriesSpec:
             v = getattr(self, name)
             if v is not None and v < 1:
                 raise ValueError(f"{name} must be >= 1, got {v}")
+        for keyword, _ in self.contrast_bolus:
+            if not keyword.startswith("ContrastBolus"):
+                raise ValueError(f"contrast_bolus takes Contrast/Bolus attributes, not {keyword!r}")
 
     def resolved(self) -> SeriesSpec:
         """A copy with every per-kind default filled in."""
@@ -1283,7 +1295,7 @@ def _base_dataset(ex: _Exam, spec: SeriesSpec, series_uid: str, sop_class: str) 
         setattr(ds, kw, tm)
     ds.AccessionNumber = ""
     ds.Modality = spec.modality
-    ds.Manufacturer = MANUFACTURER
+    ds.Manufacturer = spec.manufacturer or MANUFACTURER
     ds.InstitutionName = "ORBITCT SYNTHETIC"
     ds.ReferringPhysicianName = ""
     ds.StudyDescription = "HEAD ROUTINE"
@@ -1300,6 +1312,12 @@ def _base_dataset(ex: _Exam, spec: SeriesSpec, series_uid: str, sop_class: str) 
     ds.SeriesNumber = spec.series_number
     ds.BodyPartExamined = "HEAD"
     ds.ProtocolName = "HEAD ROUTINE"
+    for keyword, value in spec.contrast_bolus:
+        if keyword == "ContrastBolusAgentSequence":  # one agent, coded (CID 12)
+            ds.ContrastBolusAgentSequence = [_item(
+                CodeValue="C-B0322", CodingSchemeDesignator="SRT", CodeMeaning=value, ContrastBolusAgentNumber=1)]
+        else:
+            setattr(ds, keyword, value)
     if ex.plan is not None:
         ex.plan.apply(ds)
     return ds
