@@ -17,11 +17,15 @@ import click
 from orbitct_app import __version__, memory, provenance, workers
 from orbitct_app.errors import ExitCode, UsageError, one_line, safe_traceback, withhold_warning_text
 from orbitct_app.options import (
+    CONTRAST_CHOICES,
     DEFAULT_BODY_THRESHOLD_HU,
+    DEFAULT_CONTRAST,
+    DEFAULT_KERNEL,
     DEFAULT_MIN_SLICES,
     DEFAULT_PROFILE,
     DEFAULT_SIZE,
     DEFAULT_SPACING_MM,
+    KERNEL_CHOICES,
     PROFILES,
     RETAIN_OPTIONS,
     Options,
@@ -44,6 +48,10 @@ Examples:
 \b
   # convert an already de-identified tree
   orbitct-app /data/anonymized /data/out extract
+\b
+  # one non-contrast, soft-kernel series per exam; first see the plan (headers only)
+  orbitct-app /data/anonymized /data/out extract --contrast without --kernel soft \\
+      --one-per-exam --dry-run
 \b
   # PS3.15 basic profile: keyed UIDs, dates shifted per patient, mapping files for the owner
   orbitct-app /data/raw /data/out all --profile basic --deid-key ~/keys/study.key \\
@@ -129,7 +137,12 @@ _CONSOLE_INFO_LOGGERS = ("orbitct_app.pipeline", "orbitct_app.cli")
     metavar="FILE",
     help="Identifying strings (one per line) the audit searches the output for.",
 )
-@click.option("--dry-run", is_flag=True, help="anonymize: list what each rule would do; write no DICOM.")
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    help="anonymize: list what each rule would do; write no DICOM. extract: decide every series "
+    "from the headers and write the reports (the plan); write no NIfTI. Not for all.",
+)
 @click.option("--audit-only", is_flag=True, help="anonymize: only audit an earlier output.")
 @click.option(
     "--in-place",
@@ -143,6 +156,28 @@ _CONSOLE_INFO_LOGGERS = ("orbitct_app.pipeline", "orbitct_app.cli")
     metavar="MIN MAX",
     default=None,
     help="Keep series whose slice spacing (mm, measured from positions) is in [MIN, MAX].",
+)
+@click.option(
+    "--contrast",
+    type=click.Choice(CONTRAST_CHOICES),
+    default=DEFAULT_CONTRAST,
+    show_default=True,
+    help="Keep every series, only series without contrast evidence (Contrast/Bolus attributes, "
+    "description keywords such as C+ or CTA), or only series with it.",
+)
+@click.option(
+    "--kernel",
+    type=click.Choice(KERNEL_CHOICES),
+    default=DEFAULT_KERNEL,
+    show_default=True,
+    help="Keep every series, or only soft- or sharp-kernel series (vendor kernel table; an "
+    "unknown kernel is kept only under any).",
+)
+@click.option(
+    "--one-per-exam",
+    is_flag=True,
+    help="After every other rule, convert one series per exam: the smallest slice spacing, then "
+    "a soft kernel, then the most slices, then the lowest SeriesNumber.",
 )
 @click.option(
     "--spacing",
@@ -206,6 +241,9 @@ def command(
     audit_only: bool,
     in_place: bool,
     thickness: tuple[float, float] | None,
+    contrast: str,
+    kernel: str,
+    one_per_exam: bool,
     spacing: float,
     size: int,
     body_threshold: float,
@@ -236,6 +274,9 @@ def command(
         profile=profile,
         in_place=in_place,
         thickness=tuple(thickness) if thickness else None,  # type: ignore[arg-type]
+        contrast=contrast,
+        kernel=kernel,
+        one_per_exam=one_per_exam,
         spacing=spacing,
         size=size,
         body_threshold=body_threshold,

@@ -74,6 +74,10 @@ EXTRACT_REPORT = Table(
         "tilt_deg",
         "orientation",
         "duplicates",
+        "kernel",
+        "kernel_class",
+        "contrast",
+        "contrast_evidence",
         "output_path",
         "path",
     ),
@@ -101,6 +105,8 @@ SERIES_INDEX = Table(
         "tilt_deg",
         "max_gap_mm",
         "convolution_kernel",
+        "kernel_class",
+        "contrast",
     ),
 )
 DEID_AUDIT = Table(
