@@ -292,3 +292,12 @@ def test_a_dry_run_writes_the_plan_and_never_makes_a_real_run_skip(head_exam: Ex
     assert index["kernel_class"] == "soft" and index["contrast"] == "no"
     assert main(args) == ExitCode.OK  # and a rerun with the same options resumes
     assert "already complete" in (out / "logs" / "orbitct-app.log").read_text()
+
+
+def test_enhanced_series_take_their_kernel_from_the_functional_groups(tmp_path: Path) -> None:
+    series = [thin(2, "Hr60f", enhanced=True, n_slices=8), thin(3, "H30s", enhanced=True, legacy_converted=True, n_slices=8)]
+    truth = write_exam(tmp_path / "in", "exam_mf", series, seed=6, plant_phi=False)
+    assert all("ConvolutionKernel" not in pydicom.dcmread(s.files[0], stop_before_pixels=True) for s in truth.series)
+    rows = run(tmp_path / "in", tmp_path / "out", "--kernel", "soft", "--dry-run")
+    assert (rows[2]["kernel"], rows[2]["kernel_class"], rows[2]["decision"]) == ("Hr60f", "sharp", "excluded")
+    assert (rows[3]["kernel"], rows[3]["kernel_class"], rows[3]["decision"]) == ("H30s", "soft", "converted")
