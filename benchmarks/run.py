@@ -216,7 +216,16 @@ def main() -> None:
         for n_exams in [sum(1 for p in exam_set.iterdir() if p.is_dir())]
         for n in (1, 2)
     ]
-    groups: list[tuple[str, list[Tool]]] = [("extract", extract), ("anonymize", anonymize), ("scaling", scaling)]
+    largest = exam_sets[-1]
+    plan = [  # extract --dry-run: headers only, the rate of planning a dataset
+        Tool(f"extract --dry-run, {sum(1 for p in largest.iterdir() if p.is_dir())} exams, --n-procs {n}",
+             [app, str(largest), str(out / f"plan{n}"), "extract", "--dry-run", "-q", "--n-procs", str(n)],
+             out / f"plan{n}")
+        for n in (1, 2)
+    ]
+    groups: list[tuple[str, list[Tool]]] = [
+        ("extract", extract), ("anonymize", anonymize), ("scaling", scaling), ("plan", plan)
+    ]
     for rep in range(args.reps):
         print(f"repetition {rep + 1}/{args.reps}", flush=True)
         for _, tools in groups:
@@ -231,13 +240,15 @@ def main() -> None:
 
 def write_results(groups: list[tuple[str, list[Tool]]], n_files: int, single: Path, exam_sets: list[Path],
                   args: argparse.Namespace, app: Path) -> None:
-    (extract, anonymize, scaling) = (g[1] for g in groups)
+    (extract, anonymize, scaling, plan) = (g[1] for g in groups)
     ours, baseline, d2n = extract
     anon, cp, dicognito, dicom_anonymizer = anonymize
     pairs = [(scaling[i], scaling[i + 1]) for i in range(0, len(scaling), 2)]  # (1 process, 2) per set
     throughput = pairs[-1]  # the largest set measures throughput; the small one shows the worst case
     mb = sum(p.stat().st_size for p in (single / "exam_full" / "S002").iterdir()) / 2**20
     set_files = " and ".join(str(sum(1 for p in s.rglob("*") if p.is_file())) for s in exam_sets)
+    plan_files = sum(1 for p in exam_sets[-1].rglob("*") if p.is_file())
+    plan_exams = sum(1 for p in exam_sets[-1].iterdir() if p.is_dir())
 
     def rows(tools: list[Tool], reference: Tool, per_file: int | None = None) -> list[str]:
         lines = []
@@ -282,6 +293,13 @@ def write_results(groups: list[tuple[str, list[Tool]]], n_files: int, single: Pa
         "| run | median s | min s | peak RSS MB | time / 1 process |",
         "|---|---|---|---|---|",
         *(line for one, two in pairs for line in rows([one, two], one)),
+        "",
+        "## Plan a run (`extract --dry-run`: headers only, no NIfTI)",
+        "",
+        "| run | median s | min s | peak RSS MB | files/s | exams/s |",
+        "|---|---|---|---|---|---|",
+        *(f"| {t.name} | {t.wall:.2f} | {min(t.walls):.2f} | {t.peak_mb:.0f} | {plan_files / t.wall:.0f} | "
+          f"{plan_exams / t.wall:.1f} |" for t in plan),
         "",
         "## Targets",
         "",
