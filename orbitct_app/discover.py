@@ -277,6 +277,7 @@ def scan_exam(exam_dir: Path) -> Exam:
             continue
         slices.append(info)
         if key not in attributes:
+            assert ds is not None  # read above for the first file of each series
             attributes[key] = sidecar_attributes(ds)
             contrast[key] = contrast_facts(ds)
     series = group_series(dicom_id, slices, attributes, contrast)

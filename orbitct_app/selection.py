@@ -142,7 +142,7 @@ def select_stack(stack: Stack, options: Options) -> Decision:
 ONE_PER_EXAM = "one-per-exam"
 
 
-def rank_key(stack: Stack) -> tuple[object, ...]:
+def rank_key(stack: Stack) -> tuple[int, int, int, bool, int, int, str]:
     """How ``--one-per-exam`` orders candidate stacks (the first is chosen).
 
     The smallest median slice spacing (to the duplicate tolerance, 0.01 mm), then a soft kernel
