@@ -143,6 +143,10 @@ class SliceInfo:
     """Per-frame geometry of a multi-frame (Enhanced) object, from its functional groups."""
     frame_index: int | None = None
     """For one frame of a multi-frame object (see ``volume.expand_frames``): its 0-based index."""
+    convolution_kernel: str = ""
+    """ConvolutionKernel, its values joined by a backslash (for an Enhanced object, from its CT
+    Reconstruction functional group): two reconstructions under one SeriesInstanceUID, split
+    into parts, may differ in it."""
 
     def at_frame(self, frame: FrameGeometry, **changes: Any) -> SliceInfo:
         """This object with one frame's geometry and rescale (and any other ``changes``)."""
@@ -454,7 +458,7 @@ _SLICE_KEYWORDS = (
     "SamplesPerPixel", "BitsAllocated", "BitsStored", "PixelRepresentation",
     "PhotometricInterpretation", "RescaleSlope", "RescaleIntercept", "PixelPaddingValue",
     "PixelPaddingRangeLimit", "BurnedInAnnotation", "PerFrameFunctionalGroupsSequence",
-    "SharedFunctionalGroupsSequence",
+    "SharedFunctionalGroupsSequence", "ConvolutionKernel",
 )
 _KEYWORD_TAGS: dict[str, tuple[int, str]] = {
     keyword: (tag, str(dictionary_VR(tag)))
@@ -600,12 +604,26 @@ def slice_info(path: Path, ds: Dataset, has_pixels: bool, pixel_offset: int | No
             has_pixel_data=has_pixels,
             pixel_offset=pixel_offset,
             frames=frame_geometry(ds),
+            convolution_kernel=convolution_kernel(ds),
         )
     except (TypeError, ValueError, AttributeError, IndexError) as err:
         raise NotDicomError(f"malformed header value ({type(err).__name__})") from err
     if info.frames:  # a multi-frame object stands at its first frame for series-level checks
         info = info.at_frame(info.frames[0])
     return info
+
+
+def convolution_kernel(ds: Dataset) -> str:
+    """ConvolutionKernel as text (values joined by a backslash), '' when absent.
+
+    An Enhanced CT object keeps it in the CT Reconstruction functional group, a Legacy Converted
+    one among its unassigned converted attributes (shared, else the first frame's): it is taken
+    from there when the top level has none.
+    """
+    value = ds.get("ConvolutionKernel")
+    if value is None or value == "":
+        value = _functional_group_value(ds, _KERNEL_MACROS, "ConvolutionKernel")
+    return "\\".join(str(v) for v in _as_list(value))
 
 
 def frame_geometry(ds: Dataset) -> tuple[FrameGeometry, ...]:

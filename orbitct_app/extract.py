@@ -332,6 +332,7 @@ def _qc_title(stack: Stack) -> str:
 def _stack_facts(stack: Stack) -> Row:
     g = stack.geometry
     gaps = g.gaps
+    kernel = selection.stack_kernel(stack)
     return {
         "part": stack.part or "",
         "n_slices": stack.n_slices,
@@ -342,6 +343,8 @@ def _stack_facts(stack: Stack) -> Row:
         "tilt_deg": round(g.tilt_deg, 3),
         "orientation": orientation_label(stack.slices[0].orientation),
         "duplicates": len(stack.dropped_duplicates),
+        "kernel": kernel.kernel,
+        "kernel_class": kernel.kind,
     }
 
 
@@ -362,7 +365,6 @@ def _spacing_note(stack: Stack) -> str:
 def _index_row(stack: Stack, options: Options, converted: Converted, output_path: str) -> Row:
     g = stack.geometry
     series = stack.series
-    kernel = series.attributes.get("ConvolutionKernel", "")
     contrast = selection.series_contrast(series)
     return {
         "dicom_id": series.dicom_id,
@@ -383,8 +385,8 @@ def _index_row(stack: Stack, options: Options, converted: Converted, output_path
         "n_slices": stack.n_slices,
         "tilt_deg": round(g.tilt_deg, 3),
         "max_gap_mm": float(g.gaps.max()),
-        "convolution_kernel": "\\".join(kernel) if isinstance(kernel, list) else kernel,
-        "kernel_class": selection.series_kernel(series).kind,
+        "convolution_kernel": stack.slices[0].convolution_kernel,
+        "kernel_class": selection.stack_kernel(stack).kind,
         "contrast": "yes" if contrast else "no",
     }
 
@@ -395,7 +397,7 @@ def _sidecar(
     g = stack.geometry
     series = stack.series
     offsets = g.offsets
-    kernel = selection.series_kernel(series)
+    kernel = selection.stack_kernel(stack)
     contrast = selection.series_contrast(series)
     return {
         "GeneratedBy": provenance.generated_by(),

@@ -79,9 +79,18 @@ def series_contrast(series: SeriesInfo) -> list[str]:
 
 
 def series_kernel(series: SeriesInfo) -> KernelClass:
-    """The class of a series' reconstruction kernel (see :mod:`orbitct_app.kernels`)."""
-    attributes = series.attributes
-    return classify_kernel(attributes.get("ConvolutionKernel"), str(attributes.get("Manufacturer", "") or ""))
+    """The class of a series' reconstruction kernel, by its first file (see :mod:`orbitct_app.kernels`)."""
+    return _kernel(series, series.first.convolution_kernel)
+
+
+def stack_kernel(stack: Stack) -> KernelClass:
+    """The class of a stack's reconstruction kernel, by its first slice: the parts of a split
+    series (a soft and a bone reconstruction under one SeriesInstanceUID) are classified apart."""
+    return _kernel(stack.series, stack.slices[0].convolution_kernel)
+
+
+def _kernel(series: SeriesInfo, kernel: str) -> KernelClass:
+    return classify_kernel(kernel, str(series.attributes.get("Manufacturer", "") or ""))
 
 
 def select_contrast(series: SeriesInfo, wanted: str) -> Decision:
@@ -99,12 +108,12 @@ def select_contrast(series: SeriesInfo, wanted: str) -> Decision:
     return CONVERT
 
 
-def select_kernel(series: SeriesInfo, wanted: str) -> Decision:
+def select_kernel(stack: Stack, wanted: str) -> Decision:
     """``--kernel``: ``any`` keeps everything; ``soft`` and ``sharp`` only that class (an unknown
     kernel is excluded, with a reason saying it is unknown)."""
     if wanted == "any":
         return CONVERT
-    found = series_kernel(series)
+    found = stack_kernel(stack)
     if found.kind != wanted:
         return Decision.exclude(f"{found.kind} kernel ({found.evidence}): excluded by --kernel {wanted}")
     return CONVERT
@@ -112,7 +121,7 @@ def select_kernel(series: SeriesInfo, wanted: str) -> Decision:
 
 def select_stack(stack: Stack, options: Options) -> Decision:
     """Stack-level rules: axial geometry, then the optional slice-spacing range (``--thickness``),
-    then ``--contrast`` and ``--kernel`` (series facts, checked once the stack is a candidate).
+    then ``--contrast`` (a series fact) and ``--kernel`` (the stack's).
 
     ImageType 'AXIAL' is a label; ImageOrientationPatient is the geometry, and it decides: a
     reformat labelled AXIAL is not converted as axial.
@@ -131,7 +140,7 @@ def select_stack(stack: Stack, options: Options) -> Decision:
             return Decision.exclude(
                 f"slice spacing {spacing:.3g} mm outside --thickness {lo:g}-{hi:g} mm"
             )
-    for decision in (select_contrast(stack.series, options.contrast), select_kernel(stack.series, options.kernel)):
+    for decision in (select_contrast(stack.series, options.contrast), select_kernel(stack, options.kernel)):
         if not decision.convert:
             return decision
     return CONVERT
@@ -154,7 +163,7 @@ def rank_key(stack: Stack) -> tuple[int, int, int, bool, int, int, str]:
     number = series.series_number
     return (
         round(spacing / POSITION_TOLERANCE_MM),
-        KERNEL_ORDER[series_kernel(series).kind],
+        KERNEL_ORDER[stack_kernel(stack).kind],
         -stack.n_slices,
         number is None,
         number or 0,

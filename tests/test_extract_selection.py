@@ -170,9 +170,10 @@ def test_one_per_exam_falls_back_when_the_choice_does_not_convert(tmp_path: Path
     assert index["series_number"] == "3"
 
 
-def test_one_per_exam_chooses_among_parts_of_a_split_series(tmp_path: Path) -> None:
-    """Two reconstructions under one SeriesInstanceUID are two parts: each is a candidate."""
-    truth = write_exam(tmp_path / "in", "exam_parts", [thin(2, "H30s", n_slices=20), thin(3, "H30s")],
+def test_parts_of_a_split_series_are_classified_and_chosen_apart(tmp_path: Path) -> None:
+    """A soft and a bone reconstruction under one SeriesInstanceUID are two parts: each has its
+    own kernel class, and each is a candidate of --one-per-exam."""
+    truth = write_exam(tmp_path / "in", "exam_parts", [thin(2, "H30s", n_slices=20), thin(3, "H60s")],
                        seed=5, plant_phi=False)
     first, second = truth.series
     for f in first.files:
@@ -183,12 +184,18 @@ def test_one_per_exam_chooses_among_parts_of_a_split_series(tmp_path: Path) -> N
         ds = pydicom.dcmread(f)
         ds.SeriesInstanceUID, ds.SeriesNumber, ds.AcquisitionNumber = first.series_instance_uid, 2, 2
         ds.save_as(f)
-    rows = read_csv(_extract_both(tmp_path / "in", tmp_path, "--one-per-exam") / "extract_report.csv")
-    assert [(r["part"], r["n_slices"], r["decision"]) for r in rows] == [
-        ("1", "20", "excluded"), ("2", "30", "converted")
+    real = _extract_both(tmp_path / "in", tmp_path / "one", "--one-per-exam")
+    rows = read_csv(real / "extract_report.csv")
+    assert [(r["part"], r["n_slices"], r["kernel"], r["kernel_class"], r["decision"]) for r in rows] == [
+        ("1", "20", "H30s", "soft", "converted"), ("2", "30", "H60s", "sharp", "excluded")
     ]
-    assert rows[0]["reason"] == f"one-per-exam: series 2 part 2 ({first.series_instance_uid}) chosen"
-    assert rows[1]["reason"].endswith("one-per-exam: chosen of 2 candidate(s)") and "split" in rows[1]["reason"]
+    assert rows[0]["reason"].endswith("one-per-exam: chosen of 2 candidate(s)") and "split" in rows[0]["reason"]
+    assert rows[1]["reason"] == f"one-per-exam: series 2 part 1 ({first.series_instance_uid}) chosen"
+    (index,) = read_csv(real / "series_index.csv")
+    assert (index["part"], index["convolution_kernel"], index["kernel_class"]) == ("1", "H30s", "soft")
+    soft = read_csv(_extract_both(tmp_path / "in", tmp_path / "soft", "--kernel", "soft") / "extract_report.csv")
+    assert [r["decision"] for r in soft] == ["converted", "excluded"]
+    assert soft[1]["reason"] == "sharp kernel (ConvolutionKernel H60s, Siemens): excluded by --kernel soft"
 
 
 # --- the dry run ------------------------------------------------------------------------------------
