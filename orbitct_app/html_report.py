@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from orbitct_app import __version__, atomic, reports
+from orbitct_app.paths import InputEntry
 from orbitct_app.reports import ExamRecord, Row
 
 # qc, extract and PIL (numpy, cc3d, nibabel) are imported where a converted series needs them,
@@ -88,9 +89,13 @@ class ReportData:
     missing: list[str]
     totals: dict[str, int]
     warnings: list[Finding]
+    input_entries: Sequence[InputEntry] = ()
+    """Top-level entries of INPUT_DIR that are not exams (hidden folders, files, links)."""
 
 
-def collect(state_dir: Path, exam_names: Iterable[str] = ()) -> ReportData:
+def collect(
+    state_dir: Path, exam_names: Iterable[str] = (), input_entries: Sequence[InputEntry] = ()
+) -> ReportData:
     """Gather the records of every exam (and the exams of ``exam_names`` without a record)."""
     by_exam: dict[str, dict[str, ExamRecord]] = {}
     for stage in ("anonymize", "extract"):
@@ -99,7 +104,7 @@ def collect(state_dir: Path, exam_names: Iterable[str] = ()) -> ReportData:
     exams = [_exam_view(dicom_id, by_exam[dicom_id]) for dicom_id in sorted(by_exam)]
     missing = sorted(set(exam_names) - set(by_exam))
     anchors = _anchors(exams)
-    return ReportData(exams, missing, _totals(exams), _warnings(exams, anchors))
+    return ReportData(exams, missing, _totals(exams), _warnings(exams, anchors), input_entries)
 
 
 def write_report(
@@ -108,6 +113,7 @@ def write_report(
     *,
     runs: Sequence[Mapping[str, Any]] = (),
     exam_names: Iterable[str] = (),
+    input_entries: Sequence[InputEntry] = (),
 ) -> Path:
     """Build ``OUTPUT_DIR/report.html`` from the records and run records; write it atomically.
 
@@ -122,8 +128,10 @@ def write_report(
         is shown in full.
     exam_names
         Every exam of INPUT_DIR: those without a record are listed as not processed.
+    input_entries
+        The top-level entries of INPUT_DIR that are not exams, listed with their reasons.
     """
-    data = collect(state_dir, exam_names)
+    data = collect(state_dir, exam_names, input_entries)
     page = render_page(data, runs, output_dir)
     path = output_dir / REPORT_NAME
     atomic.write_text(path, page)
@@ -238,7 +246,9 @@ def _warnings(exams: Sequence[ExamView], anchors: Mapping[str, str]) -> list[Fin
                 add("series split", f"{label}: {ext.get('reason', '')}")
         for stage, row in exam.other_rows:
             outcome = _decision(row, "action") or _decision(row, "decision")
-            if outcome == "failed" and row.get("path"):
+            if outcome == "failed" and row.get("path") and "NOT de-identified" in str(row.get("reason")):
+                add("NOT de-identified", f"{stage}: {row.get('path')}: {row.get('reason', '')}")
+            elif outcome == "failed" and row.get("path"):
                 add("file failed", f"{stage}: {row.get('path')}: {row.get('reason', '')}")
             elif outcome == "failed" and not any(not r.complete for r in exam.records.values()):
                 add("exam failed", f"{stage}: {row.get('reason', '')}")
@@ -352,6 +362,16 @@ def _summary_section(data: ReportData) -> str:
             f'<p class="failed">{len(data.missing)} exam(s) of INPUT_DIR have no record yet (not processed, '
             f"or their run was killed): {_e(', '.join(data.missing))}</p>"
         )
+    not_deidentified = sum(w.what == "NOT de-identified" for w in data.warnings)
+    if not_deidentified:
+        missing += (
+            f'<p class="failed"><b>{not_deidentified} file(s) in INPUT_DIR are NOT de-identified</b> (damaged or '
+            "unreadable, left in place unchanged by --in-place): see the warnings; fix or remove them before "
+            "sharing.</p>"
+        )
+    if data.input_entries:
+        items = "".join(f"<li>{_e(e.name)}: {_e(e.reason)}</li>" for e in data.input_entries)
+        missing += f'<p>{len(data.input_entries)} entr(y/ies) of INPUT_DIR are not exams:</p><ul class="muted">{items}</ul>'
     return f'<section id="summary"><h2>Summary</h2><div class="cards">{html_cards}</div>{note}{missing}</section>'
 
 
