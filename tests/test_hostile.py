@@ -415,3 +415,44 @@ def test_a_staged_rerun_redoes_an_exam_whose_files_or_outputs_changed(
     assert _files(exam_out) == expected
     if change == "file_replaced":
         assert (exam_out / files[1].relative_to(root / EXAM)).read_bytes()[-2:] == b"\x01\x00"
+
+
+def test_a_killed_in_place_run_loses_no_mapping(tmp_path: Path) -> None:
+    """SIGKILL mid-exam under ``--in-place --map-dir``: the originals of the files already
+    replaced are gone, but their mappings are in the journal, and the rerun's mapping files
+    equal those of one uninterrupted run."""
+    import signal
+    import time
+
+    specs = [SeriesSpec(kind="axial", series_number=2, n_slices=120, rows=24, cols=24, slice_step=0.5)]
+    roots = {name: tmp_path / name / "in" for name in ("killed", "clean")}
+    truth = {name: write_exam(root, EXAM, specs, seed=5) for name, root in roots.items()}
+    key = _key(tmp_path)
+    maps = {name: tmp_path / name / "maps" for name in roots}
+    args = {name: [*_basic(roots[name], tmp_path / name / "out", key, "--map-dir", str(maps[name]), "--n-procs", "1")]
+            for name in roots}
+    assert main(args["clean"]) == ExitCode.OK
+
+    files = truth["killed"].files
+    originals = {p: p.read_bytes() for p in files[::8]}
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "import sys; from orbitct_app.cli import main; sys.exit(main(sys.argv[1:]))",
+         *args["killed"], "-q"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and proc.poll() is None:
+            if sum(p.read_bytes() != data for p, data in originals.items()) >= 3:
+                break
+            time.sleep(0.005)
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.wait(timeout=60)
+    replaced = sum(p.read_bytes() != data for p, data in originals.items())
+    assert 0 < replaced < len(originals), "the run was not killed mid-exam"
+    assert list((maps["killed"] / ".parts").glob("*.journal")), "no journal of the replaced files"
+    assert main(args["killed"]) == ExitCode.OK
+    for name in ("uid_map.csv", "patient_id_map.csv"):
+        assert (maps["killed"] / name).read_text() == (maps["clean"] / name).read_text()
+    assert not list((maps["killed"] / ".parts").glob("*.journal"))
+    assert {p.name: p.read_bytes() for p in files} == {p.name: p.read_bytes() for p in truth["clean"].files}
