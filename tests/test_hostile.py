@@ -456,3 +456,42 @@ def test_a_killed_in_place_run_loses_no_mapping(tmp_path: Path) -> None:
         assert (maps["killed"] / name).read_text() == (maps["clean"] / name).read_text()
     assert not list((maps["killed"] / ".parts").glob("*.journal"))
     assert {p.name: p.read_bytes() for p in files} == {p.name: p.read_bytes() for p in truth["clean"].files}
+
+
+def test_files_marked_by_another_key_are_never_changed_again(
+    templates: dict[str, tuple[Path, ExamTruth]], tmp_path: Path
+) -> None:
+    root, files = _copy(templates["explicit"], tmp_path)
+    assert main(_basic(root, tmp_path / "out", _key(tmp_path))) == ExitCode.OK
+    before = tree_state(root)
+    other = tmp_path / "other.key"
+    other.write_text("a7" * 32 + "\n")
+    other.chmod(0o600)
+    out = tmp_path / "out2"
+    assert main(_basic(root, out, other)) == ExitCode.FAILED
+    assert tree_state(root) == before
+    failed = [r for r in _rows(out) if r["action"] == "failed"]
+    assert len(failed) == N_SLICES and all("another key" in r["reason"] for r in failed)
+
+
+def test_an_exam_whose_files_change_while_it_is_read_fails(
+    templates: dict[str, tuple[Path, ExamTruth]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from orbitct_app import anonymize
+
+    root, files = _copy(templates["explicit"], tmp_path)
+    real_scan = anonymize.scan_exam
+
+    def scan_then_change(exam_dir: Path):  # type: ignore[no-untyped-def]
+        exam = real_scan(exam_dir)
+        shutil.copy(files[0], files[0].parent / "IM_arriving.dcm")  # a transfer still writing
+        return exam
+
+    monkeypatch.setattr(anonymize, "scan_exam", scan_then_change)
+    out = tmp_path / "out"
+    assert main([str(root), str(out), "anonymize"]) == ExitCode.FAILED
+    row = next(r for r in _rows(out) if r["action"] == "failed")
+    assert "changed while it was processed" in row["reason"]
+    monkeypatch.setattr(anonymize, "scan_exam", real_scan)
+    assert main([str(root), str(out), "anonymize"]) == ExitCode.OK
+    assert (out / "anonymized" / EXAM / (files[0].parent / "IM_arriving.dcm").relative_to(root / EXAM)).exists()
