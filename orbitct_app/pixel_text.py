@@ -175,16 +175,19 @@ class SeriesCheck:
         detail = f" ({', '.join(parts)})" if parts else ""
         return f"{self.checked}/{self.n_frames}{detail}"
 
-    def summary(self) -> str:
-        """One line for the report and the log: never the words read."""
+    def result(self) -> str:
+        """What was found, in one line (the report's ``pixel_text`` cell): never the words read."""
         if self.finding is not None:
             f = self.finding
             return (f"text in frame {f.frame} of {f.n_frames}: {f.words} word(s), box {f.box.text()}, "
-                    f"confidence {f.confidence:.0f}; frames checked {self.frames_text()}, stopped at the first "
-                    "frame with text")
+                    f"confidence {f.confidence:.0f} (frames after it not read)")
         if self.unreadable:
-            return f"{self.unreadable} frame(s) could not be decoded ({self.problem}); frames checked {self.frames_text()}"
-        return f"no text found; frames checked {self.frames_text()}"
+            return f"{self.unreadable} frame(s) not checked: {self.problem}"
+        return "no text found"
+
+    def summary(self) -> str:
+        """:meth:`result` and how much was read, for the log."""
+        return f"{self.result()}; frames checked {self.frames_text()}"
 
 
 # --- the series -----------------------------------------------------------------------------------
