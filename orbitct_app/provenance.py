@@ -44,6 +44,7 @@ DEPENDENCIES = (
     "pylibjpeg-openjpeg",
     "pillow",
     "isal",
+    "pytesseract",
 )
 
 
