@@ -81,6 +81,8 @@ _GATE_TRANSITIONS = 8
 _OCR_TEXT_HEIGHT = 36
 _OCR_MAX_SCALE = 6.0
 _REPEAT_IOU = 0.6
+_WORD_HEIGHT = (0.4, 1.4)
+"""A word read counts when its height is within these fractions of its line's height."""
 
 
 class PixelError(OrbitctError):
@@ -565,35 +567,38 @@ def confirm(image: NDArray[np.float32], lines: Sequence[Box]) -> list[tuple[Box,
     The lines are cut out with a margin, scaled to a common text height, made dark-on-light and
     stacked into one image, so that the engine runs once per frame.
     """
-    pieces: list[tuple[Box, Image.Image, float]] = []
+    pieces: list[tuple[Box, Image.Image, float, Box]] = []
     for box in lines:
         margin = max(2, box.height // 2)
         crop_box = Box(max(0, box.left - margin), max(0, box.top - margin),
                        min(image.shape[1], box.right + margin), min(image.shape[0], box.bottom + margin))
         crop = image[crop_box.top : crop_box.bottom, crop_box.left : crop_box.right]
         scale = min(_OCR_MAX_SCALE, max(1.0, _OCR_TEXT_HEIGHT / max(1, box.height)))
-        pieces.append((crop_box, _for_ocr(crop, scale), scale))
+        pieces.append((crop_box, _for_ocr(crop, scale), scale, box))
     gap = 24
-    width = max(p.width for _, p, _ in pieces) + 2 * gap
-    height = sum(p.height + gap for _, p, _ in pieces) + gap
+    width = max(p.width for _, p, _, _ in pieces) + 2 * gap
+    height = sum(p.height + gap for _, p, _, _ in pieces) + gap
     sheet = Image.new("L", (width, height), 255)
-    where: list[tuple[int, int, Box, float]] = []
+    where: list[tuple[int, int, Box, float, Box]] = []
     y = gap
-    for crop_box, picture, scale in pieces:
+    for crop_box, picture, scale, line in pieces:
         sheet.paste(picture, (gap, y))
-        where.append((y, y + picture.height, crop_box, scale))
+        where.append((y, y + picture.height, crop_box, scale, line))
         y += picture.height + gap
     found = []
     for word in ocr.read_words(sheet):
         middle = word.top + word.height / 2
-        for first, last, crop_box, scale in where:
-            if first <= middle < last:
-                x0 = crop_box.left + int((word.left - gap) / scale)
-                y0 = crop_box.top + int((word.top - first) / scale)
-                box = Box(max(0, x0), max(0, y0), min(image.shape[1], x0 + math.ceil(word.width / scale)),
-                          min(image.shape[0], y0 + math.ceil(word.height / scale)))
-                found.append((box, word.confidence))
-                break
+        for first, last, crop_box, scale, line in where:
+            if not first <= middle < last:
+                continue
+            if not _WORD_HEIGHT[0] * line.height <= word.height / scale <= _WORD_HEIGHT[1] * line.height:
+                break  # not a word of the line found (the engine reads shapes into anything)
+            x0 = crop_box.left + int((word.left - gap) / scale)
+            y0 = crop_box.top + int((word.top - first) / scale)
+            box = Box(max(0, x0), max(0, y0), min(image.shape[1], x0 + math.ceil(word.width / scale)),
+                      min(image.shape[0], y0 + math.ceil(word.height / scale)))
+            found.append((box, word.confidence))
+            break
     return found
 
 
