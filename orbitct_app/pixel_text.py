@@ -372,7 +372,10 @@ def _decode(info: SliceInfo, frame: int | None) -> NDArray[np.float32]:
     import pydicom.pixels
 
     try:
-        array = pydicom.pixels.pixel_array(info.path, index=frame)
+        if frame is None:  # (the whole data set: deflated files too)
+            array = pydicom.dcmread(info.path).pixel_array
+        else:  # decodes only that frame
+            array = pydicom.pixels.pixel_array(info.path, index=frame)
     except Exception as err:  # noqa: BLE001 - decoders raise many types; their text may quote values
         syntax = pydicom.uid.UID(info.transfer_syntax)
         name = syntax.name if syntax.is_transfer_syntax else "an unknown transfer syntax"
