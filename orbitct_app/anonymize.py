@@ -85,6 +85,10 @@ IMPLEMENTATION_VERSION_NAME = f"ORBITCT_{__version__}"[:16]
 
 FLAG_BURNED_IN = "burned_in_annotation"
 FLAG_SECONDARY_CAPTURE = "secondary_capture"
+FLAG_PIXEL_TEXT = "pixel_text"
+"""``--pixel-text``: the OCR engine read text burned into the series' pixels."""
+FLAG_PIXEL_TEXT_UNCHECKED = "pixel_text_unchecked"
+"""``--pixel-text``: some frames could not be decoded, so they were not checked for text."""
 
 @dataclasses.dataclass
 class Secrets:
@@ -141,7 +145,8 @@ def fingerprint(options: Options) -> dict[str, Any]:
     is unchanged.
     """
     result: dict[str, Any] = {
-        "min_slices": options.min_slices, "profile": options.profile, "in_place": options.in_place
+        "min_slices": options.min_slices, "profile": options.profile, "in_place": options.in_place,
+        "pixel_text": options.pixel_text,
     }
     profile = profile_for(options)
     if profile.needs_key:
@@ -254,6 +259,25 @@ def decide_series(series: SeriesInfo, min_slices: int, *, drop_burned_in: bool =
             "profile (--keep-burned-in keeps it)", tuple(flags)
         )
     return SeriesDecision(True, f"{n} instances > --min-slices {min_slices}", tuple(flags))
+
+
+def decide_pixel_text(decision: SeriesDecision, check: Any, mode: str) -> SeriesDecision:
+    """A kept series' decision once its pixels were checked for text (``--pixel-text``).
+
+    ``check`` is the :class:`~orbitct_app.pixel_text.SeriesCheck` of the series. Text found: the
+    series is flagged (``flag``) or dropped (``drop``). Frames that could not be decoded: flagged
+    as unchecked, or dropped under ``drop`` (what cannot be checked is not passed on).
+    """
+    if check.finding is not None:
+        flag, what = FLAG_PIXEL_TEXT, "text burned into its pixels"
+    elif not check.complete:
+        flag, what = FLAG_PIXEL_TEXT_UNCHECKED, "pixels that could not be checked for text"
+    else:
+        return decision
+    flags = (*decision.flags, flag)
+    if mode == "drop":
+        return SeriesDecision(False, f"{what} ({check.result()}); dropped by --pixel-text drop", flags)
+    return SeriesDecision(decision.keep, decision.reason, flags)
 
 
 def run_exam(exam_dir: Path, options: Options) -> ExamRecord:
@@ -399,6 +423,10 @@ class _ExamWork:
         """The audit of each file written, by its path relative to the exam's output folder."""
         self._journaled: set[tuple[str, str]] = set()
         """Mapping entries already in this exam's journal (``--in-place --map-dir``)."""
+        self.pixel_checks: dict[str, Any] = {}
+        """``--pixel-text``: the check of each kept series (:class:`pixel_text.SeriesCheck`), by key."""
+        if options.checks_pixel_text:
+            self.decisions = [(s, self._check_pixels(s, d)) for s, d in self.decisions]
 
     def prior(self, info: SliceInfo) -> str:
         """Whether this app already de-identified a file with a key: ``ours`` (this key, this
@@ -623,6 +651,21 @@ class _ExamWork:
         else:
             logger.debug("%s: deleted %s (dropped series)", self.exam.dicom_id, rel)
 
+    def _check_pixels(self, series: SeriesInfo, decision: SeriesDecision) -> SeriesDecision:
+        """``--pixel-text``: look for text in the pixels of a kept series (see :mod:`pixel_text`)."""
+        if not decision.keep:
+            return decision
+        from orbitct_app import pixel_text  # numpy and the decoders: only when the check runs
+
+        started = time.monotonic()
+        check = pixel_text.check_series(series)
+        self.pixel_checks[series.key] = check
+        logger.debug("%s: %s: pixel text check in %.2f s: %s", self.exam.dicom_id, self.label(series),
+                     time.monotonic() - started, check.summary())
+        if check.finding is not None or not check.complete:
+            logger.warning("%s: %s: %s", self.exam.dicom_id, self.label(series), check.summary())
+        return decide_pixel_text(decision, check, self.options.pixel_text)
+
     def _series_row(self, series: SeriesInfo, decision: SeriesDecision) -> None:
         action = "kept" if decision.keep else "dropped"
         self.counts[action] += 1
@@ -636,6 +679,7 @@ class _ExamWork:
                 "action": action,
                 "reason": reason,
                 "flags": ";".join(decision.flags),
+                **self._pixel_cells(series),
             }
         )
         label = self.label(series)
@@ -647,6 +691,17 @@ class _ExamWork:
                 ", ".join(decision.flags),
             )
         logger.info("%s: %s %s: %s", self.exam.dicom_id, label, action, reason)
+
+    def _pixel_cells(self, series: SeriesInfo) -> Row:
+        """The report cells of the pixel text check (none when the series was not checked); the
+        thumbnail is kept in the record for report.html, not written to the CSV."""
+        check = self.pixel_checks.get(series.key)
+        if check is None:
+            return {}
+        cells: Row = {"pixel_text": check.result(), "frames_checked": check.frames_text()}
+        if check.finding is not None and check.finding.thumbnail:
+            cells["pixel_text_thumbnail"] = check.finding.thumbnail
+        return cells
 
     def _problem_row(self, skipped: SkippedFile, consequence: str) -> None:
         """A file that should have been usable DICOM: a failure of this exam."""
@@ -999,12 +1054,15 @@ def _quiet_pydicom() -> Iterator[None]:
 
 
 __all__ = [
+    "FLAG_PIXEL_TEXT",
+    "FLAG_PIXEL_TEXT_UNCHECKED",
     "NAME",
     "Secrets",
     "deidentify_dataset",
     "profile_for",
     "SeriesDecision",
     "anonymize_file",
+    "decide_pixel_text",
     "decide_series",
     "failure_rows",
     "file_meta_for",

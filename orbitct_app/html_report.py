@@ -81,6 +81,8 @@ class Finding:
     anchor: str
     what: str
     detail: str
+    picture: str = ""
+    """A small JPEG ``data:`` URI shown with the warning (a frame where text was found)."""
 
 
 @dataclasses.dataclass
@@ -212,8 +214,8 @@ def _warnings(exams: Sequence[ExamView], anchors: Mapping[str, str]) -> list[Fin
     for exam in exams:
         anchor = anchors[exam.dicom_id]
 
-        def add(what: str, detail: str) -> None:
-            found.append(Finding(exam.dicom_id, anchor, what, detail))  # noqa: B023
+        def add(what: str, detail: str, picture: str = "") -> None:
+            found.append(Finding(exam.dicom_id, anchor, what, detail, picture))  # noqa: B023
 
         for stage, record in exam.records.items():
             if not record.complete:
@@ -226,6 +228,13 @@ def _warnings(exams: Sequence[ExamView], anchors: Mapping[str, str]) -> list[Fin
                 add("burned-in annotation", f"{label} kept but flagged BurnedInAnnotation: review its pixels")
             if "secondary_capture" in flags:
                 add("secondary capture", f"{label} kept but is a secondary capture: review its pixels")
+            kept = _decision(anon, "action") == "kept"
+            if "pixel_text" in flags and kept:
+                add("text in pixels", f"{label} kept but its pixels show text: {anon.get('pixel_text', '')}; "
+                    "review it (the thumbnail blanks the text, the red box marks it)",
+                    str(anon.get("pixel_text_thumbnail") or ""))
+            if "pixel_text_unchecked" in flags and kept:
+                add("pixels not checked", f"{label} kept, but {anon.get('pixel_text', '')}: review its pixels")
             for stage, row in (("anonymize", anon), ("extract", ext)):
                 if _decision(row, "action" if stage == "anonymize" else "decision") == "failed":
                     add("series failed", f"{stage}: {label}: {row.get('reason', '')}")
@@ -294,6 +303,7 @@ code, .uid { font-family: ui-monospace, "DejaVu Sans Mono", monospace; font-size
 .gallery { display: flex; flex-wrap: wrap; gap: 12px; }
 figure { margin: 4px 0; }
 figcaption { font-size: 12px; max-width: 448px; }
+img.pixel-text { display: block; margin-top: 4px; max-width: 192px; border: 1px solid #999; }
 img.qc { width: 448px; height: auto; display: block; border: 1px solid #999; background: #181818; }
 tr.outcome-failed td:first-child { border-left: 4px solid #b3261e; }
 .exam { background: #fff; border: 1px solid #d5dde6; border-radius: 6px; padding: 4px 14px 10px; margin: 14px 0; }
@@ -379,7 +389,8 @@ def _warnings_section(data: ReportData) -> str:
     if not data.warnings:
         return '<section id="warnings"><h2>Warnings</h2><p>None.</p></section>'
     rows = "".join(
-        f'<tr><td><a href="#{w.anchor}">{_e(w.dicom_id)}</a></td><td>{_e(w.what)}</td><td>{_e(w.detail)}</td></tr>'
+        f'<tr><td><a href="#{w.anchor}">{_e(w.dicom_id)}</a></td><td>{_e(w.what)}</td><td>{_e(w.detail)}'
+        f"{_warning_picture(w)}</td></tr>"
         for w in data.warnings
     )
     counts: dict[str, int] = {}
@@ -390,6 +401,13 @@ def _warnings_section(data: ReportData) -> str:
         f'<section id="warnings"><h2>Warnings</h2><p>{overview}</p>'
         f"<table><thead><tr><th>exam</th><th>warning</th><th>detail</th></tr></thead><tbody>{rows}</tbody></table></section>"
     )
+
+
+def _warning_picture(warning: Finding) -> str:
+    """The warning's thumbnail (only an embedded JPEG or PNG, never a link), or ''."""
+    if not _DATA_URI.match(warning.picture):
+        return ""
+    return f'<br><img class="pixel-text" src="{warning.picture}" alt="{_e(warning.what)}: where it was found">'
 
 
 def _exam_index(data: ReportData, anchors: Mapping[str, str]) -> str:

@@ -17,6 +17,9 @@ PROFILES = ("orbitct", "basic")
 RETAIN_OPTIONS = ("patient-characteristics", "device-identity", "institution-identity", "safe-private")
 """The basic profile's retain options (``--retain``), as named in :class:`deid.RetainOption`."""
 DATE_MODES = ("remove", "shift")
+PIXEL_TEXT_MODES = ("off", "flag", "drop")
+"""``--pixel-text``: skip the check for text burned into pixels, keep and report, or drop."""
+DEFAULT_PIXEL_TEXT = "flag"
 DEFAULT_SPACING_MM = 0.5
 DEFAULT_SIZE = 512
 DEFAULT_BODY_THRESHOLD_HU = -200.0
@@ -123,6 +126,8 @@ class Options:
     """anonymize: list what each rule would do, write no DICOM."""
     audit_only: bool = False
     """anonymize: only audit an earlier output."""
+    pixel_text: str = DEFAULT_PIXEL_TEXT
+    """anonymize: check kept series for text burned into their pixels (:data:`PIXEL_TEXT_MODES`)."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "input_dir", Path(self.input_dir).expanduser().absolute())
@@ -244,6 +249,7 @@ class Options:
             if not label or "/" in label or label in (".", ".."):
                 raise UsageError(f"invalid participant label: {label!r}")
         self._validate_deid(inp, out)
+        self._validate_pixel_text()
         self.exam_dirs()
 
     def _validate_deid(self, inp: Path, out: Path) -> None:
@@ -283,6 +289,24 @@ class Options:
             raise UsageError("--dry-run and --audit-only only apply to the anonymize stage")
         if self.dry_run and self.audit_only:
             raise UsageError("--dry-run and --audit-only exclude each other")
+
+    @property
+    def checks_pixel_text(self) -> bool:
+        """Whether this run looks for text burned into the pixels of the series it keeps."""
+        return self.stage.anonymizes and self.pixel_text != "off" and not self.audit_only
+
+    def _validate_pixel_text(self) -> None:
+        """``--pixel-text``: a known mode, and flag or drop only with the OCR engine installed."""
+        if self.pixel_text not in PIXEL_TEXT_MODES:
+            raise UsageError(
+                f"unknown --pixel-text {self.pixel_text!r}; choose from {', '.join(PIXEL_TEXT_MODES)}"
+            )
+        if self.checks_pixel_text:
+            from orbitct_app import ocr  # (no numpy: only the engine's presence is checked)
+
+            problem = ocr.engine_problem()
+            if problem is not None:
+                raise UsageError(f"--pixel-text {self.pixel_text} needs an OCR engine: {problem}")
 
     def as_record(self) -> dict[str, object]:
         """The options as plain JSON-ready values (for logs and provenance)."""

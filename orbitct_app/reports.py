@@ -52,8 +52,13 @@ ANONYMIZE_REPORT = Table(
         "reason",
         "flags",
         "path",
+        "pixel_text",
+        "frames_checked",
     ),
 )
+"""``pixel_text``: what the check for text burned into the pixels found (``--pixel-text``; a count
+of words, a box and a confidence, never the words); ``frames_checked``: how many frames it read,
+e.g. ``240/240 (10 whole, 230 top and bottom bands)``."""
 EXTRACT_REPORT = Table(
     "extract_report",
     "extract",
