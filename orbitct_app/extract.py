@@ -82,6 +82,21 @@ class Converted:
     """A small JPEG of the QC picture as a data URI (embedded in the HTML report)."""
 
 
+def output_folder(dicom_id: str, options: Options) -> Path | None:
+    """The exam's NIfTI folder in OUTPUT_DIR (a dry run writes none)."""
+    return options.nifti_dir / dicom_id
+
+
+def modifies_source(options: Options) -> bool:
+    """Extract never changes what it reads."""
+    return False
+
+
+def stale_reason(record: ExamRecord, exam_dir: Path, options: Options) -> str:
+    """Extract has no reason of its own beyond its input and output folders ('')."""
+    return ""
+
+
 @dataclasses.dataclass
 class Planned:
     """One row of an exam's plan: a series or part and its decision from the headers.
