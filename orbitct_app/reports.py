@@ -74,6 +74,7 @@ EXTRACT_REPORT = Table(
         "tilt_deg",
         "orientation",
         "duplicates",
+        "body_cropped_fraction",
         "output_path",
         "path",
     ),
@@ -100,6 +101,7 @@ SERIES_INDEX = Table(
         "n_slices",
         "tilt_deg",
         "max_gap_mm",
+        "body_cropped_fraction",
         "convolution_kernel",
     ),
 )
