@@ -31,6 +31,7 @@ logger = logging.getLogger(__name__)
 _EPSILON = 1e-6
 """Tolerance (in voxels) of the grid's bounds when measuring what it cuts."""
 
+
 @dataclasses.dataclass(frozen=True)
 class OutputGrid:
     """An orthonormal voxel grid in patient (LPS) coordinates.
