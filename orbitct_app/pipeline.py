@@ -19,10 +19,11 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
-from orbitct_app import __version__, html_report, memory, provenance, reports, workers
+from orbitct_app import __version__, html_report, locks, memory, provenance, reports, workers
 from orbitct_app.deid import keys, mapping
-from orbitct_app.errors import ExitCode, one_line, safe_traceback, withhold_warning_text
-from orbitct_app.options import Options, Stage, find_exams, usable_cores
+from orbitct_app.errors import ExamError, ExitCode, one_line, safe_traceback, withhold_warning_text
+from orbitct_app.options import Options, Stage, usable_cores
+from orbitct_app.paths import InputEntry, TreeState, exam_problem, list_input, tree_state
 from orbitct_app.reports import ExamRecord
 from orbitct_app.threads import set_threads
 
@@ -41,6 +42,12 @@ class StageModule(Protocol):
     def failure_rows(self, dicom_id: str, reason: str) -> dict[str, list[reports.Row]]: ...
 
     def summarize(self, record: ExamRecord) -> str: ...
+
+    def output_folder(self, dicom_id: str, options: Options) -> Path | None: ...
+
+    def modifies_source(self, options: Options) -> bool: ...
+
+    def stale_reason(self, record: ExamRecord, exam_dir: Path, options: Options) -> str: ...
 
 
 STAGE_NAMES = Stage.ALL.module_names
@@ -163,8 +170,10 @@ def run(
     run_id = run_id or provenance.new_run_id()
     started_at = provenance.utc_now()
     started = time.monotonic()
-    exam_dirs = options.exam_dirs()
-    names = [p.name for p in exam_dirs]
+    listing = list_input(options.input_dir, options.participant_labels)
+    names = sorted([p.name for p in listing.exams] + [e.name for e in listing.problems])
+    for entry in listing.problems:
+        logger.error("%s: not processed: %s", entry.name, entry.reason)
     logger.info(
         "%s: %d exam(s) in %s, %d worker(s)",
         options.stage.value,
@@ -221,18 +230,19 @@ def _write_run_outputs(
         expected = tuple(n for n in STAGE_NAMES if any(n in o.records for o in outcomes)) or STAGE_NAMES[:1]
     else:
         expected = tuple(m.NAME for m in stage_modules(options.stage))
+    listing = list_input(options.input_dir)
     with reports.merge_lock(options.state_dir):
         mark = time.monotonic()
-        tables = reports.merge_tables(options.state_dir, options.output_dir)
+        tables = reports.merge_tables(options.state_dir, options.output_dir, input_rows(listing.ignored))
         provenance.write_dataset_description(options.output_dir)
         phases["tables"] = round(time.monotonic() - mark, 3)
         summary = RunSummary(outcomes, tables, time.monotonic() - started, expected)
         record = _run_record(options, summary, run_id, argv, started_at, phases)
         mark = time.monotonic()
-        all_exams = [p.name for p in find_exams(options.input_dir, ())]
         runs = [r for r in provenance.read_run_records(options.output_dir) if r.get("run_id") != run_id]
         summary.report = html_report.write_report(
-            options.output_dir, options.state_dir, runs=[*runs, record], exam_names=all_exams
+            options.output_dir, options.state_dir, runs=[*runs, record], exam_names=listing.names,
+            input_entries=listing.ignored,
         )
         phases["report"] = round(time.monotonic() - mark, 3)
         summary.seconds = time.monotonic() - started
@@ -283,6 +293,16 @@ def _run_record(
     )
 
 
+def input_rows(entries: Sequence[InputEntry]) -> dict[str, list[reports.Row]]:
+    """Report rows for the top-level entries of INPUT_DIR that are not exams (hidden folders,
+    plain and special files, links to files): in both stage tables, by name in ``path``."""
+    rows = [{"dicom_id": "", "path": e.name, "reason": e.reason} for e in entries]
+    return {
+        reports.ANONYMIZE_REPORT.name: [{**row, "action": "skipped"} for row in rows],
+        reports.EXTRACT_REPORT.name: [{**row, "decision": "skipped"} for row in rows],
+    }
+
+
 def _prepare_key(options: Options) -> None:
     """Create the basic profile's key file when it does not exist yet; log its fingerprint.
 
@@ -315,49 +335,93 @@ def stored_outcome(dicom_id: str, options: Options) -> ExamOutcome:
 def process_exam(dicom_id: str, options: Options) -> ExamOutcome:
     """Run every stage of ``options.stage`` on one exam, skipping stages already complete.
 
-    Never raises for a problem of the exam's data: a failure becomes a failed record with the
-    reason, and the rest of the run goes on.
+    The exam is held (:func:`locks.exam_lock`) while this runs: a concurrent run on the same
+    exam waits, then finds it complete. A completed stage is skipped only while its record
+    still holds: same options, the exam's files as they were, its outputs as they were left
+    (see :func:`stale_reason`). Never raises for a problem of the exam's data: a failure
+    becomes a failed record with the reason, and the rest of the run goes on.
     """
     outcome = ExamOutcome(dicom_id)
-    for module in stage_modules(options.stage):
-        fingerprint = {"version": __version__, **module.fingerprint(options)}
-        previous = reports.read_record(options.state_dir, module.NAME, dicom_id)
-        if (
-            not options.force
-            and not options.audit_only
-            and previous is not None
-            and previous.complete
-            and previous.fingerprint == fingerprint
-        ):
-            logger.info("%s: %s already complete; skipped (use --force to redo)", dicom_id, module.NAME)
-            outcome.records[module.NAME] = previous
-            outcome.resumed.append(module.NAME)
-            continue
-        exam_dir = stage_source(module, options) / dicom_id
-        started = time.monotonic()
-        try:
-            if not exam_dir.is_dir():
-                raise FileNotFoundError(f"exam folder not found: {exam_dir}")
-            record = module.run_exam(exam_dir, options)
-        except Exception as err:  # noqa: BLE001 - one exam's failure must not stop the run
-            reason = one_line(err)
-            logger.error("%s: %s failed: %s", dicom_id, module.NAME, reason)
-            logger.debug("%s: %s: %s", dicom_id, module.NAME, safe_traceback(err))
-            record = ExamRecord(
-                dicom_id=dicom_id,
-                stage=module.NAME,
-                status="failed",
-                fingerprint=fingerprint,
-                rows=module.failure_rows(dicom_id, reason),
-                error=reason,
-            )
-        record.fingerprint = fingerprint
-        record.seconds = round(time.monotonic() - started, 3)
-        reports.write_record(options.state_dir, record)
-        outcome.records[module.NAME] = record
-        if not record.complete:
-            break  # a later stage would read this stage's incomplete output
+    input_exam = options.input_dir / dicom_id
+    held_input = input_exam if options.in_place and exam_problem(input_exam) is None else None
+    with locks.exam_lock(options.state_dir, dicom_id, held_input):
+        for module in stage_modules(options.stage):
+            record = _run_stage(module, dicom_id, options, outcome)
+            outcome.records[module.NAME] = record
+            if not record.complete:
+                break  # a later stage would read this stage's incomplete output
     return outcome
+
+
+def _run_stage(module: StageModule, dicom_id: str, options: Options, outcome: ExamOutcome) -> ExamRecord:
+    """One stage of one exam: its completed record when it still holds, else a new record."""
+    fingerprint = {"version": __version__, **module.fingerprint(options)}
+    previous = reports.read_record(options.state_dir, module.NAME, dicom_id)
+    exam_dir = stage_source(module, options) / dicom_id
+    output = module.output_folder(dicom_id, options)
+    if (
+        not options.force
+        and not options.audit_only
+        and previous is not None
+        and previous.complete
+        and previous.fingerprint == fingerprint
+    ):
+        why = stale_reason(previous, module, exam_dir, output, options)
+        if not why:
+            logger.info("%s: %s already complete; skipped (use --force to redo)", dicom_id, module.NAME)
+            outcome.resumed.append(module.NAME)
+            return previous
+        logger.info("%s: %s done again: %s", dicom_id, module.NAME, why)
+    started = time.monotonic()
+    try:
+        problem = exam_problem(exam_dir)
+        if problem is not None:
+            raise ExamError(problem)
+        before = tree_state(exam_dir)
+        record = module.run_exam(exam_dir, options)
+        after = tree_state(exam_dir)
+        if not module.modifies_source(options) and after != before:
+            raise ExamError("the exam's files changed while it was processed (another program writing "
+                            f"there? {after.change_from(before)}); run again once they are complete")
+        record.input_state = dataclasses.asdict(after)
+        if output is not None:
+            record.output_state = dataclasses.asdict(tree_state(output))
+    except Exception as err:  # noqa: BLE001 - one exam's failure must not stop the run
+        reason = one_line(err)
+        logger.error("%s: %s failed: %s", dicom_id, module.NAME, reason)
+        logger.debug("%s: %s: %s", dicom_id, module.NAME, safe_traceback(err))
+        record = ExamRecord(
+            dicom_id=dicom_id,
+            stage=module.NAME,
+            status="failed",
+            fingerprint=fingerprint,
+            rows=module.failure_rows(dicom_id, reason),
+            error=reason,
+        )
+    record.fingerprint = fingerprint
+    record.seconds = round(time.monotonic() - started, 3)
+    reports.write_record(options.state_dir, record)
+    return record
+
+
+def stale_reason(
+    record: ExamRecord, module: StageModule, exam_dir: Path, output: Path | None, options: Options
+) -> str:
+    """Why a completed record no longer holds ('' when it does): the exam's files were added,
+    removed or replaced since (names, sizes, modification times), its output folder changed,
+    or the stage finds its own reason (see ``StageModule.stale_reason``)."""
+    if record.input_state is None:
+        return "its record holds no input state (made by an earlier version)"
+    change = tree_state(exam_dir).change_from(TreeState(**record.input_state))
+    if change:
+        return f"the exam's files changed since it was completed ({change})"
+    if output is not None:
+        if record.output_state is None:
+            return "its record holds no output state (made by an earlier version)"
+        change = tree_state(output).change_from(TreeState(**record.output_state))
+        if change:
+            return f"its output folder {output} changed since it was written ({change})"
+    return module.stale_reason(record, exam_dir, options)
 
 
 def _log_outcome(outcome: ExamOutcome, done: int, total: int) -> None:
