@@ -2079,8 +2079,8 @@ def _sample_exam(index: int, size: Literal["small", "full"]) -> tuple[list[Serie
     thin: dict[str, Any] = dict(matrix, n_slices=240, slice_step=0.625) if full else {}
     thick: dict[str, Any] = dict(matrix, n_slices=30 if full else 24, slice_step=5.0)
     coronal: dict[str, Any] = dict(matrix, n_slices=60, slice_step=2.0) if full else {}
-    scout = SeriesSpec(kind="scout", series_number=1,
-                       **(dict(rows=512, cols=512, pixel_spacing=(0.5, 0.5)) if full else {}))
+    scout_matrix: dict[str, Any] = dict(rows=512, cols=512, pixel_spacing=(0.5, 0.5)) if full else {}
+    scout = SeriesSpec(kind="scout", series_number=1, **scout_matrix)
     variant = index % 5
     if variant == 0:
         return [
