@@ -248,12 +248,15 @@ def _qc_title(stack: Stack, cropped: float) -> str:
     number = series.series_number if series.series_number is not None else "?"
     part = f" part {stack.part}" if stack.part else ""
     description = f" · {series.description}" if series.description else ""
-    crop = f" · {describe_crop(cropped)}" if cropped else ""
+    crop = f" · {describe_crop(cropped, brief=True)}" if cropped else ""
     return f"{series.dicom_id} · series {number}{part}{description}{crop}"
 
 
-def describe_crop(fraction: float, shape: tuple[int, ...] | None = None) -> str:
-    """How much of the body the output grid cuts, in words (for reasons, warnings, QC titles)."""
+def describe_crop(fraction: float, shape: tuple[int, ...] | None = None, *, brief: bool = False) -> str:
+    """How much of the body the output grid cuts, in words (for reasons and warnings; ``brief``
+    for the QC picture's title line)."""
+    if brief:
+        return f"body cropped {100 * fraction:.3g} % (fraction {fraction:.3g})"
     grid = f" {shape[0]} x {shape[1]}" if shape else ""
     return f"body cropped: {100 * fraction:.3g} % of the body mask (fraction {fraction:.3g}) outside the{grid} grid"
 
