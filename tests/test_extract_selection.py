@@ -201,12 +201,21 @@ def test_parts_of_a_split_series_are_classified_and_chosen_apart(tmp_path: Path)
 # --- the dry run ------------------------------------------------------------------------------------
 
 
+PIXEL_FACTS = ("body_cropped_fraction",)
+"""Columns of extract_report.csv only the pixels can fill (the body mask): empty in a plan."""
+
+
 def _extract_both(root: Path, tmp_path: Path, *options: str) -> Path:
-    """Run a dry run and a real run with ``options``; assert they decide alike; return the real output."""
+    """Run a dry run and a real run with ``options``; assert they decide alike (every row and
+    column but :data:`PIXEL_FACTS`, reasons and planned output paths included); return the real
+    output."""
     dry, real = tmp_path / "dry", tmp_path / "real"
     dry_code = main([str(root), str(dry), "extract", *QUICK, *options, "--dry-run"])
     real_code = main([str(root), str(real), "extract", *QUICK, *options])
-    assert (dry / "extract_report.csv").read_text() == (real / "extract_report.csv").read_text()
+    planned, done = read_csv(dry / "extract_report.csv"), read_csv(real / "extract_report.csv")
+    assert all(row[column] == "" for row in planned for column in PIXEL_FACTS)
+    assert all(float(row["body_cropped_fraction"]) == 0 for row in done if row["decision"] == "converted")
+    assert planned == [{**row, **dict.fromkeys(PIXEL_FACTS, "")} for row in done]
     assert dry_code == real_code
     assert not (dry / "nifti").exists() and read_csv(dry / "series_index.csv") == []
     return real
@@ -229,13 +238,15 @@ def varied_exams(tmp_path_factory: pytest.TempPathFactory) -> Path:
         SeriesSpec(kind="summary", series_number=999),
     ], seed=22, plant_phi=False)
     passes = write_exam(root, "exam_passes", [thin(2, "H30s", n_slices=20), thin(3, "H60s", n_slices=20),
-                                              thick(4, "H30s", n_slices=16)], seed=23, plant_phi=False)
-    first, second, gappy = passes.series
+                                              thick(4, "H30s", n_slices=16), thin(5, "H30s", n_slices=24)],
+                        seed=23, plant_phi=False)
+    first, second, gappy, apart = passes.series
     for f in second.files:  # two passes under one UID: split by geometry
         ds = pydicom.dcmread(f)
         ds.SeriesInstanceUID, ds.SeriesNumber, ds.AcquisitionNumber = first.series_instance_uid, 2, 2
         ds.save_as(f)
-    for f in gappy.files[5:8]:  # missing slices: uneven spacing
+    gappy.files[5].unlink()  # a missing slice: uneven spacing (a 6 mm gap, under 3 x 3 mm)
+    for f in apart.files[10:14]:  # four missing: a 5 mm gap, over 3 x 1 mm: split into parts
         f.unlink()
     for f in first.files[:2]:  # exact duplicate files
         shutil.copy(f, f.with_name(f.name + "_copy"))
@@ -257,7 +268,8 @@ def test_dry_run_decides_exactly_as_a_real_run(varied_exams: Path, tmp_path: Pat
     rows = read_csv(real / "extract_report.csv")
     assert {r["decision"] for r in rows} >= {"converted", "excluded"}
     reasons = " | ".join(r["reason"] for r in rows)
-    for fact in ("split:", "exact duplicate", "too few slices", "coronal, not axial", "localizer"):
+    for fact in ("split:", "split at a slice gap", "uneven spacing", "exact duplicate", "too few slices",
+                 "coronal, not axial", "localizer"):
         assert fact in reasons or options  # the exams exercise what the plan must derive from headers
     assert any(r["part"] for r in rows) and max(float(r["tilt_deg"] or 0) for r in rows) > 14
     assert any(r["orientation"] == "axial" and float(r["spacing_max"] or 0) > 1.5 * float(r["spacing_median"] or 1)
@@ -289,7 +301,7 @@ def test_a_dry_run_writes_the_plan_and_never_makes_a_real_run_skip(head_exam: Ex
     assert "already complete" not in (out / "logs" / "orbitct-app.log").read_text()
     (index,) = read_csv(out / "series_index.csv")
     assert index["output_path"] == planned["output_path"] and (out / index["output_path"]).is_file()
-    assert read_csv(out / "extract_report.csv") == plan
+    assert [{**row, **dict.fromkeys(PIXEL_FACTS, "")} for row in read_csv(out / "extract_report.csv")] == plan
     sidecar = json.loads((out / index["output_path"]).with_suffix("").with_suffix(".json").read_text())
     assert sidecar["Selection"] == {
         "KernelClass": "soft", "KernelClassifiedAs": "Siemens", "ContrastEnhanced": False, "ContrastEvidence": [],
