@@ -52,13 +52,14 @@ RUN /opt/build-tools/bin/pip wheel --no-deps --no-build-isolation --no-index -w 
         /src/dist/orbitct_app-*.whl \
  && /opt/orbitct/bin/orbitct-app --version
 
-# ---- runtime: Debian's python3 and the venv, nothing else ----------------------------------------
+# ---- runtime: Debian's python3, Tesseract and the venv, nothing else ----------------------------------------
 FROM ${BASE_IMAGE} AS runtime
 ARG DEBIAN_FRONTEND=noninteractive
 
+# Tesseract and its English model: the OCR engine of --pixel-text (offline, about 30 MB).
 # hadolint ignore=DL3008
 RUN apt-get update \
- && apt-get install -y --no-install-recommends python3 \
+ && apt-get install -y --no-install-recommends python3 tesseract-ocr tesseract-ocr-eng \
  && rm -rf /var/lib/apt/lists/* /var/cache/apt/* /var/cache/debconf/*-old /var/log/apt \
            /var/log/dpkg.log /var/log/alternatives.log
 

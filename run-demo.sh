@@ -7,7 +7,15 @@ cd "$(dirname "$0")"
 . scripts/venv.sh            # creates/updates ./.venv with the pinned dependencies
 rm -rf demo
 "$VENV/bin/orbitct-synth" demo/input --n-exams 3
-"$VENV/bin/orbitct-app" demo/input demo/output all
+# The check for text burned into pixels (--pixel-text, on by default) needs the OCR engine
+# Tesseract, a Debian package: without it the demo runs with the check off and says so.
+pixel_text=()
+if ! command -v tesseract >/dev/null 2>&1; then
+  echo "Tesseract is not installed: the demo runs with --pixel-text off (no check for text in pixels)." >&2
+  echo "Install it to include the check: sudo apt-get install tesseract-ocr tesseract-ocr-eng" >&2
+  pixel_text=(--pixel-text off)
+fi
+"$VENV/bin/orbitct-app" demo/input demo/output all "${pixel_text[@]}"
 cat <<'MSG'
 
 Done. Look at:

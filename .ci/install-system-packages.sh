@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Install the Debian packages some tests need, when they are missing: Chromium (report.html is
-# rendered headless), buildah/podman/debootstrap (the container smoke test), SLURM + munge (a
-# real single-node cluster) and shellcheck (the SLURM scripts' lint). One `apt-get install`.
+# Install the Debian packages some tests need, when they are missing: Tesseract (the OCR engine of
+# --pixel-text, whose default needs it; tesseract-ocr brings its English model tesseract-ocr-eng),
+# Chromium (report.html is rendered headless), buildah/podman/debootstrap (the container smoke
+# test), SLURM + munge (a real single-node cluster) and shellcheck (the SLURM scripts' lint). One
+# `apt-get install`.
 # Exit 0: everything is there and we are root (those tests must then run, not skip);
 # 3: not root, or no apt-get (those tests skip with their reason); other: the install failed.
 set -euo pipefail
@@ -11,7 +13,7 @@ if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then
 fi
 # program -> Debian package
 declare -A wanted=(
-  [chromium]=chromium [buildah]=buildah [podman]=podman [debootstrap]=debootstrap
+  [tesseract]=tesseract-ocr [chromium]=chromium [buildah]=buildah [podman]=podman [debootstrap]=debootstrap
   [slurmctld]=slurmctld [slurmd]=slurmd [sbatch]=slurm-client [munged]=munge [shellcheck]=shellcheck
 )
 missing=()

@@ -39,6 +39,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import dataclasses
+import functools
 import io
 import logging
 import os
@@ -69,9 +70,10 @@ from orbitct_app import __version__, atomic
 from orbitct_app.deid import DeidStats, Profile, apply_profile, check_pseudonym, get_profile
 from orbitct_app.deid import audit, keys, mapping, mark_deidentified, raw
 from orbitct_app.deid.apply import PRIVATE_RULE
-from orbitct_app.discover import Exam, SeriesInfo, SkippedFile, scan_exam
+from orbitct_app.discover import Exam, SeriesInfo, SkippedFile, SliceInfo, read_slice_info, scan_exam
 from orbitct_app.errors import DeidError, ExamError, OrbitctError, SkipKind, resource_error
 from orbitct_app.options import Options
+from orbitct_app.paths import iter_exam_files, read_regular
 from orbitct_app.reports import ANONYMIZE_REPORT, DEID_AUDIT, DRY_RUN, ExamRecord, Row
 
 logger = logging.getLogger(__name__)
@@ -83,6 +85,10 @@ IMPLEMENTATION_VERSION_NAME = f"ORBITCT_{__version__}"[:16]
 
 FLAG_BURNED_IN = "burned_in_annotation"
 FLAG_SECONDARY_CAPTURE = "secondary_capture"
+FLAG_PIXEL_TEXT = "pixel_text"
+"""``--pixel-text``: the OCR engine read text burned into the series' pixels."""
+FLAG_PIXEL_TEXT_UNCHECKED = "pixel_text_unchecked"
+"""``--pixel-text``: some frames could not be decoded, so they were not checked for text."""
 
 @dataclasses.dataclass
 class Secrets:
@@ -139,7 +145,8 @@ def fingerprint(options: Options) -> dict[str, Any]:
     is unchanged.
     """
     result: dict[str, Any] = {
-        "min_slices": options.min_slices, "profile": options.profile, "in_place": options.in_place
+        "min_slices": options.min_slices, "profile": options.profile, "in_place": options.in_place,
+        "pixel_text": options.pixel_text,
     }
     profile = profile_for(options)
     if profile.needs_key:
@@ -153,6 +160,39 @@ def fingerprint(options: Options) -> dict[str, Any]:
     if options.dry_run:
         result["dry_run"] = True
     return result
+
+
+def output_folder(dicom_id: str, options: Options) -> Path | None:
+    """The exam's de-identified folder in OUTPUT_DIR (None when the run writes none there)."""
+    if options.in_place or options.dry_run or options.audit_only:
+        return None
+    return options.anonymized_dir / dicom_id
+
+
+def modifies_source(options: Options) -> bool:
+    """Whether the stage changes the exam folder it reads (``--in-place``)."""
+    return options.in_place and not options.dry_run and not options.audit_only
+
+
+def stale_reason(record: ExamRecord, exam_dir: Path, options: Options) -> str:
+    """Under ``--in-place``: why the exam folder no longer holds what this stage made of it
+    ('' when it does): a DICOM file in it lacks this run's de-identification mark (the
+    profile's DeidentificationMethod, and with a key the key mark), as after a backup of the
+    original files was restored over it."""
+    if not modifies_source(options):
+        return ""
+    profile = profile_for(options)
+    key = keys.load_key(options.deid_key) if profile.needs_key and options.deid_key else None
+    expected = method_values(profile, Secrets(key=key), exam_dir.name)
+    for path in iter_exam_files(exam_dir):
+        if isinstance(path, Path):
+            try:
+                info = read_slice_info(path)
+            except OrbitctError:
+                continue  # not DICOM, or a problem file: its failure already makes the exam redone
+            if info.patient_identity_removed != "YES" or not set(expected) <= set(info.deidentification_method):
+                return f"{path.relative_to(exam_dir)} is not de-identified (restored from a backup?)"
+    return ""
 
 
 def profile_for(options: Options) -> Profile:
@@ -221,6 +261,25 @@ def decide_series(series: SeriesInfo, min_slices: int, *, drop_burned_in: bool =
     return SeriesDecision(True, f"{n} instances > --min-slices {min_slices}", tuple(flags))
 
 
+def decide_pixel_text(decision: SeriesDecision, check: Any, mode: str) -> SeriesDecision:
+    """A kept series' decision once its pixels were checked for text (``--pixel-text``).
+
+    ``check`` is the :class:`~orbitct_app.pixel_text.SeriesCheck` of the series. Text found: the
+    series is flagged (``flag``) or dropped (``drop``). Frames that could not be decoded: flagged
+    as unchecked, or dropped under ``drop`` (what cannot be checked is not passed on).
+    """
+    if check.finding is not None:
+        flag, what = FLAG_PIXEL_TEXT, "text burned into its pixels"
+    elif not check.complete:
+        flag, what = FLAG_PIXEL_TEXT_UNCHECKED, "pixels that could not be checked for text"
+    else:
+        return decision
+    flags = (*decision.flags, flag)
+    if mode == "drop":
+        return SeriesDecision(False, f"{what} ({check.result()}); dropped by --pixel-text drop", flags)
+    return SeriesDecision(decision.keep, decision.reason, flags)
+
+
 def run_exam(exam_dir: Path, options: Options) -> ExamRecord:
     """Anonymize one exam; a file's failure is recorded and the exam goes on.
 
@@ -264,7 +323,7 @@ def run_exam(exam_dir: Path, options: Options) -> ExamRecord:
         work.counts["audit_findings"] = len(audit_rows)
         if options.map_dir is not None and secrets.uids is not None:
             mapping.write_exam_maps(options.map_dir, exam.dicom_id, secrets.uids.mapped,
-                                    secrets.patient_ids)
+                                    secrets.patient_ids, keep_earlier=options.in_place)
     seconds = time.monotonic() - started
     files = work.counts["files"]
     logger.info(
@@ -357,12 +416,52 @@ class _ExamWork:
         self.rows: list[Row] = []
         self.dry_rows: list[Row] = []
         self.counts: collections.Counter[str] = collections.Counter()
-        drop = profile.needs_key and not options.keep_burned_in
-        self.decisions = [(s, decide_series(s, options.min_slices, drop_burned_in=drop)) for s in exam.series]
+        self.mark = keys.deid_mark(secrets.key, pseudonym) if secrets.key is not None else None
         self._public: dict[str, Row] = {}
+        drop = profile.needs_key and not options.keep_burned_in
+        self.decisions = [
+            (s, decide_series(s, options.min_slices, drop_burned_in=drop)) for s in self._merged_series()
+        ]
         self.phi = _phi(options)
         self.written: dict[str, audit.Written] = {}
         """The audit of each file written, by its path relative to the exam's output folder."""
+        self._journaled: set[tuple[str, str]] = set()
+        """Mapping entries already in this exam's journal (``--in-place --map-dir``)."""
+        self.pixel_checks: dict[str, Any] = {}
+        """``--pixel-text``: the check of each kept series (:class:`pixel_text.SeriesCheck`), by key."""
+        if options.checks_pixel_text:
+            self.decisions = [(s, self._check_pixels(s, d)) for s, d in self.decisions]
+
+    def prior(self, info: SliceInfo) -> str:
+        """Whether this app already de-identified a file with a key: ``ours`` (this key, this
+        exam: a rerun leaves it as it is), ``other`` (another key or exam: never touched again),
+        or '' (not marked)."""
+        marks = [v for v in info.deidentification_method if v.startswith(keys.KEY_MARK)]
+        if not marks or self.mark is None:
+            return ""
+        return "ours" if self.mark in marks and info.patient_identity_removed == "YES" else "other"
+
+    def _merged_series(self) -> list[SeriesInfo]:
+        """The exam's series, with the files this key already de-identified (an interrupted
+        ``--in-place`` run) put back with the rest of their series: their SeriesInstanceUID is
+        the new UID of the others', so discovery sees two series where there is one."""
+        series = list(self.exam.series)
+        if self.secrets.key is None:
+            return series
+        by_key = {s.key: s for s in series}
+        for done in [s for s in series if s.slices and all(self.prior(i) == "ours" for i in s.slices)]:
+            self._public[done.key] = {  # already de-identified: its values are the public ones
+                "dicom_id": done.dicom_id, "series_instance_uid": done.series_uid,
+                "series_number": done.series_number, "series_description": done.description,
+                "modality": done.modality,
+            }
+            for original in series:
+                if original is not done and original.series_uid and original.key in by_key and \
+                        keys.new_uid(self.secrets.key, original.series_uid) == done.series_uid:
+                    by_key[original.key] = dataclasses.replace(original, slices=original.slices + done.slices)
+                    del by_key[done.key]
+                    break
+        return list(by_key.values())
 
     def public_cells(self, series: SeriesInfo) -> Row:
         """The series' report cells as they are written: through the profile (new UID, no
@@ -410,16 +509,17 @@ class _ExamWork:
                     continue
                 for info in series.slices:
                     rel = self.public_rel(info.path.relative_to(self.exam.path))
+                    prior = self.prior(info)
+                    if prior == "other":
+                        self._marked_elsewhere(series, rel, "not copied")
+                        continue
                     target = staging / rel
                     if target.parent not in made:
                         target.parent.mkdir(parents=True, exist_ok=True)
                         made.add(target.parent)
-                    self._one_file(series, rel, anonymize_file, info.path, target, audit_rel=str(rel))
-            for skipped in self.exam.skipped:
-                if skipped.is_problem:
-                    self._problem_row(skipped, "not copied")
-                else:
-                    self._skipped_row(skipped, "skipped", skipped.reason)
+                    work = copy_unchanged if prior == "ours" else anonymize_file
+                    self._one_file(series, rel, work, info.path, target, audit_rel=str(rel))
+            self._skipped_files("staged")
 
     def run_dry(self) -> None:
         """De-identify every kept file in memory and count the rules per series; write nothing."""
@@ -430,7 +530,10 @@ class _ExamWork:
             rules: collections.Counter[tuple[int, str]] = collections.Counter()
             for info in series.slices:
                 rel = self.public_rel(info.path.relative_to(self.exam.path))
-                self._one_file(series, rel, _dry_file, info.path, rules)
+                if self.prior(info) == "other":
+                    self._marked_elsewhere(series, rel, "would not be copied")
+                elif not self.prior(info):
+                    self._one_file(series, rel, _dry_file, info.path, rules)
             cells = self.public_cells(series)
             for (tag, action), count in sorted(rules.items()):
                 self.dry_rows.append(
@@ -444,11 +547,7 @@ class _ExamWork:
                         "count": count,
                     }
                 )
-        for skipped in self.exam.skipped:
-            if skipped.is_problem:
-                self._problem_row(skipped, "would not be copied")
-            else:
-                self._skipped_row(skipped, "skipped", skipped.reason)
+        self._skipped_files("dry")
 
     def run_in_place(self) -> None:
         """Replace kept files atomically; delete dropped series and media index files."""
@@ -457,22 +556,59 @@ class _ExamWork:
             if decision.keep:
                 for info in series.slices:
                     rel = self.public_rel(info.path.relative_to(self.exam.path))
-                    self._one_file(series, rel, _replace_in_place, info.path,
-                                   audit_rel=str(info.path.relative_to(self.exam.path)))
+                    prior = self.prior(info)
+                    if prior == "ours":  # done by an interrupted run: never mapped twice
+                        self.counts["unchanged"] += 1
+                    elif prior == "other":
+                        self._marked_elsewhere(series, rel, "left unchanged")
+                    else:
+                        self._one_file(series, rel, self._replace_in_place, info.path,
+                                       audit_rel=str(info.path.relative_to(self.exam.path)))
             else:
                 for info in series.slices:
                     rel = self.public_rel(info.path.relative_to(self.exam.path))
                     self._delete(rel, info.path, None)
-        for skipped in self.exam.skipped:
-            if skipped.kind is SkipKind.MEDIA_INDEX:
-                self._delete(self.public_rel(skipped.path), self.exam.path / skipped.path, skipped.reason)
-            elif skipped.is_problem:
-                # DICOM by its name or content but unusable: it may carry identifying values.
-                self._problem_row(skipped, "left in place unchanged, may hold identifying values")
-            else:
-                self._skipped_row(skipped, "skipped", f"{skipped.reason}; left alone")
+        self._skipped_files("in_place")
 
     # --- pieces ---------------------------------------------------------------------------
+
+    def _replace_in_place(self, path: Path, *args: Any) -> None:
+        """Replace one file in place; with ``--map-dir`` its new mappings are journaled before
+        the file is replaced, so an interrupted run never loses the link to an original."""
+        journal = None
+        if self.options.map_dir is not None and self.secrets.uids is not None:
+            journal = functools.partial(mapping.journal_exam_maps, self.options.map_dir, self.exam.dicom_id,
+                                        self.secrets.uids.mapped, self.secrets.patient_ids, self._journaled)
+        _replace_in_place(path, *args, before_replace=journal)
+
+    def _marked_elsewhere(self, series: SeriesInfo, rel: Path, consequence: str) -> None:
+        """A file orbitct-app de-identified with another key or for another exam: untouched."""
+        self.counts["failed"] += 1
+        reason = f"already de-identified by orbitct-app with another key or for another exam; {consequence}"
+        self.rows.append({**self.public_cells(series), "path": str(rel), "action": "failed", "reason": reason})
+        logger.error("%s: %s: %s", self.exam.dicom_id, rel, reason)
+
+    def _skipped_files(self, mode: str) -> None:
+        """Rows (and, in place, deletions) for the files that are not de-identified.
+
+        ``mode`` is how the exam is written: ``staged``, ``dry`` or ``in_place``. A problem file
+        (damaged, unreadable, a link ...) is never deleted: in place it stays unchanged and is
+        reported as not de-identified. Media index files and non-image objects are never
+        copied, and deleted in place (they may name the patient in free text).
+        """
+        for skipped in self.exam.skipped:
+            if skipped.is_problem:
+                self._problem_row(skipped, {
+                    "staged": "not copied", "dry": "would not be copied",
+                    "in_place": "NOT de-identified: left in place unchanged, it may hold identifying values",
+                }[mode])
+            elif mode == "in_place" and skipped.kind in (SkipKind.MEDIA_INDEX, SkipKind.NON_IMAGE):
+                self._delete(self.public_rel(skipped.path), self.exam.path / skipped.path, skipped.reason)
+            elif skipped.kind is SkipKind.NON_IMAGE:
+                self._skipped_row(skipped, "dropped", f"{skipped.reason}; not copied")
+            else:
+                self._skipped_row(skipped, "skipped", f"{skipped.reason}; left alone" if mode == "in_place"
+                                  else skipped.reason)
 
     def _one_file(self, series: SeriesInfo, rel: Path, work: Callable[..., Any], *paths: Path,
                   audit_rel: str | None = None) -> None:
@@ -528,6 +664,21 @@ class _ExamWork:
         else:
             logger.debug("%s: deleted %s (dropped series)", self.exam.dicom_id, rel)
 
+    def _check_pixels(self, series: SeriesInfo, decision: SeriesDecision) -> SeriesDecision:
+        """``--pixel-text``: look for text in the pixels of a kept series (see :mod:`pixel_text`)."""
+        if not decision.keep:
+            return decision
+        from orbitct_app import pixel_text  # numpy and the decoders: only when the check runs
+
+        started = time.monotonic()
+        check = pixel_text.check_series(series)
+        self.pixel_checks[series.key] = check
+        logger.debug("%s: %s: pixel text check in %.2f s: %s", self.exam.dicom_id, self.label(series),
+                     time.monotonic() - started, check.summary())
+        if check.finding is not None or not check.complete:
+            logger.warning("%s: %s: %s", self.exam.dicom_id, self.label(series), check.summary())
+        return decide_pixel_text(decision, check, self.options.pixel_text)
+
     def _series_row(self, series: SeriesInfo, decision: SeriesDecision) -> None:
         action = "kept" if decision.keep else "dropped"
         self.counts[action] += 1
@@ -541,6 +692,7 @@ class _ExamWork:
                 "action": action,
                 "reason": reason,
                 "flags": ";".join(decision.flags),
+                **self._pixel_cells(series),
             }
         )
         label = self.label(series)
@@ -553,6 +705,17 @@ class _ExamWork:
             )
         logger.info("%s: %s %s: %s", self.exam.dicom_id, label, action, reason)
 
+    def _pixel_cells(self, series: SeriesInfo) -> Row:
+        """The report cells of the pixel text check (none when the series was not checked); the
+        thumbnail is kept in the record for report.html, not written to the CSV."""
+        check = self.pixel_checks.get(series.key)
+        if check is None:
+            return {}
+        cells: Row = {"pixel_text": check.result(), "frames_checked": check.frames_text()}
+        if check.finding is not None and check.finding.thumbnail:
+            cells["pixel_text_thumbnail"] = check.finding.thumbnail
+        return cells
+
     def _problem_row(self, skipped: SkippedFile, consequence: str) -> None:
         """A file that should have been usable DICOM: a failure of this exam."""
         self.counts["failed"] += 1
@@ -561,7 +724,7 @@ class _ExamWork:
                      consequence)
 
     def _skipped_row(self, skipped: SkippedFile, action: str, reason: str) -> None:
-        if action == "skipped":
+        if action in ("skipped", "dropped"):
             self.counts["skipped"] += 1
         self.rows.append(
             {"dicom_id": self.exam.dicom_id, "path": str(self.public_rel(skipped.path)), "action": action,
@@ -621,7 +784,7 @@ def anonymize_file(
     stage = "reading"
     try:
         with _quiet_pydicom():
-            data = src.read_bytes()
+            data = read_regular(src)
             stage = "de-identifying"
             secrets = secrets if secrets is not None else Secrets()
             try:
@@ -682,13 +845,23 @@ def _plan(profile: Profile, pseudonym: str, secrets: Secrets) -> raw.Plan:
 
     marks: list[tuple[int, str, Any]] = [
         (0x00120062, "CS", "YES"),
-        (0x00120063, "LO", profile.method_values(__version__)),
+        (0x00120063, "LO", method_values(profile, secrets, pseudonym)),
     ]
     if profile.codes:
         marks.append((0x00120064, "SQ", tuple(profile.codes)))
     if profile.temporal:
         marks.append((0x00280303, "CS", profile.temporal))
     return raw.Plan(profile, pseudonym, secrets.uids, date_offset, tuple(marks))
+
+
+def method_values(profile: Profile, secrets: Secrets, pseudonym: str) -> list[str]:
+    """DeidentificationMethod of a file this run writes: the profile's values and, when a key
+    is used, the key mark (:func:`keys.deid_mark`) by which a rerun recognises the file."""
+    values = profile.method_values(__version__)
+    values = [values] if isinstance(values, str) else list(values)
+    if secrets.key is not None:
+        values.append(keys.deid_mark(secrets.key, pseudonym))
+    return values
 
 
 def deidentify_dataset(
@@ -712,7 +885,7 @@ def deidentify_dataset(
     stats = apply_profile(
         ds, profile, pseudonym=pseudonym, uids=secrets.uids, date_offset=offset, count_rules=count_rules
     )
-    mark_deidentified(ds, profile.method_values(__version__), codes=profile.codes, temporal=profile.temporal)
+    mark_deidentified(ds, method_values(profile, secrets, pseudonym), codes=profile.codes, temporal=profile.temporal)
     ds.file_meta = file_meta_for(ds)
     return stats
 
@@ -850,13 +1023,29 @@ def _raw_header(elem: RawDataElement, implicit: bool, order: str) -> bytes | Non
 
 
 def _replace_in_place(path: Path, profile: Profile, pseudonym: str, secrets: Secrets | None = None,
-                      written: Callable[[tuple[bytes | memoryview, ...]], None] | None = None) -> None:
-    """Replace ``path`` by its de-identified version: either the old or the new file, never half."""
-    mode = path.stat().st_mode
+                      written: Callable[[tuple[bytes | memoryview, ...]], None] | None = None, *,
+                      before_replace: Callable[[], None] | None = None) -> None:
+    """Replace ``path`` by its de-identified version: either the old or the new file, never half.
+
+    ``before_replace`` runs once the new file is complete, before it takes the old one's place.
+    """
+    mode = path.lstat().st_mode
     with atomic.atomic_file(path, fsync=True) as tmp:
         anonymize_file(path, tmp, profile, pseudonym, secrets, written)
         with contextlib.suppress(OSError):
             os.chmod(tmp, mode & 0o7777)
+        if before_replace is not None:
+            before_replace()
+
+
+def copy_unchanged(src: Path, dst: Path, profile: Profile, pseudonym: str, secrets: Secrets | None = None,
+                   written: Callable[[tuple[bytes | memoryview, ...]], None] | None = None) -> None:
+    """Copy a file this key already de-identified for this exam, byte for byte (its UIDs and
+    dates are the new ones: mapping them again would make them others)."""
+    data = read_regular(src)
+    dst.write_bytes(data)
+    if written is not None:
+        written((data,))
 
 
 def safe_reason(err: BaseException) -> str:
@@ -882,18 +1071,25 @@ def _quiet_pydicom() -> Iterator[None]:
 
 
 __all__ = [
+    "FLAG_PIXEL_TEXT",
+    "FLAG_PIXEL_TEXT_UNCHECKED",
     "NAME",
     "Secrets",
     "deidentify_dataset",
     "profile_for",
     "SeriesDecision",
     "anonymize_file",
+    "decide_pixel_text",
     "decide_series",
     "failure_rows",
     "file_meta_for",
     "fingerprint",
+    "method_values",
+    "modifies_source",
+    "output_folder",
     "run_exam",
     "safe_reason",
+    "stale_reason",
     "summarize",
     "write_part10",
 ]

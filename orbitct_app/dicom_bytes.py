@@ -16,6 +16,8 @@ import dataclasses
 import functools
 import struct
 import warnings
+import zlib
+from typing import Any
 
 from pydicom import charset as pydicom_charset
 from pydicom.datadict import dictionary_VR
@@ -266,3 +268,301 @@ def ascii_identity(charset: bytes) -> bool:
     except Exception:  # noqa: BLE001 - unknown or odd character sets take the full path
         return False
     return encoded == _ASCII_PROBE.encode("ascii") and decoded == _ASCII_TEXT.decode("ascii")
+
+
+# --- whole-file structure: does the file hold one complete data set? -------------------------------
+
+MAX_NESTING = 64
+"""Deepest sequence nesting a file may have (items within sequences within items ...). Real
+objects nest a handful of levels; a file nested deeper is refused before any reader recurses."""
+
+
+class Damaged(Exception):
+    """The bytes of a file do not hold a complete data set; the message says what is wrong and
+    where (an offset), never a value."""
+
+
+class _OutOfPlace(Damaged):
+    """An item or delimiter tag where an element should start: at the top level, the end of the
+    data set (what follows is trailing data); anywhere else, damage."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Extent:
+    """Where the data set of a file ends, as :func:`data_set_extent` walked it."""
+
+    end: int
+    """Offset just after the last element of the top-level data set."""
+    size: int
+    """Length of the bytes walked: ``size - end`` bytes follow the data set (trailing data)."""
+    pixel_data: bool
+    """A top-level pixel data element (float and double float pixel data included) is there."""
+    pixel_value: int | None
+    """Offset of the top-level pixel data value when it is native (not encapsulated)."""
+
+    @property
+    def trailing(self) -> int:
+        return self.size - self.end
+
+
+PIXEL_DATA_TAGS = frozenset({PIXEL_DATA, 0x7FE00008, 0x7FE00009})
+"""Pixel Data, Float Pixel Data and Double Float Pixel Data."""
+_DS, _SEQ, _FRAGMENTS = 0, 1, 2
+
+
+def data_set_extent(buf: bytes | memoryview, pos: int, *, implicit: bool, little: bool = True) -> Extent:
+    """Walk every element of the data set that starts at ``pos`` in ``buf``, at every depth,
+    without decoding a value, and return where it ends.
+
+    Checks what a reader that trusts the lengths cannot: every value, item and sequence fits in
+    what holds it, every undefined length is closed by its delimiter, every explicit VR is a VR,
+    tags ascend within each data set, and nesting stays within :data:`MAX_NESTING`. The walk is
+    iterative (no recursion, whatever the depth).
+
+    Bytes after the data set are trailing data, not damage, when they cannot be an element: a
+    top-level item or delimiter tag, bytes that are all zero, or anything after a complete
+    top-level pixel data element. Elements without a VR in explicit VR data (allowed inside UN
+    sequences, PS3.5 6.2.2; pydicom then reads on as implicit VR) are walked as implicit VR.
+
+    Raises
+    ------
+    Damaged
+        When the bytes before the end of the data set are not a complete data set.
+    """
+    size = len(buf)
+    order = "<" if little else ">"
+    tag_at = struct.Struct(order + "HH").unpack_from
+    tag_len_at = struct.Struct(order + "HHL").unpack_from
+    ul_at = struct.Struct(order + "L").unpack_from
+    us_at = struct.Struct(order + "H").unpack_from
+    # one frame per open container: [kind, end, undefined length, implicit VR, last tag]
+    stack: list[list[Any]] = [[_DS, size, False, implicit, -1]]
+    top_start = pos
+    pixel_value: int | None = None
+    pixel_end: int | None = None
+    """Where the top-level pixel data element ended (None until it has)."""
+    seen_pixels = False
+    try:
+        while stack:
+            frame = stack[-1]
+            kind, end, undefined, frame_implicit = frame[0], frame[1], frame[2], frame[3]
+            if kind == _DS:
+                if len(stack) == 1:
+                    if seen_pixels and pixel_end is None:
+                        pixel_end = pos
+                    top_start = pos
+                if pos == end and not undefined:
+                    stack.pop()
+                    continue
+                if pos + 8 > end:
+                    raise Damaged(f"damaged or truncated file: element header cut short at offset {pos}")
+                group, number = tag_at(buf, pos)
+                tag = group << 16 | number
+                if group == 0xFFFE:
+                    if tag == ITEM_END and undefined and tag_len_at(buf, pos)[2] == 0:
+                        pos += 8
+                        stack.pop()
+                        continue
+                    raise _OutOfPlace(f"damaged file: item or delimiter tag out of place at offset {pos}")
+                if tag <= frame[4]:
+                    raise Damaged(f"damaged file: element tags out of order at offset {pos}")
+                frame[4] = tag
+                vr: str | None = None
+                if frame_implicit:
+                    length = ul_at(buf, pos + 4)[0]
+                    start = pos + 8
+                else:
+                    code = _VR_CODES.get(bytes(buf[pos + 4 : pos + 6]))
+                    if code is None:
+                        if 0x40 < buf[pos + 4] < 0x5B:
+                            raise Damaged(f"damaged file: unknown value representation at offset {pos}")
+                        frame[3] = frame_implicit = True
+                        length = ul_at(buf, pos + 4)[0]
+                        start = pos + 8
+                    else:
+                        vr, long = code
+                        if long:
+                            if pos + 12 > end:
+                                raise Damaged(f"damaged or truncated file: element header cut short at offset {pos}")
+                            length = ul_at(buf, pos + 8)[0]
+                            start = pos + 12
+                        else:
+                            length = us_at(buf, pos + 6)[0]
+                            start = pos + 8
+                if len(stack) == 1 and tag in PIXEL_DATA_TAGS:
+                    seen_pixels = True
+                    pixel_value = start if length != UNDEFINED else None
+                if length == UNDEFINED:
+                    if vr in (SQ, "UN") or (vr is None and _implicit_sequence(buf, tag, start, end, tag_at)):
+                        # the items of an undefined-length UN are implicit VR (PS3.5 6.2.2)
+                        stack.append([_SEQ, end, True, frame_implicit or vr == "UN", -1])
+                    elif tag in PIXEL_DATA_TAGS or vr in ("OB", "OW", None):
+                        stack.append([_FRAGMENTS, end, True, frame_implicit, -1])
+                    else:
+                        raise Damaged(f"damaged file: undefined length on a value that is not a sequence at offset {pos}")
+                    pos = start
+                else:
+                    value_end = start + length
+                    if value_end > end:
+                        if len(stack) == 1 and tag in PIXEL_DATA_TAGS:
+                            raise Damaged(f"truncated file: pixel data needs {length} bytes, file holds {end - start}")
+                        where = "the end of the file" if len(stack) == 1 else "the end of its item"
+                        raise Damaged(f"damaged file: element length beyond {where} at offset {pos}")
+                    if vr == SQ or (vr is None and dictionary_vr(tag) == SQ):
+                        stack.append([_SEQ, value_end, False, frame_implicit, -1])
+                        pos = start
+                    else:
+                        pos = value_end
+                if len(stack) > 2 * MAX_NESTING:
+                    raise Damaged(f"damaged file: sequences nested deeper than {MAX_NESTING} levels")
+            else:  # the items of a sequence, or the fragments of encapsulated pixel data
+                if pos == end and not undefined:
+                    stack.pop()
+                    continue
+                if pos + 8 > end:
+                    if kind == _FRAGMENTS:
+                        raise Damaged("truncated file: compressed pixel data ends without its delimiter")
+                    raise Damaged("damaged or truncated file: a sequence is not closed before the end of the file")
+                group, number, length = tag_len_at(buf, pos)
+                tag = group << 16 | number
+                if tag == SEQ_END and undefined:
+                    pos += 8
+                    stack.pop()
+                    continue
+                if tag != ITEM:
+                    raise Damaged(f"damaged file: a sequence holds something other than items at offset {pos}")
+                pos += 8
+                if length == UNDEFINED:
+                    if kind == _FRAGMENTS:
+                        raise Damaged(f"damaged file: pixel data fragment of undefined length at offset {pos - 8}")
+                    stack.append([_DS, end, True, frame_implicit, -1])
+                elif pos + length > end:
+                    raise Damaged(f"damaged file: item length beyond what holds it at offset {pos - 8}")
+                elif kind == _FRAGMENTS:
+                    pos += length
+                else:
+                    stack.append([_DS, pos + length, False, frame_implicit, -1])
+    except (Damaged, struct.error) as err:
+        ends_data_set = (
+            (isinstance(err, _OutOfPlace) and len(stack) == 1)
+            or (pixel_end is not None and top_start >= pixel_end)
+            or _all_zero(buf, top_start)
+        )
+        if not ends_data_set:
+            if isinstance(err, struct.error):
+                raise Damaged(f"damaged or truncated file: element header cut short at offset {pos}") from None
+            raise Damaged(str(err)) from None
+        return Extent(top_start, size, seen_pixels, pixel_value)
+    return Extent(pos, size, seen_pixels, pixel_value)
+
+
+def _implicit_sequence(buf: bytes | memoryview, tag: int, start: int, end: int, tag_at: Any) -> bool:
+    """Whether an implicit VR value of undefined length is a sequence (else encapsulated data)."""
+    vr = dictionary_vr(tag)
+    if vr:
+        return vr == SQ
+    return start + 4 <= end and tag_at(buf, start) == (0xFFFE, 0xE000) and tag not in PIXEL_DATA_TAGS
+
+
+def _all_zero(buf: bytes | memoryview, start: int, limit: int = 1 << 20) -> bool:
+    """Whether ``buf`` holds only zero bytes from ``start`` (padding); False beyond ``limit``."""
+    if len(buf) - start > limit:
+        return False
+    return not bytes(buf[start:]).strip(b"\0")
+
+
+MAX_INFLATED_BYTES = 1 << 30
+"""A deflated data set may inflate to at most this many bytes (1 GiB)..."""
+INFLATE_RATIO = 1024
+"""... and to at most this many times its compressed size (a zlib bomb stops at the first)."""
+
+DEFLATED = "1.2.840.10008.1.2.1.99"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Structure:
+    """What the bytes of a whole file hold: its file meta, transfer syntax and data set extent."""
+
+    syntax: str
+    """TransferSyntaxUID of the file meta ('' without one)."""
+    meta_end: int
+    """Offset where the data set starts (after preamble and file meta)."""
+    implicit: bool
+    little: bool
+    encoding_matches: bool
+    """False when the data set is encoded otherwise than its transfer syntax says."""
+    extent: Extent
+    """The data set's extent; for a deflated file, in the inflated bytes."""
+
+
+def file_structure(buf: bytes | memoryview) -> Structure:
+    """Check that ``buf`` (a whole file) holds a file meta and one complete data set.
+
+    A file without preamble may start with its file meta or directly with its data set
+    (implicit or explicit VR little endian, as it reads). A deflated data set is inflated within
+    :data:`MAX_INFLATED_BYTES` and :data:`INFLATE_RATIO` times its size.
+
+    Raises
+    ------
+    Damaged
+        With a one-line reason that holds no value of the file.
+    """
+    size = len(buf)
+    pos = 132 if size >= 132 and bytes(buf[128:132]) == b"DICM" else 0
+    meta: dict[int, bytes] = {}
+    while pos + 8 <= size and unpack_us(buf, pos)[0] == 0x0002:
+        group, number = unpack_tag(buf, pos)
+        code = _VR_CODES.get(bytes(buf[pos + 4 : pos + 6]))
+        if code is None:
+            raise Damaged(f"damaged file: file meta element without a VR at offset {pos}")
+        if code[1]:
+            if pos + 12 > size:
+                raise Damaged(f"damaged or truncated file: file meta cut short at offset {pos}")
+            length, start = unpack_ul(buf, pos + 8)[0], pos + 12
+        else:
+            length, start = unpack_us(buf, pos + 6)[0], pos + 8
+        if length == UNDEFINED or start + length > size:
+            raise Damaged(f"damaged file: file meta element length beyond the end of the file at offset {pos}")
+        meta[group << 16 | number] = bytes(buf[start : start + length])
+        pos = start + length
+    syntax = meta.get(0x00020010, b"").decode("latin-1").strip(" \0")
+    uid = UID(syntax)
+    known = uid.is_transfer_syntax
+    implicit = uid.is_implicit_VR if known else not syntax and _looks_implicit(buf, pos)
+    little = uid.is_little_endian if known else True
+    data: bytes | memoryview = buf
+    if syntax == DEFLATED:
+        data, pos = inflate(buf[pos:], size), 0
+    matches = True
+    if pos + 6 <= len(data) and implicit != _looks_implicit(data, pos):
+        matches = False
+        implicit = not implicit
+    return Structure(syntax, pos, implicit, little, matches,
+                     data_set_extent(data, pos, implicit=implicit, little=little))
+
+
+def _looks_implicit(buf: bytes | memoryview, pos: int) -> bool:
+    """Whether the element at ``pos`` has no explicit VR (two capital letters) after its tag."""
+    if pos + 6 > len(buf):
+        return False
+    return not (0x40 < buf[pos + 4] < 0x5B and 0x40 < buf[pos + 5] < 0x5B)
+
+
+def inflate(deflated: bytes | memoryview, file_size: int) -> bytes:
+    """Inflate a deflated data set (raw deflate, PS3.5 A.5) within the documented caps.
+
+    Raises
+    ------
+    Damaged
+        When the stream is corrupt, or would inflate beyond :data:`MAX_INFLATED_BYTES` or
+        :data:`INFLATE_RATIO` times ``file_size``.
+    """
+    cap = min(MAX_INFLATED_BYTES, INFLATE_RATIO * max(file_size, 1))
+    inflater = zlib.decompressobj(-zlib.MAX_WBITS)
+    try:
+        out = inflater.decompress(deflated, cap + 1)
+    except zlib.error:
+        raise Damaged("damaged file: corrupt deflated data set") from None
+    if len(out) > cap:
+        raise Damaged(f"deflated data set inflates to more than {cap} bytes (the limit for this file)")
+    return out

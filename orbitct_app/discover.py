@@ -16,6 +16,7 @@ import dataclasses
 import functools
 import hashlib
 import logging
+import mmap
 import os
 import struct
 import warnings
@@ -36,6 +37,7 @@ from pydicom.uid import UID, DeflatedExplicitVRLittleEndian
 from pydicom.valuerep import STR_VR
 from pydicom.values import convert_value
 
+from orbitct_app import dicom_bytes
 from orbitct_app.dicom_bytes import (
     SQ,
     Element,
@@ -46,6 +48,7 @@ from orbitct_app.dicom_bytes import (
     uid_text,
 )
 from orbitct_app.errors import NotDicomError, SkipKind
+from orbitct_app.paths import Unusable, iter_exam_files, open_regular
 
 logger = logging.getLogger(__name__)
 
@@ -79,11 +82,7 @@ SIDECAR_KEYWORDS = (
 )
 """Series attributes copied to NIfTI sidecars: technical, never identifying."""
 
-_PIXEL_DATA_TAGS = (0x7FE00010, 0x7FE00008, 0x7FE00009)
 _NO_PREAMBLE_GROUPS = (0x0002, 0x0008)
-_UNDEFINED_LENGTH = 0xFFFFFFFF
-_SEQUENCE_DELIMITER = 0xFFFEE0DD
-_ITEM = 0xFFFEE000
 
 
 DICOM_SUFFIXES = frozenset({".dcm", ".dicom", ".dic", ".ima"})
@@ -136,6 +135,10 @@ class SliceInfo:
     padding_range_limit: int | None
     burned_in_annotation: str
     has_pixel_data: bool
+    patient_identity_removed: str = ""
+    """PatientIdentityRemoved (YES once a de-identifier has been over the file)."""
+    deidentification_method: tuple[str, ...] = ()
+    """DeidentificationMethod values: who de-identified the file before, and how."""
     pixel_offset: int | None = None
     """File offset of uncompressed pixel data (None when encapsulated, deflated or absent)."""
     frames: tuple[FrameGeometry, ...] = ()
@@ -239,16 +242,6 @@ class Exam:
 # --- exams -------------------------------------------------------------------------------------
 
 
-def iter_files(folder: Path) -> Iterator[Path]:
-    """Every regular file under ``folder`` at any depth, in a stable order (symlinks not followed)."""
-    for dirpath, dirnames, filenames in os.walk(folder):
-        dirnames.sort()
-        for name in sorted(filenames):
-            path = Path(dirpath, name)
-            if path.is_file():
-                yield path
-
-
 def scan_exam(exam_dir: Path) -> Exam:
     """Read the header of every file of one exam and group the DICOM files into series.
 
@@ -259,7 +252,13 @@ def scan_exam(exam_dir: Path) -> Exam:
     slices: list[SliceInfo] = []
     skipped: list[SkippedFile] = []
     attributes: dict[str, dict[str, Any]] = {}
-    for path in iter_files(exam_dir):
+    for path in iter_exam_files(exam_dir):
+        if isinstance(path, Unusable):
+            rel = path.path.relative_to(exam_dir)
+            kind = SkipKind.BROKEN if path.problem else SkipKind.NOT_DICOM
+            skipped.append(SkippedFile(rel, path.reason, kind))
+            logger.info("%s: skipped %s: %s", dicom_id, rel, path.reason)
+            continue
         try:
             info, ds = _read_file(path)
             key = series_key(info)
@@ -273,12 +272,32 @@ def scan_exam(exam_dir: Path) -> Exam:
         slices.append(info)
         if key not in attributes:
             attributes[key] = sidecar_attributes(ds)
-    series = group_series(dicom_id, slices, attributes)
+    series = []
+    for group in group_series(dicom_id, slices, attributes):
+        images = tuple(s for s in group.slices if s.has_pixel_data)
+        if not images or len(images) == group.n_files:
+            series.append(group)
+            continue
+        series.append(dataclasses.replace(group, slices=images))
+        for info in group.slices:
+            if not info.has_pixel_data:
+                rel = info.path.relative_to(exam_dir)
+                number = group.series_number if group.series_number is not None else "?"
+                reason = (f"no pixel data: a non-image object ({_sop_class_name(info.sop_class_uid)}) "
+                          f"under the SeriesInstanceUID of image series {number}; dropped on its own")
+                skipped.append(SkippedFile(rel, reason, SkipKind.NON_IMAGE))
+                logger.info("%s: %s: %s", dicom_id, rel, reason)
     if not series and not skipped:
         logger.warning("%s: exam folder holds no files", dicom_id)
     elif not series:
         logger.warning("%s: exam folder holds no DICOM image files", dicom_id)
     return Exam(dicom_id, exam_dir, tuple(series), tuple(skipped))
+
+
+def _sop_class_name(uid: str) -> str:
+    """The name of a SOP class as the standard gives it (the UID itself when unknown)."""
+    name = UID(uid).name if uid else ""
+    return name if name and name != uid else (uid or "no SOP class")
 
 
 def group_series(
@@ -353,17 +372,21 @@ def series_key(info: SliceInfo) -> str:
 def read_header(path: Path) -> tuple[Dataset, bool, int | None]:
     """Read a file's DICOM header without its pixel data.
 
-    Returns the data set, whether a complete pixel data element follows the header, and the
-    file offset of its value when it is uncompressed (None otherwise).
+    The whole file's structure is checked first (:func:`dicom_bytes.file_structure`: every
+    length within the file, every sequence closed, nesting bounded), so a damaged file is
+    reported as damaged instead of being read as far as its lengths happen to lead. Returns the
+    data set, whether a pixel data element is there, and the file offset of its value when it
+    is uncompressed (None otherwise).
 
     Raises
     ------
     NotDicomError
-        With a one-line reason when the file is not DICOM, is a DICOMDIR, or is truncated.
+        With a one-line reason when the file is not DICOM, is a DICOMDIR, is damaged or
+        truncated, is a link or special file, or is an image without pixel data.
     """
-    try:
-        size = path.stat().st_size
-        with path.open("rb") as fp:
+    with open_regular(path) as fp:
+        try:
+            size = os.fstat(fp.fileno()).st_size
             if size == 0:
                 raise NotDicomError("empty file (0 bytes)")
             head = fp.read(132)
@@ -375,6 +398,7 @@ def read_header(path: Path) -> tuple[Dataset, bool, int | None]:
                     "not DICOM (no DICM preamble and no DICOM data set at start)",
                     kind=SkipKind.NOT_DICOM,
                 )
+            structure = _structure(fp, path)
             fp.seek(0)
             try:
                 with warnings.catch_warnings(record=True) as caught:
@@ -382,38 +406,58 @@ def read_header(path: Path) -> tuple[Dataset, bool, int | None]:
                     ds = pydicom.dcmread(fp, stop_before_pixels=True, force=not has_preamble)
                 if caught:  # their text can quote header values: count them, never log them
                     logger.debug("%s: pydicom warned %d time(s) reading the header", path.name, len(caught))
-            except (InvalidDicomError, EOFError, ValueError, struct.error, OverflowError) as err:
+            except (InvalidDicomError, EOFError, ValueError, struct.error, OverflowError, RecursionError) as err:
                 raise NotDicomError(f"unreadable DICOM header ({type(err).__name__})") from err
             except zlib.error as err:
-                raise NotDicomError("truncated or corrupt deflated data set") from err
-            if _is_deflated(ds):
-                # the file holds a zlib stream: positions in it say nothing about the data set
-                has_pixels, pixel_offset = _deflated_has_pixels(fp), None
-                header_end = size
-            else:
-                header_end = fp.tell()
-                meta = ds.file_meta if ds.file_meta else Dataset()
-                syntax = str(meta.get("TransferSyntaxUID", "1.2.840.10008.1.2"))
-                has_pixels, pixel_offset = _check_pixel_data(fp, syntax, header_end, size)
-    except OSError as err:
-        raise NotDicomError(f"cannot read file ({err.strerror or type(err).__name__})") from err
-    sop_class = str(ds.file_meta.get("MediaStorageSOPClassUID", "")) if ds.file_meta else ""
-    if path.name.upper() == "DICOMDIR" or MEDIA_STORAGE_DIRECTORY in (
-        sop_class,
-        str(ds.get("SOPClassUID", "")),
-    ):
+                raise NotDicomError("corrupt deflated data set") from err
+        except OSError as err:
+            raise NotDicomError(f"cannot read file ({err.strerror or type(err).__name__})") from err
+    if _is_media_index(path, ds):
         raise NotDicomError(
             "DICOMDIR / media index file (not an image; may name the patient)",
             kind=SkipKind.MEDIA_INDEX,
         )
-    at_end = header_end >= size and not has_pixels
     if "SOPInstanceUID" not in ds and "SOPClassUID" not in ds:
-        if has_preamble and at_end:
-            raise NotDicomError("truncated file: the header ends before the data set is complete")
         raise NotDicomError("not a DICOM object (no SOP Class or SOP Instance UID)")
-    if "Rows" in ds and "Columns" in ds and at_end:
-        raise NotDicomError("truncated file: image header without pixel data")
-    return ds, has_pixels, pixel_offset
+    has_pixels = structure.extent.pixel_data
+    if not has_pixels and _is_image_object(ds):
+        # a file cut at an element boundary looks complete: an image without pixels is not
+        raise NotDicomError("damaged or truncated file: an image object without pixel data")
+    deflated = structure.syntax == DeflatedExplicitVRLittleEndian
+    return ds, has_pixels, None if deflated else structure.extent.pixel_value
+
+
+def _structure(fp: BinaryIO, path: Path) -> dicom_bytes.Structure:
+    """The checked structure of an open file (read through a read-only memory map)."""
+    with mmap.mmap(fp.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
+        view = memoryview(mapped)
+        try:
+            return dicom_bytes.file_structure(view)
+        except dicom_bytes.Damaged as err:
+            if path.name.upper() == "DICOMDIR" or MEDIA_STORAGE_DIRECTORY.encode() in bytes(view[:512]):
+                raise NotDicomError(
+                    "DICOMDIR / media index file (not an image; may name the patient)",
+                    kind=SkipKind.MEDIA_INDEX,
+                ) from None
+            raise NotDicomError(str(err)) from None
+        finally:
+            view.release()
+
+
+def _is_image_object(ds: Dataset) -> bool:
+    """Whether a header is that of an image: it has a matrix, or an image storage SOP class."""
+    if "Rows" in ds or "Columns" in ds:
+        return True
+    meta_class = ds.file_meta.get("MediaStorageSOPClassUID", "") if ds.file_meta else ""
+    for uid in (str(ds.get("SOPClassUID", "") or ""), str(meta_class or "")):
+        if uid and "Image Storage" in UID(uid).name:
+            return True
+    return False
+
+
+def _is_media_index(path: Path, ds: Dataset) -> bool:
+    sop_class = str(ds.file_meta.get("MediaStorageSOPClassUID", "")) if ds.file_meta else ""
+    return path.name.upper() == "DICOMDIR" or MEDIA_STORAGE_DIRECTORY in (sop_class, str(ds.get("SOPClassUID", "")))
 
 
 def read_slice_info(path: Path) -> SliceInfo:
@@ -443,7 +487,7 @@ _SLICE_KEYWORDS = (
     "SamplesPerPixel", "BitsAllocated", "BitsStored", "PixelRepresentation",
     "PhotometricInterpretation", "RescaleSlope", "RescaleIntercept", "PixelPaddingValue",
     "PixelPaddingRangeLimit", "BurnedInAnnotation", "PerFrameFunctionalGroupsSequence",
-    "SharedFunctionalGroupsSequence",
+    "SharedFunctionalGroupsSequence", "PatientIdentityRemoved", "DeidentificationMethod",
 )
 _KEYWORD_TAGS: dict[str, tuple[int, str]] = {
     keyword: (tag, str(dictionary_VR(tag)))
@@ -535,7 +579,7 @@ def fast_slice_info(path: Path) -> SliceInfo | None:
     if path.name.upper() == "DICOMDIR":
         return None
     try:
-        with path.open("rb") as fp:
+        with open_regular(path) as fp:
             data = fp.read(FAST_HEAD_BYTES)
             parsed = parse_part10(data)
             if parsed.pixel_pos >= len(data):
@@ -545,9 +589,11 @@ def fast_slice_info(path: Path) -> SliceInfo | None:
             if MEDIA_STORAGE_DIRECTORY in (media, str(header.get("SOPClassUID", ""))):
                 raise Unsupported("media index file")
             size = os.fstat(fp.fileno()).st_size
-            has_pixels, pixel_offset = _check_pixel_data(fp, parsed.syntax, parsed.pixel_pos, size)
+            has_pixels, pixel_offset, pixel_end = _check_pixel_data(fp, parsed.syntax, parsed.pixel_pos, size)
+            if pixel_end != size:
+                raise Unsupported("bytes after the pixel data")  # the full check decides about them
         return slice_info(path, header, has_pixels, pixel_offset)  # type: ignore[arg-type]
-    except (Unsupported, NotDicomError, OSError, struct.error, ValueError, IndexError) as err:
+    except (Unsupported, NotDicomError, OSError, struct.error, ValueError, IndexError, RecursionError) as err:
         logger.debug("%s: header read by pydicom (%s)", path.name, type(err).__name__)
         return None
 
@@ -587,6 +633,8 @@ def slice_info(path: Path, ds: Dataset, has_pixels: bool, pixel_offset: int | No
             padding_range_limit=_padding(ds, "PixelPaddingRangeLimit"),
             burned_in_annotation=str(ds.get("BurnedInAnnotation", "") or "").upper(),
             has_pixel_data=has_pixels,
+            patient_identity_removed=str(ds.get("PatientIdentityRemoved", "") or "").strip().upper(),
+            deidentification_method=tuple(str(v).strip() for v in _as_list(ds.get("DeidentificationMethod"))),
             pixel_offset=pixel_offset,
             frames=frame_geometry(ds),
         )
@@ -636,18 +684,6 @@ def _is_deflated(ds: Dataset) -> bool:
     return str(meta.get("TransferSyntaxUID", "")) == DeflatedExplicitVRLittleEndian
 
 
-def _deflated_has_pixels(fp: BinaryIO) -> bool:
-    """Whether a deflated file holds pixel data: only inflating the whole data set can tell."""
-    fp.seek(0)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            ds = pydicom.dcmread(fp)
-    except (zlib.error, InvalidDicomError, EOFError, ValueError, struct.error, OverflowError) as err:
-        raise NotDicomError("truncated or corrupt deflated data set") from err
-    return any(tag in ds for tag in _PIXEL_DATA_TAGS)
-
-
 def _looks_like_raw_dataset(head: bytes) -> bool:
     """True when a file without preamble starts like a little-endian DICOM data set."""
     if len(head) < 8:
@@ -656,13 +692,14 @@ def _looks_like_raw_dataset(head: bytes) -> bool:
     return group in _NO_PREAMBLE_GROUPS and element < 0x0100
 
 
-def _check_pixel_data(fp: BinaryIO, transfer_syntax: str, offset: int, size: int) -> tuple[bool, int | None]:
+def _check_pixel_data(fp: BinaryIO, transfer_syntax: str, offset: int, size: int) -> tuple[bool, int | None, int]:
     """Check that a complete pixel data element starts at ``offset``; raise if it is cut short.
 
-    Returns whether it is there, and the offset of its value when it is not encapsulated.
+    Returns whether it is there, the offset of its value when it is not encapsulated, and where
+    the element ends.
     """
     if offset + 8 > size:
-        return False, None
+        return False, None, offset
     fp.seek(offset)
     head = fp.read(12)
     syntax = UID(transfer_syntax)
@@ -670,8 +707,8 @@ def _check_pixel_data(fp: BinaryIO, transfer_syntax: str, offset: int, size: int
     implicit = syntax.is_implicit_VR if syntax.is_transfer_syntax else False
     end = "<" if little else ">"
     group, element = struct.unpack(end + "HH", head[:4])
-    if (group << 16 | element) not in _PIXEL_DATA_TAGS:
-        return False, None
+    if (group << 16 | element) not in dicom_bytes.PIXEL_DATA_TAGS:
+        return False, None, offset
     if implicit:
         (length,) = struct.unpack(end + "L", head[4:8])
         value_start = offset + 8
@@ -680,13 +717,13 @@ def _check_pixel_data(fp: BinaryIO, transfer_syntax: str, offset: int, size: int
             raise NotDicomError("truncated file: pixel data element header cut short")
         (length,) = struct.unpack(end + "L", head[8:12])
         value_start = offset + 12
-    if length != _UNDEFINED_LENGTH:
+    if length != dicom_bytes.UNDEFINED:
         if value_start + length > size:
             raise NotDicomError(
                 f"truncated file: pixel data needs {length} bytes, file holds "
                 f"{max(0, size - value_start)}"
             )
-        return True, value_start
+        return True, value_start, value_start + length
     # Encapsulated: walk the items up to the sequence delimiter.
     pos = value_start
     while True:
@@ -696,9 +733,9 @@ def _check_pixel_data(fp: BinaryIO, transfer_syntax: str, offset: int, size: int
             raise NotDicomError("truncated file: compressed pixel data ends without delimiter")
         tag_group, tag_element, item_length = struct.unpack(end + "HHL", item)
         tag = tag_group << 16 | tag_element
-        if tag == _SEQUENCE_DELIMITER:
-            return True, None
-        if tag != _ITEM or item_length == _UNDEFINED_LENGTH:
+        if tag == dicom_bytes.SEQ_END:
+            return True, None, pos + 8
+        if tag != dicom_bytes.ITEM or item_length == dicom_bytes.UNDEFINED:
             raise NotDicomError("malformed compressed pixel data (bad item tag)")
         pos += 8 + item_length
         if pos > size:

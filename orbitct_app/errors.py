@@ -53,8 +53,12 @@ class SkipKind(str, enum.Enum):
     MEDIA_INDEX = "media_index"
     """DICOMDIR or another media index: names the patient; never copied, deleted in place."""
     BROKEN = "broken"
-    """Should be DICOM but cannot be used (empty, truncated, unreadable, malformed, or named
-    like DICOM without being DICOM): a problem, counted as a failure."""
+    """Should be DICOM but cannot be used (empty, truncated, damaged, unreadable, a link, or
+    named like DICOM without being DICOM): a problem, counted as a failure; never deleted."""
+    NON_IMAGE = "non_image"
+    """A complete object without pixel data (structured report, presentation state, key object
+    ...) that shares its SeriesInstanceUID with images: dropped on its own (not copied, deleted
+    in place, as the original script drops such series), never with the images."""
 
 
 class NotDicomError(OrbitctError):

@@ -66,6 +66,21 @@ class Converted:
     """A small JPEG of the QC picture as a data URI (embedded in the HTML report)."""
 
 
+def output_folder(dicom_id: str, options: Options) -> Path | None:
+    """The exam's NIfTI folder in OUTPUT_DIR."""
+    return options.nifti_dir / dicom_id
+
+
+def modifies_source(options: Options) -> bool:
+    """Extract never changes what it reads."""
+    return False
+
+
+def stale_reason(record: ExamRecord, exam_dir: Path, options: Options) -> str:
+    """Extract has no reason of its own beyond its input and output folders ('')."""
+    return ""
+
+
 def run_exam(exam_dir: Path, options: Options) -> ExamRecord:
     """Convert every selected stack of one exam; never raises for one series' problem.
 

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from orbitct_app import __version__, atomic, reports
+from orbitct_app.paths import InputEntry
 from orbitct_app.reports import ExamRecord, Row
 
 # qc, extract and PIL (numpy, cc3d, nibabel) are imported where a converted series needs them,
@@ -80,6 +81,8 @@ class Finding:
     anchor: str
     what: str
     detail: str
+    picture: str = ""
+    """A small JPEG ``data:`` URI shown with the warning (a frame where text was found)."""
 
 
 @dataclasses.dataclass
@@ -88,9 +91,13 @@ class ReportData:
     missing: list[str]
     totals: dict[str, int]
     warnings: list[Finding]
+    input_entries: Sequence[InputEntry] = ()
+    """Top-level entries of INPUT_DIR that are not exams (hidden folders, files, links)."""
 
 
-def collect(state_dir: Path, exam_names: Iterable[str] = ()) -> ReportData:
+def collect(
+    state_dir: Path, exam_names: Iterable[str] = (), input_entries: Sequence[InputEntry] = ()
+) -> ReportData:
     """Gather the records of every exam (and the exams of ``exam_names`` without a record)."""
     by_exam: dict[str, dict[str, ExamRecord]] = {}
     for stage in ("anonymize", "extract"):
@@ -99,7 +106,7 @@ def collect(state_dir: Path, exam_names: Iterable[str] = ()) -> ReportData:
     exams = [_exam_view(dicom_id, by_exam[dicom_id]) for dicom_id in sorted(by_exam)]
     missing = sorted(set(exam_names) - set(by_exam))
     anchors = _anchors(exams)
-    return ReportData(exams, missing, _totals(exams), _warnings(exams, anchors))
+    return ReportData(exams, missing, _totals(exams), _warnings(exams, anchors), input_entries)
 
 
 def write_report(
@@ -108,6 +115,7 @@ def write_report(
     *,
     runs: Sequence[Mapping[str, Any]] = (),
     exam_names: Iterable[str] = (),
+    input_entries: Sequence[InputEntry] = (),
 ) -> Path:
     """Build ``OUTPUT_DIR/report.html`` from the records and run records; write it atomically.
 
@@ -122,8 +130,10 @@ def write_report(
         is shown in full.
     exam_names
         Every exam of INPUT_DIR: those without a record are listed as not processed.
+    input_entries
+        The top-level entries of INPUT_DIR that are not exams, listed with their reasons.
     """
-    data = collect(state_dir, exam_names)
+    data = collect(state_dir, exam_names, input_entries)
     page = render_page(data, runs, output_dir)
     path = output_dir / REPORT_NAME
     atomic.write_text(path, page)
@@ -204,8 +214,8 @@ def _warnings(exams: Sequence[ExamView], anchors: Mapping[str, str]) -> list[Fin
     for exam in exams:
         anchor = anchors[exam.dicom_id]
 
-        def add(what: str, detail: str) -> None:
-            found.append(Finding(exam.dicom_id, anchor, what, detail))  # noqa: B023
+        def add(what: str, detail: str, picture: str = "") -> None:
+            found.append(Finding(exam.dicom_id, anchor, what, detail, picture))  # noqa: B023
 
         for stage, record in exam.records.items():
             if not record.complete:
@@ -218,6 +228,13 @@ def _warnings(exams: Sequence[ExamView], anchors: Mapping[str, str]) -> list[Fin
                 add("burned-in annotation", f"{label} kept but flagged BurnedInAnnotation: review its pixels")
             if "secondary_capture" in flags:
                 add("secondary capture", f"{label} kept but is a secondary capture: review its pixels")
+            kept = _decision(anon, "action") == "kept"
+            if "pixel_text" in flags and kept:
+                add("text in pixels", f"{label} kept but its pixels show text: {anon.get('pixel_text', '')}; "
+                    "review it (the thumbnail blanks the text, the red box marks it)",
+                    str(anon.get("pixel_text_thumbnail") or ""))
+            if "pixel_text_unchecked" in flags and kept:
+                add("pixels not checked", f"{label} kept, but {anon.get('pixel_text', '')}: review its pixels")
             for stage, row in (("anonymize", anon), ("extract", ext)):
                 if _decision(row, "action" if stage == "anonymize" else "decision") == "failed":
                     add("series failed", f"{stage}: {label}: {row.get('reason', '')}")
@@ -238,7 +255,9 @@ def _warnings(exams: Sequence[ExamView], anchors: Mapping[str, str]) -> list[Fin
                 add("series split", f"{label}: {ext.get('reason', '')}")
         for stage, row in exam.other_rows:
             outcome = _decision(row, "action") or _decision(row, "decision")
-            if outcome == "failed" and row.get("path"):
+            if outcome == "failed" and row.get("path") and "NOT de-identified" in str(row.get("reason")):
+                add("NOT de-identified", f"{stage}: {row.get('path')}: {row.get('reason', '')}")
+            elif outcome == "failed" and row.get("path"):
                 add("file failed", f"{stage}: {row.get('path')}: {row.get('reason', '')}")
             elif outcome == "failed" and not any(not r.complete for r in exam.records.values()):
                 add("exam failed", f"{stage}: {row.get('reason', '')}")
@@ -284,6 +303,7 @@ code, .uid { font-family: ui-monospace, "DejaVu Sans Mono", monospace; font-size
 .gallery { display: flex; flex-wrap: wrap; gap: 12px; }
 figure { margin: 4px 0; }
 figcaption { font-size: 12px; max-width: 448px; }
+img.pixel-text { display: block; margin-top: 4px; max-width: 192px; border: 1px solid #999; }
 img.qc { width: 448px; height: auto; display: block; border: 1px solid #999; background: #181818; }
 tr.outcome-failed td:first-child { border-left: 4px solid #b3261e; }
 .exam { background: #fff; border: 1px solid #d5dde6; border-radius: 6px; padding: 4px 14px 10px; margin: 14px 0; }
@@ -352,6 +372,16 @@ def _summary_section(data: ReportData) -> str:
             f'<p class="failed">{len(data.missing)} exam(s) of INPUT_DIR have no record yet (not processed, '
             f"or their run was killed): {_e(', '.join(data.missing))}</p>"
         )
+    not_deidentified = sum(w.what == "NOT de-identified" for w in data.warnings)
+    if not_deidentified:
+        missing += (
+            f'<p class="failed"><b>{not_deidentified} file(s) in INPUT_DIR are NOT de-identified</b> (damaged or '
+            "unreadable, left in place unchanged by --in-place): see the warnings; fix or remove them before "
+            "sharing.</p>"
+        )
+    if data.input_entries:
+        items = "".join(f"<li>{_e(e.name)}: {_e(e.reason)}</li>" for e in data.input_entries)
+        missing += f'<p>{len(data.input_entries)} entr(y/ies) of INPUT_DIR are not exams:</p><ul class="muted">{items}</ul>'
     return f'<section id="summary"><h2>Summary</h2><div class="cards">{html_cards}</div>{note}{missing}</section>'
 
 
@@ -359,7 +389,8 @@ def _warnings_section(data: ReportData) -> str:
     if not data.warnings:
         return '<section id="warnings"><h2>Warnings</h2><p>None.</p></section>'
     rows = "".join(
-        f'<tr><td><a href="#{w.anchor}">{_e(w.dicom_id)}</a></td><td>{_e(w.what)}</td><td>{_e(w.detail)}</td></tr>'
+        f'<tr><td><a href="#{w.anchor}">{_e(w.dicom_id)}</a></td><td>{_e(w.what)}</td><td>{_e(w.detail)}'
+        f"{_warning_picture(w)}</td></tr>"
         for w in data.warnings
     )
     counts: dict[str, int] = {}
@@ -370,6 +401,13 @@ def _warnings_section(data: ReportData) -> str:
         f'<section id="warnings"><h2>Warnings</h2><p>{overview}</p>'
         f"<table><thead><tr><th>exam</th><th>warning</th><th>detail</th></tr></thead><tbody>{rows}</tbody></table></section>"
     )
+
+
+def _warning_picture(warning: Finding) -> str:
+    """The warning's thumbnail (only an embedded JPEG or PNG, never a link), or ''."""
+    if not _DATA_URI.match(warning.picture):
+        return ""
+    return f'<br><img class="pixel-text" src="{warning.picture}" alt="{_e(warning.what)}: where it was found">'
 
 
 def _exam_index(data: ReportData, anchors: Mapping[str, str]) -> str:

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from orbitct_app.errors import UsageError
+from orbitct_app.paths import list_input
 
 DEFAULT_MIN_SLICES = 10
 DEFAULT_PROFILE = "orbitct"
@@ -16,6 +17,9 @@ PROFILES = ("orbitct", "basic")
 RETAIN_OPTIONS = ("patient-characteristics", "device-identity", "institution-identity", "safe-private")
 """The basic profile's retain options (``--retain``), as named in :class:`deid.RetainOption`."""
 DATE_MODES = ("remove", "shift")
+PIXEL_TEXT_MODES = ("off", "flag", "drop")
+"""``--pixel-text``: skip the check for text burned into pixels, keep and report, or drop."""
+DEFAULT_PIXEL_TEXT = "flag"
 DEFAULT_SPACING_MM = 0.5
 DEFAULT_SIZE = 512
 DEFAULT_BODY_THRESHOLD_HU = -200.0
@@ -50,31 +54,15 @@ class Stage(str, enum.Enum):
 
 
 def find_exams(input_dir: Path, labels: Sequence[str] = ()) -> list[Path]:
-    """Return the exam folders of ``input_dir`` (its first-level folders), sorted by name.
-
-    Parameters
-    ----------
-    input_dir
-        The input root.
-    labels
-        Only these exam folder names; every one must exist.
+    """The exam folders of ``input_dir`` (its first-level real folders, sorted by name; see
+    :func:`orbitct_app.paths.list_input` for what is not one, and why).
 
     Raises
     ------
     UsageError
-        If a requested label has no folder.
+        If a requested label has no entry.
     """
-    exams = sorted(
-        (p for p in input_dir.iterdir() if p.is_dir() and not p.name.startswith(".")),
-        key=lambda p: p.name,
-    )
-    if not labels:
-        return exams
-    by_name = {p.name: p for p in exams}
-    missing = [label for label in labels if label not in by_name]
-    if missing:
-        raise UsageError(f"participant label(s) not found in {input_dir}: {', '.join(missing)}")
-    return [by_name[label] for label in dict.fromkeys(labels)]
+    return list(list_input(input_dir, labels).exams)
 
 
 def usable_cores() -> int:
@@ -138,6 +126,8 @@ class Options:
     """anonymize: list what each rule would do, write no DICOM."""
     audit_only: bool = False
     """anonymize: only audit an earlier output."""
+    pixel_text: str = DEFAULT_PIXEL_TEXT
+    """anonymize: check kept series for text burned into their pixels (:data:`PIXEL_TEXT_MODES`)."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "input_dir", Path(self.input_dir).expanduser().absolute())
@@ -178,6 +168,44 @@ class Options:
         """The exam folders this run covers (see :func:`find_exams`)."""
         return find_exams(self.input_dir, self.participant_labels)
 
+    OUTPUT_FOLDERS = ("anonymized", "nifti", "logs", ".orbitct")
+    """The folders the app writes under OUTPUT_DIR."""
+
+    def write_targets(self) -> list[tuple[str, Path]]:
+        """Every place this run writes, named as the user knows it: OUTPUT_DIR, its folders and
+        their exam folders as they exist now, the log, the mapping folder and the key."""
+        targets: list[tuple[str, Path]] = [("OUTPUT_DIR", self.output_dir)]
+        for name in self.OUTPUT_FOLDERS:
+            folder = self.output_dir / name
+            targets.append((f"OUTPUT_DIR/{name}", folder))
+            if name in ("anonymized", "nifti") and folder.is_dir() and not folder.is_symlink():
+                try:
+                    children = sorted(folder.iterdir())
+                except OSError:
+                    children = []
+                targets.extend((f"OUTPUT_DIR/{name}/{child.name}", child) for child in children)
+        assert self.log_path is not None
+        targets.append(("--log", self.log_path))
+        for flag, value in (("--map-dir", self.map_dir), ("--deid-key", self.deid_key)):
+            if value is not None:
+                targets.append((flag, value))
+        return targets
+
+    def _validate_write_targets(self, inp: Path) -> None:
+        """Nothing is written inside INPUT_DIR (unless --in-place) and nothing through a link
+        the app did not make: every write target is resolved (links followed) and refused when
+        it lands inside INPUT_DIR; OUTPUT_DIR's own folders and the log must not be links."""
+        for label, path in self.write_targets():
+            where = path.resolve()
+            if where == inp or where.is_relative_to(inp):
+                via = f" (through a link, at {where})" if where != path.absolute() else ""
+                raise UsageError(f"{label} must not be inside INPUT_DIR: {path}{via}; orbitct-app never writes "
+                                 "there (--in-place is the only way to change INPUT_DIR)")
+            own = label == "--log" or (label.startswith("OUTPUT_DIR/") and label.count("/") == 1)
+            if own and path.is_symlink():
+                raise UsageError(f"{label} is a symbolic link ({path}): orbitct-app never writes through "
+                                 "links; remove it or give another path")
+
     def validate(self) -> None:
         """Check the paths and values; raise :class:`UsageError` with a one-line reason."""
         inp, out = self.input_dir.resolve(), self.output_dir.resolve()
@@ -193,7 +221,10 @@ class Options:
             raise UsageError(f"INPUT_DIR must not be inside OUTPUT_DIR: {self.input_dir}")
         if self.output_dir.exists() and not self.output_dir.is_dir():
             raise UsageError(f"OUTPUT_DIR is not a folder: {self.output_dir}")
+        self._validate_write_targets(inp)
         existing = next(p for p in (self.output_dir, *self.output_dir.parents) if p.exists())
+        if not existing.is_dir():
+            raise UsageError(f"OUTPUT_DIR cannot be made: {existing} is a file, not a folder")
         if not os.access(existing, os.W_OK | os.X_OK):
             raise UsageError(f"OUTPUT_DIR is not writable: {existing} (permission denied)")
         if self.in_place and not os.access(self.input_dir, os.W_OK | os.X_OK):
@@ -218,6 +249,7 @@ class Options:
             if not label or "/" in label or label in (".", ".."):
                 raise UsageError(f"invalid participant label: {label!r}")
         self._validate_deid(inp, out)
+        self._validate_pixel_text()
         self.exam_dirs()
 
     def _validate_deid(self, inp: Path, out: Path) -> None:
@@ -257,6 +289,24 @@ class Options:
             raise UsageError("--dry-run and --audit-only only apply to the anonymize stage")
         if self.dry_run and self.audit_only:
             raise UsageError("--dry-run and --audit-only exclude each other")
+
+    @property
+    def checks_pixel_text(self) -> bool:
+        """Whether this run looks for text burned into the pixels of the series it keeps."""
+        return self.stage.anonymizes and self.pixel_text != "off" and not self.audit_only
+
+    def _validate_pixel_text(self) -> None:
+        """``--pixel-text``: a known mode, and flag or drop only with the OCR engine installed."""
+        if self.pixel_text not in PIXEL_TEXT_MODES:
+            raise UsageError(
+                f"unknown --pixel-text {self.pixel_text!r}; choose from {', '.join(PIXEL_TEXT_MODES)}"
+            )
+        if self.checks_pixel_text:
+            from orbitct_app import ocr  # (no numpy: only the engine's presence is checked)
+
+            problem = ocr.engine_problem()
+            if problem is not None:
+                raise UsageError(f"--pixel-text {self.pixel_text} needs an OCR engine: {problem}")
 
     def as_record(self) -> dict[str, object]:
         """The options as plain JSON-ready values (for logs and provenance)."""

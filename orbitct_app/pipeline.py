@@ -20,10 +20,11 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
-from orbitct_app import __version__, atomic, html_report, interrupt, memory, provenance, reports, workers
+from orbitct_app import __version__, atomic, html_report, interrupt, locks, memory, provenance, reports, workers
 from orbitct_app.deid import keys, mapping
-from orbitct_app.errors import ExitCode, one_line, resource_error, safe_traceback, withhold_warning_text
-from orbitct_app.options import Options, Stage, find_exams, usable_cores
+from orbitct_app.errors import ExamError, ExitCode, one_line, resource_error, safe_traceback, withhold_warning_text
+from orbitct_app.options import Options, Stage, usable_cores
+from orbitct_app.paths import InputEntry, TreeState, exam_problem, list_input, tree_state
 from orbitct_app.reports import ExamRecord
 from orbitct_app.threads import set_threads
 
@@ -42,6 +43,12 @@ class StageModule(Protocol):
     def failure_rows(self, dicom_id: str, reason: str) -> dict[str, list[reports.Row]]: ...
 
     def summarize(self, record: ExamRecord) -> str: ...
+
+    def output_folder(self, dicom_id: str, options: Options) -> Path | None: ...
+
+    def modifies_source(self, options: Options) -> bool: ...
+
+    def stale_reason(self, record: ExamRecord, exam_dir: Path, options: Options) -> str: ...
 
 
 STAGE_NAMES = Stage.ALL.module_names
@@ -180,8 +187,10 @@ def run(
     run_id = run_id or provenance.new_run_id()
     started_at = provenance.utc_now()
     started = time.monotonic()
-    exam_dirs = options.exam_dirs()
-    names = [p.name for p in exam_dirs]
+    listing = list_input(options.input_dir, options.participant_labels)
+    names = sorted([p.name for p in listing.exams] + [e.name for e in listing.problems])
+    for entry in listing.problems:
+        logger.error("%s: not processed: %s", entry.name, entry.reason)
     logger.info(
         "%s: %d exam(s) in %s, %d worker(s)",
         options.stage.value,
@@ -252,20 +261,21 @@ def _write_run_outputs(
         expected = tuple(n for n in STAGE_NAMES if any(n in o.records for o in outcomes)) or STAGE_NAMES[:1]
     else:
         expected = tuple(m.NAME for m in stage_modules(options.stage))
+    listing = list_input(options.input_dir)
     with reports.merge_lock(options.state_dir):
         for name in (*(t.filename for t in reports.TABLES), html_report.REPORT_NAME, provenance.DATASET_DESCRIPTION):
             atomic.remove_stale(options.output_dir, name)  # left by a killed run (only this lock's holder writes them)
         mark = time.monotonic()
-        tables = reports.merge_tables(options.state_dir, options.output_dir)
+        tables = reports.merge_tables(options.state_dir, options.output_dir, input_rows(listing.ignored))
         provenance.write_dataset_description(options.output_dir)
         phases["tables"] = round(time.monotonic() - mark, 3)
         summary = RunSummary(outcomes, tables, time.monotonic() - started, expected, interrupted=interrupted)
         record = _run_record(options, summary, run_id, argv, started_at, phases)
         mark = time.monotonic()
-        all_exams = [p.name for p in find_exams(options.input_dir, ())]
         runs = [r for r in provenance.read_run_records(options.output_dir) if r.get("run_id") != run_id]
         summary.report = html_report.write_report(
-            options.output_dir, options.state_dir, runs=[*runs, record], exam_names=all_exams
+            options.output_dir, options.state_dir, runs=[*runs, record], exam_names=listing.names,
+            input_entries=listing.ignored,
         )
         phases["report"] = round(time.monotonic() - mark, 3)
         summary.seconds = time.monotonic() - started
@@ -316,6 +326,16 @@ def _run_record(
     )
 
 
+def input_rows(entries: Sequence[InputEntry]) -> dict[str, list[reports.Row]]:
+    """Report rows for the top-level entries of INPUT_DIR that are not exams (hidden folders,
+    plain and special files, links to files): in both stage tables, by name in ``path``."""
+    rows = [{"dicom_id": "", "path": e.name, "reason": e.reason} for e in entries]
+    return {
+        reports.ANONYMIZE_REPORT.name: [{**row, "action": "skipped"} for row in rows],
+        reports.EXTRACT_REPORT.name: [{**row, "decision": "skipped"} for row in rows],
+    }
+
+
 def _prepare_key(options: Options) -> None:
     """Create the basic profile's key file when it does not exist yet; log its fingerprint.
 
@@ -348,49 +368,89 @@ def stored_outcome(dicom_id: str, options: Options) -> ExamOutcome:
 def process_exam(dicom_id: str, options: Options) -> ExamOutcome:
     """Run every stage of ``options.stage`` on one exam, skipping stages already complete.
 
-    A stage is skipped when its record is complete, made with the same options, and has no
-    failed file or series and no audit finding; otherwise it is redone.
+    The exam is held (:func:`locks.exam_lock`) while this runs: a concurrent run on the same
+    exam waits, then finds it complete. A completed stage is skipped only while its record
+    still holds: same options, the exam's files as they were, its outputs as they were left
+    (see :func:`stale_reason`), and has no failed file or series and no audit finding.
 
     Never raises for a problem of the exam's data or of writing its output (a full disk, a name
     the file system cannot hold): a failure becomes a failed record with the reason, and the rest
     of the run goes on.
     """
     outcome = ExamOutcome(dicom_id)
-    for module in stage_modules(options.stage):
-        fingerprint = {"version": __version__, **module.fingerprint(options)}
-        previous = reports.read_record(options.state_dir, module.NAME, dicom_id)
-        if (
-            not options.force
-            and not options.audit_only
-            and previous is not None
-            and previous.complete
-            and previous.fingerprint == fingerprint
-        ):
-            problems = _problems(previous)
-            if not problems:
-                logger.info("%s: %s already complete; skipped (use --force to redo)", dicom_id, module.NAME)
-                outcome.records[module.NAME] = previous
-                outcome.resumed.append(module.NAME)
-                continue
-            logger.info("%s: %s redone: the earlier run had %s", dicom_id, module.NAME, problems)
-        exam_dir = stage_source(module, options) / dicom_id
-        started = time.monotonic()
-        try:
-            if not exam_dir.is_dir():
-                raise FileNotFoundError(f"exam folder not found: {exam_dir}")
-            record = module.run_exam(exam_dir, options)
-        except Exception as err:  # noqa: BLE001 - one exam's failure must not stop the run
-            reason = one_line(resource_error(err) or err)
-            logger.error("%s: %s failed: %s", dicom_id, module.NAME, reason)
-            logger.debug("%s: %s: %s", dicom_id, module.NAME, safe_traceback(err))
-            record = _failed_record(module, dicom_id, reason, fingerprint)
-        record.fingerprint = fingerprint
-        record.seconds = round(time.monotonic() - started, 3)
-        record = _store(record, module, options)
-        outcome.records[module.NAME] = record
-        if not record.complete:
-            break  # a later stage would read this stage's incomplete output
+    input_exam = options.input_dir / dicom_id
+    held_input = input_exam if options.in_place and exam_problem(input_exam) is None else None
+    with locks.exam_lock(options.state_dir, dicom_id, held_input):
+        for module in stage_modules(options.stage):
+            record = _run_stage(module, dicom_id, options, outcome)
+            outcome.records[module.NAME] = record
+            if not record.complete:
+                break  # a later stage would read this stage's incomplete output
     return outcome
+
+
+def _run_stage(module: StageModule, dicom_id: str, options: Options, outcome: ExamOutcome) -> ExamRecord:
+    """One stage of one exam: its completed record when it still holds, else a new record."""
+    fingerprint = {"version": __version__, **module.fingerprint(options)}
+    previous = reports.read_record(options.state_dir, module.NAME, dicom_id)
+    exam_dir = stage_source(module, options) / dicom_id
+    output = module.output_folder(dicom_id, options)
+    if (
+        not options.force
+        and not options.audit_only
+        and previous is not None
+        and previous.complete
+        and previous.fingerprint == fingerprint
+    ):
+        problems = _problems(previous)
+        why = f"the earlier run had {problems}" if problems else stale_reason(previous, module, exam_dir, output, options)
+        if not why:
+            logger.info("%s: %s already complete; skipped (use --force to redo)", dicom_id, module.NAME)
+            outcome.resumed.append(module.NAME)
+            return previous
+        logger.info("%s: %s done again: %s", dicom_id, module.NAME, why)
+    started = time.monotonic()
+    try:
+        problem = exam_problem(exam_dir)
+        if problem is not None:
+            raise ExamError(problem)
+        before = tree_state(exam_dir)
+        record = module.run_exam(exam_dir, options)
+        after = tree_state(exam_dir)
+        if not module.modifies_source(options) and after != before:
+            raise ExamError("the exam's files changed while it was processed (another program writing "
+                            f"there? {after.change_from(before)}); run again once they are complete")
+        record.input_state = dataclasses.asdict(after)
+        if output is not None:
+            record.output_state = dataclasses.asdict(tree_state(output))
+    except Exception as err:  # noqa: BLE001 - one exam's failure must not stop the run
+        reason = one_line(resource_error(err) or err)
+        logger.error("%s: %s failed: %s", dicom_id, module.NAME, reason)
+        logger.debug("%s: %s: %s", dicom_id, module.NAME, safe_traceback(err))
+        record = _failed_record(module, dicom_id, reason, fingerprint)
+    record.fingerprint = fingerprint
+    record.seconds = round(time.monotonic() - started, 3)
+    return _store(record, module, options)
+
+
+def stale_reason(
+    record: ExamRecord, module: StageModule, exam_dir: Path, output: Path | None, options: Options
+) -> str:
+    """Why a completed record no longer holds ('' when it does): the exam's files were added,
+    removed or replaced since (names, sizes, modification times), its output folder changed,
+    or the stage finds its own reason (see ``StageModule.stale_reason``)."""
+    if record.input_state is None:
+        return "its record holds no input state (made by an earlier version)"
+    change = tree_state(exam_dir).change_from(TreeState(**record.input_state))
+    if change:
+        return f"the exam's files changed since it was completed ({change})"
+    if output is not None:
+        if record.output_state is None:
+            return "its record holds no output state (made by an earlier version)"
+        change = tree_state(output).change_from(TreeState(**record.output_state))
+        if change:
+            return f"its output folder {output} changed since it was written ({change})"
+    return module.stale_reason(record, exam_dir, options)
 
 
 def _problems(record: ExamRecord) -> str:

@@ -44,6 +44,7 @@ DEPENDENCIES = (
     "pylibjpeg-openjpeg",
     "pillow",
     "isal",
+    "pytesseract",
 )
 
 
@@ -191,6 +192,8 @@ def command_line(options: Options) -> list[str]:
     for label in options.participant_labels:
         args += ["--participant-label", label]
     args += ["--min-slices", str(options.min_slices), "--profile", options.profile]
+    if options.stage.anonymizes:
+        args += ["--pixel-text", options.pixel_text]
     if options.in_place:
         args.append("--in-place")
     if options.thickness is not None:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import csv
 import dataclasses
-import fcntl
 import hashlib
 import io
 import json
@@ -23,7 +22,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from orbitct_app import atomic
+from orbitct_app import atomic, locks
 
 logger = logging.getLogger(__name__)
 
@@ -57,8 +56,13 @@ ANONYMIZE_REPORT = Table(
         "reason",
         "flags",
         "path",
+        "pixel_text",
+        "frames_checked",
     ),
 )
+"""``pixel_text``: what the check for text burned into the pixels found (``--pixel-text``; a count
+of words, a box and a confidence, never the words); ``frames_checked``: how many frames it read,
+e.g. ``240/240 (10 whole, 230 top and bottom bands)``."""
 EXTRACT_REPORT = Table(
     "extract_report",
     "extract",
@@ -137,6 +141,11 @@ class ExamRecord:
     error: str = ""
     counts: dict[str, int] = dataclasses.field(default_factory=dict)
     seconds: float = 0.0
+    input_state: dict[str, Any] | None = None
+    """The exam folder the stage read, as it was (:class:`orbitct_app.paths.TreeState`): a
+    completed record holds only while the folder still is so."""
+    output_state: dict[str, Any] | None = None
+    """The exam's output folder as the stage left it (None when it writes none)."""
 
     @property
     def complete(self) -> bool:
@@ -231,40 +240,31 @@ def _cell(value: Any) -> Any:
     return value
 
 
-def merge_reports(state_dir: Path, output_dir: Path) -> dict[str, Path]:
-    """Rebuild every top-level CSV from all stored fragments; return the files written.
-
-    A table is written when at least one record of its stage exists. Concurrent runs (SLURM
-    array tasks) take turns through a lock file, so the last merge sees every fragment written
-    before it started; each table is replaced atomically.
-    """
-    with merge_lock(state_dir):
-        return merge_tables(state_dir, output_dir)
-
-
 @contextlib.contextmanager
 def merge_lock(state_dir: Path) -> Iterator[None]:
     """Hold the run-end lock: concurrent runs rebuild their shared outputs one at a time.
 
     Not re-entrant: do not take it twice in one process.
     """
-    state_dir.mkdir(parents=True, exist_ok=True)
-    with open(state_dir / "merge.lock", "a+b") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
+    with locks.file_lock(state_dir / "merge.lock", "the run-end merge", quiet=True):
+        yield
 
 
-def merge_tables(state_dir: Path, output_dir: Path) -> dict[str, Path]:
-    """Rebuild every top-level CSV (call with :func:`merge_lock` held)."""
+def merge_tables(
+    state_dir: Path, output_dir: Path, extra_rows: Mapping[str, list[Row]] | None = None
+) -> dict[str, Path]:
+    """Rebuild every top-level CSV from all stored records (call with :func:`merge_lock` held).
+
+    ``extra_rows`` (by table name) come first: rows that belong to no exam, such as the
+    top-level entries of INPUT_DIR that are not exams. A table is written when at least one
+    record of its stage exists.
+    """
     written: dict[str, Path] = {}
     for table in TABLES:
         records = list(iter_records(state_dir, table.stage))
         if not records:
             continue
-        rows = [row for record in records for row in record.rows.get(table.name, [])]
+        rows = [*(extra_rows or {}).get(table.name, []), *(row for record in records for row in record.rows.get(table.name, []))]
         path = output_dir / table.filename
         if table.optional and not rows:
             path.unlink(missing_ok=True)

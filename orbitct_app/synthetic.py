@@ -81,6 +81,7 @@ logger = logging.getLogger(__name__)
 
 __all__ = [
     "BASIC_ATTRIBUTES",
+    "BurnedText",
     "ORBITCT_ATTRIBUTES",
     "ExamTruth",
     "ExpectedSkip",
@@ -598,6 +599,74 @@ class Phantom:
 # series specification
 
 
+TextPosition = Literal["top-left", "top-right", "bottom-left", "bottom-right", "centre"]
+
+
+@dataclass(frozen=True)
+class BurnedText:
+    """Text rendered into the pixels of a series, as scanners and workstations burn it in.
+
+    Rendered with Pillow's scalable default font (anti-aliased). In a CT image the text takes the
+    highest value (``polarity="white"``: white on black) or is drawn in the lowest value on a
+    box of the highest (``"black"``: black on white); in a summary capture it is white on the
+    screen's dark background, or black on a white one.
+
+    Attributes
+    ----------
+    lines : tuple of str
+        The lines of text, top to bottom.
+    position : {"top-left", "top-right", "bottom-left", "bottom-right", "centre"}
+        Where the block of lines goes (4 pixels from the edges).
+    size : int
+        Font size in pixels.
+    polarity : {"white", "black"}
+        Light text on a dark ground, or dark text on a light box.
+    instances : tuple of int, optional
+        The images (InstanceNumbers, frame numbers of an enhanced series) that carry it; all when
+        None.
+    """
+
+    lines: tuple[str, ...]
+    position: TextPosition = "top-left"
+    size: int = 12
+    polarity: Literal["white", "black"] = "white"
+    instances: tuple[int, ...] | None = None
+
+    def __post_init__(self) -> None:
+        if not self.lines:
+            raise ValueError("burned-in text needs at least one line")
+        if self.position not in ("top-left", "top-right", "bottom-left", "bottom-right", "centre"):
+            raise ValueError(f"unknown text position {self.position!r}")
+        if self.polarity not in ("white", "black"):
+            raise ValueError(f"polarity must be 'white' or 'black', got {self.polarity!r}")
+        if self.size < 4:
+            raise ValueError(f"font size must be >= 4, got {self.size}")
+
+    def on(self, instance: int) -> bool:
+        """Whether image ``instance`` carries the text."""
+        return self.instances is None or instance in self.instances
+
+    def mask(self, rows: int, cols: int) -> tuple[np.ndarray, tuple[int, int, int, int]]:
+        """The text's coverage (float32, 0 to 1, shape ``(rows, cols)``) and the box behind it
+        ``(left, top, right, bottom)``, 3 pixels around the text."""
+        from PIL import Image, ImageDraw, ImageFont
+
+        font = ImageFont.load_default(size=self.size)
+        canvas = Image.new("L", (cols, rows), 0)
+        draw = ImageDraw.Draw(canvas)
+        text = "\n".join(self.lines)
+        left, top, right, bottom = draw.multiline_textbbox((0, 0), text, font=font)
+        width, height = right - left, bottom - top
+        margin = 4
+        x = {"left": margin, "right": cols - margin - width, "centre": (cols - width) // 2}[
+            "centre" if self.position == "centre" else self.position.split("-")[1]]
+        y = {"top": margin, "bottom": rows - margin - height, "centre": (rows - height) // 2}[
+            "centre" if self.position == "centre" else self.position.split("-")[0]]
+        draw.multiline_text((x - left, y - top), text, fill=255, font=font)
+        box = (max(0, x - 3), max(0, y - 3), min(cols, x + width + 3), min(rows, y + height + 3))
+        return np.asarray(canvas, dtype=np.float32) / np.float32(255.0), box
+
+
 @dataclass(frozen=True)
 class SeriesSpec:
     """What one series should look like. ``None`` fields get per-kind defaults (:meth:`resolved`).
@@ -643,6 +712,9 @@ class SeriesSpec:
     legacy_converted : bool
         With ``enhanced``: write Legacy Converted Enhanced CT (PS3.3 A.70) instead of Enhanced CT;
         ImageType stays that of the classic files (see the module docstring).
+    burned_text : BurnedText, optional
+        Text rendered into the pixels (a name and date in a corner, a summary or dose screen);
+        such a series says BurnedInAnnotation YES. The scout cannot carry it.
     """
 
     kind: SeriesKind = "axial"
@@ -668,6 +740,7 @@ class SeriesSpec:
     center_offset_mm: Vec3 = (0.0, 0.0, 0.0)
     enhanced: bool = False
     legacy_converted: bool = False
+    burned_text: BurnedText | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in ("axial", "coronal", "scout", "summary"):
@@ -676,6 +749,8 @@ class SeriesSpec:
             raise ValueError(f"only axial and coronal series can be enhanced, not {self.kind}")
         if self.legacy_converted and not self.enhanced:
             raise ValueError("legacy_converted needs enhanced=True (it is a multi-frame object)")
+        if self.burned_text is not None and self.kind == "scout":
+            raise ValueError("a scout cannot carry burned-in text")
         if self.order not in ("ascending", "descending"):
             raise ValueError(f"order must be 'ascending' or 'descending', got {self.order!r}")
         if self.transfer_syntax not in SUPPORTED_TRANSFER_SYNTAXES:
@@ -1339,6 +1414,19 @@ def _ct_attributes(ds: Dataset, spec: SeriesSpec, ex: _Exam) -> None:
         ds.ReferencedImageSequence = [ref]
 
 
+def _burn(image: np.ndarray, text: BurnedText, high: float, low: float) -> None:
+    """Render ``text`` into a 2D ``image`` in place: light text takes ``high`` (anti-aliased
+    over what is there); dark text takes ``low`` on a box of ``high``."""
+    coverage, (left, top, right, bottom) = text.mask(*image.shape)
+    if text.polarity == "white":
+        ink, ground = high, None
+    else:
+        ink, ground = low, high
+        image[top:bottom, left:right] = ground
+    blended = image.astype(np.float32) * (1 - coverage) + np.float32(ink) * coverage
+    image[...] = np.rint(blended).astype(image.dtype)
+
+
 def _save(ds: Dataset, path: Path, pixels: np.ndarray, transfer_syntax: str) -> None:
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = ds.SOPClassUID
@@ -1511,6 +1599,10 @@ class _SeriesWriter:
         out = raw.astype(np.uint16 if self.spec.unsigned else np.int16)
         if self.outside is not None:
             out[self.outside] = self.spec.padding_value
+        text = self.spec.burned_text
+        if text is not None and text.on(instance):
+            high, low = (round((hu_value - intercept) / slope) for hu_value in (HU_MAX, HU_MIN))
+            _burn(out, text, high, low)
         return out
 
     def _scout_pixels(self) -> np.ndarray:
@@ -1552,6 +1644,10 @@ class _SeriesWriter:
             x0 = min(cols - 1, 16 + size)
             width = max(1, (cols - x0 - 8) * (3 + (n * 7 + instance) % 5) // 8)
             img[y : y + line_h, x0 : x0 + width, :] = (200, 200, 200) if n % 2 else (255, 255, 128)
+        text = spec.burned_text
+        if text is not None and text.on(instance):
+            for channel in range(3):
+                _burn(img[:, :, channel], text, 255, 0)
         return img
 
     # -- datasets -----------------------------------------------------------------------------
@@ -1572,6 +1668,8 @@ class _SeriesWriter:
             ds.PixelRepresentation = 0
             return ds
         _ct_attributes(ds, spec, ex)
+        if spec.burned_text is not None:
+            ds.BurnedInAnnotation = "YES"
         row_s, col_s = _orientation(spec)
         ds.ImageOrientationPatient = [*row_s, *col_s]
         ds.BitsStored = self.bits_stored
@@ -1679,7 +1777,7 @@ class _SeriesWriter:
                 ds.AcquisitionDateTime = start.strftime("%Y%m%d%H%M%S.%f")
             ds.AcquisitionDuration = round(0.1 * len(self.instances), 3)
         ds.ContentQualification = "PRODUCT"
-        ds.BurnedInAnnotation = "NO"
+        ds.BurnedInAnnotation = "NO" if spec.burned_text is None else "YES"
         ds.LossyImageCompression = "00"
         ds.PresentationLUTShape = "IDENTITY"
         # Acquisition Context: type 2, empty

@@ -37,8 +37,9 @@ from orbitct_app.options import Options, Stage
 from orbitct_app.reports import read_csv
 from orbitct_app.synthetic import ORBITCT_ATTRIBUTES, ExamTruth, SeriesSpec, write_exam
 
+from hostile import write_sr
+
 EXAM_A, EXAM_B = "exam_001", "exam_002"
-BASIC_TEXT_SR = "1.2.840.10008.5.1.4.1.1.88.11"
 
 
 # --- helpers ------------------------------------------------------------------------------------
@@ -141,24 +142,7 @@ def write_sr_series(folder: Path, n: int, marker: str) -> str:
     """``n`` text structured reports (no pixel data) in one series; returns its UID."""
     series_uid = generate_uid()
     for k in range(n):
-        ds = Dataset()
-        ds.SOPClassUID = BASIC_TEXT_SR
-        ds.SOPInstanceUID = generate_uid()
-        ds.Modality = "SR"
-        ds.SeriesInstanceUID = series_uid
-        ds.SeriesNumber = 500
-        ds.InstanceNumber = k + 1
-        ds.PatientName = marker
-        item = Dataset()
-        item.ValueType = "TEXT"
-        item.TextValue = f"report on {marker}"
-        ds.ContentSequence = Sequence([item])
-        ds.file_meta = FileMetaDataset()
-        ds.file_meta.MediaStorageSOPClassUID = BASIC_TEXT_SR
-        ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-        ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-        folder.mkdir(parents=True, exist_ok=True)
-        ds.save_as(folder / f"SR{k:03d}.dcm", enforce_file_format=True)
+        write_sr(folder / f"SR{k:03d}.dcm", series_uid, marker, series_number=500, instance=k + 1)
     return series_uid
 
 
@@ -604,7 +588,8 @@ def test_in_place_leaves_an_unusable_dicom_file_and_says_so(
     assert truncated.exists()
     failed = [r for r in report(out) if r["action"] == "failed"]
     assert sorted(r["path"] for r in failed) == ["S002/truncated.dcm", "empty", "x.dcm"]
-    assert all("left in place unchanged, may hold identifying values" in r["reason"] for r in failed)
+    assert all("NOT de-identified: left in place unchanged, it may hold identifying values" in r["reason"]
+               for r in failed)
 
 
 def _project_root() -> Path:

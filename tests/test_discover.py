@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 
 import pydicom
@@ -155,14 +156,14 @@ def test_find_exams_lists_first_level_folders(tmp_path: Path) -> None:
 def test_unreadable_file_is_skipped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     truth = _small_exam(tmp_path)
     victim = truth.series_by_number(2).files[0]
-    real_open = Path.open
+    real_open = os.open
 
-    def deny(self: Path, *args: object, **kwargs: object):  # type: ignore[no-untyped-def]
-        if self == victim:  # permissions do not stop root, so refuse the read here
-            raise PermissionError(13, "Permission denied", str(self))
-        return real_open(self, *args, **kwargs)  # type: ignore[arg-type]
+    def deny(path: object, *args: object, **kwargs: object) -> int:
+        if Path(path) == victim:  # type: ignore[arg-type]  # permissions do not stop root: refuse here
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_open(path, *args, **kwargs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(Path, "open", deny)
+    monkeypatch.setattr(os, "open", deny)
     exam = scan_exam(truth.path)
     assert [(s.path, s.reason) for s in exam.skipped] == [
         (victim.relative_to(truth.path), "cannot read file (Permission denied)")

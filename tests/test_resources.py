@@ -343,6 +343,6 @@ def test_a_failed_file_is_redone_by_a_rerun_without_force(
     monkeypatch.undo()  # fixed
     caplog.clear()
     assert main(args) == ExitCode.OK
-    assert "exam_b: anonymize redone: the earlier run had 1 failed file(s) or series" in caplog.text
+    assert "exam_b: anonymize done again: the earlier run had 1 failed file(s) or series" in caplog.text
     assert caplog.text.count("already complete; skipped") == 2  # exam_a and exam_c
     assert hashes(out / "anonymized") == hashes(reference / "anonymized")

@@ -41,6 +41,8 @@ from pydicom.uid import UID_dictionary
 from orbitct_app.deid.apply import _may_be_sequence, _safe_private_tags
 from orbitct_app.deid.profiles import DUMMY_VALUES, Action, Profile, is_structural_uid
 from orbitct_app.dicom_bytes import dictionary_vr
+from orbitct_app.errors import OrbitctError
+from orbitct_app.paths import iter_exam_files, read_regular
 
 MIN_PHI_LENGTH = 4
 """Shorter entries of a phi list are ignored: they would match by chance (a sex, an initial)."""
@@ -102,8 +104,11 @@ def original_uids(exam_dir: Path) -> set[str]:
     """Every instance UID value in the headers of an exam's files (not the UIDs of classes,
     syntaxes or coding schemes, nor any UID registered in the standard)."""
     found: set[str] = set()
-    for path in sorted(p for p in exam_dir.rglob("*") if p.is_file()):
-        ds = _read(path.read_bytes())
+    for path in _regular_files(exam_dir):
+        try:
+            ds = _read(read_regular(path))
+        except OrbitctError:
+            continue
         if ds is None:
             continue
         try:
@@ -118,6 +123,11 @@ def original_uids(exam_dir: Path) -> set[str]:
         if meta is not None and meta.get("MediaStorageSOPInstanceUID"):
             found.add(str(meta.MediaStorageSOPInstanceUID).strip("\0 "))
     return found
+
+
+def _regular_files(folder: Path) -> list[Path]:
+    """The regular files under ``folder``, sorted; links and special files are never opened."""
+    return sorted(p for p in iter_exam_files(folder) if isinstance(p, Path))
 
 
 def audit_tree(
@@ -143,7 +153,7 @@ def audit_tree(
     if not root.is_dir():
         return findings
     written = written or {}
-    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+    for path in _regular_files(root):
         rel = str(path.relative_to(root))
         done = written.get(rel)
         if done is not None and done.complete and not (originals and originals.intersection(done.tokens)):
@@ -490,7 +500,10 @@ def audit_file(
 ) -> list[Finding]:
     """Audit one file (see the module docstring for the checks)."""
     findings: list[Finding] = []
-    data = path.read_bytes()
+    try:
+        data = read_regular(path)
+    except OrbitctError as err:
+        return [Finding(rel, "unreadable", detail=str(err))]
     # the path itself
     rel_bytes = rel.encode("utf-8", "replace")
     for token in _UID_TOKEN.findall(rel_bytes):

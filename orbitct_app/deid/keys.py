@@ -92,6 +92,19 @@ def key_fingerprint(key: bytes) -> str:
     return hmac.new(key, b"orbitct-app key fingerprint", hashlib.sha256).hexdigest()[:16]
 
 
+KEY_MARK = "orbitct-app key mark "
+"""Start of the DeidentificationMethod value by which a file says which key de-identified it."""
+
+
+def deid_mark(key: bytes, pseudonym: str) -> str:
+    """The DeidentificationMethod value that marks a file de-identified with ``key`` for the exam
+    ``pseudonym``: :data:`KEY_MARK` and 16 hex digits of an HMAC. A rerun recognises its own
+    files by it (and never maps their UIDs or shifts their dates a second time); without the
+    key nobody can tell which key it was, or make a file carry it."""
+    digest = hmac.new(key, b"deid mark\0" + pseudonym.encode("utf-8", "replace"), hashlib.sha256).hexdigest()
+    return KEY_MARK + digest[:16]
+
+
 def new_uid(key: bytes, uid: str) -> str:
     """The pseudonymous UID of ``uid``: ``2.25.`` and a 128-bit integer from an HMAC.
 

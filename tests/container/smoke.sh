@@ -15,8 +15,9 @@
 #             caches, `orbitct-app --version`
 #   4. run    `orbitct-synth` writes sample exams, then `orbitct-app /data/exams /out $STAGE` runs
 #             as $RUN_USER with the input mounted read-only (buildah run ignores ENTRYPOINT, so the
-#             command is named), and `anonymize` alone into a second folder (the command keeps
-#             numpy out of an anonymize run: this checks it in the image's own environment);
+#             command is named; its default --pixel-text flag runs the image's Tesseract), and
+#             `anonymize --pixel-text off` alone into a second folder (the command keeps numpy
+#             out of such a run: this checks it in the image's own environment);
 #             nothing may be written in the container outside the outputs and /tmp
 #   5. check  tests/container/check_outputs.py: de-identified DICOM and NIfTI files per exam,
 #             series_index.csv, reports and the log in the mounted outputs, every file owned by
@@ -211,6 +212,8 @@ crun() {  # crun [buildah run options] -- COMMAND...: run in the container as $R
 }
 got="$(crun "$CONTAINER" -- orbitct-app --version)"
 [ "$got" = "orbitct-app, version $VERSION" ] || fail "--version printed '$got'"
+crun "$CONTAINER" -- tesseract --list-langs 2>&1 | grep -qx eng \
+  || fail "image: no Tesseract with its English model (the OCR engine of --pixel-text)"
 say "image: entrypoint, labels, user, environment, no compilers or caches; $got"
 
 # ---- 4. run on sample exams --------------------------------------------------------------------
@@ -227,8 +230,10 @@ rc=$?
 set -e
 sed 's/^/    | /' "$WORK/run.log"
 [ "$rc" = 0 ] || fail "orbitct-app exited with $rc"
-say "run: sample exams written and processed in $((SECONDS - T_RUN)) s"
-ANON_CMD=(orbitct-app /data/exams /out anonymize --n-procs 1 -q)
+grep -q "no text found" "$OUT/anonymize_report.csv" \
+  || fail "the run did not check the kept series' pixels for text (--pixel-text flag, the default)"
+say "run: sample exams written and processed in $((SECONDS - T_RUN)) s (pixels checked for text)"
+ANON_CMD=(orbitct-app /data/exams /out anonymize --n-procs 1 -q --pixel-text off)
 crun -v "$IN:/data:ro" -v "$OUT_ANON:/out" "$CONTAINER" -- "${ANON_CMD[@]}" >"$WORK/anon.log" 2>&1 \
   || { sed 's/^/    | /' "$WORK/anon.log"; fail "${ANON_CMD[*]}"; }
 grep -q "numpy left unloaded" "$OUT_ANON/logs/orbitct-app.log" \

@@ -1,0 +1,111 @@
+"""The OCR engine behind ``--pixel-text``: Tesseract, run offline through pytesseract.
+
+Tesseract (the ``tesseract`` program with its English model, Debian's ``tesseract-ocr`` and
+``tesseract-ocr-eng``) reads the candidate regions that :mod:`orbitct_app.pixel_text` finds; it
+never touches the network and downloads nothing (its model is a file of the package). pytesseract
+runs the program on a temporary PNG and parses its word table.
+
+The words read stay in this module's memory: :func:`read_words` returns their boxes and
+confidences only, never their text (they may be a patient's name).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import logging
+import re
+import shutil
+import subprocess
+from collections.abc import Sequence
+
+from PIL import Image
+
+logger = logging.getLogger(__name__)
+
+PROGRAM = "tesseract"
+LANGUAGE = "eng"
+INSTALL_HINT = (
+    "install Tesseract (Debian/Ubuntu: apt-get install tesseract-ocr tesseract-ocr-eng; the "
+    "orbitct-app container image has it) or pass --pixel-text off"
+)
+MIN_CONFIDENCE = 60.0
+"""A word counts when Tesseract's confidence (0-100) is at least this ..."""
+MIN_CHARACTERS = 2
+"""... and it has at least this many letters or digits."""
+_CONFIG = "--oem 1 --psm 6"
+"""LSTM engine; the image is one block of text lines (a stack of candidate regions)."""
+_TIMEOUT_S = 60
+
+
+@dataclasses.dataclass(frozen=True)
+class Word:
+    """A word the engine read: where (pixels of the image given) and how sure, never what."""
+
+    left: int
+    top: int
+    width: int
+    height: int
+    confidence: float
+
+
+@functools.lru_cache(maxsize=1)
+def engine_version() -> str | None:
+    """Tesseract's version, or None when the program or its English model is missing."""
+    program = shutil.which(PROGRAM)
+    if program is None:
+        return None
+    try:
+        version = subprocess.run([program, "--version"], capture_output=True, text=True, timeout=_TIMEOUT_S)
+        langs = subprocess.run([program, "--list-langs"], capture_output=True, text=True, timeout=_TIMEOUT_S)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if version.returncode != 0 or LANGUAGE not in langs.stdout.split():
+        return None
+    match = re.search(r"tesseract\s+v?(\S+)", version.stdout + version.stderr)
+    return match.group(1) if match else "unknown"
+
+
+def engine_problem() -> str | None:
+    """Why the OCR engine cannot run here (one line), or None when it can."""
+    try:
+        import pytesseract  # noqa: F401 - a pinned dependency; absent only in a broken install
+    except ImportError:
+        return f"the Python package pytesseract is not installed; {INSTALL_HINT}"
+    program = shutil.which(PROGRAM)
+    if program is None:
+        return f"the OCR engine Tesseract ({PROGRAM}) is not on PATH; {INSTALL_HINT}"
+    if engine_version() is None:
+        return f"Tesseract ({program}) does not run or lacks its English model ({LANGUAGE}); {INSTALL_HINT}"
+    return None
+
+
+def read_words(image: Image.Image) -> list[Word]:
+    """The words Tesseract reads in ``image`` with enough confidence (see :data:`MIN_CONFIDENCE`).
+
+    Raises
+    ------
+    RuntimeError
+        When the engine fails (its message is not passed on).
+    """
+    import pytesseract
+
+    try:
+        table = pytesseract.image_to_data(
+            image, lang=LANGUAGE, config=_CONFIG, output_type=pytesseract.Output.DICT, timeout=_TIMEOUT_S
+        )
+    except Exception as err:  # noqa: BLE001 - its message may quote what it read
+        raise RuntimeError(f"the OCR engine failed ({type(err).__name__})") from None
+    return _words(table)
+
+
+def _words(table: dict[str, Sequence[object]]) -> list[Word]:
+    words = []
+    for text, conf, left, top, width, height in zip(
+        table["text"], table["conf"], table["left"], table["top"], table["width"], table["height"], strict=True
+    ):
+        confidence = float(conf)  # type: ignore[arg-type]
+        if confidence < MIN_CONFIDENCE or sum(c.isalnum() for c in str(text)) < MIN_CHARACTERS:
+            continue
+        words.append(Word(int(left), int(top), int(width), int(height), confidence))  # type: ignore[call-overload]
+    return words

@@ -1,0 +1,647 @@
+"""Text burned into pixels (``--pixel-text``): find it in every kept series, cheaply and honestly.
+
+Identifiers burned into the pixels (a name and date in the corner of reformats, exam-summary
+screens, dose reports, scanned forms) survive every header rule. The anonymize stage asks
+:func:`check_series` about every series it keeps; ``flag`` keeps and reports a series with text,
+``drop`` drops it.
+
+How a frame is checked
+    1. **A cheap first pass** (numpy and cc3d, about a millisecond per frame) looks for text
+       lines: thin strokes that stand out from their surroundings (a grey-level top-hat, bright
+       and dark text alike), cut into connected components of character size that sit side by
+       side on a line with many strokes across it. Anatomy gives large components, or small ones
+       that do not line up; noise stays under the contrast threshold (a multiple of the frame's
+       own noise and a tenth of its range).
+    2. **Only the lines found go to the OCR engine** (:mod:`orbitct_app.ocr`, Tesseract, offline),
+       each cut out, scaled to a common text height and stacked into one image: one engine run
+       per frame with candidates. The frame has text when the engine reads a word of at least
+       two letters or digits with confidence >= 60 in them.
+
+Which frames are checked (the sampling)
+    * **Every frame, whole**: secondary captures, derived series (ImageType DERIVED), series that
+      are not axial (or have no orientation), multi-frame objects, and series of at most
+      :data:`WHOLE_SERIES_FRAMES` frames.
+    * **Long axial series** (original, single-frame files): the top and bottom sixth of every
+      frame (the corners and edges where scanners and workstations burn in names, dates and
+      parameters) go through the first pass; the whole frame of :data:`SAMPLE_FRAMES` frames
+      evenly spread over the series (first and last included) too. Text in the middle of a
+      single slice of a long axial series can be missed: this is the documented gap.
+
+A series stops being read at the first frame where the engine confirms text (the decision is
+taken); ``frames_checked`` says how many frames were read, and how. Pixel data is decoded for the
+check only (compressed data through pydicom's decoders); the files written are never changed by
+it. The words read are never kept: a finding is a count of words, a box and a confidence.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+from collections.abc import Callable, Sequence
+
+import cc3d
+import numpy as np
+from numpy.typing import NDArray
+from PIL import Image, ImageDraw
+
+from orbitct_app import ocr
+from orbitct_app.discover import SECONDARY_CAPTURE_CLASSES, SeriesInfo, SliceInfo
+from orbitct_app.errors import OrbitctError
+
+logger = logging.getLogger(__name__)
+
+MODES = ("off", "flag", "drop")
+"""``--pixel-text`` values."""
+WHOLE_SERIES_FRAMES = 30
+"""Series of at most this many frames have every frame checked whole."""
+SAMPLE_FRAMES = 10
+"""Frames checked whole in a long axial series (evenly spread, first and last included)."""
+BAND_FRACTION = 6
+"""Long axial series: the top and bottom 1/BAND_FRACTION of every frame go through the first pass."""
+THUMBNAIL_WIDTH = 192
+"""Width of the report's thumbnail of a frame with text (pixels, at most)."""
+
+MIN_CHAR_HEIGHT = 4
+"""Smallest character height (pixels) the first pass looks for ..."""
+MAX_CHAR_HEIGHT = 64
+"""... and the largest."""
+_MAX_CHAR_ASPECT = 2.5
+"""A character (or two touching ones) is at most this many times as wide as high."""
+_MIN_CHARS = 3
+"""A line has at least this many characters (components)."""
+_TOP_HAT = 11
+"""Window of the top-hat (pixels): strokes thinner than about half of it stand out."""
+_NOISE_FACTOR = 6.0
+_RANGE_FRACTION = 0.15
+_MIN_STROKES = 5
+"""A text line crosses at least this many strokes along one of its rows."""
+_GATE_TRANSITIONS = 8
+"""Long axial series, every frame: a band row with this many strong steps may hold text."""
+_OCR_TEXT_HEIGHT = 36
+_OCR_MAX_SCALE = 6.0
+_REPEAT_IOU = 0.6
+_WORD_HEIGHT = (0.4, 1.4)
+"""A word read counts when its height is within these fractions of its line's height."""
+
+
+class PixelError(OrbitctError):
+    """A frame's pixel data cannot be read for the check (the reason names no header value)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Box:
+    """A rectangle of a frame in pixels: columns ``left <= x < right``, rows ``top <= y < bottom``."""
+
+    left: int
+    top: int
+    right: int
+    bottom: int
+
+    @property
+    def width(self) -> int:
+        return self.right - self.left
+
+    @property
+    def height(self) -> int:
+        return self.bottom - self.top
+
+    def union(self, other: Box) -> Box:
+        return Box(min(self.left, other.left), min(self.top, other.top), max(self.right, other.right),
+                   max(self.bottom, other.bottom))
+
+    def overlap(self, other: Box) -> int:
+        """Pixels the two boxes share."""
+        w = min(self.right, other.right) - max(self.left, other.left)
+        h = min(self.bottom, other.bottom) - max(self.top, other.top)
+        return w * h if w > 0 and h > 0 else 0
+
+    def iou(self, other: Box) -> float:
+        inter = self.overlap(other)
+        return inter / (self.width * self.height + other.width * other.height - inter) if inter else 0.0
+
+    def text(self) -> str:
+        return f"x {self.left}-{self.right}, y {self.top}-{self.bottom}"
+
+
+@dataclasses.dataclass(frozen=True)
+class Finding:
+    """Text the engine confirmed in one frame: how many words, where, how sure (never the words)."""
+
+    frame: int
+    """1-based position of the frame in the series (files in InstanceNumber order, frames in order)."""
+    n_frames: int
+    words: int
+    box: Box
+    confidence: float
+    """Mean confidence of the words (0-100)."""
+    thumbnail: str = ""
+    """A small JPEG of the frame as a ``data:`` URI, text regions blanked and the box drawn."""
+
+
+@dataclasses.dataclass(frozen=True)
+class SeriesCheck:
+    """What the check of one series found, and how much of it was read."""
+
+    n_frames: int
+    whole: int
+    """Frames checked whole."""
+    bands: int
+    """Frames of which only the top and bottom bands were checked."""
+    ocr_frames: int
+    """Frames the OCR engine read (the first pass found candidate lines in them)."""
+    finding: Finding | None = None
+    unreadable: int = 0
+    """Frames whose pixels could not be decoded."""
+    problem: str = ""
+    """Why frames could not be read (one line, no header value)."""
+
+    @property
+    def checked(self) -> int:
+        return self.whole + self.bands
+
+    @property
+    def complete(self) -> bool:
+        """Every frame that should have been read was read."""
+        return not self.unreadable
+
+    def frames_text(self) -> str:
+        """How much was read, for the report: e.g. ``240/240 (10 whole, 230 top and bottom bands)``."""
+        parts = []
+        if self.whole:
+            parts.append(f"{self.whole} whole")
+        if self.bands:
+            parts.append(f"{self.bands} top and bottom bands")
+        if self.unreadable:
+            parts.append(f"{self.unreadable} not decodable")
+        detail = f" ({', '.join(parts)})" if parts else ""
+        return f"{self.checked}/{self.n_frames}{detail}"
+
+    def result(self) -> str:
+        """What was found, in one line (the report's ``pixel_text`` cell): never the words read."""
+        if self.finding is not None:
+            f = self.finding
+            return (f"text in frame {f.frame} of {f.n_frames}: {f.words} word(s), box {f.box.text()}, "
+                    f"confidence {f.confidence:.0f} (frames after it not read)")
+        if self.unreadable:
+            return f"{self.unreadable} frame(s) not checked: {self.problem}"
+        return "no text found"
+
+    def summary(self) -> str:
+        """:meth:`result` and how much was read, for the log."""
+        return f"{self.result()}; frames checked {self.frames_text()}"
+
+
+# --- the series -----------------------------------------------------------------------------------
+
+
+def check_series(series: SeriesInfo, *, thumbnail: bool = True) -> SeriesCheck:
+    """Check a series' pixels for burned-in text (see the module docstring for the sampling).
+
+    Never raises for a frame that cannot be decoded: it is counted in
+    :attr:`SeriesCheck.unreadable` with the reason.
+    """
+    plan = _plan(series)
+    n_frames = len(plan)
+    whole = bands = ocr_frames = unreadable = 0
+    problem = ""
+    rejected: list[tuple[Box, NDArray[np.float32]]] = []
+    for index, (info, frame, whole_frame) in enumerate(plan):
+        try:
+            image = read_frame(info, frame, None if whole_frame else BAND_FRACTION)
+        except PixelError as err:
+            unreadable += 1
+            problem = problem or str(err)
+            continue
+        if whole_frame:
+            whole += 1
+        else:
+            bands += 1
+        lines = find_text_lines(image) if whole_frame else _band_lines(image)
+        lines = [box for box in lines if not _seen(box, image, rejected)]
+        if not lines:
+            continue
+        ocr_frames += 1
+        words = confirm(image, lines)
+        if not words:
+            rejected.extend((box, image[box.top : box.bottom, box.left : box.right].copy()) for box in lines)
+            continue
+        box = words[0][0]
+        for other, _ in words[1:]:
+            box = box.union(other)
+        confidence = sum(c for _, c in words) / len(words)
+        picture = make_thumbnail(image, box, lines) if thumbnail else ""
+        finding = Finding(index + 1, n_frames, len(words), box, confidence, picture)
+        return SeriesCheck(n_frames, whole, bands, ocr_frames, finding, unreadable, problem)
+    return SeriesCheck(n_frames, whole, bands, ocr_frames, None, unreadable, problem)
+
+
+def _plan(series: SeriesInfo) -> list[tuple[SliceInfo, int | None, bool]]:
+    """Every frame of the series in order: (file, frame index or None, checked whole?)."""
+    frames: list[tuple[SliceInfo, int | None]] = []
+    for info in series.slices:
+        if info.n_frames > 1:
+            frames.extend((info, k) for k in range(info.n_frames))
+        else:
+            frames.append((info, None))
+    if checks_every_frame_whole(series):
+        return [(info, k, True) for info, k in frames]
+    sample = sample_indices(len(frames))
+    return [(info, k, i in sample) for i, (info, k) in enumerate(frames)]
+
+
+def checks_every_frame_whole(series: SeriesInfo) -> bool:
+    """True for the series whose every frame is checked whole (see the module docstring)."""
+    if series.n_instances <= WHOLE_SERIES_FRAMES:
+        return True
+    for info in series.slices:
+        if info.n_frames > 1 or info.sop_class_uid in SECONDARY_CAPTURE_CLASSES:
+            return True
+        if info.image_type[:1] == ("DERIVED",) or not _axial(info.orientation):
+            return True
+    return False
+
+
+def sample_indices(n: int, k: int = SAMPLE_FRAMES) -> set[int]:
+    """``k`` indices evenly spread over ``range(n)``, first and last included."""
+    if n <= k:
+        return set(range(n))
+    return {round(i * (n - 1) / (k - 1)) for i in range(k)}
+
+
+def _axial(orientation: Sequence[float] | None) -> bool:
+    """Whether the slice normal is within 45 degrees of the patient's head-foot axis."""
+    if orientation is None:
+        return False
+    r, c = orientation[:3], orientation[3:]
+    normal = (r[1] * c[2] - r[2] * c[1], r[2] * c[0] - r[0] * c[2], r[0] * c[1] - r[1] * c[0])
+    length = math.sqrt(sum(v * v for v in normal))
+    return length > 0 and abs(normal[2]) / length >= math.cos(math.radians(45))
+
+
+def _seen(box: Box, image: NDArray[np.float32], rejected: list[tuple[Box, NDArray[np.float32]]]) -> bool:
+    """Whether the engine already rejected this very region (same place, same pixels) in an
+    earlier frame: a fixed pattern of the series read once, not once per frame."""
+    crop = image[box.top : box.bottom, box.left : box.right]
+    for old, pixels in rejected:
+        if old.iou(box) >= _REPEAT_IOU and old.width == box.width and old.height == box.height:
+            if np.array_equal(pixels, crop):
+                return True
+    return False
+
+
+# --- reading frames -----------------------------------------------------------------------------
+
+_NATIVE = frozenset({"1.2.840.10008.1.2", "1.2.840.10008.1.2.1"})
+
+
+def read_frame(info: SliceInfo, frame: int | None, band_fraction: int | None = None) -> NDArray[np.float32]:
+    """One frame as float32 grey values (RGB as luminance); with ``band_fraction`` only its top
+    and bottom ``rows // band_fraction`` rows (stacked; the rows between are not read).
+
+    Uncompressed single-sample data is read at its offset (only the rows needed); everything else
+    is decoded by pydicom (compressed data included).
+
+    Raises
+    ------
+    PixelError
+        When the pixel data cannot be read or decoded (the reason names the transfer syntax).
+    """
+    if (
+        info.pixel_offset is not None
+        and info.transfer_syntax in _NATIVE
+        and info.samples_per_pixel == 1
+        and info.bits_allocated in (8, 16)
+        and info.rows > 0
+        and info.columns > 0
+    ):
+        return _read_native(info, frame or 0, band_fraction)
+    image = _decode(info, frame)
+    if band_fraction is None:
+        return image
+    return _bands(image, band_fraction)
+
+
+def _band_rows(rows: int, band_fraction: int) -> int:
+    return max(1, rows // band_fraction)
+
+
+def _bands(image: NDArray[np.float32], band_fraction: int) -> NDArray[np.float32]:
+    b = _band_rows(image.shape[0], band_fraction)
+    if 2 * b >= image.shape[0]:
+        return image
+    return np.concatenate([image[:b], image[-b:]])
+
+
+def _read_native(info: SliceInfo, frame: int, band_fraction: int | None) -> NDArray[np.float32]:
+    size = info.bits_allocated // 8
+    row_bytes = info.columns * size
+    start = (info.pixel_offset or 0) + frame * info.rows * row_bytes
+    kind = ("<i" if info.pixel_representation == 1 else "<u") + str(size)
+    spans = [(0, info.rows)]
+    if band_fraction is not None:
+        b = _band_rows(info.rows, band_fraction)
+        if 2 * b < info.rows:
+            spans = [(0, b), (info.rows - b, info.rows)]
+    parts = []
+    try:
+        with open(info.path, "rb") as fh:
+            for first, last in spans:
+                fh.seek(start + first * row_bytes)
+                data = fh.read((last - first) * row_bytes)
+                if len(data) != (last - first) * row_bytes:
+                    raise PixelError("pixel data shorter than its rows and columns")
+                parts.append(np.frombuffer(data, dtype=kind).reshape(last - first, info.columns))
+    except OSError as err:
+        raise PixelError(f"cannot read the pixel data ({err.strerror or type(err).__name__})") from None
+    values = parts[0] if len(parts) == 1 else np.concatenate(parts)
+    unused = info.bits_allocated - info.bits_stored
+    if 0 < unused < info.bits_allocated:  # only the stored bits (others may hold overlay bits)
+        shift = np.int64(unused)
+        wide = values.astype(np.int64)
+        if info.pixel_representation == 1:
+            wide = (wide << shift).astype(values.dtype).astype(np.int64) >> shift
+        else:
+            wide &= (1 << info.bits_stored) - 1
+        return wide.astype(np.float32)
+    return values.astype(np.float32)
+
+
+def _decode(info: SliceInfo, frame: int | None) -> NDArray[np.float32]:
+    import pydicom
+    import pydicom.pixels
+
+    try:
+        if frame is None:  # (the whole data set: deflated files too)
+            array = pydicom.dcmread(info.path).pixel_array
+        else:  # decodes only that frame
+            array = pydicom.pixels.pixel_array(info.path, index=frame)
+    except Exception as err:  # noqa: BLE001 - decoders raise many types; their text may quote values
+        syntax = pydicom.uid.UID(info.transfer_syntax)
+        name = syntax.name if syntax.is_transfer_syntax else "an unknown transfer syntax"
+        raise PixelError(f"cannot decode pixel data ({name}: {type(err).__name__})") from None
+    if array.ndim == 3 and array.shape[-1] in (3, 4):
+        rgb = array[..., :3].astype(np.float32)
+        return rgb[..., 0] * np.float32(0.299) + rgb[..., 1] * np.float32(0.587) + rgb[..., 2] * np.float32(0.114)
+    if array.ndim != 2:
+        raise PixelError(f"pixel array with {array.ndim} dimensions where one frame was expected")
+    return array.astype(np.float32)
+
+
+# --- the first pass -------------------------------------------------------------------------------
+
+
+def contrast_threshold(image: NDArray[np.float32]) -> float:
+    """How far a stroke must stand out from its surroundings: six times the frame's noise (from
+    the differences of horizontally neighbouring pixels) and at least 15 % of its range
+    (between its 0.5th and 99.5th percentiles); both from a sample of about 16,000 pixels."""
+    step = max(1, int(math.sqrt(image.size / 16000)))
+    sample = image[::step, : image.shape[1] - 1 : step]
+    if sample.size < 2:
+        return 1.0
+    n = sample.size
+    ordered = np.partition(sample.ravel(), (n // 200, n - 1 - n // 200))
+    lo, hi = float(ordered[n // 200]), float(ordered[n - 1 - n // 200])
+    diffs = np.abs(image[::step, 1 : image.shape[1] : step][:, : sample.shape[1]] - sample).ravel()
+    # the 75th percentile of |difference| is 1.15 sigma*sqrt(2) for Gaussian noise; taken above
+    # the median so that flat regions (air, a screen's background) do not hide the noise of the
+    # rest, below the few percent of pixels on edges
+    q = (3 * diffs.size) // 4
+    noise = float(np.partition(diffs, q)[q]) / (1.15 * math.sqrt(2))
+    return max(_NOISE_FACTOR * noise, _RANGE_FRACTION * (hi - lo), 1.0)
+
+
+def _band_lines(bands: NDArray[np.float32]) -> list[Box]:
+    """The first pass on the stacked top and bottom bands of a frame (each on its own)."""
+    threshold = contrast_threshold(bands)
+    half = bands.shape[0] // 2
+    found = []
+    for offset, part in ((0, bands[:half]), (half, bands[half:])):
+        for box in find_text_lines(part, threshold):
+            found.append(Box(box.left, box.top + offset, box.right, box.bottom + offset))
+    return found
+
+
+def busy_rows(image: NDArray[np.float32], threshold: float) -> list[tuple[int, int]]:
+    """Row ranges ``[first, last)`` that may hold a text line: runs of at least three rows that
+    each cross :data:`_GATE_TRANSITIONS` steps larger than ``threshold`` (a line of three or more
+    characters does; anatomy rarely does), widened by half their length and a few rows."""
+    steps = np.abs(np.diff(image, axis=1)) > threshold
+    busy = np.count_nonzero(steps, axis=1) >= _GATE_TRANSITIONS
+    if np.count_nonzero(busy) < 3:
+        return []
+    padded = np.concatenate(([False], busy, [False]))
+    edges = np.flatnonzero(padded[1:] != padded[:-1])
+    ranges: list[tuple[int, int]] = []
+    for first, last in zip(edges[::2], edges[1::2], strict=True):
+        if last - first < 3:
+            continue
+        margin = (last - first) // 2 + 4
+        first, last = max(0, first - margin), min(image.shape[0], last + margin)
+        if ranges and first <= ranges[-1][1]:
+            ranges[-1] = (ranges[-1][0], last)
+        else:
+            ranges.append((first, last))
+    return ranges
+
+
+def find_text_lines(image: NDArray[np.float32], threshold: float | None = None) -> list[Box]:
+    """Boxes of the text-like lines in ``image`` (bright and dark text), the first pass.
+
+    Rows that cross many strong steps (:func:`busy_rows`) are looked at closely: a pixel there is
+    ink when it stands out from the grey-level opening (bright text) or closing (dark text) of
+    those rows by more than ``threshold`` (default: :func:`contrast_threshold`). Ink is cut into
+    8-connected components; those of character size that line up side by side (similar heights,
+    small gaps) form a line, and a line with many strokes across it is a candidate.
+    """
+    if image.shape[0] < MIN_CHAR_HEIGHT or image.shape[1] < MIN_CHAR_HEIGHT:
+        return []
+    if threshold is None:
+        threshold = contrast_threshold(image)
+    boxes: list[Box] = []
+    for first, last in busy_rows(image, threshold):
+        # on 8 bits (min to max of the rows; the threshold is at least 15 % of the range, about
+        # 38 levels): four times less memory to move than float32
+        slab = image[first:last]
+        lo, hi = float(slab.min()), float(slab.max())
+        scale = 255.0 / max(hi - lo, 1e-6)
+        grey = ((slab - np.float32(lo)) * np.float32(scale)).astype(np.uint8)
+        level = threshold * scale
+        opened = _window(_window(grey, _TOP_HAT, np.minimum), _TOP_HAT, np.maximum)
+        closed = _window(_window(grey, _TOP_HAT, np.maximum), _TOP_HAT, np.minimum)
+        for ink in ((grey - opened) > level, (closed - grey) > level):
+            boxes.extend(Box(b.left, int(b.top + first), b.right, int(b.bottom + first)) for b in _lines(ink))
+    return _merge(boxes)
+
+
+def _window(image: NDArray[np.uint8], k: int, op: Callable[..., NDArray[np.uint8]]) -> NDArray[np.uint8]:
+    """Running minimum or maximum over a k x k window (edges repeated), separably, in log steps."""
+    out = image
+    for axis in (0, 1):
+        r = k // 2
+        pad = [(r, r) if a == axis else (0, 0) for a in range(2)]
+        m = np.pad(out, pad, mode="edge")
+        n = out.shape[axis]
+        w = 1
+        while 2 * w <= k:
+            length = m.shape[axis] - w
+            m = op(_take(m, 0, length, axis), _take(m, w, w + length, axis))
+            w *= 2
+        out = op(_take(m, 0, n, axis), _take(m, k - w, k - w + n, axis))
+    return out
+
+
+def _take(a: NDArray[np.uint8], start: int, stop: int, axis: int) -> NDArray[np.uint8]:
+    return a[start:stop] if axis == 0 else a[:, start:stop]
+
+
+def _lines(ink: NDArray[np.bool_]) -> list[Box]:
+    """Text lines in a binary ink image (see :func:`find_text_lines`)."""
+    if not ink.any():
+        return []
+    labels = cc3d.connected_components(ink.view(np.uint8), connectivity=8)
+    stats = cc3d.statistics(labels, no_slice_conversion=True)
+    bb = np.asarray(stats["bounding_boxes"], dtype=np.int64)[1:]
+    counts = np.asarray(stats["voxel_counts"], dtype=np.int64)[1:]
+    if not len(bb):
+        return []
+    top, bottom, left, right = bb[:, 0], bb[:, 1] + 1, bb[:, 2], bb[:, 3] + 1
+    height, width = bottom - top, right - left
+    fill = counts / (height * width)
+    char = (
+        (height >= MIN_CHAR_HEIGHT) & (height <= MAX_CHAR_HEIGHT) & (width <= _MAX_CHAR_ASPECT * height)
+        & (fill >= 0.12) & (fill <= 0.9)
+    )
+    if np.count_nonzero(char) < _MIN_CHARS:
+        return []
+    # join the characters of a line: each box widened by 0.6 of its height, cut to its middle rows
+    joined = np.zeros(ink.shape, dtype=np.uint8)
+    chars = np.flatnonzero(char)
+    for i in chars:
+        h = int(height[i])
+        pad = max(2, int(0.6 * h))
+        trim = h // 4
+        joined[top[i] + trim : bottom[i] - trim, max(0, left[i] - pad) : right[i] + pad] = 1
+    groups = cc3d.connected_components(joined, connectivity=4)
+    centre = groups[(top[chars] + bottom[chars]) // 2, (left[chars] + right[chars]) // 2]
+    found = []
+    for group in np.unique(centre[centre > 0]):
+        ids = chars[centre == group]
+        if len(ids) < _MIN_CHARS:
+            continue
+        h = float(np.median(height[ids]))
+        if np.any(height[ids] > 2 * h) or np.any(height[ids] < h / 2.5):
+            continue  # characters of one line have comparable heights
+        box = Box(int(left[ids].min()), int(top[ids].min()), int(right[ids].max()), int(bottom[ids].max()))
+        if box.height > 1.6 * h or box.width < 2 * box.height:
+            continue
+        if _strokes(ink, box) < _MIN_STROKES:
+            continue
+        found.append(box)
+    return found
+
+
+def _strokes(ink: NDArray[np.bool_], box: Box) -> int:
+    """The most ink runs met along one of the rows at a quarter, half and three quarters of the box."""
+    most = 0
+    for fraction in (0.3, 0.5, 0.7):
+        row = ink[box.top + int(fraction * (box.height - 1)), box.left : box.right]
+        most = max(most, int(np.count_nonzero(row[1:] & ~row[:-1])) + int(row[0]))
+    return most
+
+
+def _merge(boxes: list[Box]) -> list[Box]:
+    """Each line once: a box that lies mostly inside a larger one (a word of a line, the dark ink
+    of a bright line) is left out."""
+    kept: list[Box] = []
+    for box in sorted(boxes, key=lambda b: -(b.width * b.height)):
+        if not any(box.overlap(k) >= 0.7 * box.width * box.height for k in kept):
+            kept.append(box)
+    return kept
+
+
+# --- the OCR engine -----------------------------------------------------------------------------
+
+
+def confirm(image: NDArray[np.float32], lines: Sequence[Box]) -> list[tuple[Box, float]]:
+    """Ask the OCR engine about the candidate lines of one frame; return the words it reads with
+    confidence (their boxes in frame pixels and confidences; never their text).
+
+    The lines are cut out with a margin, scaled to a common text height, made dark-on-light and
+    stacked into one image, so that the engine runs once per frame.
+    """
+    pieces: list[tuple[Box, Image.Image, float, Box]] = []
+    for box in lines:
+        margin = max(2, box.height // 2)
+        crop_box = Box(max(0, box.left - margin), max(0, box.top - margin),
+                       min(image.shape[1], box.right + margin), min(image.shape[0], box.bottom + margin))
+        crop = image[crop_box.top : crop_box.bottom, crop_box.left : crop_box.right]
+        scale = min(_OCR_MAX_SCALE, max(1.0, _OCR_TEXT_HEIGHT / max(1, box.height)))
+        pieces.append((crop_box, _for_ocr(crop, scale), scale, box))
+    gap = 24
+    width = max(p.width for _, p, _, _ in pieces) + 2 * gap
+    height = sum(p.height + gap for _, p, _, _ in pieces) + gap
+    sheet = Image.new("L", (width, height), 255)
+    where: list[tuple[int, int, Box, float, Box]] = []
+    y = gap
+    for crop_box, picture, scale, line in pieces:
+        sheet.paste(picture, (gap, y))
+        where.append((y, y + picture.height, crop_box, scale, line))
+        y += picture.height + gap
+    found = []
+    for word in ocr.read_words(sheet):
+        middle = word.top + word.height / 2
+        for first, last, crop_box, scale, line in where:
+            if not first <= middle < last:
+                continue
+            if not _WORD_HEIGHT[0] * line.height <= word.height / scale <= _WORD_HEIGHT[1] * line.height:
+                break  # not a word of the line found (the engine reads shapes into anything)
+            x0 = crop_box.left + int((word.left - gap) / scale)
+            y0 = crop_box.top + int((word.top - first) / scale)
+            box = Box(max(0, x0), max(0, y0), min(image.shape[1], x0 + math.ceil(word.width / scale)),
+                      min(image.shape[0], y0 + math.ceil(word.height / scale)))
+            found.append((box, word.confidence))
+            break
+    return found
+
+
+def _for_ocr(crop: NDArray[np.float32], scale: float) -> Image.Image:
+    """A crop as 8-bit dark text on a light background, scaled by ``scale``."""
+    lo, hi = np.percentile(crop, (1, 99))
+    if hi <= lo:
+        lo, hi = float(crop.min()), float(crop.max()) + 1.0
+    grey = np.clip((crop - lo) * (255.0 / (hi - lo)), 0, 255).astype(np.uint8)
+    if np.median(grey) < 128:  # mostly dark: light text on a dark background
+        grey = 255 - grey
+    picture = Image.fromarray(grey)
+    if scale != 1.0:
+        size = (max(1, round(picture.width * scale)), max(1, round(picture.height * scale)))
+        picture = picture.resize(size, Image.Resampling.BICUBIC)
+    return picture
+
+
+# --- the report's picture -----------------------------------------------------------------------
+
+
+def make_thumbnail(image: NDArray[np.float32], box: Box, blanked: Sequence[Box]) -> str:
+    """A small JPEG ``data:`` URI of a frame: every region where text was found or suspected
+    blanked (so that its words cannot be read from the picture), the text's box drawn in red."""
+    from orbitct_app import qc
+
+    lo, hi = np.percentile(image, (1, 99.5))
+    if hi <= lo:
+        hi = lo + 1.0
+    grey = np.clip((image - lo) * (255.0 / (hi - lo)), 0, 255).astype(np.uint8)
+    for region in (*blanked, box):
+        grey[region.top : region.bottom, region.left : region.right] = 128
+    picture = Image.fromarray(grey).convert("RGB")
+    scale = min(1.0, THUMBNAIL_WIDTH / picture.width)
+    size = (max(1, round(picture.width * scale)), max(1, round(picture.height * scale)))
+    picture = picture.resize(size, Image.Resampling.BILINEAR)
+    draw = ImageDraw.Draw(picture)
+    draw.rectangle(
+        (int(box.left * scale) - 1, int(box.top * scale) - 1, math.ceil(box.right * scale), math.ceil(box.bottom * scale)),
+        outline=(230, 30, 30), width=2,
+    )
+    return qc.thumbnail_data_uri(picture, width=THUMBNAIL_WIDTH, max_bytes=12_000)
+

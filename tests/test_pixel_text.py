@@ -1,0 +1,218 @@
+"""--pixel-text: text burned into pixels is found in every kind of series, never on CT without
+text, reported without its words, and the output pixels stay what they were."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import pydicom
+import pytest
+from pydicom.uid import JPEG2000Lossless, RLELossless
+
+from orbitct_app import ocr, pipeline, pixel_text
+from orbitct_app.cli import main
+from orbitct_app.discover import scan_exam
+from orbitct_app.errors import ExitCode
+from orbitct_app.options import Options, Stage
+from orbitct_app.reports import read_csv
+from orbitct_app.synthetic import BurnedText, SeriesSpec, write_exam
+
+WORDS = ("DOE", "JOHN", "ROE", "JANE", "MUSTERMANN", "ERIKA", "Smith", "Anna", "8812", "2231187", "1970")
+
+# the cases: (series number, spec); every one but 2 and 8 carries text
+CASES = [
+    SeriesSpec(kind="axial", series_number=2, n_slices=40),
+    # a name and date in a corner of axial CT slices: small font, white on black
+    SeriesSpec(kind="axial", series_number=3, n_slices=40, burned_text=BurnedText(("DOE^JOHN", "1970-03-12"), size=9)),
+    # black on white, compressed (RLE), bottom right
+    SeriesSpec(kind="axial", series_number=4, n_slices=40, transfer_syntax=RLELossless,
+               burned_text=BurnedText(("MUSTERMANN ERIKA", "ID 8812-44"), position="bottom-right", size=10,
+                                      polarity="black")),
+    # a large font, JPEG 2000
+    SeriesSpec(kind="axial", series_number=5, n_slices=40, rows=256, cols=256, transfer_syntax=JPEG2000Lossless,
+               burned_text=BurnedText(("Smith, Anna  F 61Y",), position="top-right", size=24)),
+    # a reformat with the text on one image only
+    SeriesSpec(kind="coronal", series_number=6, n_slices=40,
+               burned_text=BurnedText(("Acc 2231187",), position="bottom-left", size=11, instances=(17,))),
+    # a dose page in a 12-image secondary capture, black on white
+    SeriesSpec(kind="summary", series_number=7, n_slices=12,
+               burned_text=BurnedText(("Dose Report", "Patient: ROE^JANE", "Exam 2024-05-01", "CTDIvol 55.1 mGy",
+                                       "DLP 845.2 mGy*cm"), position="centre", size=14, polarity="black")),
+    # a 12-image summary capture without text (bars and a picture)
+    SeriesSpec(kind="summary", series_number=8, n_slices=12),
+]
+WITH_TEXT = {3, 4, 5, 6, 7}
+
+needs_engine = pytest.mark.skipif(ocr.engine_problem() is not None, reason=str(ocr.engine_problem()))
+
+
+@pytest.fixture(scope="module")
+def text_exam(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("pixel-text") / "in"
+    write_exam(root, "exam_text", CASES, seed=3)
+    write_exam(root, "exam_plain", [SeriesSpec(kind="axial", series_number=2, n_slices=40, padding=True),
+                                    SeriesSpec(kind="coronal", series_number=3, n_slices=12, enhanced=True)], seed=4)
+    return root
+
+
+def run(inp: Path, out: Path, **kwargs: object) -> pipeline.RunSummary:
+    options = Options(inp, out, stage=Stage.ANONYMIZE, n_procs=1, min_slices=10, **kwargs)  # type: ignore[arg-type]
+    options.validate()
+    return pipeline.run(options)
+
+
+# --- the first pass alone -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("size", [8, 11, 16, 28])
+@pytest.mark.parametrize("polarity", ["white", "black"])
+@pytest.mark.parametrize("position", ["top-left", "bottom-right", "centre"])
+def test_first_pass_finds_rendered_text_of_any_size_polarity_and_place(size: int, polarity: str, position: str) -> None:
+    spec = BurnedText(("PATIENT NAME 12.03.1970", "ID 4471823"), position=position, size=size,  # type: ignore[arg-type]
+                      polarity=polarity)  # type: ignore[arg-type]
+    rng = np.random.default_rng(size)
+    image = rng.normal(40.0, 12.0, (256, 480)).astype(np.float32)  # soft tissue with noise
+    coverage, box = spec.mask(*image.shape)
+    if polarity == "black":
+        image[box[1] : box[3], box[0] : box[2]] = 3000.0
+        image = image * (1 - coverage) + -1000.0 * coverage
+    else:
+        image = image * (1 - coverage) + 3000.0 * coverage
+    lines = pixel_text.find_text_lines(image.astype(np.float32))
+    assert lines, (size, polarity, position)
+    ink = np.argwhere(coverage > 0.5)
+    covered = [any(b.left - 2 <= x < b.right + 2 and b.top - 2 <= y < b.bottom + 2 for b in lines) for y, x in ink]
+    assert np.mean(covered) >= 0.6, (size, polarity, position, lines)  # the lines cover most of the text
+
+
+def test_first_pass_stays_quiet_on_generated_ct_without_text(text_exam: Path) -> None:
+    exam = scan_exam(text_exam / "exam_plain")
+    quiet = 0
+    for series in exam.series:
+        for info, frame, _ in pixel_text._plan(series):
+            image = pixel_text.read_frame(info, frame)
+            assert pixel_text.find_text_lines(image) == [], (series.series_number, info.path.name, frame)
+            quiet += 1
+    assert quiet == 40 + 12
+
+
+def test_sampling_of_a_long_axial_series_and_of_the_others(text_exam: Path) -> None:
+    exam = {s.series_number: s for s in scan_exam(text_exam / "exam_text").series}
+    assert not pixel_text.checks_every_frame_whole(exam[2])  # 40 original axial slices
+    assert pixel_text.checks_every_frame_whole(exam[6])  # a reformat (DERIVED, coronal)
+    assert pixel_text.checks_every_frame_whole(exam[7])  # a secondary capture
+    whole = [w for _, _, w in pixel_text._plan(exam[2])]
+    assert sum(whole) == pixel_text.SAMPLE_FRAMES and whole[0] and whole[-1]
+    plain = scan_exam(text_exam / "exam_plain").series
+    assert all(pixel_text.checks_every_frame_whole(s) for s in plain if s.n_files == 1)  # multi-frame
+
+
+# --- the whole check, with the engine -------------------------------------------------------------
+
+
+@needs_engine
+def test_every_case_with_text_is_caught_and_none_without(text_exam: Path) -> None:
+    for name in ("exam_text", "exam_plain"):
+        for series in scan_exam(text_exam / name).series:
+            check = pixel_text.check_series(series)
+            has_text = name == "exam_text" and series.series_number in WITH_TEXT
+            assert (check.finding is not None) is has_text, (name, series.series_number, check.summary())
+            assert check.complete
+            if check.finding is None:  # read to the end
+                assert check.checked == check.n_frames == series.n_instances
+            else:
+                assert check.finding.words >= 1 and check.finding.confidence >= ocr.MIN_CONFIDENCE
+                assert check.finding.thumbnail.startswith("data:image/jpeg;base64,")
+    coronal = next(s for s in scan_exam(text_exam / "exam_text").series if s.series_number == 6)
+    assert pixel_text.check_series(coronal).finding.frame == 17  # type: ignore[union-attr]
+
+
+@needs_engine
+def test_flag_reports_without_the_words_and_keeps_the_pixels(text_exam: Path, tmp_path: Path) -> None:
+    flagged = run(text_exam, tmp_path / "flag", participant_labels=("exam_text",))
+    assert flagged.exit_code is ExitCode.OK
+    rows = {int(r["series_number"]): r for r in read_csv(tmp_path / "flag" / "anonymize_report.csv")}
+    for number, row in rows.items():
+        assert row["action"] == "kept", row
+        assert ("pixel_text" in row["flags"].split(";")) is (number in WITH_TEXT), row
+        assert re.fullmatch(r"\d+/\d+( \(.*\))?", row["frames_checked"]), row
+        if number in WITH_TEXT:
+            assert re.match(r"text in frame \d+ of \d+: \d+ word\(s\), box x \d+-\d+, y \d+-\d+, confidence \d+",
+                            row["pixel_text"]), row
+        else:
+            assert row["pixel_text"] == "no text found"
+            assert row["frames_checked"].startswith(f"{row['n_files']}/{row['n_files']}")
+    # the words are nowhere: not in the tables, the log, the records, the page
+    out = tmp_path / "flag"
+    texts = [p.read_text(encoding="utf-8", errors="replace") for p in out.rglob("*")
+             if p.is_file() and p.suffix in (".csv", ".log", ".json", ".html")]
+    for word in WORDS:
+        assert not any(word in text for text in texts), word
+    page = (out / "report.html").read_text(encoding="utf-8")
+    assert page.count('class="pixel-text"') == len(WITH_TEXT)
+    # and the output pixels are the input's, byte for byte (compressed ones too)
+    off = run(text_exam, tmp_path / "off", participant_labels=("exam_text",), pixel_text="off")
+    assert off.exit_code is ExitCode.OK
+    for path in sorted((out / "anonymized" / "exam_text").rglob("*.dcm")):
+        source = text_exam / "exam_text" / path.relative_to(out / "anonymized" / "exam_text")
+        assert pydicom.dcmread(path).PixelData == pydicom.dcmread(source).PixelData
+        assert path.read_bytes() == (tmp_path / "off" / path.relative_to(out)).read_bytes()
+    assert all(r["pixel_text"] == "" for r in read_csv(tmp_path / "off" / "anonymize_report.csv"))
+
+
+@needs_engine
+def test_drop_drops_series_with_text_and_deletes_them_in_place(text_exam: Path, tmp_path: Path) -> None:
+    import shutil
+
+    inp = tmp_path / "in"
+    shutil.copytree(text_exam / "exam_text", inp / "exam_text")
+    summary = run(inp, tmp_path / "out", pixel_text="drop", in_place=True)
+    assert summary.exit_code is ExitCode.OK
+    rows = {int(r["series_number"]): r for r in read_csv(tmp_path / "out" / "anonymize_report.csv")}
+    for number, row in rows.items():
+        assert (row["action"] == "dropped") is (number in WITH_TEXT), row
+        folder = inp / "exam_text" / f"S{number:03d}"
+        assert folder.is_dir() is (number not in WITH_TEXT) or not any(folder.iterdir())
+        if number in WITH_TEXT:
+            assert "dropped by --pixel-text drop" in row["reason"] and "files deleted" in row["reason"]
+
+
+@needs_engine
+def test_real_ct_is_never_flagged_and_the_patient_info_screen_is_caught(shared_data: Path) -> None:
+    screens = 0
+    for exam_dir in sorted((shared_data / "exams").iterdir()):
+        for series in scan_exam(exam_dir).series:
+            check = pixel_text.check_series(series, thumbnail=False)
+            if series.is_secondary_capture:  # the exam-summary screens (dose, patient info)
+                continue
+            assert check.finding is None, (exam_dir.name, series.series_number, check.summary())
+            assert check.complete and check.checked == series.n_instances
+    head = {s.series_number: s for s in scan_exam(shared_data / "exams" / "philips_head_phantom").series}
+    screen = next(s for s in head.values() if any(i.path.parent.name == "S4010" for i in s.slices))
+    check = pixel_text.check_series(screen, thumbnail=False)
+    assert check.finding is not None
+    assert screen.slices[check.finding.frame - 1].path.name == "I40"
+    screens += 1
+    assert screens == 1
+
+
+# --- the engine is required -------------------------------------------------------------------------
+
+
+def test_flag_and_drop_refuse_to_start_without_the_engine(
+    text_exam: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    ocr.engine_version.cache_clear()
+    try:
+        for mode in ("flag", "drop"):
+            code = main([str(text_exam), str(tmp_path / f"out-{mode}"), "anonymize", "--pixel-text", mode])
+            assert code == ExitCode.USAGE
+            message = capsys.readouterr().err
+            assert f"--pixel-text {mode} needs an OCR engine" in message and "apt-get install tesseract-ocr" in message
+            assert not (tmp_path / f"out-{mode}").exists()
+        assert main([str(text_exam), str(tmp_path / "out-off"), "anonymize", "-q", "--pixel-text", "off"]) == ExitCode.OK
+    finally:
+        ocr.engine_version.cache_clear()
