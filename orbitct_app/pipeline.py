@@ -191,15 +191,6 @@ def run(
     names = sorted([p.name for p in listing.exams] + [e.name for e in listing.problems])
     for entry in listing.problems:
         logger.error("%s: not processed: %s", entry.name, entry.reason)
-    logger.info(
-        "%s: %d exam(s) in %s, %d worker(s)",
-        options.stage.value,
-        len(names),
-        options.input_dir,
-        min(options.n_procs, max(1, len(names))),
-    )
-    options.output_dir.mkdir(parents=True, exist_ok=True)
-    _prepare_key(options)
     outcomes: list[ExamOutcome] = []
 
     def finished(outcome: ExamOutcome) -> None:
@@ -210,6 +201,15 @@ def run(
 
     stopped: int | None = None
     try:
+        logger.info(
+            "%s: %d exam(s) in %s, %d worker(s)",
+            options.stage.value,
+            len(names),
+            options.input_dir,
+            min(options.n_procs, max(1, len(names))),
+        )
+        options.output_dir.mkdir(parents=True, exist_ok=True)
+        _prepare_key(options)
         if progress is not None:
             progress(0, len(names), None)
         if options.stage is Stage.REPORT:
