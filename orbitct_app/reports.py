@@ -82,6 +82,7 @@ EXTRACT_REPORT = Table(
         "tilt_deg",
         "orientation",
         "duplicates",
+        "body_cropped_fraction",
         "output_path",
         "path",
     ),
@@ -108,6 +109,7 @@ SERIES_INDEX = Table(
         "n_slices",
         "tilt_deg",
         "max_gap_mm",
+        "body_cropped_fraction",
         "convolution_kernel",
     ),
 )
