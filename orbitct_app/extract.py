@@ -18,7 +18,7 @@ import numpy as np
 
 from orbitct_app import atomic, provenance, qc
 from orbitct_app.discover import Exam, SeriesInfo, SliceInfo, scan_exam
-from orbitct_app.errors import ExamError, NotConvertible, SeriesError, one_line
+from orbitct_app.errors import ExamError, NotConvertible, SeriesError, one_line, resource_error
 from orbitct_app.nifti import NIFTI_SUFFIX, output_stem, write_nifti, write_sidecar
 from orbitct_app.options import SIZE_FIT, Options
 from orbitct_app.reports import EXTRACT_REPORT, SERIES_INDEX, ExamRecord, Row
@@ -85,7 +85,14 @@ def stale_reason(record: ExamRecord, exam_dir: Path, options: Options) -> str:
 
 
 def run_exam(exam_dir: Path, options: Options) -> ExamRecord:
-    """Convert every selected stack of one exam; never raises for one series' problem."""
+    """Convert every selected stack of one exam; never raises for one series' problem.
+
+    Raises
+    ------
+    ResourceError
+        If an output cannot be written for lack of room (full disk, quota): the exam fails as a
+        whole and its staged folder is discarded.
+    """
     exam = scan_exam(exam_dir)
     if not exam.series and not options.stage.anonymizes:  # (after anonymize, empty is legitimate)
         raise ExamError(f"no DICOM image files in the exam folder ({len(exam.skipped)} other file(s))")
@@ -159,7 +166,9 @@ def _extract_series(
         except NotConvertible as err:
             results.append(({**row, "decision": "excluded", "reason": str(err)}, None))
             continue
-        except (SeriesError, ValueError, MemoryError, OSError) as err:  # OSError: disk full ...
+        except (SeriesError, ValueError, MemoryError, OSError) as err:  # OSError: unreadable slice ...
+            if (resource := resource_error(err)) is not None:
+                raise resource from None  # no room: the whole exam fails, its staged folder goes
             results.append(({**row, "decision": "failed", "reason": one_line(err)}, None))
             continue
         output_path = str(final_path.relative_to(options.output_dir))
@@ -239,6 +248,8 @@ def _write_qc(
         qc.write_png(picture_path, picture)
         return picture_path, qc.thumbnail_data_uri(picture.image)
     except Exception as err:  # noqa: BLE001 - the NIfTI is good; only its picture is missing
+        if resource_error(err) is not None:
+            raise  # no room: the exam fails as a whole
         logger.error("%s: no QC picture for %s: %s", stack.series.dicom_id, path.name, one_line(err))
         return None, ""
 
