@@ -20,7 +20,7 @@ import numpy as np
 
 from orbitct_app import atomic, provenance, qc, selection
 from orbitct_app.discover import Exam, SeriesInfo, SliceInfo, scan_exam
-from orbitct_app.errors import ExamError, NotConvertible, SeriesError, one_line
+from orbitct_app.errors import ExamError, NotConvertible, SeriesError, one_line, resource_error
 from orbitct_app.nifti import NIFTI_SUFFIX, output_stem, write_nifti, write_sidecar
 from orbitct_app.options import DEFAULT_CONTRAST, DEFAULT_KERNEL, SIZE_FIT, Options
 from orbitct_app.reports import EXTRACT_REPORT, SERIES_INDEX, ExamRecord, Row
@@ -127,6 +127,12 @@ def run_exam(exam_dir: Path, options: Options) -> ExamRecord:
 
     Every decision is made from the headers first (:func:`plan_exam`); then a real run converts
     the candidates, and a dry run (``options.dry_run``) reports them without reading a pixel.
+
+    Raises
+    ------
+    ResourceError
+        If an output cannot be written for lack of room (full disk, quota): the exam fails as a
+        whole and its staged folder is discarded.
     """
     exam = scan_exam(exam_dir)
     if not exam.series and not options.stage.anonymizes:  # (after anonymize, empty is legitimate)
@@ -267,7 +273,9 @@ def _convert_one(item: Planned, options: Options, staging: Path, final_dir: Path
     except NotConvertible as err:
         item.row.update(decision="excluded", reason=str(err), output_path="")
         return
-    except (SeriesError, ValueError, MemoryError, OSError) as err:  # OSError: disk full ...
+    except (SeriesError, ValueError, MemoryError, OSError) as err:  # OSError: unreadable slice ...
+        if (resource := resource_error(err)) is not None:
+            raise resource from None  # no room: the whole exam fails, its staged folder goes
         item.row.update(decision="failed", reason=one_line(err), output_path="")
         return
     output_path = item.row["output_path"]
@@ -346,6 +354,8 @@ def _write_qc(
         qc.write_png(picture_path, picture)
         return picture_path, qc.thumbnail_data_uri(picture.image)
     except Exception as err:  # noqa: BLE001 - the NIfTI is good; only its picture is missing
+        if resource_error(err) is not None:
+            raise  # no room: the exam fails as a whole
         logger.error("%s: no QC picture for %s: %s", stack.series.dicom_id, path.name, one_line(err))
         return None, ""
 
