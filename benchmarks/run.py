@@ -30,7 +30,7 @@ BIN = Path(sys.executable).parent
 PAGE = os.sysconf("SC_PAGE_SIZE")
 WIDE_BODY_MM = (440.0, 260.0)
 """Width and depth of the wide-body phantom."""
-GROUPS = ("extract", "anonymize", "scaling", "wide")
+GROUPS = ("extract", "anonymize", "scaling", "wide", "plan")
 
 
 @dataclass
@@ -174,7 +174,8 @@ def generate(quick: bool, groups: Sequence[str]) -> tuple[Path, Path, list[Path]
     exam_sets = []
     for n_exams in (4, 8) if quick else (6, 24):
         exam_set = WORK / f"set-{n_exams}x{per_exam}"
-        if not exam_set.exists() and "scaling" in groups:  # every other exam gantry-tilted (15 degrees)
+        # every other exam gantry-tilted (15 degrees)
+        if not exam_set.exists() and {"scaling", "plan"} & set(groups):
             for i in range(n_exams):
                 spec = SeriesSpec(kind="axial", series_number=2, rows=512, cols=512, pixel_spacing=(0.45, 0.45),
                                   n_slices=per_exam, slice_step=1.25, tilt_deg=(0.0, 15.0)[i % 2])
@@ -234,8 +235,16 @@ def main() -> None:
              out / f"wide-{size}")
         for size in ("512", "fit")
     ]
+    largest = exam_sets[-1]
+    n_largest = sum(1 for p in largest.iterdir() if p.is_dir()) if largest.is_dir() else 0
+    plan = [  # extract --dry-run: headers only, the rate of planning a dataset
+        Tool(f"extract --dry-run, {n_largest} exams, --n-procs {n}",
+             [app, str(largest), str(out / f"plan{n}"), "extract", "--dry-run", "-q", "--n-procs", str(n)],
+             out / f"plan{n}")
+        for n in (1, 2)
+    ]
     groups: list[tuple[str, list[Tool]]] = [
-        ("extract", extract), ("anonymize", anonymize), ("scaling", scaling), ("wide", wide_body)
+        ("extract", extract), ("anonymize", anonymize), ("scaling", scaling), ("wide", wide_body), ("plan", plan)
     ]
     if args.only:
         groups = [(name, tools) for name, tools in groups if name in args.only]
@@ -253,6 +262,8 @@ def main() -> None:
             print(f"\n{name}:\n" + "\n".join(result_rows(tools, tools[0])))
         if "wide" in args.only:
             print("\n" + "\n".join(wide_body_lines(wide_body, wide)))
+        if "plan" in args.only:
+            print("\n" + "\n".join(plan_lines(plan, largest)))
         return
     write_results(groups, n_files, single, exam_sets, args, Path(app), wide)
 
@@ -292,9 +303,25 @@ def wide_body_lines(tools: list[Tool], wide: Path) -> list[str]:
     ]
 
 
+def plan_lines(tools: list[Tool], exam_set: Path) -> list[str]:
+    """The plan section: ``extract --dry-run`` (headers only) over the largest exam set."""
+    n_files = sum(1 for p in exam_set.rglob("*") if p.is_file())
+    n_exams = sum(1 for p in exam_set.iterdir() if p.is_dir())
+    return [
+        "## Plan a run (`extract --dry-run`: headers only, no NIfTI)",
+        "",
+        f"The {n_exams}-exam set ({n_files} files): every decision from the headers, no pixel read.",
+        "",
+        "| run | median s | min s | peak RSS MB | files/s | exams/s |",
+        "|---|---|---|---|---|---|",
+        *(f"| {t.name} | {t.wall:.2f} | {min(t.walls):.2f} | {t.peak_mb:.0f} | {n_files / t.wall:.0f} | "
+          f"{n_exams / t.wall:.1f} |" for t in tools),
+    ]
+
+
 def write_results(groups: list[tuple[str, list[Tool]]], n_files: int, single: Path, exam_sets: list[Path],
                   args: argparse.Namespace, app: Path, wide: Path) -> None:
-    (extract, anonymize, scaling, wide_body) = (g[1] for g in groups)
+    (extract, anonymize, scaling, wide_body, plan) = (g[1] for g in groups)
     ours, baseline, d2n = extract
     anon, cp, dicognito, dicom_anonymizer = anonymize
     pairs = [(scaling[i], scaling[i + 1]) for i in range(0, len(scaling), 2)]  # (1 process, 2) per set
@@ -340,6 +367,8 @@ def write_results(groups: list[tuple[str, list[Tool]]], n_files: int, single: Pa
         *(line for one, two in pairs for line in rows([one, two], one)),
         "",
         *wide_body_lines(wide_body, wide),
+        "",
+        *plan_lines(plan, exam_sets[-1]),
         "",
         "## Targets",
         "",

@@ -18,7 +18,10 @@ import click
 from orbitct_app import __version__, interrupt, memory, provenance, workers
 from orbitct_app.errors import ExitCode, UsageError, one_line, safe_traceback, withhold_warning_text
 from orbitct_app.options import (
+    CONTRAST_CHOICES,
     DEFAULT_BODY_THRESHOLD_HU,
+    DEFAULT_CONTRAST,
+    DEFAULT_KERNEL,
     DEFAULT_MIN_SLICES,
     DEFAULT_PIXEL_TEXT,
     DEFAULT_PROFILE,
@@ -26,6 +29,7 @@ from orbitct_app.options import (
     DEFAULT_SPACING_MM,
     FIT_MULTIPLE,
     MAX_GAP_SPACINGS,
+    KERNEL_CHOICES,
     PIXEL_TEXT_MODES,
     PROFILES,
     RETAIN_OPTIONS,
@@ -50,6 +54,10 @@ Examples:
 \b
   # convert an already de-identified tree
   orbitct-app /data/anonymized /data/out extract
+\b
+  # one non-contrast, soft-kernel series per exam; first see the plan (headers only)
+  orbitct-app /data/anonymized /data/out extract --contrast without --kernel soft \\
+      --one-per-exam --dry-run
 \b
   # PS3.15 basic profile: keyed UIDs, dates shifted per patient, mapping files for the owner
   orbitct-app /data/raw /data/out all --profile basic --deid-key ~/keys/study.key \\
@@ -157,7 +165,12 @@ def _size(ctx: click.Context, param: click.Parameter, value: str) -> int | Liter
     help="anonymize: look for text burned into the pixels of every kept series (OCR, offline); "
     "flag keeps and reports it, drop drops the series, off skips the check.",
 )
-@click.option("--dry-run", is_flag=True, help="anonymize: list what each rule would do; write no DICOM.")
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    help="anonymize: list what each rule would do; write no DICOM. extract: decide every series "
+    "from the headers and write the reports (the plan); write no NIfTI. Not for all.",
+)
 @click.option("--audit-only", is_flag=True, help="anonymize: only audit an earlier output.")
 @click.option(
     "--in-place",
@@ -171,6 +184,28 @@ def _size(ctx: click.Context, param: click.Parameter, value: str) -> int | Liter
     metavar="MIN MAX",
     default=None,
     help="Keep series whose slice spacing (mm, measured from positions) is in [MIN, MAX].",
+)
+@click.option(
+    "--contrast",
+    type=click.Choice(CONTRAST_CHOICES),
+    default=DEFAULT_CONTRAST,
+    show_default=True,
+    help="Keep every series, only series without contrast evidence (Contrast/Bolus attributes, "
+    "description keywords such as C+ or CTA), or only series with it.",
+)
+@click.option(
+    "--kernel",
+    type=click.Choice(KERNEL_CHOICES),
+    default=DEFAULT_KERNEL,
+    show_default=True,
+    help="Keep every series, or only soft- or sharp-kernel series (vendor kernel table; an "
+    "unknown kernel is kept only under any).",
+)
+@click.option(
+    "--one-per-exam",
+    is_flag=True,
+    help="After every other rule, convert one series per exam: the smallest slice spacing, then "
+    "a soft kernel, then the most slices, then the lowest SeriesNumber.",
 )
 @click.option(
     "--spacing",
@@ -245,6 +280,9 @@ def command(
     audit_only: bool,
     in_place: bool,
     thickness: tuple[float, float] | None,
+    contrast: str,
+    kernel: str,
+    one_per_exam: bool,
     spacing: float,
     size: int | Literal["fit"],
     max_gap: float | None,
@@ -276,6 +314,9 @@ def command(
         profile=profile,
         in_place=in_place,
         thickness=tuple(thickness) if thickness else None,  # type: ignore[arg-type]
+        contrast=contrast,
+        kernel=kernel,
+        one_per_exam=one_per_exam,
         spacing=spacing,
         size=size,
         max_gap=max_gap,

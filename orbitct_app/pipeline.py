@@ -208,6 +208,13 @@ def run(
             options.input_dir,
             min(options.n_procs, max(1, len(names))),
         )
+        if options.stage is Stage.ALL and options.profile == "basic" and options.contrast != "any":
+            logger.warning(
+                "--contrast %s with all --profile basic: extract reads the de-identified copy, where "
+                "ContrastBolusAgent is emptied and ContrastBolusStartTime and SeriesDescription are removed; "
+                "only ContrastBolusRoute, ContrastBolusVolume and ContrastBolusAgentSequence remain as evidence",
+                options.contrast,
+            )
         options.output_dir.mkdir(parents=True, exist_ok=True)
         _prepare_key(options)
         if progress is not None:

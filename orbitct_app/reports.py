@@ -83,6 +83,10 @@ EXTRACT_REPORT = Table(
         "orientation",
         "duplicates",
         "body_cropped_fraction",
+        "kernel",
+        "kernel_class",
+        "contrast",
+        "contrast_evidence",
         "output_path",
         "path",
     ),
@@ -111,6 +115,8 @@ SERIES_INDEX = Table(
         "max_gap_mm",
         "body_cropped_fraction",
         "convolution_kernel",
+        "kernel_class",
+        "contrast",
     ),
 )
 DEID_AUDIT = Table(
