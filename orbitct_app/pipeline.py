@@ -85,10 +85,6 @@ class ExamOutcome:
     def failed(self) -> bool:
         return any(not r.complete for r in self.records.values())
 
-    @property
-    def errors(self) -> list[str]:
-        return [f"{r.stage}: {r.error}" for r in self.records.values() if not r.complete]
-
 
 @dataclasses.dataclass
 class RunSummary:
