@@ -292,8 +292,8 @@ def wide_body_lines(tools: list[Tool], wide: Path) -> list[str]:
     return [
         "## Wide body: `--size fit`",
         "",
-        f"One body series wider than the default 256 mm grid: {WIDE_BODY_MM[0]:g} x {WIDE_BODY_MM[1]:g} mm, "
-        f"{n_slices} slices of 512 x 512 at 0.9 mm, 1.25 mm apart, extracted at 0.5 mm.",
+        (f"One body series wider than the default 256 mm grid: {WIDE_BODY_MM[0]:g} x {WIDE_BODY_MM[1]:g} mm, "
+         f"{n_slices} slices of 512 x 512 at 0.9 mm, 1.25 mm apart, extracted at 0.5 mm."),
         "",
         "| run | median s | min s | peak RSS MB | time / --size 512 |",
         "|---|---|---|---|---|",
@@ -338,12 +338,12 @@ def write_results(groups: list[tuple[str, list[Tool]]], n_files: int, single: Pa
         "",
         f"- Machine: {machine()}",
         f"- Versions: {versions(app)}",
-        f"- Data (generated): one thin-section head series, {n_files} slices of 512 x 512 at 0.45 mm, "
-        f"0.625 mm apart ({mb:.0f} MB); two exam sets of {set_files} files for throughput (one axial "
-        "series and a scout per exam, every other series tilted 15 degrees).",
-        f"- Each tool ran {args.reps} times in alternation; times are medians (and minimum) of wall-clock "
-        "seconds (unsampled runs), memory the peak resident set of the whole process tree "
-        "(one more run each, sampled every 20 ms).",
+        (f"- Data (generated): one thin-section head series, {n_files} slices of 512 x 512 at 0.45 mm, "
+         f"0.625 mm apart ({mb:.0f} MB); two exam sets of {set_files} files for throughput (one axial "
+         "series and a scout per exam, every other series tilted 15 degrees)."),
+        (f"- Each tool ran {args.reps} times in alternation; times are medians (and minimum) of wall-clock "
+         "seconds (unsampled runs), memory the peak resident set of the whole process tree "
+         "(one more run each, sampled every 20 ms)."),
         "",
         "## Extract one series (DICOM -> NIfTI)",
         "",
@@ -351,8 +351,8 @@ def write_results(groups: list[tuple[str, list[Tool]]], n_files: int, single: Pa
         "|---|---|---|---|---|",
         *rows(extract, ours),
         "",
-        "orbitct-app and the baseline do the same work (HU, body mask, 0.5 mm resampling, 512 x 512 crop, "
-        "gzip); dcm2niix only converts and compresses.",
+        ("orbitct-app and the baseline do the same work (HU, body mask, 0.5 mm resampling, 512 x 512 crop, "
+         "gzip); dcm2niix only converts and compresses."),
         "",
         "## Anonymize the same files",
         "",
@@ -377,8 +377,9 @@ def write_results(groups: list[tuple[str, list[Tool]]], n_files: int, single: Pa
         f"- extract peak RSS under 1 GB: {ours.peak_mb:.0f} MB — {check(ours.peak_mb < 1024)}",
         f"- anonymize at least 4x the throughput of dicognito: {ratio(anon, dicognito):.1f}x — {check(ratio(anon, dicognito) >= 4)}",
         f"- anonymize within 10x of `cp -r`: {anon.wall / cp.wall:.1f}x — {check(anon.wall / cp.wall <= 10)}",
-        f"- `--n-procs 2` at least 1.7x faster than `--n-procs 1` on a set of exams ({throughput[0].name.split(', ')[1]}): "
-        f"{ratio(throughput[1], throughput[0]):.2f}x — {check(ratio(throughput[1], throughput[0]) >= 1.7)}",
+        (f"- `--n-procs 2` at least 1.7x faster than `--n-procs 1` on a set of exams "
+         f"({throughput[0].name.split(', ')[1]}): "
+         f"{ratio(throughput[1], throughput[0]):.2f}x — {check(ratio(throughput[1], throughput[0]) >= 1.7)}"),
         *(f"- (`--n-procs 2` on the small set for reference, {one.name.split(', ')[1]}: {ratio(two, one):.2f}x; "
           "start-up and the last exam weigh more there)" for one, two in pairs[:-1]),
         f"- (dicom-anonymizer for reference: orbitct-app is {ratio(anon, dicom_anonymizer):.1f}x faster)",

@@ -58,17 +58,27 @@ from pydicom.filebase import DicomFileLike
 from pydicom.filewriter import write_data_element, write_file_meta_info
 from pydicom.uid import (
     PYDICOM_IMPLEMENTATION_UID,
+    UID,
     DeflatedExplicitVRLittleEndian,
     ExplicitVRBigEndian,
     ExplicitVRLittleEndian,
     ImplicitVRLittleEndian,
-    UID,
 )
 from pydicom.valuerep import EXPLICIT_VR_LENGTH_32
 
 from orbitct_app import __version__, atomic
-from orbitct_app.deid import DeidStats, Profile, apply_profile, check_pseudonym, get_profile
-from orbitct_app.deid import audit, keys, mapping, mark_deidentified, raw
+from orbitct_app.deid import (
+    DeidStats,
+    Profile,
+    apply_profile,
+    audit,
+    check_pseudonym,
+    get_profile,
+    keys,
+    mapping,
+    mark_deidentified,
+    raw,
+)
 from orbitct_app.deid.apply import PRIVATE_RULE
 from orbitct_app.discover import Exam, SeriesInfo, SkippedFile, SliceInfo, read_slice_info, scan_exam
 from orbitct_app.errors import DeidError, ExamError, OrbitctError, SkipKind, resource_error

@@ -5,6 +5,7 @@ Tests call :func:`main` with a list of arguments and check the returned exit cod
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import signal
@@ -28,8 +29,8 @@ from orbitct_app.options import (
     DEFAULT_SIZE,
     DEFAULT_SPACING_MM,
     FIT_MULTIPLE,
-    MAX_GAP_SPACINGS,
     KERNEL_CHOICES,
+    MAX_GAP_SPACINGS,
     PIXEL_TEXT_MODES,
     PROFILES,
     RETAIN_OPTIONS,
@@ -553,10 +554,8 @@ class _UidFilter(logging.Filter):
         from orbitct_app.deid import keys  # (pydicom: not needed for --help)
 
         if self.uids is None and self.key_path.is_file():
-            try:
+            with contextlib.suppress(UsageError):
                 self.uids = keys.UidMap(keys.load_key(self.key_path))
-            except UsageError:
-                pass
         message = record.getMessage()
         redacted = keys.remap_uid_tokens(message, self.uids)
         if redacted != message:

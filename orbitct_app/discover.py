@@ -22,7 +22,7 @@ import struct
 import warnings
 import zlib
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -38,6 +38,7 @@ from pydicom.valuerep import STR_VR
 from pydicom.values import convert_value
 
 from orbitct_app import dicom_bytes
+from orbitct_app.contrast import CONTRAST_ATTRIBUTES
 from orbitct_app.dicom_bytes import (
     SQ,
     Element,
@@ -47,7 +48,6 @@ from orbitct_app.dicom_bytes import (
     parse_part10,
     uid_text,
 )
-from orbitct_app.contrast import CONTRAST_ATTRIBUTES
 from orbitct_app.errors import NotDicomError, SkipKind
 from orbitct_app.paths import Unusable, iter_exam_files, open_regular
 

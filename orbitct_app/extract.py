@@ -353,7 +353,7 @@ def _write_qc(
         )
         qc.write_png(picture_path, picture)
         return picture_path, qc.thumbnail_data_uri(picture.image)
-    except Exception as err:  # noqa: BLE001 - the NIfTI is good; only its picture is missing
+    except Exception as err:  # the NIfTI is good; only its picture is missing
         if resource_error(err) is not None:
             raise  # no room: the exam fails as a whole
         logger.error("%s: no QC picture for %s: %s", stack.series.dicom_id, path.name, one_line(err))

@@ -326,7 +326,7 @@ pre { white-space: pre-wrap; word-break: break-all; background: #fff; border: 1p
 def render_page(data: ReportData, runs: Sequence[Mapping[str, Any]], output_dir: Path) -> str:
     """The whole page as a string."""
     anchors = _anchors(data.exams)
-    now = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    now = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
     latest = runs[-1] if runs else None
     run_note = f" · last run {_e(latest.get('run_id', ''))} ({_e(latest.get('options', {}).get('stage', ''))})" if latest else ""
     parts = [
@@ -337,8 +337,8 @@ def render_page(data: ReportData, runs: Sequence[Mapping[str, Any]], output_dir:
         f"<style>{_CSS}</style></head><body>",
         "<header><h1>orbitct-app report</h1>",
         f"<p>{len(data.exams)} exam(s) · generated {_e(now)} by orbitct-app {_e(__version__)}{run_note}</p></header>",
-        '<nav><a href="#summary">Summary</a><a href="#warnings">Warnings</a>'
-        '<a href="#exams">Exams</a><a href="#runs">Runs, options, versions, timings</a></nav>',
+        ('<nav><a href="#summary">Summary</a><a href="#warnings">Warnings</a>'
+         '<a href="#exams">Exams</a><a href="#runs">Runs, options, versions, timings</a></nav>'),
         "<main>",
         _summary_section(data),
         _warnings_section(data),

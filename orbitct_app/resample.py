@@ -107,7 +107,7 @@ def apply_body_mask(volume: NDArray[np.int16], geometry: StackGeometry, threshol
         col_counts = np.zeros(n_i, dtype=np.int64)
         plane = np.empty((n_j, n_i), dtype=bool)  # slice by slice: no volume-sized temporaries
         for k in ks:
-            component.plane(k, out=plane)
+            component.plane(k, out=plane)  # noqa: F821 - deleted (freed) only after the threads are done
             fill_holes_2d(plane)
             packed[k] = np.packbits(plane, axis=-1)
             rows = plane.sum(axis=1, dtype=np.int64)

@@ -59,17 +59,17 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-from pydicom.datadict import dictionary_VR
 from pydicom import dcmread
+from pydicom.datadict import dictionary_VR
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import (
     CTImageStorage,
     DeflatedExplicitVRLittleEndian,
     EnhancedCTImageStorage,
-    LegacyConvertedEnhancedCTImageStorage,
     ExplicitVRLittleEndian,
     ImplicitVRLittleEndian,
     JPEG2000Lossless,
+    LegacyConvertedEnhancedCTImageStorage,
     RLELossless,
     SecondaryCaptureImageStorage,
     generate_uid,
@@ -2093,11 +2093,11 @@ def write_exam(
 def _sample_exam(index: int, size: Literal["small", "full"]) -> tuple[list[SeriesSpec], dict[str, Any]]:
     """Series and layout options of sample exam ``index`` (0-based); the variants cycle."""
     full = size == "full"
-    matrix: dict[str, Any] = dict(rows=512, cols=512, pixel_spacing=(0.45, 0.45)) if full else {}
+    matrix: dict[str, Any] = {"rows": 512, "cols": 512, "pixel_spacing": (0.45, 0.45)} if full else {}
     thin: dict[str, Any] = dict(matrix, n_slices=240, slice_step=0.625) if full else {}
     thick: dict[str, Any] = dict(matrix, n_slices=30 if full else 24, slice_step=5.0)
     coronal: dict[str, Any] = dict(matrix, n_slices=60, slice_step=2.0) if full else {}
-    scout_matrix: dict[str, Any] = dict(rows=512, cols=512, pixel_spacing=(0.5, 0.5)) if full else {}
+    scout_matrix: dict[str, Any] = {"rows": 512, "cols": 512, "pixel_spacing": (0.5, 0.5)} if full else {}
     scout = SeriesSpec(kind="scout", series_number=1, **scout_matrix)
     variant = index % 5
     if variant == 0:

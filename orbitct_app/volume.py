@@ -13,6 +13,7 @@ padding and values below air become -1000 HU before anything else looks at them.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import logging
 import math
 from collections import defaultdict
@@ -253,7 +254,7 @@ def _split_at_gaps(
     if cuts.size == 0:
         return [members], limit, ""
     bounds = [0, *cuts.tolist(), len(members)]
-    blocks = [[members[i] for i in order[a:b]] for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+    blocks = [[members[i] for i in order[a:b]] for a, b in itertools.pairwise(bounds)]
     widths = ", ".join(f"{g:.3g}" for g in gaps[cuts[:_GAPS_NAMED] - 1]) + (", ..." if cuts.size > _GAPS_NAMED else "")
     rule = f"--max-gap {limit:g} mm" if max_gap_mm is not None else (
         f"{MAX_GAP_SPACINGS:g} x the median spacing {float(np.median(gaps)):.3g} mm"
@@ -447,7 +448,7 @@ def read_pixels(info: SliceInfo) -> NDArray[np.integer]:
             array = pydicom.dcmread(info.path).pixel_array
         else:  # decodes only that frame
             array = pydicom.pixels.pixel_array(info.path, index=info.frame_index)
-    except Exception as err:  # noqa: BLE001 - decoders raise many types; report one line
+    except Exception as err:  # decoders raise many types; report one line
         syntax = pydicom.uid.UID(info.transfer_syntax)
         name = syntax.name if syntax.is_transfer_syntax else info.transfer_syntax
         raise SeriesError(

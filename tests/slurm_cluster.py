@@ -13,6 +13,7 @@ Try the examples by hand on it::
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -285,10 +286,8 @@ def main() -> int:
         with SlurmCluster(root) as cluster:
             print(f"SLURM cluster up (node {cluster.node}); in another shell:\n\n"
                   f"    export SLURM_CONF={cluster.conf}\n\nPress Enter to stop it.")
-            try:
+            with contextlib.suppress(KeyboardInterrupt, EOFError):
                 input()
-            except (KeyboardInterrupt, EOFError):
-                pass
     finally:
         shutil.rmtree(root, ignore_errors=True)
     return 0

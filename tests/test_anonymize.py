@@ -572,7 +572,7 @@ def test_in_place_rewrites_kept_files_and_deletes_the_rest(
         check_deidentified(pydicom.dcmread(exam / rel), "exam_j")
     rows = report(out)
     assert {r["path"]: r["action"] for r in rows if r["path"]} == {
-        **{name: "skipped" for name in HARMLESS_JUNK},
+        **dict.fromkeys(HARMLESS_JUNK, "skipped"),
         "DIRFILE": "deleted",
     }
     assert all(r["reason"].endswith("files deleted") for r in rows if r["action"] == "dropped")
@@ -582,7 +582,7 @@ def test_in_place_rewrites_kept_files_and_deletes_the_rest(
 def test_in_place_leaves_an_unusable_dicom_file_and_says_so(
     junk_input: tuple[Path, ExamTruth, Path], tmp_path: Path
 ) -> None:
-    root, truth, truncated = junk_input
+    root, _, truncated = junk_input
     out = tmp_path / "out"
     assert main([str(root), str(out), "anonymize", "--in-place"]) == ExitCode.FAILED
     assert truncated.exists()
@@ -642,7 +642,7 @@ def test_in_place_killed_mid_run_leaves_whole_files_and_a_rerun_finishes(tmp_pat
     # the rerun completes the job
     assert main([str(root), str(out), "anonymize", "--in-place", "--n-procs", "1"]) == ExitCode.OK
     assert not [p for p in root.rglob("*") if anonymize.atomic.PARTIAL_MARK in p.name]
-    assert {p for p in files_under(truth.path)} == set(kept)
+    assert set(files_under(truth.path)) == set(kept)
     for path in kept:
         check_deidentified(pydicom.dcmread(path), "exam_k")
     assert leaks(root, truth.orbitct_forbidden_bytes) == []

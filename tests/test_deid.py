@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import io
 import re
-from pathlib import Path
 import struct
+from pathlib import Path
 
 import pydicom
 import pytest
@@ -19,17 +19,21 @@ from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian, generate
 
 from orbitct_app import options
 from orbitct_app.deid import (
+    BASIC,
     ORBITCT,
     PROFILES,
     Action,
     Profile,
+    RetainOption,
     apply_profile,
+    basic_profile,
     check_pseudonym,
     get_profile,
+    keys,
     mark_deidentified,
     remove_private,
+    table_e1_1,
 )
-from orbitct_app.deid import BASIC, RetainOption, basic_profile, keys, table_e1_1
 from orbitct_app.deid.apply import PRIVATE_RULE
 from orbitct_app.deid.profiles import DUMMY_VALUES, table
 from orbitct_app.errors import DeidError, ProfileError
@@ -57,7 +61,7 @@ _MARKER_VALUE = {
 EXPECTED = {
     "PatientName": "exam_007",
     "PatientID": "exam_007",
-    **{kw: "" for kw in TWELVE[2:]},
+    **dict.fromkeys(TWELVE[2:], ""),
 }
 
 

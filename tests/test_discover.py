@@ -12,8 +12,8 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import DeflatedExplicitVRLittleEndian, ExplicitVRLittleEndian
 
 from orbitct_app.discover import read_slice_info, scan_exam
-from orbitct_app.options import find_exams
 from orbitct_app.errors import NotDicomError, UsageError
+from orbitct_app.options import find_exams
 from orbitct_app.synthetic import SeriesSpec, write_exam
 
 SMALL_AXIAL = SeriesSpec(kind="axial", rows=32, cols=32, pixel_spacing=(7.0, 7.0), n_slices=12)

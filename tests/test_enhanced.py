@@ -77,7 +77,7 @@ def test_min_slices_counts_frames(twins) -> None:  # type: ignore[no-untyped-def
 
 @pytest.mark.parametrize("number", [2, 3, 4])
 def test_enhanced_converts_exactly_like_its_classic_twin(twins, number: int) -> None:  # type: ignore[no-untyped-def]
-    classic, enhanced, root = twins
+    root = twins[2]
     a, b = (_index(root / kind / "out")[number] for kind in ("classic", "enhanced"))
     img_a, img_b = (nib.load(root / kind / "out" / row["output_path"]) for kind, row in (("classic", a), ("enhanced", b)))
     assert np.allclose(img_a.affine, img_b.affine, atol=1e-6)

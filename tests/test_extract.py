@@ -303,7 +303,7 @@ def test_missing_slices_are_interpolated_and_the_gap_reported(tmp_path: Path) ->
     data = np.asarray(img.dataobj)
     # the gap is filled by interpolation, not left as air: the brain at the head centre is there
     # on every output slice between the first and last input slice
-    cx, cy, cz = truth.phantom.center_lps
+    cx, cy, _ = truth.phantom.center_lps
     positions = np.asarray(truth.series[0].positions_lps)
     zs = np.arange(positions[:, 2].min() + 1, positions[:, 2].max() - 1, 2.0)
     vox = np.rint(world_to_voxel(img, np.array([[-cx, -cy, z] for z in zs]))).astype(int)

@@ -71,7 +71,7 @@ def decisions(rows: dict[int, dict[str, str]]) -> dict[int, str]:
 
 def test_any_is_the_original_behaviour(head_exam: ExamTruth, tmp_path: Path) -> None:
     rows = run(head_exam.path.parent, tmp_path / "out", "--dry-run")
-    assert decisions(rows) == {1: "excluded", **{n: "converted" for n in range(2, 11)}}
+    assert decisions(rows) == {1: "excluded", **dict.fromkeys(range(2, 11), "converted")}
     kernel_class = {n: rows[n]["kernel_class"] for n in range(2, 11)}
     assert kernel_class == {2: "soft", 3: "sharp", 4: "soft", 5: "sharp", 6: "soft", 7: "soft", 8: "soft",
                             9: "unknown", 10: "soft"}

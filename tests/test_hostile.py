@@ -17,11 +17,12 @@ from pathlib import Path
 import pydicom
 import pytest
 
-from hostile import DAMAGE, damage, tree_state, write_sr
 from orbitct_app.cli import main
 from orbitct_app.errors import ExitCode
 from orbitct_app.reports import read_csv
 from orbitct_app.synthetic import ExamTruth, SeriesSpec, write_exam
+
+from hostile import DAMAGE, damage, tree_state, write_sr
 
 EXAM = "exam_h"
 N_SLICES = 14
@@ -461,7 +462,7 @@ def test_a_killed_in_place_run_loses_no_mapping(tmp_path: Path) -> None:
 def test_files_marked_by_another_key_are_never_changed_again(
     templates: dict[str, tuple[Path, ExamTruth]], tmp_path: Path
 ) -> None:
-    root, files = _copy(templates["explicit"], tmp_path)
+    root, _ = _copy(templates["explicit"], tmp_path)
     assert main(_basic(root, tmp_path / "out", _key(tmp_path))) == ExitCode.OK
     before = tree_state(root)
     other = tmp_path / "other.key"

@@ -129,7 +129,7 @@ def test_killed_run_leaves_no_partial_output_and_rerun_completes(tmp_path: Path)
     assert not [p for p in out.rglob("*") if ".partial-" in p.name]
     assert _names(out) == _names(reference)
     for rel in _names(reference):
-        assert (out / rel).read_bytes() == (reference / rel).read_bytes() or rel.endswith(".nii.gz") and _same_nifti(out / rel, reference / rel)
+        assert (out / rel).read_bytes() == (reference / rel).read_bytes() or (rel.endswith(".nii.gz") and _same_nifti(out / rel, reference / rel))
 
 
 def _names(root: Path) -> list[str]:

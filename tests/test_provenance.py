@@ -55,7 +55,7 @@ def test_dataset_description_is_a_bids_derivative(no_container: Path, monkeypatc
     (generated,) = description["GeneratedBy"]
     assert generated == {"Name": "orbitct-app", "Version": __version__, "CodeURL": provenance.CODE_URL}
     pyproject = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())
-    assert provenance.CODE_URL == pyproject["project"]["urls"]["Source"]
+    assert pyproject["project"]["urls"]["Source"] == provenance.CODE_URL
 
 
 def test_dataset_description_names_the_container_and_keeps_added_keys(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

@@ -28,7 +28,7 @@ from orbitct_app.synthetic import ExamTruth, SeriesSpec, write_exam
 
 CHROMIUM = Path("/usr/bin/chromium")
 QUICK = ["--spacing", "2", "--size", "128", "--min-slices", "5", "--n-procs", "1", "-q"]
-SMALL = dict(rows=64, cols=64, pixel_spacing=(3.8, 3.8), n_slices=24, slice_step=5.0)
+SMALL = {"rows": 64, "cols": 64, "pixel_spacing": (3.8, 3.8), "n_slices": 24, "slice_step": 5.0}
 
 
 @pytest.fixture(scope="module")

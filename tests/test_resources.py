@@ -238,8 +238,8 @@ def test_a_record_or_table_that_cannot_be_written_is_one_line_and_exit_3(
     monkeypatch.setattr(reports, "merge_tables", _full_disk_for("out", reports.merge_tables))
     assert main(args) == ExitCode.FAILED
     assert stderr_lines(capsys) == [
-        f"ERROR: cannot write the run's tables and report in {out}: OSError: No space left on device; once that is "
-        "fixed, `orbitct-app INPUT_DIR OUTPUT_DIR report` writes them"
+        (f"ERROR: cannot write the run's tables and report in {out}: OSError: No space left on device; once that "
+         "is fixed, `orbitct-app INPUT_DIR OUTPUT_DIR report` writes them")
     ]
     assert read_record(out / ".orbitct", "anonymize", "exam_b") is not None
 

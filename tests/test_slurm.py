@@ -29,7 +29,7 @@ from orbitct_app.reports import read_csv
 from orbitct_app.synthetic import SeriesSpec, write_exam
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from slurm_cluster import SlurmCluster, missing_requirements  # noqa: E402
+from slurm_cluster import SlurmCluster, missing_requirements
 
 pytestmark = pytest.mark.slurm
 

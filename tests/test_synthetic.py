@@ -149,7 +149,7 @@ def test_markers_are_asymmetric_dense_and_inside_the_brain() -> None:
 def test_phantom_regions_at_known_points() -> None:
     ph = Phantom()
     c = np.array(ph.center_lps)
-    a, b, h = ph.head_semi_axes_mm
+    a, b, _ = ph.head_semi_axes_mm
     pts = {
         "air_far": c + [0, 0, 200],
         "air_front": c + [0, -b - 3, 0],
@@ -201,7 +201,7 @@ def test_ras_conversions() -> None:
 
 # non-square pixels (row spacing 1.0 mm along the column direction, column spacing 0.9 mm along
 # the row direction) so that a swap of the two PixelSpacing values is detected
-_GRID = dict(rows=128, cols=128, pixel_spacing=(1.0, 0.9), n_slices=66, slice_step=1.5)
+_GRID = {"rows": 128, "cols": 128, "pixel_spacing": (1.0, 0.9), "n_slices": 66, "slice_step": 1.5}
 _VARIANTS: dict[str, dict[str, object]] = {
     "ascending": {},
     "descending": {"order": "descending"},
@@ -423,7 +423,7 @@ def test_enhanced_files_are_valid_multiframe_part10(enhanced_exam: ExamTruth) ->
             assert content.FrameAcquisitionNumber == 1
             values = list(content.DimensionIndexValues)
             assert len(values) == len(index)
-            for d, v in zip(index, values):
+            for d, v in zip(index, values, strict=True):
                 group = f[d.FunctionalGroupPointer][0]
                 assert int(group[d.DimensionIndexPointer].value) == v
             in_stack.append(int(content.InStackPositionNumber))
@@ -467,7 +467,7 @@ def test_enhanced_frames_equal_the_classic_twin(variant_exam: ExamTruth,
     ds = pydicom.dcmread(enhanced.files[0])
     frames = ds.pixel_array
     slices = [pydicom.dcmread(f) for f in classic.files]  # InstanceNumber order
-    for f, (item, sl) in enumerate(zip(ds.PerFrameFunctionalGroupsSequence, slices)):
+    for f, (item, sl) in enumerate(zip(ds.PerFrameFunctionalGroupsSequence, slices, strict=True)):
         # frame f + 1 is InstanceNumber f + 1: same position (to the character), same pixels
         assert list(item.PlanePositionSequence[0].ImagePositionPatient) == \
             list(sl.ImagePositionPatient)
@@ -568,7 +568,7 @@ def test_enhanced_same_seed_gives_byte_identical_files(tmp_path: Path) -> None:
     # the phantom content does not depend on planting; nothing is planted without it
     assert n.planted == [] and all(s.planted == [] for s in n.series)
     assert b"PHI" not in b"".join(_tree_bytes(n.path).values())
-    for s, t in zip(a.series, n.series):
+    for s, t in zip(a.series, n.series, strict=True):
         assert np.array_equal(pydicom.dcmread(s.files[0]).pixel_array,
                               pydicom.dcmread(t.files[0]).pixel_array)
 
@@ -729,7 +729,7 @@ def test_pixels_do_not_depend_on_planting(tmp_path: Path) -> None:
     with_phi = write_exam(tmp_path / "p", "exam", spec, seed=3, plant_phi=True)
     without = write_exam(tmp_path / "n", "exam", spec, seed=3, plant_phi=False)
     assert without.planted == [] and with_phi.planted
-    for f, g in zip(with_phi.files, without.files):
+    for f, g in zip(with_phi.files, without.files, strict=True):
         assert np.array_equal(pydicom.dcmread(f).pixel_array, pydicom.dcmread(g).pixel_array)
     assert b"PHI" not in b"".join(g.read_bytes() for g in without.files)
 

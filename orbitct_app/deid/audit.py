@@ -552,7 +552,7 @@ def _check_after_pixel_data(data: bytes, rel: str, profile: Profile, pseudonym: 
             with pydicom_config.disable_value_validation():
                 full = pydicom.dcmread(io.BytesIO(data), force=True)
                 trailing = Dataset()
-                for tag in full.keys():  # noqa: SIM118 - iterating a Dataset gives elements
+                for tag in full.keys():  # iterating a Dataset gives elements
                     if tag > 0x7FE00010:
                         trailing[tag] = full.get_item(tag)
                 return _check_dataset(trailing, rel, profile, pseudonym, "after pixel data")
