@@ -399,7 +399,9 @@ def data_set_extent(buf: bytes | memoryview, pos: int, *, implicit: bool, little
                     elif tag in PIXEL_DATA_TAGS or vr in ("OB", "OW", None):
                         stack.append([_FRAGMENTS, end, True, frame_implicit, -1])
                     else:
-                        raise Damaged(f"damaged file: undefined length on a value that is not a sequence at offset {pos}")
+                        raise Damaged(
+                            f"damaged file: undefined length on a value that is not a sequence at offset {pos}"
+                        )
                     pos = start
                 else:
                     value_end = start + length

@@ -220,7 +220,9 @@ def _plan_series(series: SeriesInfo, options: Options, stem: str) -> list[Planne
             planned.append(Planned({**row, "decision": "excluded", "reason": decision.reason}))
             continue
         name = f"{stem}_part-{stack.part}" if stack.part else stem
-        output_path = str((options.nifti_dir / series.dicom_id / f"{name}{NIFTI_SUFFIX}").relative_to(options.output_dir))
+        output_path = str(
+            (options.nifti_dir / series.dicom_id / f"{name}{NIFTI_SUFFIX}").relative_to(options.output_dir)
+        )
         reason = "; ".join(r for r in (stack.split_reason, _spacing_note(stack)) if r)
         cells = {"decision": "converted", "reason": reason, "output_path": output_path}
         planned.append(Planned({**row, **cells}, stack, f"{name}{NIFTI_SUFFIX}"))
@@ -407,7 +409,10 @@ def _spacing_note(stack: Stack) -> str:
     gaps = stack.geometry.gaps
     median = float(np.median(gaps))
     if uneven_spacing(float(gaps.min()), median, float(gaps.max())):
-        return f"uneven spacing ({gaps.min():.3g}-{gaps.max():.3g} mm, largest gap {gaps.max():.3g} mm); interpolated between actual positions"
+        return (
+            f"uneven spacing ({gaps.min():.3g}-{gaps.max():.3g} mm, largest gap {gaps.max():.3g} mm); "
+            "interpolated between actual positions"
+        )
     return ""
 
 
@@ -485,7 +490,9 @@ def _sidecar(
         },
         "Processing": {
             "Stage": options.stage.value,
-            "SourceTree": "anonymized copy (profile " + options.profile + ")" if options.stage.anonymizes else "INPUT_DIR as given",
+            "SourceTree": (
+                f"anonymized copy (profile {options.profile})" if options.stage.anonymizes else "INPUT_DIR as given"
+            ),
             "Steps": [
                 "sort slices by position along the normal",
                 "HU from per-slice rescale; padding and values below -1000 HU to -1000",

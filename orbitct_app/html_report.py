@@ -163,13 +163,17 @@ def _exam_view(dicom_id: str, records: dict[str, ExamRecord]) -> ExamView:
                 anonymize_rows[uid] = row
             else:
                 key = (uid, str(row.get("part") or ""))
-                lines[key] = SeriesLine(uid, row.get("series_number"), str(row.get("series_description") or ""), extract=row)
+                lines[key] = SeriesLine(
+                    uid, row.get("series_number"), str(row.get("series_description") or ""), extract=row
+                )
     for uid, row in anonymize_rows.items():
         matched = [line for (u, _), line in lines.items() if u == uid]
         for line in matched:
             line.anonymize = row
         if not matched:
-            lines[(uid, "")] = SeriesLine(uid, row.get("series_number"), str(row.get("series_description") or ""), anonymize=row)
+            lines[(uid, "")] = SeriesLine(
+                uid, row.get("series_number"), str(row.get("series_description") or ""), anonymize=row
+            )
     ordered = sorted(lines.values(), key=lambda s: (_number_key(s.number), s.uid, _number_key(s.part)))
     return ExamView(dicom_id, records, ordered, other)
 
@@ -328,7 +332,11 @@ def render_page(data: ReportData, runs: Sequence[Mapping[str, Any]], output_dir:
     anchors = _anchors(data.exams)
     now = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
     latest = runs[-1] if runs else None
-    run_note = f" · last run {_e(latest.get('run_id', ''))} ({_e(latest.get('options', {}).get('stage', ''))})" if latest else ""
+    run_note = (
+        f" · last run {_e(latest.get('run_id', ''))} ({_e(latest.get('options', {}).get('stage', ''))})"
+        if latest
+        else ""
+    )
     parts = [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
@@ -398,7 +406,9 @@ def _summary_section(data: ReportData) -> str:
         )
     if data.input_entries:
         items = "".join(f"<li>{_e(e.name)}: {_e(e.reason)}</li>" for e in data.input_entries)
-        missing += f'<p>{len(data.input_entries)} entr(y/ies) of INPUT_DIR are not exams:</p><ul class="muted">{items}</ul>'
+        missing += (
+            f'<p>{len(data.input_entries)} entr(y/ies) of INPUT_DIR are not exams:</p><ul class="muted">{items}</ul>'
+        )
     return f'<section id="summary"><h2>Summary</h2><div class="cards">{html_cards}</div>{note}{missing}</section>'
 
 
@@ -476,7 +486,8 @@ def _exam_section(exam: ExamView, anchor: str, output_dir: Path) -> str:
         items = "".join(
             f"<tr><td>{_e(stage)}</td><td><code>{_e(row.get('path', ''))}</code></td>"
             f'<td class="{_e(_decision(row, "action") or _decision(row, "decision"))}">'
-            f"{_e(_decision(row, 'action') or _decision(row, 'decision'))}</td><td>{_e(row.get('reason', ''))}</td></tr>"
+            f"{_e(_decision(row, 'action') or _decision(row, 'decision'))}</td>"
+            f"<td>{_e(row.get('reason', ''))}</td></tr>"
             for stage, row in exam.other_rows
         )
         other = (
@@ -502,7 +513,9 @@ def _exam_section(exam: ExamView, anchor: str, output_dir: Path) -> str:
     )
 
 
-def _series_row(line: SeriesLine, has_anonymize: bool, has_extract: bool, output_dir: Path, planned: bool = False) -> str:
+def _series_row(
+    line: SeriesLine, has_anonymize: bool, has_extract: bool, output_dir: Path, planned: bool = False
+) -> str:
     anon, ext = line.anonymize, line.extract
     decision = _decision(ext, "decision")
     number = "" if line.number is None else line.number

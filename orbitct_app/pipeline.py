@@ -406,7 +406,9 @@ def _run_stage(module: StageModule, dicom_id: str, options: Options, outcome: Ex
         and previous.fingerprint == fingerprint
     ):
         problems = _problems(previous)
-        why = f"the earlier run had {problems}" if problems else stale_reason(previous, module, exam_dir, output, options)
+        why = (
+            f"the earlier run had {problems}" if problems else stale_reason(previous, module, exam_dir, output, options)
+        )
         if not why:
             logger.info("%s: %s already complete; skipped (use --force to redo)", dicom_id, module.NAME)
             outcome.resumed.append(module.NAME)

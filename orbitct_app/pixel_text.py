@@ -640,7 +640,8 @@ def make_thumbnail(image: NDArray[np.float32], box: Box, blanked: Sequence[Box])
     picture = picture.resize(size, Image.Resampling.BILINEAR)
     draw = ImageDraw.Draw(picture)
     draw.rectangle(
-        (int(box.left * scale) - 1, int(box.top * scale) - 1, math.ceil(box.right * scale), math.ceil(box.bottom * scale)),
+        (int(box.left * scale) - 1, int(box.top * scale) - 1,
+         math.ceil(box.right * scale), math.ceil(box.bottom * scale)),
         outline=(230, 30, 30), width=2,
     )
     return qc.thumbnail_data_uri(picture, width=THUMBNAIL_WIDTH, max_bytes=12_000)

@@ -324,7 +324,9 @@ def resample(volume: NDArray[np.int16], geometry: StackGeometry, grid: OutputGri
         if untilted:  # every output slice lies in one input plane gap: blend two whole planes
             planes = _ColumnResampledPlanes(volume, col_base, col_offsets)
             for k in ks:
-                out[k] = _blend_planes(planes, k, float(grid.origin @ normal + k * s_k), offsets, row_base, row_j * j_out)
+                out[k] = _blend_planes(
+                    planes, k, float(grid.origin @ normal + k * s_k), offsets, row_base, row_j * j_out
+                )
             return
         window = _PlaneWindow(volume, col_base, col_offsets)
         for k in ks:
@@ -379,7 +381,9 @@ class _ColumnResampledPlanes:
     Slices are needed in increasing order as the output advances, so older ones are dropped.
     """
 
-    def __init__(self, volume: NDArray[np.int16], col_base: NDArray[np.float64], col_offsets: NDArray[np.float64]) -> None:
+    def __init__(
+        self, volume: NDArray[np.int16], col_base: NDArray[np.float64], col_offsets: NDArray[np.float64]
+    ) -> None:
         self.volume = volume
         self.col_base = col_base
         self.col_offsets = col_offsets
@@ -423,7 +427,9 @@ class _PlaneWindow:
     Slice m lives in slot ``m % size``; the window grows when one request spans more slices.
     """
 
-    def __init__(self, volume: NDArray[np.int16], col_base: NDArray[np.float64], col_offsets: NDArray[np.float64]) -> None:
+    def __init__(
+        self, volume: NDArray[np.int16], col_base: NDArray[np.float64], col_offsets: NDArray[np.float64]
+    ) -> None:
         self.volume = volume
         self.col_base = col_base
         self.col_offsets = col_offsets

@@ -260,7 +260,10 @@ def _split_at_gaps(
         f"{MAX_GAP_SPACINGS:g} x the median spacing {float(np.median(gaps)):.3g} mm"
     )
     gaps_named = "a slice gap" if cuts.size == 1 else f"{cuts.size} slice gaps"
-    note = f"split at {gaps_named} of {widths} mm (wider than {rule}) into {len(blocks)} parts; nothing interpolated across"
+    note = (
+        f"split at {gaps_named} of {widths} mm (wider than {rule}) into {len(blocks)} parts; "
+        "nothing interpolated across"
+    )
     return blocks, limit, note
 
 

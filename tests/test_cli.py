@@ -162,7 +162,9 @@ def test_missing_label_file_is_a_usage_error(tmp_path: Path, capsys: pytest.Capt
     assert "cannot read participant labels" in line
 
 
-@pytest.mark.parametrize(("text", "expected"), [("max 100000\n", None), ("150000 100000\n", 2), ("50000 100000", 1), ("garbage", None)])
+@pytest.mark.parametrize(
+    ("text", "expected"), [("max 100000\n", None), ("150000 100000\n", 2), ("50000 100000", 1), ("garbage", None)]
+)
 def test_cgroup_cpu_quota(tmp_path: Path, text: str, expected: int | None) -> None:
     from orbitct_app.options import _cgroup_cpu_quota
 
@@ -191,7 +193,9 @@ def test_foreign_error_messages_are_withheld() -> None:
     assert one_line(PermissionError(13, "Permission denied", "/x")) == "PermissionError: Permission denied"
 
 
-def test_an_internal_error_exits_1_with_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+def test_an_internal_error_exits_1_with_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     from orbitct_app import pipeline
 
     def broken(*args: object, **kwargs: object) -> None:

@@ -70,7 +70,11 @@ def test_no_identifier_survives_inside_the_functional_groups(twins) -> None:  # 
 
 def test_min_slices_counts_frames(twins) -> None:  # type: ignore[no-untyped-def]
     _, _, root = twins
-    rows = {r["series_number"]: r for r in read_csv(root / "enhanced" / "out" / "anonymize_report.csv") if r["series_number"]}
+    rows = {
+        r["series_number"]: r
+        for r in read_csv(root / "enhanced" / "out" / "anonymize_report.csv")
+        if r["series_number"]
+    }
     assert rows["5"]["action"] == "kept" and rows["5"]["n_files"] == "1"  # 1 file, 12 frames > 10
     assert rows["1"]["action"] == "dropped"
 
@@ -79,7 +83,9 @@ def test_min_slices_counts_frames(twins) -> None:  # type: ignore[no-untyped-def
 def test_enhanced_converts_exactly_like_its_classic_twin(twins, number: int) -> None:  # type: ignore[no-untyped-def]
     root = twins[2]
     a, b = (_index(root / kind / "out")[number] for kind in ("classic", "enhanced"))
-    img_a, img_b = (nib.load(root / kind / "out" / row["output_path"]) for kind, row in (("classic", a), ("enhanced", b)))
+    img_a, img_b = (
+        nib.load(root / kind / "out" / row["output_path"]) for kind, row in (("classic", a), ("enhanced", b))
+    )
     assert np.allclose(img_a.affine, img_b.affine, atol=1e-6)
     assert np.array_equal(np.asarray(img_a.dataobj), np.asarray(img_b.dataobj))
     assert (a["n_slices"], a["tilt_deg"], a["max_gap_mm"]) == (b["n_slices"], b["tilt_deg"], b["max_gap_mm"])

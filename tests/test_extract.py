@@ -141,7 +141,9 @@ def test_headrest_is_air_and_grid_is_right(world_run, number: int) -> None:  # t
     cx, cy, cz = phantom.center_lps
     radius = phantom.headrest_inner_radius_mm + phantom.headrest_thickness_mm / 2
     angles = np.radians([-20.0, 0.0, 20.0])
-    lps = np.array([[cx + radius * np.sin(a), cy + radius * np.cos(a), cz + dz] for a in angles for dz in (-15.0, 0.0, 15.0)])
+    lps = np.array(
+        [[cx + radius * np.sin(a), cy + radius * np.cos(a), cz + dz] for a in angles for dz in (-15.0, 0.0, 15.0)]
+    )
     vox = np.rint(world_to_voxel(img, lps * np.array([-1, -1, 1]))).astype(int)
     inside = np.all((vox >= 0) & (vox < np.array(data.shape)), axis=1)
     assert inside.sum() >= 3  # the head-rest is inside the field of view
@@ -202,8 +204,13 @@ def test_exclusions_have_reasons(tmp_path: Path) -> None:
     # series 8 becomes a sagittal reformat: rows run posterior, columns inferior, stepped along x
     for k, f in enumerate(truth.series_by_number(8).files):
         _retag([f], ImageOrientationPatient=[0, 1, 0, 0, 0, -1], ImagePositionPatient=[-40.0 + 2 * k, -110.0, 150.0])
-    assert main([str(tmp_path / "in"), str(tmp_path / "out"), "extract", "--spacing", "2", "--size", "128", "-q"]) == ExitCode.OK
-    decisions = {int(r["series_number"]): (r["decision"], r["reason"]) for r in read_csv(tmp_path / "out" / "extract_report.csv")}
+    assert (
+        main([str(tmp_path / "in"), str(tmp_path / "out"), "extract", "--spacing", "2", "--size", "128", "-q"])
+        == ExitCode.OK
+    )
+    decisions = {
+        int(r["series_number"]): (r["decision"], r["reason"]) for r in read_csv(tmp_path / "out" / "extract_report.csv")
+    }
     assert decisions[7][0] == "converted"  # DERIVED\SECONDARY but axial CT: still a reconstruction
     assert decisions[8] == ("excluded", "sagittal, not axial")
     log = (tmp_path / "out" / "logs" / "orbitct-app.log").read_text()
@@ -267,7 +274,10 @@ def test_two_passes_under_one_uid_are_split(tmp_path: Path) -> None:
     _retag(second.files, SeriesInstanceUID=first.series_instance_uid, SeriesNumber=2, AcquisitionNumber=2)
     assert main([str(tmp_path / "in"), str(tmp_path / "out"), "extract", *quick]) == ExitCode.OK
     rows = read_csv(tmp_path / "out" / "extract_report.csv")
-    assert [(r["part"], r["decision"], r["n_slices"]) for r in rows] == [("1", "converted", "20"), ("2", "converted", "20")]
+    assert [(r["part"], r["decision"], r["n_slices"]) for r in rows] == [
+        ("1", "converted", "20"),
+        ("2", "converted", "20"),
+    ]
     assert "repeat" in rows[0]["reason"] and "AcquisitionNumber" in rows[0]["reason"]
     paths = sorted(r["output_path"] for r in read_csv(tmp_path / "out" / "series_index.csv"))
     assert [p.endswith(f"_part-{n}.nii.gz") for n, p in enumerate(paths, 1)] == [True, True]
@@ -282,14 +292,19 @@ def test_exact_duplicate_files_are_dropped_and_reported(tmp_path: Path) -> None:
     files = truth.series[0].files
     for f in files[:3]:
         shutil.copy(f, f.with_name(f.name + "_copy"))
-    assert main([str(tmp_path / "in"), str(tmp_path / "out"), "extract", "--spacing", "2", "--size", "128", "-q"]) == ExitCode.OK
+    assert (
+        main([str(tmp_path / "in"), str(tmp_path / "out"), "extract", "--spacing", "2", "--size", "128", "-q"])
+        == ExitCode.OK
+    )
     (row,) = read_csv(tmp_path / "out" / "extract_report.csv")
     assert row["decision"] == "converted" and row["n_slices"] == "20" and row["duplicates"] == "3"
     assert "exact duplicate" in row["reason"]
 
 
 def test_missing_slices_are_interpolated_and_the_gap_reported(tmp_path: Path) -> None:
-    truth = write_exam(tmp_path / "in", "exam_gap", [SeriesSpec(kind="axial", series_number=2, n_slices=30, slice_step=2.0)])
+    truth = write_exam(
+        tmp_path / "in", "exam_gap", [SeriesSpec(kind="axial", series_number=2, n_slices=30, slice_step=2.0)]
+    )
     for f in truth.series[0].files[10:13]:  # three slices missing: an 8 mm gap
         f.unlink()
     # over 3 x the 2 mm spacing, so by default the series would be split there; --max-gap keeps it whole
@@ -335,7 +350,9 @@ def test_bad_files_and_an_exam_without_dicom_are_failures(tmp_path: Path) -> Non
 # --- what the grid cuts: a body wider than the default 256 mm field of view -----------------
 
 WIDE = Phantom.wide(440.0, marker_radius_mm=4.0)  # 440 mm from side to side, markers 25 mm inside the skin
-WIDE_SERIES = SeriesSpec(kind="axial", series_number=2, rows=256, cols=256, pixel_spacing=(2.0, 2.0), n_slices=24, slice_step=2.0)
+WIDE_SERIES = SeriesSpec(
+    kind="axial", series_number=2, rows=256, cols=256, pixel_spacing=(2.0, 2.0), n_slices=24, slice_step=2.0
+)
 
 
 @pytest.fixture(scope="module")
@@ -413,7 +430,10 @@ def test_heads_report_nothing_cropped(world_run, tmp_path: Path) -> None:  # typ
     assert {r["body_cropped_fraction"] for r in read_csv(out / "extract_report.csv")} == {"0"}
     assert {r["body_cropped_fraction"] for r in index.values()} == {"0"}
     # at the default grid too, with stacks whose length is no whole number of 0.5 mm voxels
-    series = [SeriesSpec(kind="axial", series_number=n, n_slices=30, slice_step=1.3, tilt_deg=t) for n, t in ((2, 0.0), (3, 17.0))]
+    series = [
+        SeriesSpec(kind="axial", series_number=n, n_slices=30, slice_step=1.3, tilt_deg=t)
+        for n, t in ((2, 0.0), (3, 17.0))
+    ]
     write_exam(tmp_path / "in", "exam_h", series, seed=4)
     assert main([str(tmp_path / "in"), str(tmp_path / "out"), "extract", "-q"]) == ExitCode.OK
     rows = read_csv(tmp_path / "out" / "extract_report.csv")
@@ -427,12 +447,25 @@ GAP_MM = 40.0
 """Table feed added between the two blocks (the gap between their slices is the step plus this)."""
 BLOCKS = {
     2: SeriesSpec(kind="axial", **{**FINE, "n_slices": 60}, extra_gaps=((30, GAP_MM),), series_description="blocks"),  # type: ignore[arg-type]
-    3: SeriesSpec(kind="axial", **{**FINE, "n_slices": 60}, extra_gaps=((30, GAP_MM),), tilt_deg=18.0, order="descending",  # type: ignore[arg-type]
-                  series_description="blocks tilted"),
+    3: SeriesSpec(
+        kind="axial",
+        **{**FINE, "n_slices": 60},
+        extra_gaps=((30, GAP_MM),),
+        tilt_deg=18.0,
+        order="descending",  # type: ignore[arg-type]
+        series_description="blocks tilted",
+    ),
     # uneven: one slice missing in the first block (a 2 mm gap among 1 mm steps) stays in it
-    4: SeriesSpec(kind="axial", **{**FINE, "n_slices": 60}, extra_gaps=((12, 1.0), (30, GAP_MM)), series_description="blocks uneven"),  # type: ignore[arg-type]
+    4: SeriesSpec(
+        kind="axial",
+        **{**FINE, "n_slices": 60},
+        extra_gaps=((12, 1.0), (30, GAP_MM)),
+        series_description="blocks uneven",
+    ),  # type: ignore[arg-type]
     # a block of two slices cannot make a volume
-    5: SeriesSpec(kind="axial", n_slices=22, slice_step=2.0, extra_gaps=((2, GAP_MM),), series_description="short block"),
+    5: SeriesSpec(
+        kind="axial", n_slices=22, slice_step=2.0, extra_gaps=((2, GAP_MM),), series_description="short block"
+    ),
 }
 
 
@@ -442,7 +475,10 @@ def blocks_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[ExamTruth, Pat
     series = [dataclasses.replace(s, series_number=n) for n, s in BLOCKS.items()]
     truth = write_exam(root / "in", "exam_gaps", series, seed=9)
     out = root / "out"
-    assert main([str(root / "in"), str(out), "extract", "--spacing", str(SPACING), "--size", str(SIZE), "-q"]) == ExitCode.OK
+    assert (
+        main([str(root / "in"), str(out), "extract", "--spacing", str(SPACING), "--size", str(SIZE), "-q"])
+        == ExitCode.OK
+    )
     return truth, out
 
 
@@ -460,10 +496,15 @@ def _blocks(truth: ExamTruth, number: int) -> list[NDArray[np.float64]]:
 def test_blocks_apart_become_parts_within_their_blocks(blocks_run, number: int) -> None:  # type: ignore[no-untyped-def]
     truth, out = blocks_run
     rows = [r for r in read_csv(out / "extract_report.csv") if r["series_number"] == str(number)]
-    assert [(r["part"], r["decision"], r["n_slices"]) for r in rows] == [("1", "converted", "30"), ("2", "converted", "30")]
+    assert [(r["part"], r["decision"], r["n_slices"]) for r in rows] == [
+        ("1", "converted", "30"),
+        ("2", "converted", "30"),
+    ]
     normal = np.asarray(truth.series_by_number(number).slice_normal)
     gap_along_normal = (FINE["slice_step"] + GAP_MM) * normal[2]  # type: ignore[operator]
-    assert f"a slice gap of {gap_along_normal:.3g} mm" in rows[0]["reason"] and "nothing interpolated" in rows[0]["reason"]
+    assert (
+        f"a slice gap of {gap_along_normal:.3g} mm" in rows[0]["reason"] and "nothing interpolated" in rows[0]["reason"]
+    )
     assert float(rows[0]["max_gap_mm"]) < 3 and float(rows[1]["max_gap_mm"]) < 3
     assert ("uneven spacing" in rows[0]["reason"]) == (number == 4)  # the missing slice is reported
     index = {r["part"]: r for r in read_csv(out / "series_index.csv") if r["series_number"] == str(number)}
@@ -479,7 +520,11 @@ def test_blocks_apart_become_parts_within_their_blocks(blocks_run, number: int) 
         assert offsets.max() - 1.0 < along.max() <= offsets.max() + 0.01
         found = marker_centroids_ras(data, img.affine)
         margin = truth.phantom.marker_radius_mm + 1.0
-        inside = [m for m in truth.phantom.markers if offsets.min() + margin <= np.asarray(m.center_lps) @ normal <= offsets.max() - margin]
+        inside = [
+            m
+            for m in truth.phantom.markers
+            if offsets.min() + margin <= np.asarray(m.center_lps) @ normal <= offsets.max() - margin
+        ]
         assert inside, "each block holds markers"
         for marker in inside:
             distance = np.linalg.norm(found - np.asarray(marker.center_ras), axis=1).min()
@@ -489,8 +534,13 @@ def test_blocks_apart_become_parts_within_their_blocks(blocks_run, number: int) 
 def test_a_block_too_short_is_excluded_and_the_rest_converts(blocks_run) -> None:  # type: ignore[no-untyped-def]
     _, out = blocks_run
     rows = [r for r in read_csv(out / "extract_report.csv") if r["series_number"] == "5"]
-    assert [(r["part"], r["decision"], r["n_slices"]) for r in rows] == [("1", "excluded", "2"), ("2", "converted", "20")]
-    assert "too few slices to make a volume (2 < 3)" in rows[0]["reason"] and "a slice gap of 42 mm" in rows[0]["reason"]
+    assert [(r["part"], r["decision"], r["n_slices"]) for r in rows] == [
+        ("1", "excluded", "2"),
+        ("2", "converted", "20"),
+    ]
+    assert (
+        "too few slices to make a volume (2 < 3)" in rows[0]["reason"] and "a slice gap of 42 mm" in rows[0]["reason"]
+    )
     text = report_warnings(out)
     assert "series split" in text and "series 5 part 2" in text
 

@@ -87,7 +87,10 @@ def test_contrast_without_excludes_tag_and_description_evidence(head_exam: ExamT
     rows = run(head_exam.path.parent, tmp_path / "out", "--contrast", "without", "--dry-run")
     excluded = {n: rows[n]["reason"] for n in rows if rows[n]["decision"] == "excluded" and n != 1}
     assert excluded == {
-        6: "contrast-enhanced (ContrastBolusAgent; ContrastBolusRoute; ContrastBolusVolume): excluded by --contrast without",
+        6: (
+            "contrast-enhanced (ContrastBolusAgent; ContrastBolusRoute; ContrastBolusVolume): "
+            "excluded by --contrast without"
+        ),
         7: "contrast-enhanced (description keyword CTA): excluded by --contrast without",
         10: "contrast-enhanced (ContrastBolusAgentSequence): excluded by --contrast without",
     }
@@ -314,7 +317,10 @@ def test_a_dry_run_writes_the_plan_and_never_makes_a_real_run_skip(head_exam: Ex
 
 
 def test_enhanced_series_take_their_kernel_from_the_functional_groups(tmp_path: Path) -> None:
-    series = [thin(2, "Hr60f", enhanced=True, n_slices=8), thin(3, "H30s", enhanced=True, legacy_converted=True, n_slices=8)]
+    series = [
+        thin(2, "Hr60f", enhanced=True, n_slices=8),
+        thin(3, "H30s", enhanced=True, legacy_converted=True, n_slices=8),
+    ]
     truth = write_exam(tmp_path / "in", "exam_mf", series, seed=6, plant_phi=False)
     assert all("ConvolutionKernel" not in pydicom.dcmread(s.files[0], stop_before_pixels=True) for s in truth.series)
     rows = run(tmp_path / "in", tmp_path / "out", "--kernel", "soft", "--dry-run")

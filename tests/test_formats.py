@@ -33,7 +33,9 @@ def _volume(out: Path) -> np.ndarray:
 
 @pytest.mark.parametrize("syntax", [RLELossless, JPEG2000Lossless])
 @pytest.mark.parametrize("unsigned", [False, True])
-def test_compressed_series_give_the_same_hu_as_their_uncompressed_twin(tmp_path: Path, syntax: str, unsigned: bool) -> None:
+def test_compressed_series_give_the_same_hu_as_their_uncompressed_twin(
+    tmp_path: Path, syntax: str, unsigned: bool
+) -> None:
     volumes = []
     for name, ts in (("plain", ExplicitVRLittleEndian), ("packed", syntax)):
         spec = SeriesSpec(kind="axial", series_number=2, rows=64, cols=64, pixel_spacing=(3.8, 3.8), n_slices=16,
@@ -54,8 +56,12 @@ def test_real_compressed_files_decode(shared_data: Path, name: str) -> None:
 
 
 def test_an_undecodable_transfer_syntax_fails_its_series_with_the_syntax_named(tmp_path: Path) -> None:
-    truth = write_exam(tmp_path / "in", "exam_u", [SeriesSpec(kind="axial", series_number=2, n_slices=8, rows=32, cols=32,
-                                                              transfer_syntax=RLELossless)], plant_phi=False)
+    truth = write_exam(
+        tmp_path / "in",
+        "exam_u",
+        [SeriesSpec(kind="axial", series_number=2, n_slices=8, rows=32, cols=32, transfer_syntax=RLELossless)],
+        plant_phi=False,
+    )
     for f in truth.series[0].files:  # claim JPEG-LS: no decoder for it is installed
         ds = pydicom.dcmread(f)
         ds.file_meta.TransferSyntaxUID = "1.2.840.10008.1.2.4.81"
@@ -68,7 +74,9 @@ def test_an_undecodable_transfer_syntax_fails_its_series_with_the_syntax_named(t
 
 
 def test_acquisition_numbers_alone_do_not_split_a_series(tmp_path: Path) -> None:
-    truth = write_exam(tmp_path / "in", "exam_a", [SeriesSpec(kind="axial", series_number=2, n_slices=24)], plant_phi=False)
+    truth = write_exam(
+        tmp_path / "in", "exam_a", [SeriesSpec(kind="axial", series_number=2, n_slices=24)], plant_phi=False
+    )
     for i, f in enumerate(truth.series[0].files):  # one number per rotation, as GE writes them
         ds = pydicom.dcmread(f)
         ds.AcquisitionNumber = 1 + i // 4
@@ -87,7 +95,8 @@ def test_sidecar_lists_every_source_slice_in_position_order(tmp_path: Path) -> N
     series = truth.series[0]
     normal = np.asarray(series.slice_normal) / np.linalg.norm(series.slice_normal)
     expected = sorted(
-        (float(np.asarray(p) @ normal), uid) for p, uid in zip(series.positions_lps, series.sop_instance_uids, strict=True)
+        (float(np.asarray(p) @ normal), uid)
+        for p, uid in zip(series.positions_lps, series.sop_instance_uids, strict=True)
     )
     listed = [(s["OffsetAlongNormalMM"], s["SOPInstanceUID"]) for s in sidecar["Slices"]]
     assert [uid for _, uid in listed] == [uid for _, uid in expected]

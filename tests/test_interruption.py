@@ -80,7 +80,9 @@ def reference(source: Path, tmp_path_factory: pytest.TempPathFactory) -> Callabl
 
 
 def hashes(root: Path) -> dict[str, str]:
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() for p in root.rglob("*") if p.is_file()}
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() for p in root.rglob("*") if p.is_file()
+    }
 
 
 def temporaries(*roots: Path) -> list[Path]:

@@ -213,6 +213,8 @@ def test_flag_and_drop_refuse_to_start_without_the_engine(
             message = capsys.readouterr().err
             assert f"--pixel-text {mode} needs an OCR engine" in message and "apt-get install tesseract-ocr" in message
             assert not (tmp_path / f"out-{mode}").exists()
-        assert main([str(text_exam), str(tmp_path / "out-off"), "anonymize", "-q", "--pixel-text", "off"]) == ExitCode.OK
+        assert (
+            main([str(text_exam), str(tmp_path / "out-off"), "anonymize", "-q", "--pixel-text", "off"]) == ExitCode.OK
+        )
     finally:
         ocr.engine_version.cache_clear()

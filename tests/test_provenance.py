@@ -16,7 +16,9 @@ from orbitct_app.options import Options, Stage
 from orbitct_app.reports import read_csv
 from orbitct_app.synthetic import SeriesSpec, write_exam
 
-SMALL = SeriesSpec(kind="axial", series_number=2, rows=64, cols=64, pixel_spacing=(3.8, 3.8), n_slices=24, slice_step=5.0)
+SMALL = SeriesSpec(
+    kind="axial", series_number=2, rows=64, cols=64, pixel_spacing=(3.8, 3.8), n_slices=24, slice_step=5.0
+)
 CONTAINER_VARIABLES = ("ORBITCT_CONTAINER", "ORBITCT_CONTAINER_IMAGE", "APPTAINER_CONTAINER", "SINGULARITY_CONTAINER")
 
 
@@ -41,12 +43,17 @@ def test_container_detection(no_container: Path) -> None:
     assert provenance.container(
         {"ORBITCT_CONTAINER": "docker", "APPTAINER_CONTAINER": "/scratch/someone/orbitct-app_0.1.0.sif"}, root
     ) == {"Type": "apptainer", "Tag": "orbitct-app_0.1.0.sif"}
-    assert provenance.container({"SINGULARITY_CONTAINER": "/x/app.sif"}, root) == {"Type": "singularity", "Tag": "app.sif"}
+    assert provenance.container({"SINGULARITY_CONTAINER": "/x/app.sif"}, root) == {
+        "Type": "singularity",
+        "Tag": "app.sif",
+    }
     (root / ".dockerenv").touch()
     assert provenance.container({}, root) == {"Type": "docker"}
 
 
-def test_dataset_description_is_a_bids_derivative(no_container: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_dataset_description_is_a_bids_derivative(
+    no_container: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     monkeypatch.setattr(provenance, "container", lambda: None)
     path = provenance.write_dataset_description(tmp_path)
     description = json.loads(path.read_text())
@@ -58,7 +65,9 @@ def test_dataset_description_is_a_bids_derivative(no_container: Path, monkeypatc
     assert pyproject["project"]["urls"]["Source"] == provenance.CODE_URL
 
 
-def test_dataset_description_names_the_container_and_keeps_added_keys(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_dataset_description_names_the_container_and_keeps_added_keys(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     monkeypatch.setenv("ORBITCT_CONTAINER", "docker")
     monkeypatch.setenv("ORBITCT_CONTAINER_IMAGE", "orbitct/orbitct-app:test")
     (tmp_path / "dataset_description.json").write_text(json.dumps({
@@ -142,7 +151,11 @@ def test_each_run_writes_a_record_that_repeats_it(tmp_path: Path) -> None:
         with gzip.open(out / row["output_path"]) as a, gzip.open(again / row["output_path"]) as b:
             assert a.read() == b.read()
     (repeat,) = (again / "logs").glob("run-*.json")
-    assert json.loads(repeat.read_text())["options"] == {**record["options"], "output_dir": str(again), "log_path": str(again / "logs" / "orbitct-app.log")}
+    assert json.loads(repeat.read_text())["options"] == {
+        **record["options"],
+        "output_dir": str(again),
+        "log_path": str(again / "logs" / "orbitct-app.log"),
+    }
 
 
 def test_a_second_run_adds_a_record_and_counts_resumed_exams(tmp_path: Path) -> None:

@@ -90,7 +90,10 @@ def test_a_flipped_affine_flips_the_letters() -> None:
         mapping = qc.view_mapping(affine, view)
         letters = qc.panel_letters(flipped, mapping)  # same layout, other affine
         assert (letters["left"], letters["right"]) == ("L", "R")
-        assert (letters["top"], letters["bottom"]) == (qc.panel_letters(affine, mapping)["top"], qc.panel_letters(affine, mapping)["bottom"])
+        assert (letters["top"], letters["bottom"]) == (
+            qc.panel_letters(affine, mapping)["top"],
+            qc.panel_letters(affine, mapping)["bottom"],
+        )
     flipped_k = flip_axis(affine, 2, SHAPE_KJI[0])
     mapping = qc.view_mapping(affine, "sagittal")
     assert qc.panel_letters(flipped_k, mapping)["top"] == "I"

@@ -92,7 +92,9 @@ def test_gantry_tilt_lands_where_the_dicom_geometry_says(real_run: Path, shared_
 
 
 def test_edge_cases_convert_or_are_excluded_with_a_reason(shared_data: Path, tmp_path: Path) -> None:
-    code = main([str(shared_data / "edge_cases"), str(tmp_path / "out"), "extract", "-q", "--spacing", "1", "--size", "256"])
+    code = main(
+        [str(shared_data / "edge_cases"), str(tmp_path / "out"), "extract", "-q", "--spacing", "1", "--size", "256"]
+    )
     assert code in (ExitCode.OK, ExitCode.NOTHING)
     rows = read_csv(tmp_path / "out" / "extract_report.csv")
     assert {r["dicom_id"] for r in rows} >= {
@@ -175,7 +177,8 @@ def test_no_real_series_is_split_or_cropped_without_cause(real_run: Path, shared
     fraction = float(cropped["siemens_body_j2k"])
     assert 0.1 < fraction < 0.3
     fit = tmp_path / "fit"
-    args = [str(shared_data / "exams"), str(fit), "extract", "-q", "--size", "fit", "--participant-label", "siemens_body_j2k"]
+    label = ["--participant-label", "siemens_body_j2k"]
+    args = [str(shared_data / "exams"), str(fit), "extract", "-q", "--size", "fit", *label]
     assert main(args) == ExitCode.OK
     (row,) = read_csv(fit / "series_index.csv")
     assert row["body_cropped_fraction"] == "0" and int(row["shape_x"]) == 736  # 356 mm: 713 gaps of 0.5 mm

@@ -44,7 +44,8 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[ExamTruth]
         ], seed=1),
         write_exam(inp, "exam_b", [
             SeriesSpec(kind="axial", series_number=2, tilt_deg=15.0, **SMALL),  # type: ignore[arg-type]
-            SeriesSpec(kind="axial", series_number=3, rows=64, cols=64, pixel_spacing=(3.8, 3.8), n_slices=30, slice_step=2.0),
+            SeriesSpec(kind="axial", series_number=3, rows=64, cols=64, pixel_spacing=(3.8, 3.8), n_slices=30,
+                       slice_step=2.0),
             SeriesSpec(kind="axial", series_number=4, **SMALL),  # type: ignore[arg-type]
         ], seed=2),
         write_exam(inp, "exam_c", [SeriesSpec(kind="axial", series_number=5, **SMALL)], seed=3),  # type: ignore[arg-type]
@@ -213,7 +214,9 @@ def test_report_holds_no_identifying_values(run: tuple[Path, list[ExamTruth], in
     assert not [v for v in forbidden if v in data]
 
 
-def test_report_stage_rebuilds_the_page_and_lists_exams_without_a_record(run: tuple[Path, list[ExamTruth], int], tmp_path: Path) -> None:
+def test_report_stage_rebuilds_the_page_and_lists_exams_without_a_record(
+    run: tuple[Path, list[ExamTruth], int], tmp_path: Path
+) -> None:
     out, _, _ = run
     copy = tmp_path / "out"
     shutil.copytree(out, copy)
@@ -232,7 +235,9 @@ def test_report_stage_rebuilds_the_page_and_lists_exams_without_a_record(run: tu
     assert json.loads((copy / "dataset_description.json").read_text())["DatasetType"] == "derivative"
 
 
-def test_thumbnail_is_made_from_the_png_when_a_record_has_none(run: tuple[Path, list[ExamTruth], int], tmp_path: Path) -> None:
+def test_thumbnail_is_made_from_the_png_when_a_record_has_none(
+    run: tuple[Path, list[ExamTruth], int], tmp_path: Path
+) -> None:
     out, _, _ = run
     copy = tmp_path / "out"
     shutil.copytree(out, copy)
@@ -279,7 +284,9 @@ def _chromium(*args: str, profile: Path) -> subprocess.CompletedProcess[str]:
     )
 
 
-@pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium is not installed (/usr/bin/chromium); .ci/run installs it")
+@pytest.mark.skipif(
+    not CHROMIUM.exists(), reason="Debian's chromium is not installed (/usr/bin/chromium); .ci/run installs it"
+)
 def test_report_renders_in_headless_chromium(run: tuple[Path, list[ExamTruth], int], tmp_path: Path) -> None:
     out, _, _ = run
     url = (out / "report.html").resolve().as_uri()

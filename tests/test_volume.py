@@ -86,7 +86,9 @@ def test_direct_pixel_read_equals_pydicom(tmp_path: Path, unsigned: bool, bits_s
     from orbitct_app.synthetic import SeriesSpec, write_exam
     from orbitct_app.volume import read_pixels
 
-    truth = write_exam(tmp_path, "e", [SeriesSpec(kind="axial", rows=16, cols=24, n_slices=3, unsigned=unsigned)], plant_phi=False)
+    truth = write_exam(
+        tmp_path, "e", [SeriesSpec(kind="axial", rows=16, cols=24, n_slices=3, unsigned=unsigned)], plant_phi=False
+    )
     path = truth.series[0].files[1]
     ds = pydicom.dcmread(path)
     raw = ds.pixel_array.astype(np.int32)
@@ -110,7 +112,9 @@ def test_direct_pixel_read_equals_pydicom(tmp_path: Path, unsigned: bool, bits_s
 
 def _at(zs: list[float], **changes: object) -> list[SliceInfo]:
     """One slice at each z (an axial stack), SOP Instance UIDs in order."""
-    return [_info(position=(0.0, 0.0, z), instance_number=i, sop_instance_uid=f"1.{i}", **changes) for i, z in enumerate(zs)]
+    return [
+        _info(position=(0.0, 0.0, z), instance_number=i, sop_instance_uid=f"1.{i}", **changes) for i, z in enumerate(zs)
+    ]
 
 
 def test_a_gap_wider_than_three_median_spacings_splits_the_stack() -> None:

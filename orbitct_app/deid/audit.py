@@ -184,7 +184,9 @@ def _phi_string_findings(rel: str, rel_bytes: bytes, data: bytes, phi: PhiList) 
     if phi:
         lowered = data.lower()
         findings.extend(
-            Finding(rel, "phi_string", detail=f"phi list line {number}") for number, text in phi.entries if text in lowered
+            Finding(rel, "phi_string", detail=f"phi list line {number}")
+            for number, text in phi.entries
+            if text in lowered
         )
     return findings
 
