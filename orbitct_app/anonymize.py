@@ -48,11 +48,11 @@ import time
 import warnings
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, cast
 
 import pydicom
 from pydicom import config as pydicom_config
-from pydicom.dataelem import RawDataElement
+from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.filebase import DicomFileLike
 from pydicom.filewriter import write_data_element, write_file_meta_info
@@ -620,7 +620,7 @@ class _ExamWork:
                 self._skipped_row(skipped, "skipped", f"{skipped.reason}; left alone" if mode == "in_place"
                                   else skipped.reason)
 
-    def _one_file(self, series: SeriesInfo, rel: Path, work: Callable[..., Any], *paths: Path,
+    def _one_file(self, series: SeriesInfo, rel: Path, work: Callable[..., Any], *args: object,
                   audit_rel: str | None = None) -> None:
         """Run ``work`` on one file; with ``audit_rel``, audit the bytes it wrote (by that path
         relative to the exam's output folder) once the file is complete.
@@ -633,7 +633,7 @@ class _ExamWork:
         """
         written: list[tuple[bytes | memoryview, ...]] = []
         try:
-            work(*paths, self.profile, self.pseudonym, self.secrets, written.append)
+            work(*args, self.profile, self.pseudonym, self.secrets, written.append)
         except Exception as err:  # noqa: BLE001 - one file's failure must not stop the exam
             if (resource := resource_error(err)) is not None:
                 raise resource from None
@@ -997,14 +997,13 @@ def write_part10(fh: BinaryIO, ds: Dataset) -> None:
     for tag in sorted(ds.keys()):
         if tag.element == 0 and tag.group > 6:
             continue  # retired group lengths are not written (PS3.5 7.2)
-        elem = ds.get_item(tag)
-        header = _raw_header(elem, implicit, order) if isinstance(elem, RawDataElement) else None
-        if header is None:
+        elem = cast("DataElement | RawDataElement", ds.get_item(tag))  # pydicom's overload omits raw ones
+        if not isinstance(elem, RawDataElement) or (header := _raw_header(elem, implicit, order)) is None:
             write_data_element(fp, ds[tag], encodings)
             continue
         fh.write(header)
-        fh.write(elem.value)  # type: ignore[union-attr,arg-type]
-        if elem.length == _UNDEFINED_LENGTH:  # type: ignore[union-attr]
+        fh.write(elem.value or b"")  # (_raw_header gives None for a None value)
+        if elem.length == _UNDEFINED_LENGTH:
             fh.write(struct.pack(order + "HHL", 0xFFFE, 0xE0DD, 0))
 
 

@@ -314,7 +314,7 @@ def command(
         min_slices=min_slices,
         profile=profile,
         in_place=in_place,
-        thickness=tuple(thickness) if thickness else None,  # type: ignore[arg-type]
+        thickness=thickness or None,
         contrast=contrast,
         kernel=kernel,
         one_per_exam=one_per_exam,
@@ -341,9 +341,10 @@ def command(
         raise click.UsageError(str(err), ctx) from err
     workers.start_early(options)  # before the heavy imports below, so that they overlap
     progress = None if quiet else Progress(stage, sys.stderr)
+    assert options.log_path is not None  # Options sets it
     try:
         close_logging = configure_logging(
-            options.log_path,  # type: ignore[arg-type]
+            options.log_path,
             verbose=verbose,
             quiet=quiet,
             progress=progress,
@@ -525,7 +526,7 @@ class _LogFileHandler(logging.FileHandler):
         )
 
 
-class _ConsoleHandler(logging.StreamHandler):  # type: ignore[type-arg]
+class _ConsoleHandler(logging.StreamHandler[TextIO]):
     """stderr, sharing the line with an interactive progress bar."""
 
     def __init__(self, stream: TextIO, progress: Progress | None) -> None:

@@ -13,6 +13,7 @@ import collections
 import dataclasses
 import hashlib
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -307,11 +308,11 @@ def convert_stack(stack: Stack, options: Options, path: Path, *, candidates: int
     out = resample(volume, geometry, grid)
     del volume
     affine = grid.affine_ras()
-    shape_ijk: tuple[int, int, int] = tuple(reversed(out.shape))  # type: ignore[assignment]
+    shape_ijk: tuple[int, int, int] = tuple(reversed(out.shape))
     centre_ijk = (np.linalg.inv(grid.affine_lps()) @ np.append(body.centroid_lps, 1.0))[:3]
     # compressing the NIfTI and drawing the QC picture both run in C for the most part: overlap them
     qc_result: list[tuple[Path | None, str]] = []
-    jobs = (
+    jobs: tuple[Callable[[], object], ...] = (
         lambda: write_nifti(path, out, affine),
         lambda: qc_result.append(_write_qc(stack, options, path, out, affine, centre_ijk, cropped)),
     )

@@ -253,7 +253,9 @@ def _warnings(exams: Sequence[ExamView], anchors: Mapping[str, str]) -> list[Fin
             from orbitct_app.extract import describe_crop, uneven_spacing
 
             smallest, median, largest = (_float(ext.get(k)) for k in ("spacing_min", "spacing_median", "spacing_max"))
-            if None not in (smallest, median, largest) and uneven_spacing(smallest, median, largest):  # type: ignore[arg-type]
+            if smallest is not None and median is not None and largest is not None and uneven_spacing(
+                smallest, median, largest
+            ):
                 add("uneven spacing", f"{label}: slice gaps {smallest:.3g}-{largest:.3g} mm (median {median:.3g} mm)")
             tilt = _float(ext.get("tilt_deg"))
             if tilt is not None and abs(tilt) >= TILT_WARNING_DEG:

@@ -58,7 +58,7 @@ STAGE_NAMES = Stage.ALL.module_names
 
 def stage_module(name: str) -> StageModule:
     """The stage module called ``name`` (``orbitct_app.<name>``)."""
-    return importlib.import_module(f"orbitct_app.{name}")  # type: ignore[return-value]
+    return importlib.import_module(f"orbitct_app.{name}")
 
 
 def stage_modules(stage: Stage) -> list[StageModule]:
@@ -642,7 +642,7 @@ def _crashed(dicom_id: str, options: Options, err: BaseException) -> ExamOutcome
 class _Forward(logging.Handler):
     """Hand records from worker processes to this process's loggers (and their handlers)."""
 
-    def handle(self, record: logging.LogRecord) -> bool:  # type: ignore[override]
+    def handle(self, record: logging.LogRecord) -> bool:
         logger_ = logging.getLogger(record.name)
         if logger_.isEnabledFor(record.levelno):
             logger_.handle(record)

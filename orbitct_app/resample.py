@@ -461,7 +461,7 @@ class _PlaneWindow:
         frac = (rows - lo).astype(np.float32)[:, None]
         a = self.planes[slots, lo]
         b = self.planes[slots, hi]
-        result = a + (b - a) * frac
+        result: NDArray[np.float32] = a + (b - a) * frac
         outside = (rows < -1e-6) | (rows > n_rows - 1 + 1e-6)
         if outside.any():
             result[outside] = AIR_HU
@@ -486,7 +486,7 @@ def _lerp(
     result = a + (b - a) * frac.reshape(shape)
     outside = (coords < -1e-6) | (coords > n - 1 + 1e-6)
     if outside.any():
-        index = [slice(None), slice(None)]
-        index[axis] = outside  # type: ignore[call-overload]
+        index: list[slice | NDArray[np.bool_]] = [slice(None), slice(None)]
+        index[axis] = outside
         result[tuple(index)] = AIR_HU
     return result

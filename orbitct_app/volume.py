@@ -21,8 +21,8 @@ from collections.abc import Sequence
 
 import numpy as np
 import pydicom
-import pydicom.pixels
 from numpy.typing import NDArray
+from pydicom.pixels.utils import pixel_array
 
 from orbitct_app.discover import SeriesInfo, SliceInfo
 from orbitct_app.errors import SeriesError
@@ -87,7 +87,8 @@ class StackGeometry:
     def stack_direction(self) -> NDArray[np.float64]:
         """Unit vector from the first to the last slice position (the table feed when tilted)."""
         d = self.positions[-1] - self.positions[0]
-        return d / np.linalg.norm(d)
+        unit: NDArray[np.float64] = d / np.linalg.norm(d)
+        return unit
 
     @property
     def tilt_deg(self) -> float:
@@ -365,15 +366,17 @@ def _split_passes(members: list[SliceInfo]) -> tuple[list[list[SliceInfo]], tupl
 
 
 def _passes_by_acquisition(members: list[SliceInfo], keys: list[int]) -> list[list[SliceInfo]] | None:
-    groups: dict[int | None, list[int]] = defaultdict(list)
+    groups: dict[int, list[int]] = defaultdict(list)
     for i, s in enumerate(members):
+        if s.acquisition_number is None:
+            return None
         groups[s.acquisition_number].append(i)
-    if len(groups) < 2 or None in groups:
+    if len(groups) < 2:
         return None
     for indices in groups.values():
         if len({keys[i] for i in indices}) != len(indices):
             return None
-    return [[members[i] for i in groups[a]] for a in sorted(groups)]  # type: ignore[type-var]
+    return [[members[i] for i in groups[a]] for a in sorted(groups)]
 
 
 def _geometry(members: Sequence[SliceInfo]) -> StackGeometry:
@@ -450,7 +453,7 @@ def read_pixels(info: SliceInfo) -> NDArray[np.integer]:
         if info.frame_index is None:
             array = pydicom.dcmread(info.path).pixel_array
         else:  # decodes only that frame
-            array = pydicom.pixels.pixel_array(info.path, index=info.frame_index)
+            array = pixel_array(info.path, index=info.frame_index)
     except Exception as err:  # decoders raise many types; report one line
         syntax = pydicom.uid.UID(info.transfer_syntax)
         name = syntax.name if syntax.is_transfer_syntax else info.transfer_syntax
@@ -510,6 +513,7 @@ def padding_mask(raw: NDArray[np.integer], info: SliceInfo) -> NDArray[np.bool_]
     if info.padding_value is None:
         return None
     if info.padding_range_limit is None:
-        return raw == info.padding_value
+        padding: NDArray[np.bool_] = raw == info.padding_value
+        return padding
     lo, hi = sorted((info.padding_value, info.padding_range_limit))
     return (raw >= lo) & (raw <= hi)

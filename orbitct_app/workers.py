@@ -25,7 +25,7 @@ def context(stage: Stage) -> ForkServerContext:
     ctx = multiprocessing.get_context("forkserver")
     # the command line too: each worker re-imports the main module (the orbitct-app script)
     ctx.set_forkserver_preload(["orbitct_app.cli", *(f"orbitct_app.{name}" for name in stage.module_names)])
-    return ctx  # type: ignore[return-value]
+    return ctx
 
 
 def uses_workers(options: Options, n_exams: int) -> bool:

@@ -30,13 +30,15 @@ import struct
 import warnings
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
+from typing import cast
 
 import pydicom
 from pydicom import config as pydicom_config
 from pydicom.datadict import keyword_for_tag
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
-from pydicom.uid import UID_dictionary
+from pydicom.tag import BaseTag
+from pydicom.uid import UID_dictionary  # type: ignore[attr-defined]  # public, not marked as re-exported
 
 from orbitct_app.deid.apply import _may_be_sequence, _safe_private_tags
 from orbitct_app.deid.profiles import DUMMY_VALUES, Action, Profile, is_structural_uid
@@ -352,9 +354,9 @@ class _Scan:
                                              "repeating group that should be removed"))
                 continue
             if not sequence:
-                action = profile.actions.get(tag)
+                action = profile.actions.get(cast(BaseTag, tag))  # (an int finds the same entry)
                 if action in _CHECKED:
-                    problem = self.violates(action, start, value_end)
+                    problem: str | None = self.violates(action, start, value_end)
                     if problem:
                         self.findings.append(
                             Finding(self.rel, "attribute", _tag(tag), keyword_for_tag(tag), where, problem)
@@ -362,7 +364,7 @@ class _Scan:
                 continue
             if items is None:
                 items, _ = self.items(start, value_end, undefined=False)
-            action = profile.actions.get(tag)
+            action = profile.actions.get(cast(BaseTag, tag))
             if action in _CHECKED:
                 problem = (
                     "present (the profile removes it)" if action is Action.REMOVE
@@ -397,7 +399,7 @@ class _Scan:
         """The items of a sequence value: (start, end, undefined length) each, and where the
         value ends (the sequence delimiter for an undefined length)."""
         data = self.data
-        found = []
+        found: list[tuple[int, int, bool]] = []
         while True:
             if not undefined and pos == end:
                 return found, pos
@@ -478,6 +480,7 @@ def _only_pixel_data(tail: memoryview, implicit: bool) -> bool:
     encapsulated; elements after it would otherwise escape the header checks."""
     if len(tail) < 12 or bytes(tail[:4]) != _PIXEL_TAG_LE:
         return False
+    length: int
     if implicit:
         (length,) = struct.unpack_from("<L", tail, 4)
         start = 8
@@ -599,7 +602,7 @@ def _check_dataset(ds: Dataset, rel: str, profile: Profile, pseudonym: str, loca
             continue
         action = profile.actions.get(tag)
         if action in _CHECKED:
-            problem = _violates(ds, tag, raw, action, pseudonym)  # type: ignore[arg-type]
+            problem = _violates(ds, tag, raw, action, pseudonym)
             if problem:
                 findings.append(Finding(rel, "attribute", _tag(tag), keyword_for_tag(tag), where, problem))
                 continue
@@ -667,7 +670,7 @@ def _text_values(value: object) -> list[str]:
 
 def _iter_elements(
     ds: Dataset, location: str, profile: Profile | None = None
-) -> Iterator[tuple[pydicom.DataElement, str, frozenset]]:
+) -> Iterator[tuple[pydicom.DataElement, str, frozenset[BaseTag]]]:
     safe = _safe_private_tags(ds, profile) if profile is not None and profile.safe_private else frozenset()
     for elem in ds:
         yield elem, location or "top", safe
@@ -684,7 +687,7 @@ def _read(data: bytes) -> Dataset | None:
 
 def _read_from(fp: io.BytesIO) -> Dataset | None:
     """The header of a Part 10 file up to its pixel data (``fp`` then stands there)."""
-    if fp.getbuffer()[128:132] != b"DICM":
+    if bytes(fp.getbuffer()[128:132]) != b"DICM":
         return None
     try:
         with warnings.catch_warnings():

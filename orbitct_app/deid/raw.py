@@ -278,10 +278,11 @@ class _Walker:
                 stats.removed += 1
                 return None
             shifted = [shift_date(v, self.offset) for v in self.strings(elem, vr)]
-            if any(v is None for v in shifted):
+            dates = [v for v in shifted if v is not None]
+            if len(dates) != len(shifted):
                 stats.removed += 1
                 return None
-            value = "\\".join(shifted)  # type: ignore[arg-type]
+            value = "\\".join(dates)
         elif action is Action.REPLACE_PSEUDONYM:
             value = self.plan.pseudonym
         elif action is Action.DUMMY and vr in DUMMY_VALUES:
@@ -305,8 +306,8 @@ def _code_sequence(codes: tuple[tuple[str, str], ...], implicit: bool) -> bytes:
             + _new_element(0x00080104, "LO", meaning, implicit)
         )
         parts.append(_item_header(0xFFFE, 0xE000, len(body)) + body)
-    value = b"".join(parts)
-    return _header(_DEIDENTIFICATION_CODES, SQ, len(value), implicit) + value
+    content = b"".join(parts)
+    return _header(_DEIDENTIFICATION_CODES, SQ, len(content), implicit) + content
 
 
 # --- the file -------------------------------------------------------------------------------------
@@ -424,6 +425,7 @@ def _pixel_element(data: bytes, pos: int, implicit: bool) -> int:
     size = len(data)
     if pos + 8 > size:
         raise Unsupported("no pixel data")
+    length: int
     if implicit:
         length = unpack_ul(data, pos + 4)[0]
         start = pos + 8
