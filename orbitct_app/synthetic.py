@@ -203,7 +203,7 @@ _ORBITCT_CODES = {
 # small helpers
 
 
-def lps_to_ras(points: np.ndarray | Sequence[float]) -> np.ndarray:
+def lps_to_ras(points: ArrayLike) -> np.ndarray:
     """Convert LPS coordinates to RAS: ``(x, y, z) -> (-x, -y, z)``.
 
     Parameters

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence
-from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+from pydicom.uid import UID, ExplicitVRLittleEndian, generate_uid
 
 from orbitct_app.dicom_bytes import dictionary_vr, parse_part10
 
@@ -147,7 +147,7 @@ def write_sr(path: Path, series_uid: str, marker: str, *, series_number: int = 2
     item.TextValue = f"report on {marker}"
     ds.ContentSequence = Sequence([item])
     ds.file_meta = FileMetaDataset()
-    ds.file_meta.MediaStorageSOPClassUID = BASIC_TEXT_SR
+    ds.file_meta.MediaStorageSOPClassUID = UID(BASIC_TEXT_SR)
     ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
     ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -10,6 +10,7 @@ import struct
 import sys
 import warnings
 from pathlib import Path
+from typing import Any
 
 import pydicom
 import pytest
@@ -18,6 +19,7 @@ from pydicom.filebase import DicomBytesIO
 from pydicom.filewriter import write_file_meta_info
 from pydicom.uid import (
     PYDICOM_IMPLEMENTATION_UID,
+    UID,
     DeflatedExplicitVRLittleEndian,
     ExplicitVRLittleEndian,
     ImplicitVRLittleEndian,
@@ -27,7 +29,7 @@ from pydicom.uid import (
 
 import orbitct_app
 from orbitct_app import anonymize, pipeline
-from orbitct_app.deid import ORBITCT, audit, basic_profile, raw
+from orbitct_app.deid import ORBITCT, Action, Profile, audit, basic_profile, raw
 from orbitct_app.errors import ExitCode
 from orbitct_app.options import Options, Stage
 from orbitct_app.reports import read_csv
@@ -49,34 +51,34 @@ def files_under(root: Path) -> list[Path]:
     return sorted(p for p in root.rglob("*") if p.is_file())
 
 
-def secrets_for(profile: object) -> anonymize.Secrets:
-    return anonymize.Secrets.for_profile(profile, KEY if profile.needs_key else None)  # type: ignore[arg-type]
+def secrets_for(profile: Profile) -> anonymize.Secrets:
+    return anonymize.Secrets.for_profile(profile, KEY if profile.needs_key else None)
 
 
-def pydicom_path(data: bytes, profile: object, pseudonym: str = "exam_x") -> tuple[bytes, anonymize.Secrets]:
+def pydicom_path(data: bytes, profile: Profile, pseudonym: str = "exam_x") -> tuple[bytes, anonymize.Secrets]:
     """What the pydicom path writes for ``data`` (dcmread, the walker, write_part10)."""
     secrets = secrets_for(profile)
     with anonymize._quiet_pydicom():
         ds = pydicom.dcmread(io.BytesIO(data), force=True)
-        anonymize.deidentify_dataset(ds, profile, pseudonym, secrets)  # type: ignore[arg-type]
+        anonymize.deidentify_dataset(ds, profile, pseudonym, secrets)
         buffer = io.BytesIO()
         anonymize.write_part10(buffer, ds)
     return buffer.getvalue(), secrets
 
 
-def fast_path(data: bytes, profile: object, pseudonym: str = "exam_x") -> tuple[raw.Result, anonymize.Secrets]:
+def fast_path(data: bytes, profile: Profile, pseudonym: str = "exam_x") -> tuple[raw.Result, anonymize.Secrets]:
     secrets = secrets_for(profile)
     with anonymize._quiet_pydicom():
         result = raw.deidentify(
-            data, anonymize._plan(profile, pseudonym, secrets),  # type: ignore[arg-type]
+            data, anonymize._plan(profile, pseudonym, secrets),
             version_name=anonymize.IMPLEMENTATION_VERSION_NAME, implementation_uid=PYDICOM_IMPLEMENTATION_UID,
         )
     return result, secrets
 
 
-def run(inp: Path, out: Path, **kwargs: object) -> pipeline.RunSummary:
+def run(inp: Path, out: Path, **kwargs: Any) -> pipeline.RunSummary:
     kwargs.setdefault("n_procs", 1)
-    options = Options(inp, out, stage=Stage.ANONYMIZE, **kwargs)  # type: ignore[arg-type]
+    options = Options(inp, out, stage=Stage.ANONYMIZE, **kwargs)
     options.validate()
     return pipeline.run(options)
 
@@ -88,8 +90,12 @@ def header_end(data: bytes) -> int:
     return fp.tell()
 
 
+Exams = tuple[Path, dict[str, ExamTruth]]
+"""The input root and the truth of each exam in it."""
+
+
 @pytest.fixture(scope="module")
-def exams(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, ExamTruth]]:
+def exams(tmp_path_factory: pytest.TempPathFactory) -> Exams:
     """Planted identifiers at every depth, in every transfer syntax the generator has."""
     root = tmp_path_factory.mktemp("fast") / "in"
 
@@ -114,7 +120,7 @@ def exams(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Exa
 
 
 @pytest.mark.parametrize("name", sorted(PROFILES))
-def test_fast_path_writes_exactly_what_the_pydicom_path_writes(exams: tuple, name: str) -> None:
+def test_fast_path_writes_exactly_what_the_pydicom_path_writes(exams: Exams, name: str) -> None:
     _, truths = exams
     profile = PROFILES[name]
     taken = set()
@@ -131,7 +137,7 @@ def test_fast_path_writes_exactly_what_the_pydicom_path_writes(exams: tuple, nam
                 assert b"".join(result.parts) == expected, (path.name, series.transfer_syntax_uid)
                 taken.add(series.transfer_syntax_uid)
                 if secrets.uids is not None:  # the same UIDs mapped, the same patients seen
-                    assert fast_secrets.uids.mapped == secrets.uids.mapped  # type: ignore[union-attr]
+                    assert fast_secrets.uids is not None and fast_secrets.uids.mapped == secrets.uids.mapped
                 assert fast_secrets.patient_ids == secrets.patient_ids
     assert taken == {ExplicitVRLittleEndian, ImplicitVRLittleEndian, RLELossless, JPEG2000Lossless}
 
@@ -158,7 +164,7 @@ def test_fast_path_on_real_and_odd_files(folder: Path) -> None:
     assert compared > 20
 
 
-def test_pixel_data_element_copied_raw_native_and_encapsulated(exams: tuple) -> None:
+def test_pixel_data_element_copied_raw_native_and_encapsulated(exams: Exams) -> None:
     _, truths = exams
     syntaxes = set()
     for truth in truths.values():
@@ -184,8 +190,8 @@ def test_file_meta_as_pydicom_writes_it() -> None:
     ]:
         meta = FileMetaDataset()
         meta.FileMetaInformationVersion = b"\x00\x01"
-        meta.MediaStorageSOPClassUID = sop_class
-        meta.MediaStorageSOPInstanceUID = instance
+        meta.MediaStorageSOPClassUID = UID(sop_class)
+        meta.MediaStorageSOPInstanceUID = UID(instance)
         meta.TransferSyntaxUID = ExplicitVRLittleEndian
         meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
         meta.ImplementationVersionName = version
@@ -235,7 +241,7 @@ def test_private_elements_after_the_pixel_data_never_survive(tmp_path: Path) -> 
         assert read_csv(out / "deid_audit.csv") == []
 
 
-def test_unusual_encodings_are_left_to_the_pydicom_path(exams: tuple) -> None:
+def test_unusual_encodings_are_left_to_the_pydicom_path(exams: Exams) -> None:
     _, truths = exams
     source = truths["exam_a"].series[0].files[0].read_bytes()
     at = header_end(source)
@@ -264,7 +270,7 @@ def test_unusual_encodings_are_left_to_the_pydicom_path(exams: tuple) -> None:
 
 
 def test_a_fast_path_error_falls_back_to_the_pydicom_path(
-    exams: tuple, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    exams: Exams, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A file the fast path misreads (here: every file) is still written, by pydicom."""
     root, truths = exams
@@ -285,7 +291,7 @@ def test_a_fast_path_error_falls_back_to_the_pydicom_path(
 # --- the audit of the bytes as written ---------------------------------------------------------------
 
 
-def test_audit_reads_no_file_back(exams: tuple, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_audit_reads_no_file_back(exams: Exams, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Clean runs are audited on the bytes as written (orbitct, and basic with its UIDs); only
     deflated files, whose bytes the audit does not parse itself, are read back."""
     root, truths = exams
@@ -296,9 +302,9 @@ def test_audit_reads_no_file_back(exams: tuple, tmp_path: Path, monkeypatch: pyt
     real = audit.audit_file
     read_back = []
 
-    def count(path: Path, *args: object) -> list[audit.Finding]:
+    def count(path: Path, *args: Any) -> list[audit.Finding]:
         read_back.append(path.name)
-        return real(path, *args)  # type: ignore[arg-type]
+        return real(path, *args)
 
     monkeypatch.setattr(audit, "audit_file", count)
     summary = run(root, tmp_path / "out", participant_labels=("exam_a", "exam_b"), min_slices=0)
@@ -329,13 +335,18 @@ def _leaky_walker(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_audit_catches_a_writer_that_keeps_private_elements(
-    exams: tuple, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    exams: Exams, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     root, truths = exams
     _leaky_walker(monkeypatch)
-    read_back = []
+    read_back: list[Path] = []
     real = audit.audit_file
-    monkeypatch.setattr(audit, "audit_file", lambda path, *a: read_back.append(path) or real(path, *a))
+
+    def count(path: Path, *args: Any) -> list[audit.Finding]:
+        read_back.append(path)
+        return real(path, *args)
+
+    monkeypatch.setattr(audit, "audit_file", count)
     out = tmp_path / "out"
     summary = run(root, out, participant_labels=("exam_a",))
     assert summary.exit_code == ExitCode.FAILED
@@ -347,15 +358,15 @@ def test_audit_catches_a_writer_that_keeps_private_elements(
 
 
 def test_audit_catches_a_writer_that_keeps_a_masked_attribute(
-    exams: tuple, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    exams: Exams, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     root, _ = exams
     real = raw._Walker.apply
 
-    def apply(self: raw._Walker, elem: raw.Element, action: object) -> bytes | None:
+    def apply(self: raw._Walker, elem: raw.Element, action: Action) -> bytes | None:
         if elem.tag in (0x00100010, 0x00080080):  # PatientName, InstitutionName left as they were
             return self.copy(elem)
-        return real(self, elem, action)  # type: ignore[arg-type]
+        return real(self, elem, action)
 
     monkeypatch.setattr(raw._Walker, "apply", apply)
     out = tmp_path / "out"
@@ -368,17 +379,17 @@ def test_audit_catches_a_writer_that_keeps_a_masked_attribute(
 
 
 def test_audit_catches_elements_a_writer_appends_after_the_pixel_data(
-    exams: tuple, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    exams: Exams, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     root, _ = exams
     real = raw.deidentify
     trailing = (struct.pack("<HH", 0x7FE1, 0x0010) + b"LO" + struct.pack("<H", 8) + b"CREATOR "
                 + struct.pack("<HH", 0x7FE1, 0x1001) + b"LO" + struct.pack("<H", 10) + b"PHITRAILER")
 
-    def appending(*args: object, **kwargs: object) -> raw.Result:
-        result = real(*args, **kwargs)  # type: ignore[arg-type]
+    def appending(*args: Any, **kwargs: Any) -> raw.Result:
+        result = real(*args, **kwargs)
         head, pixels = result.parts
-        return raw.Result((head, memoryview(bytes(pixels) + trailing)), result.stats)  # type: ignore[arg-type]
+        return raw.Result((head, memoryview(bytes(pixels) + trailing)), result.stats)
 
     monkeypatch.setattr(raw, "deidentify", appending)
     out = tmp_path / "out"
@@ -390,7 +401,7 @@ def test_audit_catches_elements_a_writer_appends_after_the_pixel_data(
     assert len({r["path"] for r in rows}) == 11
 
 
-def test_audit_scan_finds_what_the_pydicom_checks_find(exams: tuple) -> None:
+def test_audit_scan_finds_what_the_pydicom_checks_find(exams: Exams) -> None:
     """On clean outputs and on original files full of identifiers, the byte scan of the audit
     gives the findings (and the header end) that pydicom's parse gives."""
     _, truths = exams
@@ -416,7 +427,9 @@ def test_audit_scan_finds_what_the_pydicom_checks_find(exams: tuple) -> None:
     assert scanned > 100
     # the originals hold findings of every kind the scan reports
     original = truths["exam_b"].series[0].files[0].read_bytes()
-    checks = {f.check for f in audit._Scan.of(original, ORBITCT, "exam_x", "f")[0]}  # type: ignore[index]
+    scanned_original = audit._Scan.of(original, ORBITCT, "exam_x", "f")
+    assert scanned_original is not None
+    checks = {f.check for f in scanned_original[0]}
     assert checks == {"attribute", "private"}
 
 
@@ -436,7 +449,7 @@ ODD_FILES = (
     ids=["orbitct", "basic-shift", "dry-run", "in-place"],
 )
 def test_an_anonymize_run_of_its_own_leaves_numpy_unloaded_and_writes_the_same(
-    exams: tuple, tmp_path: Path, extra: list[str]
+    exams: Exams, tmp_path: Path, extra: list[str]
 ) -> None:
     """The console script's anonymize run with --pixel-text off keeps numpy (and every numeric
     library) out of its process; on every encoding, odd and broken file the output is byte for byte what a process
@@ -486,7 +499,7 @@ def test_numpy_is_left_loaded_once_pydicom_is_imported(monkeypatch: pytest.Monke
 # --- damaged headers ------------------------------------------------------------------------------------
 
 
-def _damaged(exams: tuple, seed: int, n: int) -> list[bytes]:
+def _damaged(exams: Exams, seed: int, n: int) -> list[bytes]:
     """Files of the exams with one to three header bytes changed at random (fixed seed)."""
     import random
 
@@ -504,7 +517,7 @@ def _damaged(exams: tuple, seed: int, n: int) -> list[bytes]:
     return damaged
 
 
-def test_fast_path_agrees_with_the_pydicom_path_on_damaged_headers(exams: tuple) -> None:
+def test_fast_path_agrees_with_the_pydicom_path_on_damaged_headers(exams: Exams) -> None:
     """Odd bytes in a header either send the file to the pydicom path or give its bytes."""
     agreed = 0
     for k, data in enumerate(_damaged(exams, 1, 400)):
@@ -522,7 +535,7 @@ def test_fast_path_agrees_with_the_pydicom_path_on_damaged_headers(exams: tuple)
     assert agreed > 100
 
 
-def test_audit_scan_agrees_with_pydicom_on_damaged_headers(exams: tuple) -> None:
+def test_audit_scan_agrees_with_pydicom_on_damaged_headers(exams: Exams) -> None:
     scanned = 0
     for k, data in enumerate(_damaged(exams, 2, 400)):
         profile = (ORBITCT, PROFILES["basic"])[k % 2]

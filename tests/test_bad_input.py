@@ -7,7 +7,9 @@ import resource
 import signal
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pydicom
 import pytest
@@ -21,9 +23,9 @@ QUICK = ["--spacing", "2", "--size", "128", "-q"]
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _axial(number: int, **kw: object) -> SeriesSpec:
-    small = {"rows": 48, "cols": 48, "pixel_spacing": (5.0, 5.0), "n_slices": 20, "slice_step": 5.0}
-    return SeriesSpec(kind="axial", series_number=number, **{**small, **kw})  # type: ignore[arg-type]
+def _axial(number: int, **kw: Any) -> SeriesSpec:
+    small: dict[str, Any] = {"rows": 48, "cols": 48, "pixel_spacing": (5.0, 5.0), "n_slices": 20, "slice_step": 5.0}
+    return SeriesSpec(kind="axial", series_number=number, **{**small, **kw})
 
 
 def test_missing_geometry_and_mixed_sizes_fail_their_series_only(tmp_path: Path) -> None:
@@ -55,7 +57,7 @@ def test_missing_geometry_and_mixed_sizes_fail_their_series_only(tmp_path: Path)
 
 
 @pytest.fixture
-def read_only_dir(tmp_path: Path):  # type: ignore[no-untyped-def]
+def read_only_dir(tmp_path: Path) -> Iterator[Path]:
     """A folder nobody may write to: read-only permissions, or for root a read-only bind mount."""
     folder = tmp_path / "locked"
     folder.mkdir()

@@ -40,7 +40,7 @@ def test_version(capsys: pytest.CaptureFixture[str]) -> None:
 def _usage_error(capsys: pytest.CaptureFixture[str], args: list[str]) -> str:
     code = main(args)
     err = capsys.readouterr().err
-    assert code == ExitCode.USAGE == 2
+    assert code == ExitCode.USAGE and int(code) == 2
     lines = [line for line in err.splitlines() if line.strip()]
     assert len(lines) == 1, err  # one clear line
     assert lines[0].startswith("orbitct-app: error: ")
@@ -203,7 +203,8 @@ def test_an_internal_error_exits_1_with_one_line(
 
     monkeypatch.setattr(pipeline, "run", broken)
     (tmp_path / "in").mkdir()
-    assert main([str(tmp_path / "in"), str(tmp_path / "out"), "all"]) == ExitCode.ERROR == 1
+    code = main([str(tmp_path / "in"), str(tmp_path / "out"), "all"])
+    assert code == ExitCode.ERROR and int(code) == 1
     err = capsys.readouterr().err
     assert "internal error: KeyError" in err and "a bug" not in err
     assert "Traceback" in (tmp_path / "out" / "logs" / "orbitct-app.log").read_text()

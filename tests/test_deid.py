@@ -15,7 +15,7 @@ from pydicom.filebase import DicomBytesIO
 from pydicom.filewriter import write_dataset
 from pydicom.sequence import Sequence
 from pydicom.tag import Tag
-from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian, generate_uid
+from pydicom.uid import UID, ExplicitVRLittleEndian, ImplicitVRLittleEndian, generate_uid
 
 from orbitct_app import options
 from orbitct_app.deid import (
@@ -134,7 +134,7 @@ def _all_values(ds: Dataset, keyword: str) -> list[str]:
 
 def _to_bytes(ds: Dataset, syntax: str = ExplicitVRLittleEndian) -> bytes:
     ds.file_meta = FileMetaDataset()
-    ds.file_meta.TransferSyntaxUID = syntax
+    ds.file_meta.TransferSyntaxUID = UID(syntax)
     ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID
     ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
     buffer = io.BytesIO()
@@ -493,6 +493,7 @@ def test_basic_walker_remaps_uids_everywhere_and_removes_groups() -> None:
     assert ds.StudyDate == "" and "AcquisitionDateTime" not in ds and "InstanceCreationDate" not in ds
     assert "PatientWeight" not in ds and "RequestAttributesSequence" not in ds
     assert ds.PatientName == "exam_007"
+    assert stats.rules is not None
     assert stats.rules[(int(Tag("SOPInstanceUID")), "U")] == 1
     assert stats.rules[(PRIVATE_RULE, "X")] == 7 and stats.rules[(0x60003000, "X")] == 1
 

@@ -9,7 +9,7 @@ import nibabel as nib
 import numpy as np
 import pydicom
 import pytest
-from pydicom.uid import ExplicitVRLittleEndian, JPEG2000Lossless, RLELossless
+from pydicom.uid import UID, ExplicitVRLittleEndian, JPEG2000Lossless, RLELossless
 
 from orbitct_app.cli import main
 from orbitct_app.discover import read_slice_info
@@ -28,7 +28,7 @@ def _extract(root: Path, out: Path, *extra: str) -> int:
 
 def _volume(out: Path) -> np.ndarray:
     (row,) = read_csv(out / "series_index.csv")
-    return np.asarray(nib.load(out / row["output_path"]).dataobj)
+    return np.asarray(nib.Nifti1Image.from_filename(out / row["output_path"]).dataobj)
 
 
 @pytest.mark.parametrize("syntax", [RLELossless, JPEG2000Lossless])
@@ -64,7 +64,7 @@ def test_an_undecodable_transfer_syntax_fails_its_series_with_the_syntax_named(t
     )
     for f in truth.series[0].files:  # claim JPEG-LS: no decoder for it is installed
         ds = pydicom.dcmread(f)
-        ds.file_meta.TransferSyntaxUID = "1.2.840.10008.1.2.4.81"
+        ds.file_meta.TransferSyntaxUID = UID("1.2.840.10008.1.2.4.81")
         ds.save_as(f)
     assert _extract(tmp_path / "in", tmp_path / "out") == ExitCode.FAILED
     (row,) = read_csv(tmp_path / "out" / "extract_report.csv")
@@ -93,6 +93,7 @@ def test_sidecar_lists_every_source_slice_in_position_order(tmp_path: Path) -> N
     (row,) = read_csv(tmp_path / "out" / "series_index.csv")
     sidecar = json.loads((tmp_path / "out" / row["output_path"].replace(".nii.gz", ".json")).read_text())
     series = truth.series[0]
+    assert series.slice_normal is not None
     normal = np.asarray(series.slice_normal) / np.linalg.norm(series.slice_normal)
     expected = sorted(
         (float(np.asarray(p) @ normal), uid)

@@ -29,7 +29,8 @@ def _masked_values(ds: Dataset) -> set[bytes]:
     """Values (5 characters or more) of attributes the basic profile masks, at any depth, that no
     attribute it keeps repeats (the phantom's PatientName is also a word of kept descriptions)."""
     actions = basic_profile().actions
-    masked, kept = set(), set()
+    masked: set[bytes] = set()
+    kept: set[bytes] = set()
     for elem in ds.iterall():
         if elem.VR not in TEXT_VRS or elem.value in (None, "") or elem.tag.is_private:
             continue
