@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import multiprocessing.forkserver
 import os
 import sys
-import multiprocessing.forkserver
 from multiprocessing.context import ForkServerContext
 
 from orbitct_app.errors import UsageError
