@@ -31,6 +31,7 @@ from orbitct_app.options import (
     usable_cores,
 )
 from orbitct_app.progress import Progress
+from orbitct_app.safe_text import ControlCharFilter, escape_controls
 
 logger = logging.getLogger(__name__)
 
@@ -386,6 +387,8 @@ def configure_logging(
     console.setLevel(logging.DEBUG if verbose >= 2 else logging.INFO)
     console.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
     console.addFilter(_ConsoleFilter(verbose=verbose, quiet=quiet))
+    for handler in (file_handler, console):  # a name's newline never forges a line
+        handler.addFilter(ControlCharFilter())
     if uid_key is not None:
         redact = _UidFilter(uid_key)
         file_handler.addFilter(redact)
@@ -476,10 +479,10 @@ def main(args: Sequence[str] | None = None, *, owns_process: bool = False) -> in
             args=argv, prog_name=PROG, standalone_mode=False, obj=Invocation(tuple(argv), owns_process)
         )
     except click.UsageError as err:
-        click.echo(f"{PROG}: error: {err.format_message()} (see '{PROG} --help')", err=True)
+        click.echo(f"{PROG}: error: {escape_controls(err.format_message())} (see '{PROG} --help')", err=True)
         return int(ExitCode.USAGE)
     except click.ClickException as err:
-        click.echo(f"{PROG}: error: {err.format_message()}", err=True)
+        click.echo(f"{PROG}: error: {escape_controls(err.format_message())}", err=True)
         return err.exit_code
     except (KeyboardInterrupt, click.Abort):
         click.echo(f"{PROG}: interrupted", err=True)

@@ -25,6 +25,7 @@ from orbitct_app.errors import ExamError, ExitCode, one_line, safe_traceback, wi
 from orbitct_app.options import Options, Stage, usable_cores
 from orbitct_app.paths import InputEntry, TreeState, exam_problem, list_input, tree_state
 from orbitct_app.reports import ExamRecord
+from orbitct_app.safe_text import ControlCharFilter
 from orbitct_app.threads import set_threads
 
 logger = logging.getLogger(__name__)
@@ -390,12 +391,15 @@ def _run_stage(module: StageModule, dicom_id: str, options: Options, outcome: Ex
         reason = one_line(err)
         logger.error("%s: %s failed: %s", dicom_id, module.NAME, reason)
         logger.debug("%s: %s: %s", dicom_id, module.NAME, safe_traceback(err))
+        rows = module.failure_rows(dicom_id, reason)
+        for table, more in (err.rows if isinstance(err, ExamError) else {}).items():
+            rows.setdefault(table, []).extend(more)  # its files' own rows
         record = ExamRecord(
             dicom_id=dicom_id,
             stage=module.NAME,
             status="failed",
             fingerprint=fingerprint,
-            rows=module.failure_rows(dicom_id, reason),
+            rows=rows,
             error=reason,
         )
     record.fingerprint = fingerprint
@@ -541,7 +545,9 @@ class _Forward(logging.Handler):
 
 def _worker_init(log_queue: Any, threads: int, converts: bool) -> None:
     root = logging.getLogger("orbitct_app")
-    root.handlers = [logging.handlers.QueueHandler(log_queue)]
+    handler = logging.handlers.QueueHandler(log_queue)
+    handler.addFilter(ControlCharFilter())  # before the message is formatted here, in the worker
+    root.handlers = [handler]
     root.setLevel(logging.DEBUG)
     root.propagate = False
     withhold_warning_text()
