@@ -964,13 +964,49 @@ def _read_dataset(fd: int, layout: dicom_bytes.Layout) -> Dataset:
         view = memoryview(mapped)
         deflated = view[layout.data_start :]
         try:
-            inflated = dicom_bytes.inflate(deflated)
+            stream = dicom_bytes.inflate(deflated)
         finally:
             deflated.release()
             view.release()
-    ds = _parse(head + inflated[: layout.end])
+    del stream[layout.end :]  # trailing data: never read
+    stream[0:0] = head  # in place: the data set is the biggest thing held here
+    with _BufferReader(stream) as reader:
+        ds = pydicom.dcmread(reader, force=True)
     ds.file_meta.TransferSyntaxUID = DeflatedExplicitVRLittleEndian
     return ds
+
+
+class _BufferReader(io.RawIOBase):
+    """A binary file over a buffer, without copying it (``io.BytesIO`` copies a bytearray)."""
+
+    def __init__(self, buffer: bytearray) -> None:
+        super().__init__()
+        self._view = memoryview(buffer)
+        self._pos = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def readinto(self, target: Any) -> int:
+        n = max(0, min(len(target), len(self._view) - self._pos))
+        target[:n] = self._view[self._pos : self._pos + n]
+        self._pos += n
+        return n
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: len(self._view)}[whence]
+        self._pos = max(0, base + offset)
+        return self._pos
+
+    def tell(self) -> int:
+        return self._pos
+
+    def close(self) -> None:
+        self._view.release()
+        super().close()
 
 
 @dataclasses.dataclass(frozen=True)

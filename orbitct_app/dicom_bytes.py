@@ -129,10 +129,14 @@ def parse_dataset(
     top: bool = False,
     undefined_item: bool = False,
     meta: bool = False,
+    depth: int = 0,
 ) -> tuple[list[Element], int]:
     """Elements from ``pos``; stops at ``end``, at the item delimiter of an undefined-length
     item, at the pixel data (``top`` level), or after group 0002 (``meta``: the file meta).
-    Returns the elements and where parsing stopped."""
+    Returns the elements and where parsing stopped. ``depth``: how many sequences hold this
+    data set (deeper than :data:`MAX_NESTING` is Unsupported, never a recursion limit)."""
+    if depth > MAX_NESTING:
+        raise Unsupported("sequences nested too deep")
     elements: list[Element] = []
     last = -1
     first_group = 0x0002 if meta else 0x0008
@@ -174,14 +178,18 @@ def parse_dataset(
         if length == UNDEFINED:
             if vr != SQ and not (vr is None and _is_implicit_sequence(data, tag, start, end)):
                 raise Unsupported("undefined length value that is not a sequence")
-            items, value_end = parse_items(data, start, end, implicit, undefined=True)
+            items, value_end = parse_items(data, start, end, implicit, undefined=True, depth=depth + 1)
             elements.append(Element(tag, vr, True, start, value_end, items))
             pos = value_end + 8  # the sequence delimiter
         else:
             value_end = start + length
             if value_end > end:
                 raise Unsupported("value runs past its data set")
-            elements.append(Element(tag, vr, False, start, value_end))
+            items = None
+            if vr == SQ or (vr is None and dictionary_vr(tag) == SQ):
+                # parsed now: every item checked, nesting bounded (defined lengths too)
+                items, _ = parse_items(data, start, value_end, implicit, undefined=False, depth=depth + 1)
+            elements.append(Element(tag, vr, False, start, value_end, items))
             pos = value_end
     return elements, pos
 
@@ -193,9 +201,12 @@ def _is_implicit_sequence(data: bytes, tag: int, start: int, end: int) -> bool:
     return start + 4 <= end and unpack_tag(data, start) == (0xFFFE, 0xE000)
 
 
-def parse_items(data: bytes, pos: int, end: int, implicit: bool, *, undefined: bool) -> tuple[list[Item], int]:
+def parse_items(
+    data: bytes, pos: int, end: int, implicit: bool, *, undefined: bool, depth: int = 1
+) -> tuple[list[Item], int]:
     """The items of a sequence value from ``pos``; for an undefined length, up to its delimiter
-    (returns the delimiter's offset), else up to ``end``."""
+    (returns the delimiter's offset), else up to ``end``. ``depth``: the nesting of the items'
+    data sets (see :func:`parse_dataset`)."""
     items: list[Item] = []
     while True:
         if not undefined and pos == end:
@@ -217,7 +228,7 @@ def parse_items(data: bytes, pos: int, end: int, implicit: bool, *, undefined: b
             if not (0x40 < first[0] < 0x5B and 0x40 < first[1] < 0x5B):
                 raise Unsupported("implicit VR item in explicit VR data")
         if length == UNDEFINED:
-            elements, pos = parse_dataset(data, pos, end, implicit, undefined_item=True)
+            elements, pos = parse_dataset(data, pos, end, implicit, undefined_item=True, depth=depth)
             if pos + 8 > end or unpack_tag_ul(data, pos) != (0xFFFE, 0xE00D, 0):
                 raise Unsupported("item without its delimiter")
             pos += 8
@@ -226,7 +237,7 @@ def parse_items(data: bytes, pos: int, end: int, implicit: bool, *, undefined: b
             item_end = pos + length
             if item_end > end:
                 raise Unsupported("item runs past its sequence")
-            elements, stop = parse_dataset(data, pos, item_end, implicit)
+            elements, stop = parse_dataset(data, pos, item_end, implicit, depth=depth)
             if stop != item_end:
                 raise Unsupported("defined-length item ends early")
             pos = item_end
@@ -677,8 +688,11 @@ def _looks_implicit(buf: bytes | memoryview, pos: int) -> bool:
     return not (0x40 < buf[pos + 4] < 0x5B and 0x40 < buf[pos + 5] < 0x5B)
 
 
-def inflate(deflated: bytes | memoryview) -> bytes:
+def inflate(deflated: bytes | memoryview) -> bytearray:
     """Inflate a deflated data set (raw deflate, PS3.5 A.5) within :func:`inflate_cap`.
+
+    The stream is inflated 1 MiB at a time into one growing buffer, so a bomb takes no more
+    memory than its cap before it is stopped. Bytes after the end of the stream are ignored.
 
     Raises
     ------
@@ -687,12 +701,26 @@ def inflate(deflated: bytes | memoryview) -> bytes:
     """
     cap = inflate_cap(len(deflated))
     inflater = zlib.decompressobj(-zlib.MAX_WBITS)
+    out = bytearray()
+    step = 1 << 20
+    view = memoryview(deflated)
     try:
-        out = inflater.decompress(deflated, cap + 1)
+        pos = 0
+        pending = b""
+        while not inflater.eof:
+            if not pending:
+                if pos >= len(view):
+                    break  # the stream ends early: the walk of what it gave says what is missing
+                pending = bytes(view[pos : pos + step])  # a copy: nothing here holds on to a memory map
+                pos += len(pending)
+            out += inflater.decompress(pending, step)
+            pending = inflater.unconsumed_tail
+            if len(out) > cap:
+                raise Damaged(f"deflated data set inflates to more than {cap >> 20} MiB (the limit for a file of "
+                              f"{len(deflated)} compressed bytes: {INFLATE_RATIO} times that, at least "
+                              f"{MIN_INFLATE_CAP >> 20} and at most {MAX_INFLATED_BYTES >> 20} MiB)")
     except zlib.error:
         raise Damaged("damaged file: corrupt deflated data set") from None
-    if len(out) > cap:
-        raise Damaged(f"deflated data set inflates to more than {cap >> 20} MiB (the limit for a file of "
-                      f"{len(deflated)} compressed bytes: {INFLATE_RATIO} times that, at least "
-                      f"{MIN_INFLATE_CAP >> 20} and at most {MAX_INFLATED_BYTES >> 20} MiB)")
+    finally:
+        view.release()
     return out

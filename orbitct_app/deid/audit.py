@@ -294,12 +294,13 @@ def _shape(stream: _Stream) -> _Shape:
         read, start, size = stream.read, meta_end, stream.size
     first = read(start, 6)
     implicit = len(first) < 6 or not (0x40 < first[4] < 0x5B and 0x40 < first[5] < 0x5B)
-    end, pixel = _walk(read, start, size, implicit, little)
+    end, pixel, why = _walk(read, start, size, implicit, little)
     parts = [read(start, pixel[0] - start), read(pixel[1], end - pixel[1])] if pixel else [read(start, end - start)]
     if sum(len(p) for p in parts) > MAX_HEADER_BYTES:
         raise _Unreadable(f"its data set holds more than {MAX_HEADER_BYTES >> 20} MiB besides its pixel data")
     if size > end:
         where = f"offset {end} of the inflated data set" if deflated else f"offset {end}"
+        where += f": {why}" if why else ""
     else:
         where = f"offset {stream.size - trailing_deflated}"
     return _Shape(meta, head[:meta_end], b"".join(parts), implicit, little, deflated,
@@ -331,13 +332,15 @@ def _inflate(stream: _Stream, start: int) -> tuple[bytes, int]:
     return bytes(out), pos - start - len(inflater.unused_data)
 
 
-def _walk(read: Any, pos: int, size: int, implicit: bool, little: bool) -> tuple[int, tuple[int, int] | None]:
+def _walk(read: Any, pos: int, size: int, implicit: bool, little: bool) -> tuple[int, tuple[int, int] | None, str]:
     """Where the data set from ``pos`` ends (after its last valid top-level element: ascending
-    tags, lengths within the file, undefined lengths closed), and its top-level pixel data
-    element (start, end). Iterative: no depth of nesting reaches a recursion limit."""
+    tags, lengths within the file, undefined lengths closed), its top-level pixel data element
+    (start, end), and why the element after the end is not valid ('' when nothing follows or it
+    is no element at all). Iterative: no depth of nesting reaches a recursion limit."""
     order = "<" if little else ">"
     last = -1
     pixel = None
+    why = ""
     while pos + 8 <= size:
         head = read(pos, 12)
         group, number = struct.unpack_from(order + "HH", head)
@@ -351,7 +354,8 @@ def _walk(read: Any, pos: int, size: int, implicit: bool, little: bool) -> tuple
         if length == 0xFFFFFFFF:
             try:
                 end = _undefined_end(read, pos + header, size, order, implicit, vr, tag)
-            except _Unreadable:
+            except _Unreadable as err:
+                why = str(err)
                 break
         else:
             end = pos + header + length
@@ -360,7 +364,7 @@ def _walk(read: Any, pos: int, size: int, implicit: bool, little: bool) -> tuple
         if tag in _PIXEL_TAGS:
             pixel = (pos, end)
         last, pos = tag, end
-    return pos, pixel
+    return pos, pixel, why
 
 
 def _element_header(head: bytes, order: str, implicit: bool) -> tuple[str | None, int, int] | None:

@@ -163,6 +163,8 @@ class _Walker:
         self.actions = _actions(plan.profile)
         self.offset = date_offset
         self.stats = DeidStats()
+        self.depth = 0
+        """Sequences open around the data set being walked (see ``parse_dataset``'s depth)."""
 
     def target_vr(self, elem: Element) -> str:
         vr = _target_vr_of(elem.tag)
@@ -229,11 +231,18 @@ class _Walker:
         ]
 
     def sequence(self, elem: Element) -> bytes:
+        self.depth += 1
+        try:
+            return self._sequence(elem)
+        finally:
+            self.depth -= 1
+
+    def _sequence(self, elem: Element) -> bytes:
         if elem.vr not in (None, SQ):
             raise Unsupported("sequence with another VR")
         items = elem.items
         if items is None:
-            items, _ = parse_items(self.data, elem.start, elem.end, self.implicit, undefined=False)
+            items, _ = parse_items(self.data, elem.start, elem.end, self.implicit, undefined=False, depth=self.depth)
         self.stats.sequences += 1
         parts = []
         for item in items:
