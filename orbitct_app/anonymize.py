@@ -945,9 +945,16 @@ def _read_dataset(fd: int, layout: dicom_bytes.Layout) -> Dataset:
     as the explicit VR little endian data set it is, under a file meta that says so, and the
     file meta's transfer syntax is then set back to deflated.
     """
-    if not layout.deflated:
-        header, tail = _header_and_tail(fd, layout)
-        return _parse(header + tail)
+    ds = _read_deflated(fd, layout) if layout.deflated else _parse(b"".join(_header_and_tail(fd, layout)))
+    if ds.original_encoding != (layout.implicit, layout.little):
+        # pydicom reads a data set encoded otherwise than its transfer syntax says as it is
+        # encoded, but records the transfer syntax's encoding: record the one it read
+        ds.set_original_encoding(layout.implicit, layout.little, ds.original_character_set)
+    return ds
+
+
+def _read_deflated(fd: int, layout: dicom_bytes.Layout) -> Dataset:
+    """See :func:`_read_dataset`."""
     prefix = read_exactly(fd, 0, layout.data_start)
     start = 132 if prefix[128:132] == b"DICM" else 0
     meta, _ = dicom_bytes.parse_dataset(prefix, start, len(prefix), False, meta=True)
@@ -1023,9 +1030,8 @@ class _Pixels:
 def _pixels_of(fd: int, layout: dicom_bytes.Layout, ds: Dataset) -> _Pixels | None:
     if layout.pixel_start is None:
         return None
-    implicit, little = ds.original_encoding
     bits = ds.get("BitsAllocated", 16)
-    return _Pixels(fd, layout, bool(implicit), little is not False, int(bits) if isinstance(bits, int) else 16)
+    return _Pixels(fd, layout, layout.implicit, layout.little, int(bits) if isinstance(bits, int) else 16)
 
 
 def pixel_pieces(
@@ -1200,7 +1206,8 @@ def file_meta_for(ds: Dataset) -> FileMetaDataset:
         if not value:
             value = str(old.get(meta_keyword, "") or "").strip("\0 ")
             if not value:
-                raise DeidError(f"no {keyword} in the data set or its file meta")
+                raise DeidError(f"no {'SOP Class UID' if keyword == 'SOPClassUID' else 'SOP Instance UID'} "
+                                "in the data set or its file meta")
             setattr(ds, keyword, value)
         setattr(meta, meta_keyword, UID(value))
     meta.TransferSyntaxUID = UID(syntax)

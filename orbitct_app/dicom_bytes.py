@@ -2,7 +2,8 @@
 
 Shared by the fast paths of discovery (:mod:`orbitct_app.discover`) and de-identification
 (:mod:`orbitct_app.deid.raw`). Only the common case is parsed: a file with preamble and ``DICM``
-in implicit or explicit VR little endian (native or encapsulated pixel data), elements in
+in implicit or explicit VR little endian (native or encapsulated pixel data; a transfer syntax
+pydicom does not know is explicit VR little endian, as PS3.5 says), elements in
 ascending order, sequences encoded as SQ (or implicit VR sequences the dictionary knows). Anything
 else raises :class:`Unsupported`, and the caller takes its pydicom path: Unsupported is never an
 error of the file, it only chooses the path.
@@ -108,9 +109,9 @@ def parse_part10(data: bytes) -> Part10:
     meta, pos = meta_values(data)
     syntax = uid_text(meta.get(0x00020010))
     uid = UID(syntax)
-    if not syntax or not uid.is_transfer_syntax or uid.is_deflated or not uid.is_little_endian:
+    if not syntax or (uid.is_transfer_syntax and (uid.is_deflated or not uid.is_little_endian)):
         raise Unsupported("transfer syntax not handled here")
-    implicit = uid.is_implicit_VR
+    implicit = uid.is_implicit_VR if uid.is_transfer_syntax else False  # PS3.5: all others explicit LE
     if pos + 8 > len(data):
         raise Unsupported("no data set")
     first = data[pos + 4 : pos + 6]
@@ -558,9 +559,7 @@ class Structure:
             return (f"data set encoding ({actual}) does not match its transfer syntax ({self.syntax}, not "
                     "known to pydicom: explicit VR little endian, as PS3.5 gives every transfer syntax but "
                     "the implicit, big endian and deflated ones)")
-        uid = UID(self.syntax)
-        return (f"data set encoding ({actual}) does not match its transfer syntax ({uid.name}: "
-                f"{describe_encoding(uid.is_implicit_VR, uid.is_little_endian)})")
+        return f"data set encoding ({actual}) does not match its transfer syntax ({UID(self.syntax).name})"
 
     @property
     def byte_order_matches(self) -> bool:
@@ -581,9 +580,11 @@ class Structure:
             length = extent.pixel_end - (extent.pixel_start if encapsulated else extent.pixel_value)  # type: ignore[operator]
         if self.syntax == DEFLATED:
             return Layout(extent.end, None, None, deflated=True, pixel_length=length,
-                          encapsulated=bool(encapsulated), data_start=self.meta_end)
+                          encapsulated=bool(encapsulated), data_start=self.meta_end, implicit=self.implicit,
+                          little=self.little)
         return Layout(extent.end, extent.pixel_start, extent.pixel_end, pixel_length=length,
-                      encapsulated=bool(encapsulated), data_start=self.meta_end)
+                      encapsulated=bool(encapsulated), data_start=self.meta_end, implicit=self.implicit,
+                      little=self.little)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -607,6 +608,10 @@ class Layout:
     data_start: int = 0
     """File offset where the data set starts (after preamble and file meta; for a deflated
     file, where its deflated stream starts)."""
+    implicit: bool = False
+    """The data set's VR encoding as it reads (which may not be its transfer syntax's)."""
+    little: bool = True
+    """The data set's byte order."""
 
 
 def file_structure(buf: bytes | memoryview) -> Structure:

@@ -635,7 +635,8 @@ def fast_slice_info(path: Path) -> SliceInfo | None:
                 raise Unsupported("bytes after the pixel data")  # the full check decides about them
         length = pixel_end - (parsed.pixel_pos if pixel_offset is None else pixel_offset)
         layout = dicom_bytes.Layout(size, parsed.pixel_pos, pixel_end, pixel_length=length,
-                                    encapsulated=pixel_offset is None, data_start=parsed.data_start)
+                                    encapsulated=pixel_offset is None, data_start=parsed.data_start,
+                                    implicit=parsed.implicit)
         return slice_info(path, header, has_pixels, pixel_offset, layout)  # type: ignore[arg-type]
     except (Unsupported, NotDicomError, OSError, struct.error, ValueError, IndexError, RecursionError) as err:
         logger.debug("%s: header read by pydicom (%s)", path.name, type(err).__name__)
