@@ -47,6 +47,7 @@ import os
 import struct
 import time
 import warnings
+import zlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -955,18 +956,7 @@ def _read_dataset(fd: int, layout: dicom_bytes.Layout) -> Dataset:
 
 def _read_deflated(fd: int, layout: dicom_bytes.Layout) -> Dataset:
     """See :func:`_read_dataset`."""
-    prefix = read_exactly(fd, 0, layout.data_start)
-    start = 132 if prefix[128:132] == b"DICM" else 0
-    meta, _ = dicom_bytes.parse_dataset(prefix, start, len(prefix), False, meta=True)
-    values = {e.tag: prefix[e.start : e.end] for e in meta}
-    uids = []
-    for tag in (0x00020002, 0x00020003):
-        try:
-            uids.append(dicom_bytes.uid_text(values.get(tag)))
-        except dicom_bytes.Unsupported:
-            uids.append("")
-    head = raw.file_meta_bytes(uids[0], uids[1], ExplicitVRLittleEndian, IMPLEMENTATION_VERSION_NAME,
-                               PYDICOM_IMPLEMENTATION_UID)
+    head = dicom_bytes.explicit_prefix(read_exactly(fd, 0, layout.data_start))
     with mmap.mmap(fd, 0, access=mmap.ACCESS_READ) as mapped:
         view = memoryview(mapped)
         deflated = view[layout.data_start :]
@@ -996,6 +986,13 @@ class _BufferReader(io.RawIOBase):
 
     def seekable(self) -> bool:
         return True
+
+    def read(self, size: int = -1) -> bytes:
+        """Up to ``size`` bytes, copied once (``RawIOBase.read`` would copy twice)."""
+        end = len(self._view) if size is None or size < 0 else min(len(self._view), self._pos + size)
+        data = bytes(self._view[self._pos : end])
+        self._pos = max(self._pos, end)
+        return data
 
     def readinto(self, target: Any) -> int:
         n = max(0, min(len(target), len(self._view) - self._pos))
@@ -1071,7 +1068,7 @@ def pixel_pieces(
     if target_implicit:
         header += struct.pack(order + "L", length)
     elif vr in EXPLICIT_VR_LENGTH_32:
-        header += vr.encode("ascii") + struct.pack(order + "HL", 0, length)  # type: ignore[union-attr]
+        header += vr.encode("ascii") + struct.pack(order + "HL", 0, length)
     elif not undefined and length <= 0xFFFF:
         header += vr.encode("ascii") + struct.pack(order + "H", length)  # type: ignore[union-attr]
     else:  # a long value of a short VR: pydicom writes it as UN
@@ -1242,16 +1239,13 @@ def encode_part10(ds: Dataset, pixels: _Pixels | None = None) -> list[Piece]:
     element by element as pydicom's writer does; a transfer syntax pydicom does not know is
     explicit VR little endian (:func:`transfer_syntax_encoding`). With ``pixels``, the source's
     pixel data element (not in ``ds``) is put in its place among the elements
-    (:func:`pixel_pieces`). A deflated data set is written by pydicom, pixel data included.
+    (:func:`pixel_pieces`). A deflated data set (pixel data included) is deflated as it is
+    encoded, never held encoded in memory.
     """
     syntax = UID(ds.file_meta.TransferSyntaxUID)
-    if syntax == DeflatedExplicitVRLittleEndian:
-        if pixels is not None:
-            raise ValueError("deflated data sets are written whole")
-        ds.preamble = None  # type: ignore[assignment] # zeros, never the source's preamble
-        buffer = io.BytesIO()
-        pydicom.dcmwrite(buffer, ds, enforce_file_format=True)
-        return [buffer.getvalue()]
+    deflated = syntax == DeflatedExplicitVRLittleEndian
+    if deflated and pixels is not None:
+        raise ValueError("a deflated data set is encoded whole, its pixel data included")
     implicit, little = transfer_syntax_encoding(syntax)
     if pixels is not None and pixels.little != little:
         raise DeidError(f"data set encoding ({dicom_bytes.describe_encoding(pixels.implicit, pixels.little)}) "
@@ -1262,6 +1256,10 @@ def encode_part10(ds: Dataset, pixels: _Pixels | None = None) -> list[Piece]:
     fp.is_implicit_VR, fp.is_little_endian = implicit, little
     buffer.write(b"\0" * 128 + b"DICM")
     write_file_meta_info(fp, ds.file_meta, enforce_standard=True)
+    sink = _Deflater() if deflated else None
+    if sink is not None:  # the data set is deflated as it is encoded (PS3.5 A.5), never held whole
+        fp = DicomFileLike(sink)
+        fp.is_implicit_VR, fp.is_little_endian = implicit, little
     encoded = ds.original_encoding != (implicit, little) or ds.original_character_set != ds._character_set
     if encoded:  # the same test and correction as pydicom's writer
         ds = correct_ambiguous_vr(ds, little)
@@ -1271,12 +1269,13 @@ def encode_part10(ds: Dataset, pixels: _Pixels | None = None) -> list[Piece]:
     if pixels is not None:
         pixel_tag = struct.unpack_from(order + "HH", read_exactly(pixels.fd, pixels.layout.pixel_start or 0, 4))
         pixel_tag = pixel_tag[0] << 16 | pixel_tag[1]
+    out: Any = sink if sink is not None else buffer
     for tag in [*sorted(ds.keys()), None]:
         if pixels is not None and pixel_tag is not None and (tag is None or tag > pixel_tag):
             pieces.append(buffer.getvalue())
             pieces += pixel_pieces(pixels.fd, pixels.layout, implicit=pixels.implicit, little=pixels.little,
                                    to_implicit=implicit, bits_allocated=pixels.bits_allocated)
-            buffer = io.BytesIO()
+            out = buffer = io.BytesIO()
             fp = DicomFileLike(buffer)
             fp.is_implicit_VR, fp.is_little_endian = implicit, little
             pixel_tag = None
@@ -1292,13 +1291,40 @@ def encode_part10(ds: Dataset, pixels: _Pixels | None = None) -> list[Piece]:
         if header is None:
             write_data_element(fp, ds[tag], encodings)
             continue
-        buffer.write(header)
-        buffer.write(elem.value)  # type: ignore[union-attr,arg-type]
-        if elem.length == _UNDEFINED_LENGTH:  # type: ignore[union-attr]
-            buffer.write(struct.pack(order + "HHL", 0xFFFE, 0xE0DD, 0))
+        out.write(header)
+        out.write(elem.value)
+        if elem.length == _UNDEFINED_LENGTH:
+            out.write(struct.pack(order + "HHL", 0xFFFE, 0xE0DD, 0))
+    if sink is not None:
+        buffer.write(sink.finish())
     if buffer.tell():
         pieces.append(buffer.getvalue())
     return pieces
+
+
+class _Deflater:
+    """A write-only file that deflates what is written to it (raw deflate, as pydicom writes a
+    deflated data set: default level, padded to an even length with one NUL)."""
+
+    def __init__(self) -> None:
+        self._compressor = zlib.compressobj(wbits=-zlib.MAX_WBITS)
+        self._parts: list[bytes] = []
+        self._written = 0
+
+    def write(self, data: bytes | bytearray | memoryview, /) -> int:
+        self._parts.append(self._compressor.compress(data))
+        self._written += len(data)
+        return len(data)
+
+    def tell(self) -> int:
+        return self._written
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        raise io.UnsupportedOperation("a deflating stream cannot seek")
+
+    def finish(self) -> bytes:
+        out = b"".join(self._parts) + self._compressor.flush()
+        return out + b"\0" if len(out) % 2 else out
 
 
 _UNDEFINED_LENGTH = 0xFFFFFFFF

@@ -332,7 +332,7 @@ ends where it starts; whatever it holds, and whatever follows it, is trailing da
 _DS, _SEQ, _FRAGMENTS = 0, 1, 2
 
 
-def data_set_extent(buf: bytes | memoryview, pos: int, *, implicit: bool, little: bool = True) -> Extent:
+def data_set_extent(buf: bytes | bytearray | memoryview, pos: int, *, implicit: bool, little: bool = True) -> Extent:
     """Walk every element of the data set that starts at ``pos`` in ``buf``, at every depth,
     without decoding a value, and return where it ends.
 
@@ -486,7 +486,7 @@ def data_set_extent(buf: bytes | memoryview, pos: int, *, implicit: bool, little
     return Extent(pos, size, seen_pixels, pixel_value, pixel_start, pixel_end)
 
 
-def _implicit_sequence(buf: bytes | memoryview, tag: int, start: int, end: int, tag_at: Any) -> bool:
+def _implicit_sequence(buf: bytes | bytearray | memoryview, tag: int, start: int, end: int, tag_at: Any) -> bool:
     """Whether an implicit VR value of undefined length is a sequence (else encapsulated data)."""
     vr = dictionary_vr(tag)
     if vr:
@@ -494,7 +494,7 @@ def _implicit_sequence(buf: bytes | memoryview, tag: int, start: int, end: int, 
     return start + 4 <= end and tag_at(buf, start) == (0xFFFE, 0xE000) and tag not in PIXEL_DATA_TAGS
 
 
-def _all_zero(buf: bytes | memoryview, start: int, limit: int = 1 << 20) -> bool:
+def _all_zero(buf: bytes | bytearray | memoryview, start: int, limit: int = 1 << 20) -> bool:
     """Whether ``buf`` holds only zero bytes from ``start`` (padding); False beyond ``limit``."""
     if len(buf) - start > limit:
         return False
@@ -538,6 +538,8 @@ class Structure:
     """False when the data set is encoded otherwise than its transfer syntax says."""
     extent: Extent
     """The data set's extent; for a deflated file, in the inflated bytes (starting at 0)."""
+    inflated: bytearray | None = dataclasses.field(default=None, compare=False, repr=False)
+    """A deflated file's inflated data set (None otherwise)."""
 
     @property
     def data_start(self) -> int:
@@ -614,7 +616,7 @@ class Layout:
     """The data set's byte order."""
 
 
-def file_structure(buf: bytes | memoryview) -> Structure:
+def file_structure(buf: bytes | bytearray | memoryview) -> Structure:
     """Check that ``buf`` (a whole file) holds a file meta and one complete data set.
 
     A file without preamble may start with its file meta or directly with its data set
@@ -651,7 +653,7 @@ def file_structure(buf: bytes | memoryview) -> Structure:
     syntax = meta.get(0x00020010, b"").decode("latin-1").strip(" \0")
     uid = UID(syntax)
     known = uid.is_transfer_syntax
-    data: bytes | memoryview = buf
+    data: bytes | bytearray | memoryview = buf
     start = pos
     if syntax == DEFLATED:
         deflated = buf[pos:]
@@ -672,10 +674,34 @@ def file_structure(buf: bytes | memoryview) -> Structure:
         implicit = not implicit
         matches = not syntax
     return Structure(syntax, pos, implicit, little, matches,
-                     data_set_extent(data, start, implicit=implicit, little=little))
+                     data_set_extent(data, start, implicit=implicit, little=little),
+                     data if isinstance(data, bytearray) else None)
 
 
-def _reads_other_byte_order(buf: bytes | memoryview, pos: int, little: bool) -> bool:
+EXPLICIT_LITTLE = "1.2.840.10008.1.2.1"
+
+
+def explicit_prefix(prefix: bytes) -> bytes:
+    """The preamble and file meta of a deflated file with its transfer syntax replaced by
+    Explicit VR Little Endian (padded with NULs to the same length): what pydicom is given to
+    read an inflated data set, which is explicit VR little endian (PS3.5 A.5), without
+    inflating anything itself.
+
+    Raises
+    ------
+    Unsupported
+        When the file meta cannot be parsed here.
+    """
+    start = 132 if prefix[128:132] == b"DICM" else 0
+    elements, _ = parse_dataset(prefix, start, len(prefix), False, meta=True)
+    syntax = next((e for e in elements if e.tag == 0x00020010), None)
+    if syntax is None or syntax.end - syntax.start < len(EXPLICIT_LITTLE):
+        raise Unsupported("no transfer syntax to replace")
+    value = EXPLICIT_LITTLE.encode("ascii").ljust(syntax.end - syntax.start, b"\0")
+    return prefix[: syntax.start] + value + prefix[syntax.end :]
+
+
+def _reads_other_byte_order(buf: bytes | bytearray | memoryview, pos: int, little: bool) -> bool:
     """Whether the data set at ``pos`` reads in the other byte order: its first group is
     implausible in ``little``'s order and plausible in the other (every data set starts with a
     low group, 0008 nearly always; read in the wrong order, 0008 becomes 0800)."""
@@ -686,14 +712,14 @@ def _reads_other_byte_order(buf: bytes | memoryview, pos: int, little: bool) -> 
     return group > 0x00FF and 0x0002 < other <= 0x00FF
 
 
-def _looks_implicit(buf: bytes | memoryview, pos: int) -> bool:
+def _looks_implicit(buf: bytes | bytearray | memoryview, pos: int) -> bool:
     """Whether the element at ``pos`` has no explicit VR (two capital letters) after its tag."""
     if pos + 6 > len(buf):
         return False
     return not (0x40 < buf[pos + 4] < 0x5B and 0x40 < buf[pos + 5] < 0x5B)
 
 
-def inflate(deflated: bytes | memoryview) -> bytearray:
+def inflate(deflated: bytes | bytearray | memoryview) -> bytearray:
     """Inflate a deflated data set (raw deflate, PS3.5 A.5) within :func:`inflate_cap`.
 
     The stream is inflated 1 MiB at a time into one growing buffer, so a bomb takes no more

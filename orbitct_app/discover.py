@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import hashlib
+import io
 import logging
 import mmap
 import os
@@ -407,14 +408,22 @@ def read_header(path: Path) -> tuple[Dataset, bool, int | None, dicom_bytes.Layo
             _check_structure(structure)
             fp.seek(0)
             try:
+                source: BinaryIO = fp
+                if structure.inflated is not None:  # its header, inflated once (within the cap)
+                    extent = structure.extent
+                    prefix = dicom_bytes.explicit_prefix(fp.read(structure.meta_end))
+                    end = extent.pixel_start if extent.pixel_start is not None else extent.end
+                    source = io.BytesIO(prefix + structure.inflated[:end])
                 with warnings.catch_warnings(record=True) as caught:
                     warnings.simplefilter("always")
-                    ds = pydicom.dcmread(fp, stop_before_pixels=True, force=not has_preamble)
+                    ds = pydicom.dcmread(source, stop_before_pixels=True, force=not has_preamble)
+                if structure.inflated is not None:
+                    ds.file_meta.TransferSyntaxUID = DeflatedExplicitVRLittleEndian
                 if caught:  # their text can quote header values: count them, never log them
                     logger.debug("%s: pydicom warned %d time(s) reading the header", path.name, len(caught))
             except (InvalidDicomError, EOFError, ValueError, struct.error, OverflowError, RecursionError) as err:
                 raise NotDicomError(f"unreadable DICOM header ({type(err).__name__})") from err
-            except zlib.error as err:
+            except (zlib.error, Unsupported) as err:
                 raise NotDicomError("corrupt deflated data set") from err
         except OSError as err:
             raise NotDicomError(f"cannot read file ({err.strerror or type(err).__name__})") from err

@@ -188,7 +188,7 @@ _CHUNK = 8 << 20
 class _Stream:
     """A file's bytes as parts (bytes in memory, regions of files on disk), read in pieces."""
 
-    def __init__(self, parts: Sequence[bytes | FileRegion], fds: Mapping[Path, int] | None = None) -> None:
+    def __init__(self, parts: Sequence[bytes | bytearray | FileRegion], fds: Mapping[Path, int] | None = None) -> None:
         self.parts = [p for p in parts if (p.length if isinstance(p, FileRegion) else len(p))]
         self.starts: list[int] = []
         size = 0
@@ -226,8 +226,8 @@ class _Stream:
                 if len(data) != want:
                     raise OSError(errno.EIO, "the file is shorter than written")
             else:
-                data = part[offset - start : end - start]
-            out.append(bytes(data))
+                data = bytes(part[offset - start : end - start])
+            out.append(data)
             offset += len(data)
             index += 1
         return b"".join(out)
@@ -258,6 +258,8 @@ class _Shape:
     """Bytes after the data set's last valid element (and after the deflated stream of a
     deflated file, its one pad byte aside)."""
     trailing_at: str
+    inflated: bytearray | None = None
+    """The inflated data set of a deflated file (the phi list is searched there too)."""
 
 
 _PIXEL_TAGS = frozenset({0x7FE00010, 0x7FE00008, 0x7FE00009})
@@ -288,7 +290,7 @@ def _shape(stream: _Stream) -> _Shape:
         trailing_deflated = stream.size - meta_end - used
         if trailing_deflated == 1 and used % 2 and stream.read(meta_end + used, 1) == b"\0":
             trailing_deflated = 0  # the pad byte that makes the deflated stream even (PS3.5 A.5)
-        read: Any = lambda offset, n: data[offset : offset + n]  # noqa: E731
+        read: Any = lambda offset, n: bytes(data[offset : offset + n])  # noqa: E731
         start, size = 0, len(data)
     else:
         read, start, size = stream.read, meta_end, stream.size
@@ -304,10 +306,10 @@ def _shape(stream: _Stream) -> _Shape:
     else:
         where = f"offset {stream.size - trailing_deflated}"
     return _Shape(meta, head[:meta_end], b"".join(parts), implicit, little, deflated,
-                  size - end + trailing_deflated, where)
+                  size - end + trailing_deflated, where, data if deflated else None)
 
 
-def _inflate(stream: _Stream, start: int) -> tuple[bytes, int]:
+def _inflate(stream: _Stream, start: int) -> tuple[bytearray, int]:
     """The inflated data set of a deflated file, and how many compressed bytes it took; within
     the cap every reader of this app keeps (the shared constants, computed here)."""
     compressed = stream.size - start
@@ -323,13 +325,13 @@ def _inflate(stream: _Stream, start: int) -> tuple[bytes, int]:
                 pos += len(pending)
                 if not pending:
                     raise _Unreadable("the deflated data set ends early")
-            out += inflater.decompress(pending, cap + 1 - len(out))
+            out += inflater.decompress(pending, 1 << 20)  # a step at a time: never twice the data set
             pending = inflater.unconsumed_tail
             if len(out) > cap:
                 raise _Unreadable(f"the deflated data set inflates to more than {cap >> 20} MiB")
     except zlib.error:
         raise _Unreadable("corrupt deflated data set") from None
-    return bytes(out), pos - start - len(inflater.unused_data)
+    return out, pos - start - len(inflater.unused_data)
 
 
 def _walk(read: Any, pos: int, size: int, implicit: bool, little: bool) -> tuple[int, tuple[int, int] | None, str]:
@@ -486,6 +488,8 @@ def audit_file(
         return [Finding(rel, "unreadable", detail=str(err))]
     except OSError as err:
         return [Finding(rel, "unreadable", detail=f"cannot read file ({err.strerror or type(err).__name__})")]
+    except Exception as err:  # noqa: BLE001 - a file the audit cannot read is a finding, never a crash
+        return [Finding(rel, "unreadable", detail=f"cannot be audited ({type(err).__name__})")]
 
 
 def _audit_stream(
@@ -505,6 +509,10 @@ def _audit_stream(
         if stream.read(128, 4) == b"DICM" or rel.lower().endswith(".dcm"):
             findings.append(Finding(rel, "unreadable", detail=f"cannot be parsed as DICOM: {err}"))
         return findings, tokens, False
+    if shape.inflated is not None and phi:  # the deflated bytes hide text: search the data set too
+        known = {f.detail for f in findings}
+        findings += [f for f in _phi_string_findings(rel, b"", _Stream([shape.inflated]), phi)
+                     if f.detail not in known]
     if shape.trailing:
         findings.append(Finding(rel, "trailing_data", detail=f"{shape.trailing} byte(s) after the end of "
                                 f"the data set ({shape.trailing_at})"))

@@ -315,8 +315,8 @@ def _code_sequence(codes: tuple[tuple[str, str], ...], implicit: bool) -> bytes:
             + _new_element(0x00080104, "LO", meaning, implicit)
         )
         parts.append(_item_header(0xFFFE, 0xE000, len(body)) + body)
-    value = b"".join(parts)
-    return _header(_DEIDENTIFICATION_CODES, SQ, len(value), implicit) + value
+    items = b"".join(parts)
+    return _header(_DEIDENTIFICATION_CODES, SQ, len(items), implicit) + items
 
 
 # --- the file -------------------------------------------------------------------------------------
