@@ -198,9 +198,15 @@ def command_line(options: Options) -> list[str]:
         args.append("--in-place")
     if options.thickness is not None:
         args += ["--thickness", repr(float(options.thickness[0])), repr(float(options.thickness[1]))]
+    args += ["--contrast", options.contrast, "--kernel", options.kernel]
+    if options.one_per_exam:
+        args.append("--one-per-exam")
+    if options.dry_run:
+        args.append("--dry-run")
     args += [
         "--spacing", repr(float(options.spacing)),
         "--size", str(options.size),
+        *(["--max-gap", repr(float(options.max_gap))] if options.max_gap is not None else []),
         "--body-threshold", repr(float(options.body_threshold)),
         "--n-procs", str(options.n_procs),
         "--log", str(options.log_path),

@@ -3,7 +3,8 @@
 Workers are forked from a fork server (a fresh interpreter, never a copy of the main process with
 its threads) that has imported the stage modules (numpy, pydicom, cc3d ...), so each worker
 starts with them loaded. Starting that server takes as long as the main process's own imports;
-:func:`start_early` starts it before them, so the two overlap.
+:func:`start_early` starts it before them, so the two overlap. Workers and server never outlive
+the main process, and stop when the run is interrupted (:mod:`orbitct_app.interrupt`).
 """
 
 from __future__ import annotations
