@@ -12,18 +12,17 @@ from __future__ import annotations
 
 import argparse
 import csv
-import resource
-import shutil
+import os
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 import hostile  # noqa: E402
+import pydicom  # noqa: E402
 from orbitct_app.synthetic import SeriesSpec, write_exam  # noqa: E402
 
 EXAM = "exam_m"
@@ -55,6 +54,15 @@ def main() -> None:
     def big(files: list[Path]) -> None:
         hostile.sparse_multiframe(files[0], frames)
 
+    def deflated_pixels(files: list[Path]) -> None:
+        """A deflated multi-frame file of 200 MiB of pixel data (3 MiB of noise keep it under
+        its cap of 100 times its compressed size)."""
+        ds = pydicom.dcmread(files[0])
+        ds.Rows = ds.Columns = 256
+        ds.NumberOfFrames = 1600
+        ds.PixelData = os.urandom(3 << 20) + bytes(256 * 256 * 2 * 1600 - (3 << 20))
+        ds.save_as(files[0], enforce_file_format=True)
+
     cases: dict[str, tuple[str, Callable[[list[Path]], None]]] = {
         "ordinary exam (baseline)": ("1.2.840.10008.1.2.1", lambda files: None),
         f"a {args.gib:g} GiB multi-frame file (sparse pixel data)": ("1.2.840.10008.1.2.1", big),
@@ -65,6 +73,8 @@ def main() -> None:
             "1.2.840.10008.1.2.1.99", lambda files: hostile.deflate_bomb(files[0], 1 << 30, noise=2 << 20)),
         "deflated file inflating to 42 MiB (under its caps)": (
             "1.2.840.10008.1.2.1.99", lambda files: hostile.deflate_bomb(files[0], 40 << 20, noise=2 << 20)),
+        "deflated file of 200 MiB of pixel data (3.3 MB; under its caps)": (
+            "1.2.840.10008.1.2.1.99", deflated_pixels),
         "65535 x 65535 pixels declared over 10 bytes": (
             "1.2.840.10008.1.2.1", lambda files: hostile.declare_matrix(files[0], 65535, 65535, pixel_bytes=10)),
         "bytes after the data set (item tag and text)": (

@@ -225,6 +225,31 @@ def test_no_parser_recurses_into_a_file_nested_5000_levels_deep(tmp_path: Path) 
         files[0].write_bytes((tmp_path / "in" / EXAM / files[1].relative_to(tmp_path / "in" / EXAM)).read_bytes())
 
 
+def test_the_profile_walker_refuses_a_data_set_nested_past_the_limit() -> None:
+    """apply_profile (the pydicom path's walker) is never reached with a file nested deeper than
+    64 levels (discovery refuses it), and refuses such a data set itself, whatever its depth."""
+    from orbitct_app.deid import apply_profile
+
+    def nested(depth: int) -> Dataset:
+        ds = Dataset()
+        ds.PatientName = "Planted^Deep"
+        for _ in range(depth):
+            outer = Dataset()
+            outer.ContentSequence = Sequence([ds])
+            ds = outer
+        return ds
+
+    ds = nested(64)
+    apply_profile(ds, ORBITCT, pseudonym=EXAM)
+    inner = ds
+    for _ in range(64):
+        inner = inner.ContentSequence[0]
+    assert str(inner.PatientName) == EXAM
+    for depth in (65, 5000):
+        with pytest.raises(Exception, match="nested deeper than 64 levels"):
+            apply_profile(nested(depth), ORBITCT, pseudonym=EXAM)
+
+
 MATRICES = {
     "65535x65535 over 10 bytes": (dict(rows=65535, columns=65535, pixel_bytes=10), "a frame of 8191 MiB declared"),
     "one row short": (dict(rows=16, columns=16, pixel_bytes=16 * 15 * 2),

@@ -25,7 +25,7 @@ from pydicom.tag import BaseTag
 
 from orbitct_app.deid.keys import shift_date
 from orbitct_app.deid.profiles import DUMMY_VALUES, Action, Profile
-from orbitct_app.dicom_bytes import dictionary_vr
+from orbitct_app.dicom_bytes import MAX_NESTING, dictionary_vr
 from orbitct_app.errors import DeidError
 
 logger = logging.getLogger(__name__)
@@ -206,7 +206,9 @@ def _code_items(codes: tuple[tuple[str, str], ...]) -> tuple[Dataset, ...]:
 # --- the walk ---------------------------------------------------------------------------------
 
 
-def _walk(ds: Dataset, profile: Profile, ctx: _Context) -> None:
+def _walk(ds: Dataset, profile: Profile, ctx: _Context, depth: int = 0) -> None:
+    if depth > MAX_NESTING:  # files are refused deeper in discovery: never a recursion limit here
+        raise DeidError(f"sequences nested deeper than {MAX_NESTING} levels")
     actions = profile.actions
     stats = ctx.stats
     rules = stats.rules
@@ -239,7 +241,7 @@ def _walk(ds: Dataset, profile: Profile, ctx: _Context) -> None:
                 raise DeidError(f"sequence {tag} could not be parsed, so its items cannot be checked")
             stats.sequences += 1
             for item in elem.value:
-                _walk(item, profile, ctx)
+                _walk(item, profile, ctx, depth + 1)
 
 
 def _safe_private_tags(ds: Dataset, profile: Profile) -> frozenset[BaseTag]:
