@@ -67,7 +67,7 @@ def atomic_file(final: Path, *, fsync: bool = False) -> Iterator[Path]:
                 os.fsync(fh.fileno())
         os.replace(tmp, final)
     finally:
-        with contextlib.suppress(FileNotFoundError):
+        with uninterrupted(), contextlib.suppress(FileNotFoundError):
             tmp.unlink()
 
 
@@ -93,8 +93,8 @@ def staged_directory(final: Path) -> Iterator[Path]:
     """
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = partial_path(final)
-    tmp.mkdir()
     try:
+        tmp.mkdir()
         yield tmp
         old = None
         replaced = False
@@ -107,13 +107,15 @@ def staged_directory(final: Path) -> Iterator[Path]:
                 replaced = True
         finally:
             if old is not None:
-                if replaced:
-                    shutil.rmtree(old, ignore_errors=True)
-                else:  # the new folder could not take its place: the old one goes back
-                    os.replace(old, final)
+                with uninterrupted():
+                    if replaced:
+                        shutil.rmtree(old, ignore_errors=True)
+                    else:  # the new folder could not take its place: the old one goes back
+                        os.replace(old, final)
     finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+        with uninterrupted():  # a second signal must not leave the temporary folder half removed
+            if tmp.exists():
+                shutil.rmtree(tmp, ignore_errors=True)
 
 
 def remove_stale(folder: Path, name: str) -> int:

@@ -571,7 +571,7 @@ def _run_pool(
     workers are told to stop (:class:`~orbitct_app.interrupt.WorkerLink`): no new exam starts,
     running ones unwind, and exams that finished meanwhile still count; then it is re-raised.
     """
-    context = workers.context(options.stage)
+    context = workers.start_server(options.stage)
     log_queue = context.Queue()
     listener = logging.handlers.QueueListener(log_queue, _Forward(), respect_handler_level=False)
     listener.start()
