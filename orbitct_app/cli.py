@@ -40,6 +40,7 @@ from orbitct_app.options import (
     usable_cores,
 )
 from orbitct_app.progress import Progress
+from orbitct_app.safe_text import ControlCharFilter, escape_controls
 
 logger = logging.getLogger(__name__)
 
@@ -464,6 +465,8 @@ def configure_logging(
     file_handler.setFormatter(
         logging.Formatter("%(asctime)s %(levelname)-7s %(processName)s %(name)s: %(message)s")
     )
+    for handler in (file_handler, console):  # a name's newline never forges a line
+        handler.addFilter(ControlCharFilter())
     if uid_key is not None:
         redact = _UidFilter(uid_key)
         file_handler.addFilter(redact)
@@ -600,10 +603,10 @@ def main(args: Sequence[str] | None = None, *, owns_process: bool = False) -> in
                 args=argv, prog_name=PROG, standalone_mode=False, obj=Invocation(tuple(argv), owns_process)
             )
     except click.UsageError as err:
-        click.echo(f"{PROG}: error: {err.format_message()} (see '{PROG} --help')", err=True)
+        click.echo(f"{PROG}: error: {escape_controls(err.format_message())} (see '{PROG} --help')", err=True)
         return int(ExitCode.USAGE)
     except click.ClickException as err:
-        click.echo(f"{PROG}: error: {err.format_message()}", err=True)
+        click.echo(f"{PROG}: error: {escape_controls(err.format_message())}", err=True)
         return err.exit_code
     except interrupt.Interrupted as err:  # before logging was set up, or after it was closed
         click.echo(f"WARNING: {interrupt.message(err.signum)}", err=True)  # as the console shows it

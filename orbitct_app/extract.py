@@ -137,7 +137,12 @@ def run_exam(exam_dir: Path, options: Options) -> ExamRecord:
     """
     exam = scan_exam(exam_dir)
     if not exam.series and not options.stage.anonymizes:  # (after anonymize, empty is legitimate)
-        raise ExamError(f"no DICOM image files in the exam folder ({len(exam.skipped)} other file(s))")
+        rows: list[dict[str, object]] = [
+            {"dicom_id": exam.dicom_id, "path": str(s.path), "decision": "failed" if s.is_problem else "excluded",
+             "reason": s.reason} for s in exam.skipped
+        ]  # each file with its own reason
+        raise ExamError(f"no DICOM image files in the exam folder ({len(exam.skipped)} other file(s))",
+                        rows={EXTRACT_REPORT.name: rows})
     final_dir = options.nifti_dir / exam.dicom_id
     planned = plan_exam(exam, options)
     candidates = [p for p in planned if p.stack is not None]

@@ -26,6 +26,7 @@ from orbitct_app.errors import ExamError, ExitCode, one_line, resource_error, sa
 from orbitct_app.options import Options, Stage, usable_cores
 from orbitct_app.paths import InputEntry, TreeState, exam_problem, list_input, tree_state
 from orbitct_app.reports import ExamRecord
+from orbitct_app.safe_text import ControlCharFilter
 from orbitct_app.threads import set_threads
 
 logger = logging.getLogger(__name__)
@@ -433,6 +434,8 @@ def _run_stage(module: StageModule, dicom_id: str, options: Options, outcome: Ex
         logger.error("%s: %s failed: %s", dicom_id, module.NAME, reason)
         logger.debug("%s: %s: %s", dicom_id, module.NAME, safe_traceback(err))
         record = _failed_record(module, dicom_id, reason, fingerprint)
+        for table, more in (err.rows if isinstance(err, ExamError) else {}).items():
+            record.rows.setdefault(table, []).extend(more)  # its files' own rows
     record.fingerprint = fingerprint
     record.seconds = round(time.monotonic() - started, 3)
     return _store(record, module, options)
@@ -655,7 +658,9 @@ class _Forward(logging.Handler):
 def _worker_init(log_queue: Any, threads: int, converts: bool, alive: Any, stop: Any) -> None:
     interrupt.become_worker(alive, stop)  # first: the main process may already be gone
     root = logging.getLogger("orbitct_app")
-    root.handlers = [logging.handlers.QueueHandler(log_queue)]
+    handler = logging.handlers.QueueHandler(log_queue)
+    handler.addFilter(ControlCharFilter())  # before the message is formatted here, in the worker
+    root.handlers = [handler]
     root.setLevel(logging.DEBUG)
     root.propagate = False
     withhold_warning_text()

@@ -14,7 +14,7 @@ import sys
 import time
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import pydicom
 import pytest
@@ -32,6 +32,7 @@ from pydicom.uid import (
 
 import orbitct_app
 from orbitct_app import __version__, anonymize, atomic, pipeline
+from orbitct_app.chunks import Piece
 from orbitct_app.cli import main
 from orbitct_app.deid import ORBITCT, apply_profile, mark_deidentified
 from orbitct_app.errors import DeidError, ExitCode
@@ -471,10 +472,11 @@ def test_a_file_that_fails_to_write_is_a_failure(
     secret = truth.orbitct_forbidden_bytes[0].decode()
     victim_uid = pydicom.dcmread(victim, stop_before_pixels=True).SOPInstanceUID
 
-    def failing_write(fh: io.BufferedWriter, parts: tuple[bytes, ...]) -> None:
-        if victim_uid.encode() in bytes(parts[0]):
+    def failing_write(fh: BinaryIO, parts: list[Piece], source: int | None = None) -> None:
+        first = parts[0]
+        if isinstance(first, bytes) and victim_uid.encode() in first:
             raise ValueError(f"cannot encode {secret}")  # a message quoting a header value
-        real_write(fh, parts)
+        real_write(fh, parts, source)
 
     monkeypatch.setattr(anonymize, "write_output", failing_write)
     out = tmp_path / "out"
@@ -675,13 +677,14 @@ def test_in_place_write_failing_midway_keeps_the_original(
     real_write = anonymize.write_output
     calls = []
 
-    def half_then_fail(fh: io.BufferedWriter, parts: tuple[bytes, ...]) -> None:
+    def half_then_fail(fh: BinaryIO, parts: list[Piece], source: int | None = None) -> None:
         calls.append(1)
         if len(calls) == 5:
-            data = b"".join(parts)
-            fh.write(data[: len(data) // 2])
+            head = parts[0]
+            assert isinstance(head, bytes)
+            fh.write(head[: len(head) // 2])
             raise OSError(28, "No space left on device")
-        real_write(fh, parts)
+        real_write(fh, parts, source)
 
     monkeypatch.setattr(anonymize, "write_output", half_then_fail)
     summary = run(root, tmp_path / "out", in_place=True)
@@ -707,11 +710,11 @@ def test_interrupted_exam_never_appears_half_written(
     real = anonymize.anonymize_file
     calls = []
 
-    def interrupted(*a: Any) -> object:
+    def interrupted(*a: Any, **kw: Any) -> object:
         calls.append(1)
         if len(calls) == 20:
             raise KeyboardInterrupt  # like Ctrl-C or a kill in the middle of the exam
-        return real(*a)
+        return real(*a, **kw)
 
     monkeypatch.setattr(anonymize, "anonymize_file", interrupted)
     assert main([*args, "--force"]) == 130

@@ -350,15 +350,16 @@ def test_bad_files_and_an_exam_without_dicom_are_failures(tmp_path: Path) -> Non
     args = [str(tmp_path / "in"), str(tmp_path / "out"), "extract", "--spacing", "2", "--size", "128", "-q"]
     assert main(args) == ExitCode.FAILED
     rows = read_csv(tmp_path / "out" / "extract_report.csv")
-    by_path = {r["path"]: r for r in rows if r["path"]}
+    by_path = {r["path"]: r for r in rows if r["path"] and r["dicom_id"] == "exam_bad"}
     assert set(by_path) == {"zero.dcm", str(victim.relative_to(truth.path))}
     assert all(r["decision"] == "failed" for r in by_path.values())
     assert by_path["zero.dcm"]["reason"] == "empty file (0 bytes)"
     converted = [r for r in rows if r["decision"] == "converted"]
     assert len(converted) == 1 and converted[0]["n_slices"] == "11"  # the rest still converts
     nodicom = [r for r in rows if r["dicom_id"] == "exam_nodicom"]
-    assert len(nodicom) == 1 and nodicom[0]["decision"] == "failed"
-    assert "no DICOM image files" in nodicom[0]["reason"]
+    assert [(r["path"], r["decision"]) for r in nodicom] == [("", "failed"), ("readme.txt", "excluded")]
+    assert "no DICOM image files" in nodicom[0]["reason"]  # the exam fails, and each file says why
+    assert nodicom[1]["reason"].startswith("not DICOM")
 
 
 # --- what the grid cuts: a body wider than the default 256 mm field of view -----------------

@@ -275,7 +275,7 @@ def test_write_paths_that_lead_into_input_are_refused(
 def _key(tmp_path: Path) -> Path:
     key = tmp_path / "keys" / "study.key"
     key.parent.mkdir(exist_ok=True)
-    key.write_text("5f" * 32 + "\n")
+    key.write_text(bytes(range(7, 39)).hex() + "\n")
     key.chmod(0o600)
     return key
 
@@ -467,7 +467,7 @@ def test_files_marked_by_another_key_are_never_changed_again(
     assert main(_basic(root, tmp_path / "out", _key(tmp_path))) == ExitCode.OK
     before = tree_state(root)
     other = tmp_path / "other.key"
-    other.write_text("a7" * 32 + "\n")
+    other.write_text(bytes(range(100, 132)).hex() + "\n")
     other.chmod(0o600)
     out = tmp_path / "out2"
     assert main(_basic(root, out, other)) == ExitCode.FAILED

@@ -340,10 +340,10 @@ def test_a_failed_file_is_redone_by_a_rerun_without_force(
     real = anonymize.anonymize_file
     victim = sorted((exams / "exam_b").rglob("*.dcm"))[3]
 
-    def denied(src: Path, *args: Any) -> Any:
+    def denied(src: Path, *args: Any, **kwargs: Any) -> Any:
         if src == victim:
             raise PermissionError(errno.EACCES, os.strerror(errno.EACCES))
-        return real(src, *args)
+        return real(src, *args, **kwargs)
 
     monkeypatch.setattr(anonymize, "anonymize_file", denied)
     out = tmp_path / "out"
