@@ -21,9 +21,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-import hostile  # noqa: E402
-import pydicom  # noqa: E402
-from orbitct_app.synthetic import SeriesSpec, write_exam  # noqa: E402
+import pydicom
+
+from orbitct_app.synthetic import SeriesSpec, write_exam
+
+import hostile
 
 EXAM = "exam_m"
 
@@ -80,7 +82,7 @@ def main() -> None:
         "bytes after the data set (item tag and text)": (
             "1.2.840.10008.1.2.1", lambda files: hostile.plant_trailing(files[0], "item_tag_then_text")),
     }
-    print(f"| input | peak RSS | time | the hostile file |\n|---|---|---|---|")
+    print("| input | peak RSS | time | the hostile file |\n|---|---|---|---|")
     for name, (syntax, damage) in cases.items():
         with tempfile.TemporaryDirectory() as tmp:
             root = Path(tmp) / "in"
@@ -88,7 +90,7 @@ def main() -> None:
                                                        cols=256, transfer_syntax=syntax)], seed=3)
             files = sorted(truth.series_by_number(2).files)
             damage(files)
-            rss, seconds, code = _measure(args.app, root, Path(tmp) / "out")
+            rss, seconds, _ = _measure(args.app, root, Path(tmp) / "out")
             rows = list(csv.DictReader((Path(tmp) / "out" / "anonymize_report.csv").open()))
             fate = next((r["reason"] for r in rows if r["path"] == str(files[0].relative_to(root / EXAM))),
                         "written")

@@ -50,28 +50,38 @@ import warnings
 import zlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, cast
 
 import pydicom
 from pydicom import config as pydicom_config
-from pydicom.dataelem import RawDataElement
+from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.filebase import DicomFileLike
 from pydicom.filewriter import correct_ambiguous_vr, write_data_element, write_file_meta_info
 from pydicom.uid import (
     PYDICOM_IMPLEMENTATION_UID,
+    UID,
     DeflatedExplicitVRLittleEndian,
     ExplicitVRBigEndian,
     ExplicitVRLittleEndian,
     ImplicitVRLittleEndian,
-    UID,
 )
 from pydicom.valuerep import EXPLICIT_VR_LENGTH_32
 
 from orbitct_app import __version__, atomic, dicom_bytes
 from orbitct_app.chunks import Piece, Span, read_exactly, write_pieces
-from orbitct_app.deid import DeidStats, Profile, apply_profile, check_pseudonym, get_profile
-from orbitct_app.deid import audit, keys, mapping, mark_deidentified, raw
+from orbitct_app.deid import (
+    DeidStats,
+    Profile,
+    apply_profile,
+    audit,
+    check_pseudonym,
+    get_profile,
+    keys,
+    mapping,
+    mark_deidentified,
+    raw,
+)
 from orbitct_app.deid.apply import PRIVATE_RULE
 from orbitct_app.discover import Exam, SeriesInfo, SkippedFile, SliceInfo, read_slice_info, scan_exam
 from orbitct_app.errors import DeidError, ExamError, OrbitctError, SkipKind, resource_error
@@ -1086,8 +1096,8 @@ def pixel_pieces(
         header += struct.pack(order + "L", length)
     elif vr in EXPLICIT_VR_LENGTH_32:
         header += vr.encode("ascii") + struct.pack(order + "HL", 0, length)
-    elif not undefined and length <= 0xFFFF:
-        header += vr.encode("ascii") + struct.pack(order + "H", length)  # type: ignore[union-attr]
+    elif not undefined and length <= 0xFFFF and vr is not None:
+        header += vr.encode("ascii") + struct.pack(order + "H", length)
     else:  # a long value of a short VR: pydicom writes it as UN
         header += b"UN" + struct.pack(order + "HL", 0, length)
     pieces: list[Piece] = [header]
@@ -1303,13 +1313,12 @@ def encode_part10(ds: Dataset, pixels: _Pixels | None = None) -> list[Piece]:
         if encoded:
             write_data_element(fp, ds[tag], encodings)
             continue
-        elem = ds.get_item(tag)
-        header = _raw_header(elem, implicit, order) if isinstance(elem, RawDataElement) else None
-        if header is None:
+        elem = cast("DataElement | RawDataElement", ds.get_item(tag))  # pydicom's overload omits raw ones
+        if not isinstance(elem, RawDataElement) or (header := _raw_header(elem, implicit, order)) is None:
             write_data_element(fp, ds[tag], encodings)
             continue
         out.write(header)
-        out.write(elem.value)
+        out.write(elem.value or b"")  # (_raw_header gives None for a None value)
         if elem.length == _UNDEFINED_LENGTH:
             out.write(struct.pack(order + "HHL", 0xFFFE, 0xE0DD, 0))
     if sink is not None:

@@ -5,6 +5,7 @@ Tests call :func:`main` with a list of arguments and check the returned exit cod
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import signal
@@ -28,8 +29,8 @@ from orbitct_app.options import (
     DEFAULT_SIZE,
     DEFAULT_SPACING_MM,
     FIT_MULTIPLE,
-    MAX_GAP_SPACINGS,
     KERNEL_CHOICES,
+    MAX_GAP_SPACINGS,
     PIXEL_TEXT_MODES,
     PROFILES,
     RETAIN_OPTIONS,
@@ -314,7 +315,7 @@ def command(
         min_slices=min_slices,
         profile=profile,
         in_place=in_place,
-        thickness=tuple(thickness) if thickness else None,  # type: ignore[arg-type]
+        thickness=thickness or None,
         contrast=contrast,
         kernel=kernel,
         one_per_exam=one_per_exam,
@@ -341,9 +342,10 @@ def command(
         raise click.UsageError(str(err), ctx) from err
     workers.start_early(options)  # before the heavy imports below, so that they overlap
     progress = None if quiet else Progress(stage, sys.stderr)
+    assert options.log_path is not None  # Options sets it
     try:
         close_logging = configure_logging(
-            options.log_path,  # type: ignore[arg-type]
+            options.log_path,
             verbose=verbose,
             quiet=quiet,
             progress=progress,
@@ -527,7 +529,7 @@ class _LogFileHandler(logging.FileHandler):
         )
 
 
-class _ConsoleHandler(logging.StreamHandler):  # type: ignore[type-arg]
+class _ConsoleHandler(logging.StreamHandler[TextIO]):
     """stderr, sharing the line with an interactive progress bar."""
 
     def __init__(self, stream: TextIO, progress: Progress | None) -> None:
@@ -556,10 +558,8 @@ class _UidFilter(logging.Filter):
         from orbitct_app.deid import keys  # (pydicom: not needed for --help)
 
         if self.uids is None and self.key_path.is_file():
-            try:
+            with contextlib.suppress(UsageError):
                 self.uids = keys.UidMap(keys.load_key(self.key_path))
-            except UsageError:
-                pass
         message = record.getMessage()
         redacted = keys.remap_uid_tokens(message, self.uids)
         if redacted != message:

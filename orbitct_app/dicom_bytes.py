@@ -429,7 +429,9 @@ def data_set_extent(buf: bytes | bytearray | memoryview, pos: int, *, implicit: 
                     elif tag in PIXEL_DATA_TAGS or vr in ("OB", "OW", None):
                         stack.append([_FRAGMENTS, end, True, frame_implicit, -1])
                     else:
-                        raise Damaged(f"damaged file: undefined length on a value that is not a sequence at offset {pos}")
+                        raise Damaged(
+                            f"damaged file: undefined length on a value that is not a sequence at offset {pos}"
+                        )
                     pos = start
                 else:
                     value_end = start + length
@@ -579,7 +581,8 @@ class Structure:
         length = encapsulated = None
         if extent.pixel_start is not None and extent.pixel_end is not None:
             encapsulated = extent.pixel_value is None
-            length = extent.pixel_end - (extent.pixel_start if encapsulated else extent.pixel_value)  # type: ignore[operator]
+            value_start = extent.pixel_start if extent.pixel_value is None else extent.pixel_value
+            length = extent.pixel_end - value_start
         if self.syntax == DEFLATED:
             return Layout(extent.end, None, None, deflated=True, pixel_length=length,
                           encapsulated=bool(encapsulated), data_start=self.meta_end, implicit=self.implicit,

@@ -23,9 +23,9 @@ import struct
 import warnings
 import zlib
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, Literal, overload
 
 import pydicom
 from pydicom.datadict import dictionary_VR, tag_for_keyword
@@ -39,6 +39,7 @@ from pydicom.valuerep import STR_VR
 from pydicom.values import convert_value
 
 from orbitct_app import dicom_bytes
+from orbitct_app.contrast import CONTRAST_ATTRIBUTES
 from orbitct_app.dicom_bytes import (
     SQ,
     Element,
@@ -48,7 +49,6 @@ from orbitct_app.dicom_bytes import (
     parse_part10,
     uid_text,
 )
-from orbitct_app.contrast import CONTRAST_ATTRIBUTES
 from orbitct_app.errors import NotDicomError, SkipKind
 from orbitct_app.paths import Unusable, iter_exam_files, open_regular
 
@@ -695,9 +695,9 @@ def slice_info(
             image_type=tuple(str(v).upper() for v in _as_list(ds.get("ImageType"))),
             instance_number=_int_or_none(ds.get("InstanceNumber")),
             acquisition_number=_int_or_none(ds.get("AcquisitionNumber")),
-            position=_floats_or_none(ds.get("ImagePositionPatient"), 3),  # type: ignore[arg-type]
-            orientation=_floats_or_none(ds.get("ImageOrientationPatient"), 6),  # type: ignore[arg-type]
-            pixel_spacing=_floats_or_none(ds.get("PixelSpacing"), 2),  # type: ignore[arg-type]
+            position=_floats_or_none(ds.get("ImagePositionPatient"), 3),
+            orientation=_floats_or_none(ds.get("ImageOrientationPatient"), 6),
+            pixel_spacing=_floats_or_none(ds.get("PixelSpacing"), 2),
             rows=int(ds.get("Rows", 0) or 0),
             columns=int(ds.get("Columns", 0) or 0),
             n_frames=max(1, _int_or_none(ds.get("NumberOfFrames")) or 1),
@@ -820,9 +820,9 @@ def frame_geometry(ds: Dataset) -> tuple[FrameGeometry, ...]:
     for item in per_frame:
         frames.append(
             FrameGeometry(
-                position=_floats_or_none(macro(item, "PlanePositionSequence", "ImagePositionPatient"), 3),  # type: ignore[arg-type]
-                orientation=_floats_or_none(macro(item, "PlaneOrientationSequence", "ImageOrientationPatient"), 6),  # type: ignore[arg-type]
-                pixel_spacing=_floats_or_none(macro(item, "PixelMeasuresSequence", "PixelSpacing"), 2),  # type: ignore[arg-type]
+                position=_floats_or_none(macro(item, "PlanePositionSequence", "ImagePositionPatient"), 3),
+                orientation=_floats_or_none(macro(item, "PlaneOrientationSequence", "ImageOrientationPatient"), 6),
+                pixel_spacing=_floats_or_none(macro(item, "PixelMeasuresSequence", "PixelSpacing"), 2),
                 rescale_slope=_float_or(macro(item, "PixelValueTransformationSequence", "RescaleSlope"), 1.0),
                 rescale_intercept=_float_or(macro(item, "PixelValueTransformationSequence", "RescaleIntercept"), 0.0),
             )
@@ -953,41 +953,47 @@ def _json_value(value: Any) -> Any:
     return str(value)
 
 
-def _as_list(value: object) -> list[object]:
+def _as_list(value: Any) -> list[Any]:
     if value is None or value == "":
         return []
     if isinstance(value, (str, bytes)):
         return [value]
     try:
-        return list(value)  # type: ignore[call-overload]
+        return list(value)
     except TypeError:
         return [value]
 
 
-def _int_or_none(value: object) -> int | None:
+def _int_or_none(value: Any) -> int | None:
     if value is None or value == "":
         return None
     try:
-        return int(value)  # type: ignore[call-overload]
+        return int(value)
     except (TypeError, ValueError):
         return None
 
 
-def _float_or(value: object, default: float) -> float:
+def _float_or(value: Any, default: float) -> float:
     if value is None or value == "":
         return default
     try:
-        return float(value)  # type: ignore[arg-type]
+        return float(value)
     except (TypeError, ValueError):
         return default
 
 
-def _floats_or_none(value: object, n: int) -> tuple[float, ...] | None:
+@overload
+def _floats_or_none(value: Any, n: Literal[2]) -> tuple[float, float] | None: ...
+@overload
+def _floats_or_none(value: Any, n: Literal[3]) -> tuple[float, float, float] | None: ...
+@overload
+def _floats_or_none(value: Any, n: Literal[6]) -> tuple[float, float, float, float, float, float] | None: ...
+def _floats_or_none(value: Any, n: int) -> tuple[float, ...] | None:
     values = _as_list(value)
     if len(values) != n:
         return None
     try:
-        return tuple(float(v) for v in values)  # type: ignore[arg-type]
+        return tuple(float(v) for v in values)
     except (TypeError, ValueError):
         return None
 

@@ -104,8 +104,8 @@ def _words(table: dict[str, Sequence[object]]) -> list[Word]:
     for text, conf, left, top, width, height in zip(
         table["text"], table["conf"], table["left"], table["top"], table["width"], table["height"], strict=True
     ):
-        confidence = float(conf)  # type: ignore[arg-type]
+        confidence = float(conf)
         if confidence < MIN_CONFIDENCE or sum(c.isalnum() for c in str(text)) < MIN_CHARACTERS:
             continue
-        words.append(Word(int(left), int(top), int(width), int(height), confidence))  # type: ignore[call-overload]
+        words.append(Word(int(left), int(top), int(width), int(height), confidence))
     return words

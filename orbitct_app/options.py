@@ -18,7 +18,6 @@ DEFAULT_PROFILE = "orbitct"
 PROFILES = ("orbitct", "basic")
 RETAIN_OPTIONS = ("patient-characteristics", "device-identity", "institution-identity", "safe-private")
 """The basic profile's retain options (``--retain``), as named in :class:`deid.RetainOption`."""
-DATE_MODES = ("remove", "shift")
 PIXEL_TEXT_MODES = ("off", "flag", "drop")
 """``--pixel-text``: skip the check for text burned into pixels, keep and report, or drop."""
 DEFAULT_PIXEL_TEXT = "flag"

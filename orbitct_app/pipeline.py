@@ -59,7 +59,7 @@ STAGE_NAMES = Stage.ALL.module_names
 
 def stage_module(name: str) -> StageModule:
     """The stage module called ``name`` (``orbitct_app.<name>``)."""
-    return importlib.import_module(f"orbitct_app.{name}")  # type: ignore[return-value]
+    return importlib.import_module(f"orbitct_app.{name}")
 
 
 def stage_modules(stage: Stage) -> list[StageModule]:
@@ -85,10 +85,6 @@ class ExamOutcome:
     @property
     def failed(self) -> bool:
         return any(not r.complete for r in self.records.values())
-
-    @property
-    def errors(self) -> list[str]:
-        return [f"{r.stage}: {r.error}" for r in self.records.values() if not r.complete]
 
 
 @dataclasses.dataclass
@@ -411,7 +407,9 @@ def _run_stage(module: StageModule, dicom_id: str, options: Options, outcome: Ex
         and previous.fingerprint == fingerprint
     ):
         problems = _problems(previous)
-        why = f"the earlier run had {problems}" if problems else stale_reason(previous, module, exam_dir, output, options)
+        why = (
+            f"the earlier run had {problems}" if problems else stale_reason(previous, module, exam_dir, output, options)
+        )
         if not why:
             logger.info("%s: %s already complete; skipped (use --force to redo)", dicom_id, module.NAME)
             outcome.resumed.append(module.NAME)
@@ -647,7 +645,7 @@ def _crashed(dicom_id: str, options: Options, err: BaseException) -> ExamOutcome
 class _Forward(logging.Handler):
     """Hand records from worker processes to this process's loggers (and their handlers)."""
 
-    def handle(self, record: logging.LogRecord) -> bool:  # type: ignore[override]
+    def handle(self, record: logging.LogRecord) -> bool:
         logger_ = logging.getLogger(record.name)
         if logger_.isEnabledFor(record.levelno):
             logger_.handle(record)

@@ -369,20 +369,23 @@ def _read_native(info: SliceInfo, frame: int, band_fraction: int | None) -> NDAr
 
 def _decode(info: SliceInfo, frame: int | None) -> NDArray[np.float32]:
     import pydicom
-    import pydicom.pixels
+    from pydicom.pixels.utils import pixel_array
 
     try:
         if frame is None:  # (the whole data set: deflated files too)
             array = pydicom.dcmread(info.path).pixel_array
         else:  # decodes only that frame
-            array = pydicom.pixels.pixel_array(info.path, index=frame)
+            array = pixel_array(info.path, index=frame)
     except Exception as err:  # noqa: BLE001 - decoders raise many types; their text may quote values
         syntax = pydicom.uid.UID(info.transfer_syntax)
         name = syntax.name if syntax.is_transfer_syntax else "an unknown transfer syntax"
         raise PixelError(f"cannot decode pixel data ({name}: {type(err).__name__})") from None
     if array.ndim == 3 and array.shape[-1] in (3, 4):
         rgb = array[..., :3].astype(np.float32)
-        return rgb[..., 0] * np.float32(0.299) + rgb[..., 1] * np.float32(0.587) + rgb[..., 2] * np.float32(0.114)
+        grey: NDArray[np.float32] = (
+            rgb[..., 0] * np.float32(0.299) + rgb[..., 1] * np.float32(0.587) + rgb[..., 2] * np.float32(0.114)
+        )
+        return grey
     if array.ndim != 2:
         raise PixelError(f"pixel array with {array.ndim} dimensions where one frame was expected")
     return array.astype(np.float32)
@@ -529,11 +532,11 @@ def _lines(ink: NDArray[np.bool_]) -> list[Box]:
         ids = chars[centre == group]
         if len(ids) < _MIN_CHARS:
             continue
-        h = float(np.median(height[ids]))
-        if np.any(height[ids] > 2 * h) or np.any(height[ids] < h / 2.5):
+        median_h = float(np.median(height[ids]))
+        if np.any(height[ids] > 2 * median_h) or np.any(height[ids] < median_h / 2.5):
             continue  # characters of one line have comparable heights
         box = Box(int(left[ids].min()), int(top[ids].min()), int(right[ids].max()), int(bottom[ids].max()))
-        if box.height > 1.6 * h or box.width < 2 * box.height:
+        if box.height > 1.6 * median_h or box.width < 2 * box.height:
             continue
         if _strokes(ink, box) < _MIN_STROKES:
             continue
@@ -640,7 +643,8 @@ def make_thumbnail(image: NDArray[np.float32], box: Box, blanked: Sequence[Box])
     picture = picture.resize(size, Image.Resampling.BILINEAR)
     draw = ImageDraw.Draw(picture)
     draw.rectangle(
-        (int(box.left * scale) - 1, int(box.top * scale) - 1, math.ceil(box.right * scale), math.ceil(box.bottom * scale)),
+        (int(box.left * scale) - 1, int(box.top * scale) - 1,
+         math.ceil(box.right * scale), math.ceil(box.bottom * scale)),
         outline=(230, 30, 30), width=2,
     )
     return qc.thumbnail_data_uri(picture, width=THUMBNAIL_WIDTH, max_bytes=12_000)

@@ -277,7 +277,10 @@ def merge_tables(
         records = list(iter_records(state_dir, table.stage))
         if not records:
             continue
-        rows = [*(extra_rows or {}).get(table.name, []), *(row for record in records for row in record.rows.get(table.name, []))]
+        rows = [
+            *(extra_rows or {}).get(table.name, []),
+            *(row for record in records for row in record.rows.get(table.name, [])),
+        ]
         path = output_dir / table.filename
         if table.optional and not rows:
             path.unlink(missing_ok=True)

@@ -69,7 +69,7 @@ class ControlCharFilter(logging.Filter):
 
 
 def _safe_arg(value: Any) -> Any:
-    if isinstance(value, MultilineText) or isinstance(value, (int, float)):
+    if isinstance(value, (MultilineText, int, float)):
         return value
     text = value if isinstance(value, str) else str(value)
     escaped = escape_controls(text)

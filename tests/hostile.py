@@ -17,7 +17,7 @@ from pathlib import Path
 import pydicom
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence
-from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+from pydicom.uid import UID, ExplicitVRLittleEndian, generate_uid
 
 from orbitct_app.dicom_bytes import LONG_VRS, dictionary_vr, parse_dataset, parse_part10
 
@@ -149,7 +149,7 @@ def write_sr(path: Path, series_uid: str, marker: str, *, series_number: int = 2
     item.TextValue = f"report on {marker}"
     ds.ContentSequence = Sequence([item])
     ds.file_meta = FileMetaDataset()
-    ds.file_meta.MediaStorageSOPClassUID = BASIC_TEXT_SR
+    ds.file_meta.MediaStorageSOPClassUID = UID(BASIC_TEXT_SR)
     ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
     ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -205,7 +205,7 @@ def plant_in_preamble(path: Path) -> None:
 def plant_in_file_meta(path: Path) -> None:
     """The identifying text as the file meta's PrivateInformation (0002,0102)."""
     ds = pydicom.dcmread(path)
-    ds.file_meta.PrivateInformationCreatorUID = "1.2.3.4.5"
+    ds.file_meta.PrivateInformationCreatorUID = UID("1.2.3.4.5")
     ds.file_meta.PrivateInformation = PLANTED
     ds.save_as(path, enforce_file_format=True)
 

@@ -10,7 +10,9 @@ import struct
 import sys
 import tempfile
 import warnings
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pydicom
 import pytest
@@ -19,6 +21,7 @@ from pydicom.filebase import DicomBytesIO
 from pydicom.filewriter import write_file_meta_info
 from pydicom.uid import (
     PYDICOM_IMPLEMENTATION_UID,
+    UID,
     DeflatedExplicitVRLittleEndian,
     ExplicitVRLittleEndian,
     ImplicitVRLittleEndian,
@@ -27,8 +30,8 @@ from pydicom.uid import (
 )
 
 import orbitct_app
-from orbitct_app import anonymize, pipeline
-from orbitct_app.deid import ORBITCT, audit, basic_profile, raw
+from orbitct_app import anonymize, chunks, dicom_bytes, pipeline
+from orbitct_app.deid import ORBITCT, Action, DeidStats, Profile, audit, basic_profile, raw
 from orbitct_app.dicom_bytes import LONG_VRS, parse_part10
 from orbitct_app.errors import DeidError, ExitCode
 from orbitct_app.options import Options, Stage
@@ -51,11 +54,17 @@ def files_under(root: Path) -> list[Path]:
     return sorted(p for p in root.rglob("*") if p.is_file())
 
 
-def secrets_for(profile: object) -> anonymize.Secrets:
-    return anonymize.Secrets.for_profile(profile, KEY if profile.needs_key else None)  # type: ignore[arg-type]
+def secrets_for(profile: Profile) -> anonymize.Secrets:
+    return anonymize.Secrets.for_profile(profile, KEY if profile.needs_key else None)
 
 
-def _written(data: bytes, profile: object, pseudonym: str, path: object) -> tuple[bytes, anonymize.Secrets]:
+WritePath = Callable[
+    [int, dicom_bytes.Layout, Profile, str, anonymize.Secrets], tuple[list[chunks.Piece], DeidStats]
+]
+"""anonymize.fast_pieces or anonymize.pydicom_pieces."""
+
+
+def _written(data: bytes, profile: Profile, pseudonym: str, path: WritePath) -> tuple[bytes, anonymize.Secrets]:
     """The bytes one path of anonymize_file writes for ``data`` (held in a temporary file)."""
     secrets = secrets_for(profile)
     with tempfile.TemporaryDirectory() as tmp:
@@ -63,24 +72,24 @@ def _written(data: bytes, profile: object, pseudonym: str, path: object) -> tupl
         source.write_bytes(data)
         with anonymize._quiet_pydicom(), open(source, "rb") as fh:
             layout = anonymize._layout_of(fh.fileno())
-            pieces, _ = path(fh.fileno(), layout, profile, pseudonym, secrets)  # type: ignore[operator]
+            pieces, _ = path(fh.fileno(), layout, profile, pseudonym, secrets)
     return b"".join(p if isinstance(p, bytes) else data[p.offset : p.offset + p.length] for p in pieces), secrets
 
 
-def pydicom_path(data: bytes, profile: object, pseudonym: str = "exam_x") -> tuple[bytes, anonymize.Secrets]:
+def pydicom_path(data: bytes, profile: Profile, pseudonym: str = "exam_x") -> tuple[bytes, anonymize.Secrets]:
     """What the pydicom path writes for ``data`` (dcmread, the walker, encode_part10)."""
     return _written(data, profile, pseudonym, anonymize.pydicom_pieces)
 
 
-def fast_path(data: bytes, profile: object, pseudonym: str = "exam_x") -> tuple[bytes, anonymize.Secrets]:
+def fast_path(data: bytes, profile: Profile, pseudonym: str = "exam_x") -> tuple[bytes, anonymize.Secrets]:
     """What the fast path writes for ``data`` (raw.deidentify, the pixel data element copied);
     raw.Unsupported where it does not apply."""
     return _written(data, profile, pseudonym, anonymize.fast_pieces)
 
 
-def run(inp: Path, out: Path, **kwargs: object) -> pipeline.RunSummary:
+def run(inp: Path, out: Path, **kwargs: Any) -> pipeline.RunSummary:
     kwargs.setdefault("n_procs", 1)
-    options = Options(inp, out, stage=Stage.ANONYMIZE, **kwargs)  # type: ignore[arg-type]
+    options = Options(inp, out, stage=Stage.ANONYMIZE, **kwargs)
     options.validate()
     return pipeline.run(options)
 
@@ -92,8 +101,12 @@ def header_end(data: bytes) -> int:
     return fp.tell()
 
 
+Exams = tuple[Path, dict[str, ExamTruth]]
+"""The input root and the truth of each exam in it."""
+
+
 @pytest.fixture(scope="module")
-def exams(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, ExamTruth]]:
+def exams(tmp_path_factory: pytest.TempPathFactory) -> Exams:
     """Planted identifiers at every depth, in every transfer syntax the generator has."""
     root = tmp_path_factory.mktemp("fast") / "in"
 
@@ -118,7 +131,7 @@ def exams(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Exa
 
 
 @pytest.mark.parametrize("name", sorted(PROFILES))
-def test_fast_path_writes_exactly_what_the_pydicom_path_writes(exams: tuple, name: str) -> None:
+def test_fast_path_writes_exactly_what_the_pydicom_path_writes(exams: Exams, name: str) -> None:
     _, truths = exams
     profile = PROFILES[name]
     taken = set()
@@ -135,7 +148,7 @@ def test_fast_path_writes_exactly_what_the_pydicom_path_writes(exams: tuple, nam
                 assert result == expected, (path.name, series.transfer_syntax_uid)
                 taken.add(series.transfer_syntax_uid)
                 if secrets.uids is not None:  # the same UIDs mapped, the same patients seen
-                    assert fast_secrets.uids.mapped == secrets.uids.mapped  # type: ignore[union-attr]
+                    assert fast_secrets.uids is not None and fast_secrets.uids.mapped == secrets.uids.mapped
                 assert fast_secrets.patient_ids == secrets.patient_ids
     assert taken == {ExplicitVRLittleEndian, ImplicitVRLittleEndian, RLELossless, JPEG2000Lossless}
 
@@ -162,7 +175,7 @@ def test_fast_path_on_real_and_odd_files(folder: Path) -> None:
     assert compared > 20
 
 
-def test_pixel_data_element_copied_raw_native_and_encapsulated(exams: tuple) -> None:
+def test_pixel_data_element_copied_raw_native_and_encapsulated(exams: Exams) -> None:
     """The pixel data value is a span of the source (copied, never read into memory); the
     element around it is the source's."""
     _, truths = exams
@@ -194,8 +207,8 @@ def test_file_meta_as_pydicom_writes_it() -> None:
     ]:
         meta = FileMetaDataset()
         meta.FileMetaInformationVersion = b"\x00\x01"
-        meta.MediaStorageSOPClassUID = sop_class
-        meta.MediaStorageSOPInstanceUID = instance
+        meta.MediaStorageSOPClassUID = UID(sop_class)
+        meta.MediaStorageSOPInstanceUID = UID(instance)
         meta.TransferSyntaxUID = ExplicitVRLittleEndian
         meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
         meta.ImplementationVersionName = version
@@ -253,7 +266,7 @@ def _insert_sorted(data: bytes, tag: int, element: bytes) -> bytes:
     return data[:at] + element + data[at:]
 
 
-def test_unusual_encodings_are_left_to_the_pydicom_path(exams: tuple) -> None:
+def test_unusual_encodings_are_left_to_the_pydicom_path(exams: Exams) -> None:
     _, truths = exams
     source = truths["exam_a"].series[0].files[0].read_bytes()
     at = header_end(source)
@@ -283,7 +296,7 @@ def test_unusual_encodings_are_left_to_the_pydicom_path(exams: tuple) -> None:
 
 
 def test_a_fast_path_error_falls_back_to_the_pydicom_path(
-    exams: tuple, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    exams: Exams, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A file the fast path misreads (here: every file) is still written, by pydicom."""
     root, truths = exams
@@ -304,7 +317,7 @@ def test_a_fast_path_error_falls_back_to_the_pydicom_path(
 # --- the audit of the bytes as written ---------------------------------------------------------------
 
 
-def test_audit_reads_no_file_back(exams: tuple, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_audit_reads_no_file_back(exams: Exams, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Clean runs are audited on the bytes as written (orbitct, and basic with its UIDs),
     deflated files included: no file is read back."""
     root, truths = exams
@@ -315,9 +328,9 @@ def test_audit_reads_no_file_back(exams: tuple, tmp_path: Path, monkeypatch: pyt
     real = audit.audit_file
     read_back = []
 
-    def count(path: Path, *args: object) -> list[audit.Finding]:
+    def count(path: Path, *args: Any) -> list[audit.Finding]:
         read_back.append(path.name)
-        return real(path, *args)  # type: ignore[arg-type]
+        return real(path, *args)
 
     monkeypatch.setattr(audit, "audit_file", count)
     summary = run(root, tmp_path / "out", participant_labels=("exam_a", "exam_b"), min_slices=0)
@@ -347,13 +360,18 @@ def _leaky_walker(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_audit_catches_a_writer_that_keeps_private_elements(
-    exams: tuple, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    exams: Exams, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     root, truths = exams
     _leaky_walker(monkeypatch)
-    read_back = []
+    read_back: list[Path] = []
     real = audit.audit_file
-    monkeypatch.setattr(audit, "audit_file", lambda path, *a: read_back.append(path) or real(path, *a))
+
+    def count(path: Path, *args: Any) -> list[audit.Finding]:
+        read_back.append(path)
+        return real(path, *args)
+
+    monkeypatch.setattr(audit, "audit_file", count)
     out = tmp_path / "out"
     summary = run(root, out, participant_labels=("exam_a",))
     assert summary.exit_code == ExitCode.FAILED
@@ -365,15 +383,15 @@ def test_audit_catches_a_writer_that_keeps_private_elements(
 
 
 def test_audit_catches_a_writer_that_keeps_a_masked_attribute(
-    exams: tuple, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    exams: Exams, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     root, _ = exams
     real = raw._Walker.apply
 
-    def apply(self: raw._Walker, elem: raw.Element, action: object) -> bytes | None:
+    def apply(self: raw._Walker, elem: raw.Element, action: Action) -> bytes | None:
         if elem.tag in (0x00100010, 0x00080080):  # PatientName, InstitutionName left as they were
             return self.copy(elem)
-        return real(self, elem, action)  # type: ignore[arg-type]
+        return real(self, elem, action)
 
     monkeypatch.setattr(raw._Walker, "apply", apply)
     out = tmp_path / "out"
@@ -387,7 +405,7 @@ def test_audit_catches_a_writer_that_keeps_a_masked_attribute(
 
 @pytest.mark.parametrize("what", ["elements", "garbage"])
 def test_audit_catches_what_a_writer_appends_after_the_pixel_data(
-    exams: tuple, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, what: str
+    exams: Exams, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, what: str
 ) -> None:
     """Private elements appended after the pixel data are private findings; bytes that are no
     element (an item tag and text) are trailing data: every output ends where its data set does."""
@@ -399,8 +417,8 @@ def test_audit_catches_what_a_writer_appends_after_the_pixel_data(
     else:
         trailing = b"\xfe\xff\x00\xe0" + b"Smith^John 1970-01-01"
 
-    def appending(*args: object, **kwargs: object) -> tuple[list[object], object]:
-        pieces, stats = real(*args, **kwargs)  # type: ignore[arg-type]
+    def appending(*args: Any, **kwargs: Any) -> tuple[list[Any], Any]:
+        pieces, stats = real(*args, **kwargs)
         return [*pieces, trailing], stats
 
     monkeypatch.setattr(anonymize, "fast_pieces", appending)
@@ -418,7 +436,7 @@ def test_audit_catches_what_a_writer_appends_after_the_pixel_data(
         assert all(r["detail"].startswith(f"{len(trailing)} byte(s) after the end of the data set") for r in rows)
 
 
-def test_audit_scan_finds_what_the_pydicom_checks_find(exams: tuple) -> None:
+def test_audit_scan_finds_what_the_pydicom_checks_find(exams: Exams) -> None:
     """On clean outputs and on original files full of identifiers, the byte scan of the audit
     gives the findings (and the header end) that pydicom's parse gives."""
     _, truths = exams
@@ -444,7 +462,9 @@ def test_audit_scan_finds_what_the_pydicom_checks_find(exams: tuple) -> None:
     assert scanned > 100
     # the originals hold findings of every kind the scan reports
     original = truths["exam_b"].series[0].files[0].read_bytes()
-    checks = {f.check for f in audit._Scan.of(original, ORBITCT, "exam_x", "f")[0]}  # type: ignore[index]
+    scanned_original = audit._Scan.of(original, ORBITCT, "exam_x", "f")
+    assert scanned_original is not None
+    checks = {f.check for f in scanned_original[0]}
     assert checks == {"attribute", "private"}
 
 
@@ -464,7 +484,7 @@ ODD_FILES = (
     ids=["orbitct", "basic-shift", "dry-run", "in-place"],
 )
 def test_an_anonymize_run_of_its_own_leaves_numpy_unloaded_and_writes_the_same(
-    exams: tuple, tmp_path: Path, extra: list[str]
+    exams: Exams, tmp_path: Path, extra: list[str]
 ) -> None:
     """The console script's anonymize run with --pixel-text off keeps numpy (and every numeric
     library) out of its process; on every encoding, odd and broken file the output is byte for byte what a process
@@ -514,7 +534,7 @@ def test_numpy_is_left_loaded_once_pydicom_is_imported(monkeypatch: pytest.Monke
 # --- damaged headers ------------------------------------------------------------------------------------
 
 
-def _damaged(exams: tuple, seed: int, n: int) -> list[bytes]:
+def _damaged(exams: Exams, seed: int, n: int) -> list[bytes]:
     """Files of the exams with one to three header bytes changed at random (fixed seed)."""
     import random
 
@@ -532,7 +552,7 @@ def _damaged(exams: tuple, seed: int, n: int) -> list[bytes]:
     return damaged
 
 
-def test_fast_path_agrees_with_the_pydicom_path_on_damaged_headers(exams: tuple) -> None:
+def test_fast_path_agrees_with_the_pydicom_path_on_damaged_headers(exams: Exams) -> None:
     """Odd bytes in a header either send the file to the pydicom path or give its bytes."""
     agreed = 0
     for k, data in enumerate(_damaged(exams, 1, 400)):
@@ -543,14 +563,14 @@ def test_fast_path_agrees_with_the_pydicom_path_on_damaged_headers(exams: tuple)
             continue
         try:
             expected, _ = pydicom_path(data, profile)
-        except Exception:  # noqa: BLE001, S112 - the pydicom path cannot write it; the fast path may
+        except Exception:  # noqa: BLE001 - the pydicom path cannot write it; the fast path may
             continue
         assert result == expected, k
         agreed += 1
     assert agreed > 100
 
 
-def test_audit_scan_agrees_with_pydicom_on_damaged_headers(exams: tuple) -> None:
+def test_audit_scan_agrees_with_pydicom_on_damaged_headers(exams: Exams) -> None:
     scanned = 0
     for k, data in enumerate(_damaged(exams, 2, 400)):
         profile = (ORBITCT, PROFILES["basic"])[k % 2]

@@ -23,17 +23,18 @@ from pydicom.dataset import Dataset
 from pydicom.filebase import DicomFileLike
 from pydicom.filewriter import write_dataset, write_file_meta_info
 from pydicom.sequence import Sequence
-from pydicom.uid import DeflatedExplicitVRLittleEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian, RLELossless
+from pydicom.uid import UID, DeflatedExplicitVRLittleEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian, RLELossless
 
-import hostile
-from hostile import PLANTED, TRAILING
-from orbitct_app import anonymize, chunks, discover, dicom_bytes
+from orbitct_app import __version__, anonymize, chunks, dicom_bytes, discover
 from orbitct_app.cli import main
 from orbitct_app.deid import ORBITCT, audit, basic_profile, keys, raw
 from orbitct_app.errors import ExitCode, UsageError
 from orbitct_app.reports import read_csv
 from orbitct_app.safe_text import csv_cell, escape_controls
 from orbitct_app.synthetic import SeriesSpec, write_exam
+
+import hostile
+from hostile import PLANTED, TRAILING
 
 EXAM = "exam_b"
 PYDICOM_FILES = Path(pydicom.__file__).parent / "data"
@@ -95,12 +96,13 @@ def test_nothing_after_the_data_set_is_ever_written(tmp_path: Path, profile: str
     files = _exam(clean, syntax)
     shutil.copytree(clean, dirty)
     planted = {}
-    for place, path in zip(PLACES, files):
+    for place, path in zip(PLACES, files, strict=False):  # one file for each place
         target = dirty / path.relative_to(clean)
         _plant(target, place)
         planted[str(path.relative_to(clean / EXAM))] = place
     assert len(planted) == len(PLACES) and all(PLANTED in (dirty / EXAM / rel).read_bytes() for rel in planted)
-    extra = ["--profile", "basic", "--deid-key", str(_strong_key(tmp_path / "keys" / "k"))] if profile == "basic" else []
+    extra = (["--profile", "basic", "--deid-key", str(_strong_key(tmp_path / "keys" / "k"))]
+             if profile == "basic" else [])
     extra += ["--in-place"] if in_place else []
     written = {}
     for name, root in (("clean", clean), ("dirty", dirty)):
@@ -190,8 +192,8 @@ def test_deflate_bombs_fail_alone_with_the_limit_they_crossed(tmp_path: Path) ->
 def test_deep_nesting_fails_alone_and_64_levels_are_de_identified(tmp_path: Path, syntax: str, kind: str) -> None:
     files = _exam(tmp_path / "in", syntax, n=14)
     options = {"undefined": {"undefined": True}, "defined": {"undefined": False}, "un": {"un": True}}[kind]
-    for path, depth in zip(files, (5000, 65, 64)):
-        hostile.plant_deep(path, depth, **options)  # type: ignore[arg-type]
+    for path, depth in zip(files, (5000, 65, 64), strict=False):  # three files of the series
+        hostile.plant_deep(path, depth, **options)
     for extra in ([], ["--profile", "basic", "--deid-key", str(_strong_key(tmp_path / "keys" / "k"))]):
         out = tmp_path / f"out{len(extra)}"
         assert main([str(tmp_path / "in"), str(out), "anonymize", *OFF, *extra]) == ExitCode.FAILED
@@ -251,16 +253,16 @@ def test_the_profile_walker_refuses_a_data_set_nested_past_the_limit() -> None:
 
 
 MATRICES = {
-    "65535x65535 over 10 bytes": (dict(rows=65535, columns=65535, pixel_bytes=10), "a frame of 8191 MiB declared"),
-    "one row short": (dict(rows=16, columns=16, pixel_bytes=16 * 15 * 2),
+    "65535x65535 over 10 bytes": ({"rows": 65535, "columns": 65535, "pixel_bytes": 10}, "a frame of 8191 MiB declared"),
+    "one row short": ({"rows": 16, "columns": 16, "pixel_bytes": 16 * 15 * 2},
                       "pixel data shorter than its header declares: 480 bytes for 512"),
-    "100000 frames over one": (dict(rows=16, columns=16, frames=100000, pixel_bytes=512),
+    "100000 frames over one": ({"rows": 16, "columns": 16, "frames": 100000, "pixel_bytes": 512},
                                "pixel data shorter than its header declares: 512 bytes for 51200000"),
-    "far too long": (dict(rows=16, columns=16, pixel_bytes=(2 << 20) + 1024), "more than twice the 512"),
-    "compressed 65535x65535": (dict(rows=65535, columns=65535, pixel_bytes=10, encapsulated=True),
+    "far too long": ({"rows": 16, "columns": 16, "pixel_bytes": (2 << 20) + 1024}, "more than twice the 512"),
+    "compressed 65535x65535": ({"rows": 65535, "columns": 65535, "pixel_bytes": 10, "encapsulated": True},
                                "a frame of 8191 MiB declared"),
     "compressed 1000 frames of 4096x4096 over 4 kB": (
-        dict(rows=4096, columns=4096, frames=1000, pixel_bytes=4096, encapsulated=True),
+        {"rows": 4096, "columns": 4096, "frames": 1000, "pixel_bytes": 4096, "encapsulated": True},
         "compressed pixel data of 4136 bytes cannot hold the 33554432000 bytes"),
 }
 
@@ -271,8 +273,8 @@ def test_declared_pixel_dimensions_are_checked_against_the_bytes(tmp_path: Path)
     rest of the series is converted."""
     native = _exam(tmp_path / "in", n=16)
     compressed = _exam(tmp_path / "in2", RLELossless, n=16)
-    cases = {}
-    for (name, (kwargs, reason)), path in zip(MATRICES.items(), native[:4] + compressed[:2]):
+    cases: dict[str, str] = {}
+    for (_, (kwargs, reason)), path in zip(MATRICES.items(), native[:4] + compressed[:2], strict=True):
         if kwargs.get("encapsulated"):
             path = tmp_path / "in" / EXAM / f"C_{path.name}"
             shutil.copy(compressed[len(cases) - 4], path)
@@ -438,7 +440,8 @@ def test_every_csv_neutralises_formulas_from_names_and_headers(tmp_path: Path) -
     root = tmp_path / "in"
     truth = write_exam(root, dicom_id, [
         SeriesSpec(kind="axial", series_number=2, n_slices=12, rows=32, cols=32),
-        SeriesSpec(kind="axial", series_number=3, n_slices=12, rows=32, cols=32, transfer_syntax=ImplicitVRLittleEndian),
+        SeriesSpec(kind="axial", series_number=3, n_slices=12, rows=32, cols=32,
+                   transfer_syntax=ImplicitVRLittleEndian),
     ], seed=3)
     for number, description in ((2, FORMULAS[0]), (3, "@SUM(A1)")):
         for path in truth.series_by_number(number).files:
@@ -513,7 +516,7 @@ def _encode(path: Path, implicit: bool, little: bool, syntax: str) -> None:
     """Rewrite ``path`` with its data set encoded as given and ``syntax`` in its file meta
     (which may say otherwise: that is the point)."""
     ds = pydicom.dcmread(path)
-    ds.file_meta.TransferSyntaxUID = syntax
+    ds.file_meta.TransferSyntaxUID = UID(syntax)
     buffer = io.BytesIO()
     buffer.write(b"\0" * 128 + b"DICM")
     fp = DicomFileLike(buffer)
@@ -533,7 +536,7 @@ def reasons(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, P
     compressed = write_exam(root, "exam_c", [SeriesSpec(kind="axial", series_number=2, n_slices=14, rows=16, cols=16,
                                                         transfer_syntax=RLELossless)], seed=5).files
     named = dict(zip(["implicit_under_explicit", "explicit_under_implicit", "big_endian_under_little",
-                      "no_sop_uids", "no_instance_uid", "no_pixel_data", "earlier_deid"], native))
+                      "no_sop_uids", "no_instance_uid", "no_pixel_data", "earlier_deid"], native, strict=False))
     _encode(named["implicit_under_explicit"], True, True, ExplicitVRLittleEndian)
     _encode(named["explicit_under_implicit"], False, True, ImplicitVRLittleEndian)
     _encode(named["big_endian_under_little"], False, False, ExplicitVRLittleEndian)
@@ -542,7 +545,7 @@ def reasons(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, P
     ds.save_as(named["no_sop_uids"], enforce_file_format=False)
     ds = pydicom.dcmread(named["no_instance_uid"])
     del ds.SOPInstanceUID
-    ds.file_meta.MediaStorageSOPInstanceUID = ""
+    ds.file_meta.MediaStorageSOPInstanceUID = UID("")
     ds.save_as(named["no_instance_uid"], enforce_file_format=False)
     ds = pydicom.dcmread(named["no_pixel_data"])
     del ds.PixelData
@@ -567,7 +570,8 @@ def reasons(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, P
     ds.save_as(unclosed, enforce_file_format=True)
     unclosed.write_bytes(unclosed.read_bytes()[:-8])  # its sequence delimiter: gone
     named["unclosed_sequence"] = unclosed
-    frame_compression = dict(zip(["dfc", "dfc_too", "implicit_under_dfc", "implicit_under_rle"], compressed))
+    frame_compression = dict(zip(["dfc", "dfc_too", "implicit_under_dfc", "implicit_under_rle"], compressed,
+                                 strict=False))
     for key in ("dfc", "dfc_too"):
         _encode(frame_compression[key], False, True, "1.2.840.10008.1.2.8.1")
     _encode(frame_compression["implicit_under_dfc"], True, True, "1.2.840.10008.1.2.8.1")
@@ -621,7 +625,7 @@ def test_each_file_gets_the_reason_that_says_what_happened(
     assert _rows(out, "deid_audit") == []
     marked = pydicom.dcmread(out / "anonymized" / EXAM / named["earlier_deid"].relative_to(root / EXAM))
     methods = list(marked.DeidentificationMethod)
-    assert methods[:3] == ["FACE REMOVED BY X 1.0", "DEFACED", f"orbitct-app {anonymize.__version__} profile {profile}"]
+    assert methods[:3] == ["FACE REMOVED BY X 1.0", "DEFACED", f"orbitct-app {__version__} profile {profile}"]
     codes = [item.CodeValue for item in marked.DeidentificationMethodCodeSequence]
     assert codes == (["113101"] if profile == "orbitct" else ["113101", "113100"])
 
@@ -633,7 +637,8 @@ def test_a_fully_unusable_exam_fails_with_a_row_for_each_file(tmp_path: Path) ->
     files[2].unlink()
     (tmp_path / "in" / EXAM / "notes.txt").write_text("a note")
     (tmp_path / "in" / EXAM / "DICOMDIR").write_bytes(b"\0" * 128 + b"DICM")
-    for stage, table, action in (("anonymize", "anonymize_report", "action"), ("extract", "extract_report", "decision")):
+    stages = (("anonymize", "anonymize_report", "action"), ("extract", "extract_report", "decision"))
+    for stage, table, action in stages:
         out = tmp_path / f"out-{stage}"
         assert main([str(tmp_path / "in"), str(out), stage, *OFF]) == ExitCode.FAILED
         rows = _rows(out, table)
@@ -669,11 +674,10 @@ def test_earlier_de_identification_is_kept_alike_by_both_paths(tmp_path: Path) -
             fast, _ = anonymize.fast_pieces(fh.fileno(), layout, profile, EXAM, secrets_)
             slow, _ = anonymize.pydicom_pieces(fh.fileno(), layout, profile, EXAM,
                                                anonymize.Secrets.for_profile(profile, secrets_.key))
-        def joined(pieces: list[object]) -> bytes:
-            return b"".join(p if isinstance(p, bytes) else data[p.offset : p.offset + p.length]  # type: ignore[union-attr,misc]
-                            for p in pieces)
+        def joined(pieces: list[chunks.Piece]) -> bytes:
+            return b"".join(p if isinstance(p, bytes) else data[p.offset : p.offset + p.length] for p in pieces)
         assert joined(fast) == joined(slow)
-        assert list(pydicom.dcmread(io.BytesIO(joined(fast))).DeidentificationMethod)[0] == "FACE REMOVED"
+        assert next(iter(pydicom.dcmread(io.BytesIO(joined(fast))).DeidentificationMethod)) == "FACE REMOVED"
 
 
 # --- a robustness sweep over pydicom's own test files ---------------------------------------------------

@@ -303,11 +303,12 @@ def _apply(ds: Dataset, tag: BaseTag, action: Action, ctx: _Context) -> None:
             return  # whole-day offsets leave times of day as they are
         values = _values(ds[tag].value) if vr in ("DA", "DT") else None
         shifted = [shift_date(v, ctx.date_offset) for v in values] if values is not None else [None]
-        if any(v is None for v in shifted):
+        dates = [v for v in shifted if v is not None]
+        if len(dates) != len(shifted):
             del ds[tag]  # unparsable or not a date: removed, as without the option
             stats.removed += 1
             return
-        value = "\\".join(shifted)  # type: ignore[arg-type]
+        value = "\\".join(dates)
     elif action is Action.REPLACE_PSEUDONYM:
         value = ctx.pseudonym
     elif action is Action.DUMMY and vr in DUMMY_VALUES:

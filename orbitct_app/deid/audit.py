@@ -43,7 +43,7 @@ import warnings
 import zlib
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, cast
 
 import pydicom
 from pydicom import config as pydicom_config
@@ -51,7 +51,8 @@ from pydicom.datadict import keyword_for_tag
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.filereader import read_dataset
-from pydicom.uid import UID_dictionary
+from pydicom.tag import BaseTag
+from pydicom.uid import UID_dictionary  # type: ignore[attr-defined]  # public, not marked as re-exported
 
 from orbitct_app.deid.apply import _may_be_sequence, _safe_private_tags
 from orbitct_app.deid.profiles import DUMMY_VALUES, Action, Profile, is_structural_uid
@@ -719,9 +720,9 @@ class _Scan:
                                              "repeating group that should be removed"))
                 continue
             if not sequence:
-                action = profile.actions.get(tag)
+                action = profile.actions.get(cast(BaseTag, tag))  # (an int finds the same entry)
                 if action in _CHECKED:
-                    problem = self.violates(action, start, value_end)
+                    problem: str | None = self.violates(action, start, value_end)
                     if problem:
                         self.findings.append(
                             Finding(self.rel, "attribute", _tag(tag), keyword_for_tag(tag), where, problem)
@@ -729,7 +730,7 @@ class _Scan:
                 continue
             if items is None:
                 items, _ = self.items(start, value_end, undefined=False)
-            action = profile.actions.get(tag)
+            action = profile.actions.get(cast(BaseTag, tag))
             if action in _CHECKED:
                 problem = (
                     "present (the profile removes it)" if action is Action.REMOVE
@@ -764,7 +765,7 @@ class _Scan:
         """The items of a sequence value: (start, end, undefined length) each, and where the
         value ends (the sequence delimiter for an undefined length)."""
         data = self.data
-        found = []
+        found: list[tuple[int, int, bool]] = []
         while True:
             if not undefined and pos == end:
                 return found, pos
@@ -886,7 +887,7 @@ def _check_dataset(ds: Dataset, rel: str, profile: Profile, pseudonym: str, loca
             continue
         action = profile.actions.get(tag)
         if action in _CHECKED:
-            problem = _violates(ds, tag, raw, action, pseudonym)  # type: ignore[arg-type]
+            problem = _violates(ds, tag, raw, action, pseudonym)
             if problem:
                 findings.append(Finding(rel, "attribute", _tag(tag), keyword_for_tag(tag), where, problem))
                 continue
@@ -954,7 +955,7 @@ def _text_values(value: object) -> list[str]:
 
 def _iter_elements(
     ds: Dataset, location: str, profile: Profile | None = None
-) -> Iterator[tuple[pydicom.DataElement, str, frozenset]]:
+) -> Iterator[tuple[pydicom.DataElement, str, frozenset[BaseTag]]]:
     safe = _safe_private_tags(ds, profile) if profile is not None and profile.safe_private else frozenset()
     for elem in ds:
         yield elem, location or "top", safe
@@ -971,7 +972,7 @@ def _read(data: bytes) -> Dataset | None:
 
 def _read_from(fp: io.BytesIO) -> Dataset | None:
     """The header of a Part 10 file up to its pixel data (``fp`` then stands there)."""
-    if fp.getbuffer()[128:132] != b"DICM":
+    if bytes(fp.getbuffer()[128:132]) != b"DICM":
         return None
     try:
         with warnings.catch_warnings():

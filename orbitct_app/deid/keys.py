@@ -28,7 +28,7 @@ import shlex
 import stat
 from pathlib import Path
 
-from pydicom.uid import UID_dictionary
+from pydicom.uid import UID_dictionary  # type: ignore[attr-defined]  # public, not marked as re-exported
 
 from orbitct_app.errors import UsageError
 

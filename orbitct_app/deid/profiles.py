@@ -46,8 +46,8 @@ import functools
 from collections.abc import Iterable, Mapping
 from types import MappingProxyType
 
-from pydicom.datadict import DicomDictionary, dictionary_VR, tag_for_keyword
-from pydicom.tag import BaseTag
+from pydicom.datadict import DicomDictionary, dictionary_VR, tag_for_keyword  # type: ignore[attr-defined]
+from pydicom.tag import BaseTag, Tag
 
 from orbitct_app.deid import table_e1_1
 from orbitct_app.dicom_bytes import TRAILING_PADDING
@@ -343,7 +343,7 @@ def _basic_profile(retain: frozenset[RetainOption], shift_dates: bool) -> Profil
         elif vr == "UI" and not is_structural_uid(keyword):
             actions[BaseTag(tag)] = Action.REMAP_UID
     for keyword in ("PatientName", "PatientID"):
-        actions[BaseTag(tag_for_keyword(keyword))] = Action.REPLACE_PSEUDONYM  # type: ignore[arg-type]
+        actions[Tag(keyword)] = Action.REPLACE_PSEUDONYM
     actions[BaseTag(TRAILING_PADDING)] = Action.REMOVE
     codes = [BASIC_PROFILE_CODE]
     notes = ["dates shifted" if shift_dates else "dates removed"]

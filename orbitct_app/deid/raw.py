@@ -29,10 +29,9 @@ import struct
 from collections.abc import Callable
 from typing import Any
 
-from pydicom.valuerep import EXPLICIT_VR_LENGTH_32
-
 from pydicom.dataelem import RawDataElement
 from pydicom.tag import BaseTag
+from pydicom.valuerep import EXPLICIT_VR_LENGTH_32
 from pydicom.values import convert_value
 
 from orbitct_app.deid.apply import DeidStats, merge_methods
@@ -288,10 +287,11 @@ class _Walker:
                 stats.removed += 1
                 return None
             shifted = [shift_date(v, self.offset) for v in self.strings(elem, vr)]
-            if any(v is None for v in shifted):
+            dates = [v for v in shifted if v is not None]
+            if len(dates) != len(shifted):
                 stats.removed += 1
                 return None
-            value = "\\".join(shifted)  # type: ignore[arg-type]
+            value = "\\".join(dates)
         elif action is Action.REPLACE_PSEUDONYM:
             value = self.plan.pseudonym
         elif action is Action.DUMMY and vr in DUMMY_VALUES:
@@ -446,7 +446,7 @@ def _text_values(data: bytes, elem: Element | None, vr: str, implicit: bool) -> 
     raw = RawDataElement(BaseTag(elem.tag), vr, len(value), value, 0, implicit, True)
     try:
         converted = convert_value(vr, raw, None)
-    except Exception as err:  # noqa: BLE001 - the pydicom path reads it its way
+    except Exception as err:
         raise Unsupported("an earlier value pydicom does not convert plainly") from err
     if converted is None or converted == "":
         return []
