@@ -5,14 +5,13 @@ Tests call :func:`main` with a list of arguments and check the returned exit cod
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import logging
 import signal
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Literal, TextIO
+from typing import Literal, TextIO
 
 import click
 
@@ -341,6 +340,12 @@ def command(
     except UsageError as err:
         raise click.UsageError(str(err), ctx) from err
     workers.start_early(options)  # before the heavy imports below, so that they overlap
+    numpy_left_out = (
+        ctx.obj.owns_process and options.stage is Stage.ANONYMIZE and not options.checks_pixel_text
+        and leave_numpy_unloaded()
+    )
+    from orbitct_app import pipeline, stages  # imported here so that --help and --version stay quick
+
     progress = None if quiet else Progress(stage, sys.stderr)
     assert options.log_path is not None  # Options sets it
     try:
@@ -349,15 +354,10 @@ def command(
             verbose=verbose,
             quiet=quiet,
             progress=progress,
-            uid_key=options.deid_key if options.profile == "basic" else None,
+            filters=[f for module in stages.for_run(options.stage) for f in module.log_filters(options)],
         )
     except OSError as err:
         raise click.UsageError(f"cannot write the log file {options.log_path}: {err.strerror}", ctx) from err
-    numpy_left_out = (
-        ctx.obj.owns_process and options.stage is Stage.ANONYMIZE and not options.checks_pixel_text
-        and leave_numpy_unloaded()
-    )
-    from orbitct_app import pipeline  # imported here so that --help and --version stay quick
 
     run_id = provenance.new_run_id()
     try:
@@ -366,8 +366,6 @@ def command(
         logger.info("%s %s: %s -> %s (log: %s)", PROG, stage, options.input_dir, options.output_dir, options.log_path)
         if numpy_left_out:
             logger.debug("numpy left unloaded: an anonymize run without --pixel-text decodes no pixel data")
-        if options.stage.extracts:
-            memory.keep_freed_memory()  # the volumes of one series are reused by the next
         if progress is not None:
             progress.start()
         try:
@@ -445,14 +443,14 @@ def configure_logging(
     verbose: int = 0,
     quiet: bool = False,
     progress: Progress | None = None,
-    uid_key: Path | None = None,
+    filters: Sequence[logging.Filter] = (),
 ) -> Callable[[], None]:
     """Send the package's logs to ``log_path`` (everything) and the console (a summary).
 
     With an interactive ``progress`` bar, console lines are written above the bar (it is
-    erased and redrawn around each). With ``uid_key`` (the basic profile's key file), UID-like
-    tokens in log lines (file names of PACS exports, for instance) are written as their new
-    UIDs, as in the output. Returns a function that removes the handlers again.
+    erased and redrawn around each). ``filters`` (the stages' log filters, such as the basic
+    profile's, which writes UID-like tokens as their new UIDs) go on both. Returns a function
+    that removes the handlers again.
     """
     log_path.parent.mkdir(parents=True, exist_ok=True)
     package = logging.getLogger("orbitct_app")
@@ -467,10 +465,9 @@ def configure_logging(
     )
     for handler in (file_handler, console):  # a name's newline never forges a line
         handler.addFilter(ControlCharFilter())
-    if uid_key is not None:
-        redact = _UidFilter(uid_key)
-        file_handler.addFilter(redact)
-        console.addFilter(redact)
+    for log_filter in filters:
+        file_handler.addFilter(log_filter)
+        console.addFilter(log_filter)
     package.addHandler(file_handler)
     package.addHandler(console)
     previous_level = package.level
@@ -544,27 +541,6 @@ class _ConsoleHandler(logging.StreamHandler[TextIO]):
             self.progress.clear()
             super().emit(record)
             self.progress.redraw()
-
-
-class _UidFilter(logging.Filter):
-    """Rewrite UID-like tokens of a record's message as the new UIDs the basic profile gives them."""
-
-    def __init__(self, key_path: Path) -> None:
-        super().__init__()
-        self.key_path = key_path
-        self.uids: Any = None  # keys.UidMap once the key file exists
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        from orbitct_app.deid import keys  # (pydicom: not needed for --help)
-
-        if self.uids is None and self.key_path.is_file():
-            with contextlib.suppress(UsageError):
-                self.uids = keys.UidMap(keys.load_key(self.key_path))
-        message = record.getMessage()
-        redacted = keys.remap_uid_tokens(message, self.uids)
-        if redacted != message:
-            record.msg, record.args = redacted, ()
-        return True
 
 
 class _ConsoleFilter(logging.Filter):

@@ -39,7 +39,6 @@ from pydicom.valuerep import STR_VR
 from pydicom.values import convert_value
 
 from orbitct_app import dicom_bytes
-from orbitct_app.contrast import CONTRAST_ATTRIBUTES
 from orbitct_app.dicom_bytes import (
     SQ,
     Element,
@@ -50,6 +49,7 @@ from orbitct_app.dicom_bytes import (
     uid_text,
 )
 from orbitct_app.errors import NotDicomError, SkipKind
+from orbitct_app.extract.contrast import CONTRAST_ATTRIBUTES
 from orbitct_app.paths import Unusable, iter_exam_files, open_regular
 
 logger = logging.getLogger(__name__)

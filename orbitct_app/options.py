@@ -59,11 +59,6 @@ class Stage(str, enum.Enum):
     def extracts(self) -> bool:
         return self in (Stage.EXTRACT, Stage.ALL)
 
-    @property
-    def module_names(self) -> tuple[str, ...]:
-        """The stage modules (``orbitct_app.<name>``) this stage runs, in order."""
-        return tuple(name for name, runs in (("anonymize", self.anonymizes), ("extract", self.extracts)) if runs)
-
 
 def find_exams(input_dir: Path, labels: Sequence[str] = ()) -> list[Path]:
     """The exam folders of ``input_dir`` (its first-level real folders, sorted by name; see
@@ -128,7 +123,7 @@ class Options:
     kernel: str = DEFAULT_KERNEL
     """extract: ``any``, ``soft`` or ``sharp`` reconstruction kernels (:data:`KERNEL_CHOICES`)."""
     one_per_exam: bool = False
-    """extract: convert one series per exam, the best by the ranking of :mod:`orbitct_app.selection`."""
+    """extract: convert one series per exam, the best by the ranking of :mod:`orbitct_app.extract.selection`."""
     n_procs: int = dataclasses.field(default_factory=usable_cores)
     log_path: Path | None = None
     force: bool = False

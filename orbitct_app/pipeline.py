@@ -1,27 +1,24 @@
 """Run the stages over exams: a process pool over exams, resume records, merged reports.
 
 Data flows one way per exam: discover -> (anonymize) -> select -> build volume -> mask ->
-resample -> write -> index. The stage modules (:mod:`orbitct_app.anonymize`,
-:mod:`orbitct_app.extract`) each turn one exam folder into an :class:`ExamRecord`; this module
-decides which exams and stages run, runs them in parallel, records each result atomically and
-rebuilds the top-level tables.
+resample -> write -> index. The stages (:mod:`orbitct_app.stages`: anonymize, extract) each turn
+one exam folder into an :class:`ExamRecord`; this module decides which exams and stages run,
+runs them in parallel, records each result atomically and rebuilds the top-level tables.
 """
 
 from __future__ import annotations
 
 import concurrent.futures
 import dataclasses
-import importlib
 import logging
 import logging.handlers
 import signal
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
-from orbitct_app import __version__, atomic, interrupt, locks, memory, provenance, workers
-from orbitct_app.deid import keys, mapping
+from orbitct_app import __version__, atomic, interrupt, locks, memory, provenance, stages, workers
 from orbitct_app.errors import ExamError, ExitCode, one_line, resource_error, safe_traceback, withhold_warning_text
 from orbitct_app.options import Options, Stage, usable_cores
 from orbitct_app.paths import InputEntry, TreeState, exam_problem, list_input, tree_state
@@ -32,46 +29,6 @@ from orbitct_app.safe_text import ControlCharFilter
 from orbitct_app.threads import set_threads
 
 logger = logging.getLogger(__name__)
-
-
-class StageModule(Protocol):
-    """What a stage module provides to the pipeline."""
-
-    NAME: str
-
-    def fingerprint(self, options: Options) -> dict[str, Any]: ...
-
-    def run_exam(self, exam_dir: Path, options: Options) -> ExamRecord: ...
-
-    def failure_rows(self, dicom_id: str, reason: str) -> dict[str, list[Row]]: ...
-
-    def summarize(self, record: ExamRecord) -> str: ...
-
-    def output_folder(self, dicom_id: str, options: Options) -> Path | None: ...
-
-    def modifies_source(self, options: Options) -> bool: ...
-
-    def stale_reason(self, record: ExamRecord, exam_dir: Path, options: Options) -> str: ...
-
-
-STAGE_NAMES = Stage.ALL.module_names
-"""The stage modules, in the order they run; imported on first use (anonymize-only runs and
-``--help`` stay free of the numeric libraries)."""
-
-
-def stage_module(name: str) -> StageModule:
-    """The stage module called ``name`` (``orbitct_app.<name>``)."""
-    return importlib.import_module(f"orbitct_app.{name}")
-
-
-def stage_modules(stage: Stage) -> list[StageModule]:
-    """The stage modules a run executes, in order."""
-    return [stage_module(name) for name in stage.module_names]
-
-
-def stage_source(module: StageModule, options: Options) -> Path:
-    """The root a stage reads exams from."""
-    return options.input_dir if module.NAME == "anonymize" else options.extract_source
 
 
 @dataclasses.dataclass
@@ -207,15 +164,9 @@ def run(
             options.input_dir,
             min(options.n_procs, max(1, len(names))),
         )
-        if options.stage is Stage.ALL and options.profile == "basic" and options.contrast != "any":
-            logger.warning(
-                "--contrast %s with all --profile basic: extract reads the de-identified copy, where "
-                "ContrastBolusAgent is emptied and ContrastBolusStartTime and SeriesDescription are removed; "
-                "only ContrastBolusRoute, ContrastBolusVolume and ContrastBolusAgentSequence remain as evidence",
-                options.contrast,
-            )
         options.output_dir.mkdir(parents=True, exist_ok=True)
-        _prepare_key(options)
+        for module in stages.for_run(options.stage):
+            module.prepare(options)
         if progress is not None:
             progress(0, len(names), None)
         if options.stage is Stage.REPORT:
@@ -233,10 +184,8 @@ def run(
         stopped = signal.SIGINT
     outcomes.sort(key=lambda o: o.dicom_id)
     try:
-        if options.map_dir is not None and options.stage.anonymizes and not options.dry_run:
-            maps = mapping.merge_maps(options.map_dir)
-            if maps:
-                logger.info("mapping files for the data owner: %s", ", ".join(str(p) for p in maps.values()))
+        for module in stages.for_run(options.stage):
+            module.finish(options)
         summary = _write_run_outputs(options, outcomes, run_id, argv, started_at, started, stopped)
     except OSError as err:
         logger.error(
@@ -264,9 +213,9 @@ def _write_run_outputs(
     """
     phases = {"exams": round(time.monotonic() - started, 3)}
     if options.stage is Stage.REPORT:  # expect every stage that any exam has a record of
-        expected = tuple(n for n in STAGE_NAMES if any(n in o.records for o in outcomes)) or STAGE_NAMES[:1]
+        expected = tuple(n for n in stages.ORDER if any(n in o.records for o in outcomes)) or stages.ORDER[:1]
     else:
-        expected = tuple(m.NAME for m in stage_modules(options.stage))
+        expected = stages.names(options.stage)
     listing = list_input(options.input_dir)
     with merge_lock(options.state_dir):
         for name in (*(t.filename for t in TABLES), REPORT_NAME, provenance.DATASET_DESCRIPTION):
@@ -342,28 +291,10 @@ def input_rows(entries: Sequence[InputEntry]) -> dict[str, list[Row]]:
     }
 
 
-def _prepare_key(options: Options) -> None:
-    """Create the basic profile's key file when it does not exist yet; log its fingerprint.
-
-    Done once before any exam runs, so every worker reads the same key (SLURM tasks starting
-    together also end up with one key: see :func:`keys.ensure_key`).
-    """
-    if not (options.stage.anonymizes and options.deid_key is not None) or options.audit_only:
-        return
-    key, created = keys.ensure_key(options.deid_key)
-    if created:
-        logger.warning(
-            "created a new de-identification key in %s: keep it secret and reuse it for every run "
-            "of this dataset (the same key gives the same UIDs)",
-            options.deid_key,
-        )
-    logger.info("de-identification key %s (fingerprint %s)", options.deid_key, keys.key_fingerprint(key))
-
-
 def stored_outcome(dicom_id: str, options: Options) -> ExamOutcome:
     """What earlier runs recorded for one exam (every stage that has a record)."""
     outcome = ExamOutcome(dicom_id)
-    for name in STAGE_NAMES:
+    for name in stages.ORDER:
         record = read_record(options.state_dir, name, dicom_id)
         if record is not None:
             outcome.records[name] = record
@@ -387,7 +318,7 @@ def process_exam(dicom_id: str, options: Options) -> ExamOutcome:
     input_exam = options.input_dir / dicom_id
     held_input = input_exam if options.in_place and exam_problem(input_exam) is None else None
     with locks.exam_lock(options.state_dir, dicom_id, held_input):
-        for module in stage_modules(options.stage):
+        for module in stages.for_run(options.stage):
             record = _run_stage(module, dicom_id, options, outcome)
             outcome.records[module.NAME] = record
             if not record.complete:
@@ -395,11 +326,11 @@ def process_exam(dicom_id: str, options: Options) -> ExamOutcome:
     return outcome
 
 
-def _run_stage(module: StageModule, dicom_id: str, options: Options, outcome: ExamOutcome) -> ExamRecord:
+def _run_stage(module: stages.StageModule, dicom_id: str, options: Options, outcome: ExamOutcome) -> ExamRecord:
     """One stage of one exam: its completed record when it still holds, else a new record."""
     fingerprint = {"version": __version__, **module.fingerprint(options)}
     previous = read_record(options.state_dir, module.NAME, dicom_id)
-    exam_dir = stage_source(module, options) / dicom_id
+    exam_dir = module.source(options) / dicom_id
     output = module.output_folder(dicom_id, options)
     if (
         not options.force
@@ -444,11 +375,11 @@ def _run_stage(module: StageModule, dicom_id: str, options: Options, outcome: Ex
 
 
 def stale_reason(
-    record: ExamRecord, module: StageModule, exam_dir: Path, output: Path | None, options: Options
+    record: ExamRecord, module: stages.StageModule, exam_dir: Path, output: Path | None, options: Options
 ) -> str:
     """Why a completed record no longer holds ('' when it does): the exam's files were added,
     removed or replaced since (names, sizes, modification times), its output folder changed,
-    or the stage finds its own reason (see ``StageModule.stale_reason``)."""
+    or the stage finds its own reason (see ``stages.StageModule.stale_reason``)."""
     if record.input_state is None:
         return "its record holds no input state (made by an earlier version)"
     change = tree_state(exam_dir).change_from(TreeState(**record.input_state))
@@ -473,7 +404,7 @@ def _problems(record: ExamRecord) -> str:
     return " and ".join(parts)
 
 
-def _failed_record(module: StageModule, dicom_id: str, reason: str, fingerprint: dict[str, Any]) -> ExamRecord:
+def _failed_record(module: stages.StageModule, dicom_id: str, reason: str, fingerprint: dict[str, Any]) -> ExamRecord:
     return ExamRecord(
         dicom_id=dicom_id,
         stage=module.NAME,
@@ -484,7 +415,7 @@ def _failed_record(module: StageModule, dicom_id: str, reason: str, fingerprint:
     )
 
 
-def _store(record: ExamRecord, module: StageModule, options: Options) -> ExamRecord:
+def _store(record: ExamRecord, module: stages.StageModule, options: Options) -> ExamRecord:
     """Write an exam's record; when it cannot be written (a full disk), say so in one line (unless
     the exam already failed: its line is said) and return a failed record in its place (the exam
     then fails in this run's summary; a rerun redoes it)."""
@@ -505,7 +436,7 @@ def _store(record: ExamRecord, module: StageModule, options: Options) -> ExamRec
 def _log_outcome(outcome: ExamOutcome, done: int, total: int) -> None:
     parts = []
     for name, record in outcome.records.items():
-        module = stage_module(name)
+        module = stages.load(name)
         state = "FAILED" if not record.complete else ("done earlier" if name in outcome.resumed else "done")
         detail = record.error if not record.complete else module.summarize(record)
         parts.append(f"{name} {state} ({detail})")
@@ -633,7 +564,7 @@ def _crashed(dicom_id: str, options: Options, err: BaseException) -> ExamOutcome
     """Record an exam whose worker process died without returning."""
     outcome = ExamOutcome(dicom_id)
     reason = f"worker process died: {one_line(err)}"
-    for module in stage_modules(options.stage):
+    for module in stages.for_run(options.stage):
         record = read_record(options.state_dir, module.NAME, dicom_id)
         if record is None or not record.complete:
             fingerprint = {"version": __version__, **module.fingerprint(options)}

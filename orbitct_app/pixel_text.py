@@ -629,7 +629,7 @@ def _for_ocr(crop: NDArray[np.float32], scale: float) -> Image.Image:
 def make_thumbnail(image: NDArray[np.float32], box: Box, blanked: Sequence[Box]) -> str:
     """A small JPEG ``data:`` URI of a frame: every region where text was found or suspected
     blanked (so that its words cannot be read from the picture), the text's box drawn in red."""
-    from orbitct_app import qc
+    from orbitct_app.extract import qc
 
     lo, hi = np.percentile(image, (1, 99.5))
     if hi <= lo:

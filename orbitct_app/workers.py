@@ -16,6 +16,7 @@ import os
 import sys
 from multiprocessing.context import ForkServerContext
 
+from orbitct_app import stages
 from orbitct_app.errors import UsageError
 from orbitct_app.options import Options, Stage
 
@@ -26,7 +27,7 @@ def context(stage: Stage) -> ForkServerContext:
     """The multiprocessing context of the workers, its fork server preloading ``stage``'s modules."""
     ctx = multiprocessing.get_context("forkserver")
     # the command line too: each worker re-imports the main module (the orbitct-app script)
-    ctx.set_forkserver_preload(["orbitct_app.cli", *(f"orbitct_app.{name}" for name in stage.module_names)])
+    ctx.set_forkserver_preload(["orbitct_app.cli", *stages.preload(stage)])
     return ctx
 
 

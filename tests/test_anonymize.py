@@ -31,7 +31,8 @@ from pydicom.uid import (
 )
 
 import orbitct_app
-from orbitct_app import __version__, anonymize, atomic, pipeline
+from orbitct_app import __version__, atomic, pipeline
+from orbitct_app.anonymize import stage as anonymize
 from orbitct_app.chunks import Piece
 from orbitct_app.cli import main
 from orbitct_app.deid import ORBITCT, apply_profile, mark_deidentified

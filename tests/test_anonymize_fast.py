@@ -30,7 +30,8 @@ from pydicom.uid import (
 )
 
 import orbitct_app
-from orbitct_app import anonymize, chunks, dicom_bytes, pipeline
+from orbitct_app import chunks, dicom_bytes, pipeline
+from orbitct_app.anonymize import stage as anonymize
 from orbitct_app.deid import ORBITCT, Action, DeidStats, Profile, audit, basic_profile, raw
 from orbitct_app.dicom_bytes import LONG_VRS, parse_part10
 from orbitct_app.errors import DeidError, ExitCode

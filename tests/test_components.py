@@ -10,8 +10,9 @@ import pytest
 from numpy.typing import NDArray
 from scipy import ndimage
 
-from orbitct_app import components, threads
-from orbitct_app.components import LargestComponent, largest_component
+from orbitct_app import threads
+from orbitct_app.extract import mask as components
+from orbitct_app.extract.mask import LargestComponent, largest_component
 
 
 @pytest.fixture(autouse=True)

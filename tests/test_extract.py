@@ -21,9 +21,9 @@ from scipy.spatial import cKDTree
 
 from orbitct_app.cli import main
 from orbitct_app.errors import ExitCode
+from orbitct_app.extract.volume import AIR_HU
 from orbitct_app.report.tables import read_csv
 from orbitct_app.synthetic import ExamTruth, Phantom, SeriesSpec, Sphere, write_exam
-from orbitct_app.volume import AIR_HU
 
 # Fine enough that a 2 mm marker is sampled by several pixels and slices: its sampled centroid is
 # then within a few tenths of a millimetre of the truth, so 1 mm tolerance tests the geometry.

@@ -14,10 +14,10 @@ from pydicom.uid import UID, ExplicitVRLittleEndian, JPEG2000Lossless, RLELossle
 from orbitct_app.cli import main
 from orbitct_app.discover import read_slice_info
 from orbitct_app.errors import ExitCode
-from orbitct_app.nifti import output_stem, safe_name
+from orbitct_app.extract.nifti import output_stem, safe_name
+from orbitct_app.extract.volume import read_pixels
 from orbitct_app.report.tables import read_csv
 from orbitct_app.synthetic import SeriesSpec, write_exam
-from orbitct_app.volume import read_pixels
 
 QUICK = ["--spacing", "2", "--size", "128", "-q"]
 

@@ -370,7 +370,8 @@ def test_an_in_place_record_does_not_hold_for_a_file_that_is_identified_again(
     templates: dict[str, tuple[Path, ExamTruth]], tmp_path: Path
 ) -> None:
     """Names, sizes and times can all match a restored file: the content decides."""
-    from orbitct_app import anonymize, pipeline
+    from orbitct_app import pipeline
+    from orbitct_app.anonymize import stage as anonymize
     from orbitct_app.options import Options, Stage
     from orbitct_app.paths import tree_state as folder_state
     from orbitct_app.report.records import read_record
@@ -479,7 +480,7 @@ def test_files_marked_by_another_key_are_never_changed_again(
 def test_an_exam_whose_files_change_while_it_is_read_fails(
     templates: dict[str, tuple[Path, ExamTruth]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from orbitct_app import anonymize
+    from orbitct_app.anonymize import stage as anonymize
     from orbitct_app.discover import Exam
     from orbitct_app.discover import scan_exam as real_scan
 

@@ -25,7 +25,8 @@ from pydicom.filewriter import write_dataset, write_file_meta_info
 from pydicom.sequence import Sequence
 from pydicom.uid import UID, DeflatedExplicitVRLittleEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian, RLELossless
 
-from orbitct_app import __version__, anonymize, chunks, dicom_bytes, discover
+from orbitct_app import __version__, chunks, dicom_bytes, discover
+from orbitct_app.anonymize import stage as anonymize
 from orbitct_app.cli import main
 from orbitct_app.deid import ORBITCT, audit, basic_profile, keys, raw
 from orbitct_app.errors import ExitCode, UsageError

@@ -249,7 +249,7 @@ def test_sigterm_and_sigint_stop_cleanly_and_a_rerun_resumes(
         assert stderr == ""
     else:
         assert code == 128 + signum == interrupt.exit_code(signum)
-        assert stderr.splitlines() == [f"WARNING: {interrupt.message(signum)}"]
+        assert stderr.splitlines() == [f"WARNING: {interrupt.message(signum)}"], stderr
         if moment != "after":  # (then the signal may stop the run record itself)
             (run_record,) = (out / "logs").glob("run-*.json")  # written from the records so far
             assert f'"exit_code": {code}' in run_record.read_text()

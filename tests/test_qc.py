@@ -12,7 +12,7 @@ import pytest
 from numpy.typing import NDArray
 from PIL import Image, PngImagePlugin
 
-from orbitct_app import qc
+from orbitct_app.extract import qc
 
 SHAPE_KJI = (60, 80, 70)  # k (S), j (P), i (L) on the standard affine
 SPACING = 2.0

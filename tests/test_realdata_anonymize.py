@@ -11,7 +11,8 @@ import pytest
 from pydicom.dataset import Dataset
 from pydicom.uid import JPEG2000Lossless
 
-from orbitct_app import anonymize, pipeline
+from orbitct_app import pipeline
+from orbitct_app.anonymize import stage as anonymize
 from orbitct_app.deid import ORBITCT, apply_profile, mark_deidentified
 from orbitct_app.errors import ExitCode
 from orbitct_app.options import Options, Stage

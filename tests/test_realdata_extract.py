@@ -117,8 +117,9 @@ def test_edge_cases_convert_or_are_excluded_with_a_reason(shared_data: Path, tmp
 
 @pytest.mark.parametrize("exam", ["philips_head_phantom", "philips_tilt_phantom", "siemens_body_j2k"])
 def test_slab_components_match_whole_volume_labelling_on_real_series(shared_data: Path, exam: str) -> None:
-    from orbitct_app import discover, volume
-    from orbitct_app.components import largest_component
+    from orbitct_app import discover
+    from orbitct_app.extract import volume
+    from orbitct_app.extract.mask import largest_component
 
     found = discover.scan_exam(shared_data / "exams" / exam)
     stacks = [volume.plan_stacks(s).stacks[0] for s in found.series if s.n_instances > 10]
@@ -195,7 +196,8 @@ def test_no_real_series_is_split_or_cropped_without_cause(real_run: Path, shared
 def test_uneven_real_stacks_stay_whole(shared_data: Path) -> None:
     """sliceincrement_001 (gaps of 5, 5 and 10 mm: one missing slice) and _002 (0.75, 0.75 and
     1.5 mm, tilted) are one volume each: no gap wider than 3 x their median spacing."""
-    from orbitct_app import discover, volume
+    from orbitct_app import discover
+    from orbitct_app.extract import volume
 
     for name, gaps in (("sliceincrement_001", [5.0, 5.0, 10.0]), ("sliceincrement_002", [0.75, 0.75, 1.5])):
         (series,) = discover.scan_exam(shared_data / "edge_cases" / name).series

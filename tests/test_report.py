@@ -21,9 +21,9 @@ import numpy as np
 import pytest
 from PIL import Image, PngImagePlugin
 
-from orbitct_app import qc
 from orbitct_app.cli import main
 from orbitct_app.errors import ExitCode
+from orbitct_app.extract import qc
 from orbitct_app.report.html import write_report
 from orbitct_app.report.tables import read_csv
 from orbitct_app.synthetic import ExamTruth, SeriesSpec, write_exam

@@ -15,9 +15,9 @@ from numpy.typing import NDArray
 from scipy import ndimage
 
 from orbitct_app import threads
-from orbitct_app.nifti import write_nifti
-from orbitct_app.resample import OutputGrid, apply_body_mask, cropped_fraction, output_grid, resample
-from orbitct_app.volume import AIR_HU, StackGeometry
+from orbitct_app.extract.nifti import write_nifti
+from orbitct_app.extract.resample import OutputGrid, apply_body_mask, cropped_fraction, output_grid, resample
+from orbitct_app.extract.volume import AIR_HU, StackGeometry
 
 
 @pytest.fixture(autouse=True)

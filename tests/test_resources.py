@@ -22,9 +22,12 @@ from typing import Any
 import pydicom
 import pytest
 
-from orbitct_app import anonymize, atomic, extract, pipeline, qc
+from orbitct_app import atomic, pipeline
+from orbitct_app.anonymize import stage as anonymize
 from orbitct_app.cli import main
 from orbitct_app.errors import ExitCode
+from orbitct_app.extract import qc
+from orbitct_app.extract import stage as extract
 from orbitct_app.report.records import ExamRecord, iter_records, read_record, record_path, write_record
 from orbitct_app.report.tables import merge_tables, read_csv
 from orbitct_app.synthetic import SeriesSpec, write_exam

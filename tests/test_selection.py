@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from orbitct_app.contrast import attribute_evidence, contrast_evidence, description_keyword
-from orbitct_app.kernels import VENDORS, classify_kernel, kernel_name
+from orbitct_app.extract.contrast import attribute_evidence, contrast_evidence, description_keyword
+from orbitct_app.extract.kernels import VENDORS, classify_kernel, kernel_name
 
 
 @pytest.mark.parametrize(

@@ -12,7 +12,7 @@ from numpy.typing import NDArray
 
 from orbitct_app.discover import SeriesInfo, SliceInfo
 from orbitct_app.errors import SeriesError
-from orbitct_app.volume import AIR_HU, plan_stacks, to_hu
+from orbitct_app.extract.volume import AIR_HU, plan_stacks, to_hu
 
 
 def _info(**changes: Any) -> SliceInfo:
@@ -86,8 +86,8 @@ def test_direct_pixel_read_equals_pydicom(tmp_path: Path, unsigned: bool, bits_s
     from pydicom.uid import UID
 
     from orbitct_app.discover import read_slice_info
+    from orbitct_app.extract.volume import read_pixels
     from orbitct_app.synthetic import SeriesSpec, write_exam
-    from orbitct_app.volume import read_pixels
 
     truth = write_exam(
         tmp_path, "e", [SeriesSpec(kind="axial", rows=16, cols=24, n_slices=3, unsigned=unsigned)], plant_phi=False

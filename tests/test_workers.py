@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from orbitct_app import workers
+from orbitct_app import stages, workers
 from orbitct_app.options import Options, Stage
 
 
@@ -37,9 +37,11 @@ def test_uses_workers(tmp_path: Path, stage: Stage, n_procs: int, n_exams: int, 
 
 
 def test_each_stage_names_the_modules_it_runs_in_order() -> None:
-    assert Stage.ANONYMIZE.module_names == ("anonymize",)
-    assert Stage.ALL.module_names == ("anonymize", "extract")
-    assert Stage.REPORT.module_names == ()
+    assert stages.names(Stage.ANONYMIZE) == ("anonymize",)
+    assert stages.names(Stage.ALL) == ("anonymize", "extract")
+    assert stages.names(Stage.REPORT) == ()
+    for stage in Stage:  # the fork server preloads each stage's module: the one load() returns
+        assert stages.preload(stage) == [getattr(module, "__name__", "") for module in stages.for_run(stage)]
 
 
 _PROBE = """

@@ -7,7 +7,7 @@ every run and by the ``report`` stage.
 
 Self-contained and offline: styles are inline, there is no script, and every picture is a
 small JPEG thumbnail embedded as a ``data:`` URI (at most
-:data:`orbitct_app.qc.THUMBNAIL_MAX_BYTES` each, typically 14-18 KB) that links to the full QC
+:data:`orbitct_app.extract.qc.THUMBNAIL_MAX_BYTES` each, typically 14-18 KB) that links to the full QC
 PNG by a relative path. The page makes no network request; a 1000-exam dataset with two
 series each gives a page of about 50 MB (built in about 2 s), which a browser opens.
 
@@ -251,7 +251,7 @@ def _warnings(exams: Sequence[ExamView], anchors: Mapping[str, str]) -> list[Fin
                     add("series failed", f"{stage}: {label}: {row.get('reason', '')}")
             if not ext:
                 continue
-            from orbitct_app.extract import describe_crop, uneven_spacing
+            from orbitct_app.extract.stage import describe_crop, uneven_spacing
 
             smallest, median, largest = (_float(ext.get(k)) for k in ("spacing_min", "spacing_median", "spacing_max"))
             if smallest is not None and median is not None and largest is not None and uneven_spacing(
@@ -577,7 +577,7 @@ def _kernel_contrast(row: Row | None) -> str:
 
 def _qc_figure(line: SeriesLine, output_dir: Path) -> str:
     """A converted series' QC thumbnail, linked to the full picture, with its caption."""
-    from orbitct_app import qc
+    from orbitct_app.extract import qc
 
     row = line.extract or {}
     output = str(row.get("output_path") or "")
@@ -602,7 +602,7 @@ def _thumbnail_from_png(path: Path) -> str:
     """A thumbnail made from the QC picture on disk (records without one), or ''."""
     from PIL import Image, UnidentifiedImageError
 
-    from orbitct_app import qc
+    from orbitct_app.extract import qc
 
     try:
         with Image.open(path) as image:

@@ -13,11 +13,11 @@ import dataclasses
 
 import numpy as np
 
-from orbitct_app.contrast import contrast_evidence
 from orbitct_app.discover import SeriesInfo
-from orbitct_app.kernels import KERNEL_ORDER, KernelClass, classify_kernel
+from orbitct_app.extract.contrast import contrast_evidence
+from orbitct_app.extract.kernels import KERNEL_ORDER, KernelClass, classify_kernel
+from orbitct_app.extract.volume import POSITION_TOLERANCE_MM, Stack
 from orbitct_app.options import Options
-from orbitct_app.volume import POSITION_TOLERANCE_MM, Stack
 
 AXIAL_MIN_COSINE = float(np.cos(np.radians(45.0)))
 """A slice normal within 45 degrees of the superior-inferior axis counts as axial."""
@@ -74,12 +74,12 @@ def select_series(series: SeriesInfo) -> Decision:
 
 
 def series_contrast(series: SeriesInfo) -> list[str]:
-    """The evidence that a series is contrast-enhanced ([] when none; see :mod:`orbitct_app.contrast`)."""
+    """The evidence that a series is contrast-enhanced ([] when none; see :mod:`orbitct_app.extract.contrast`)."""
     return contrast_evidence(series.contrast_facts, series.description)
 
 
 def series_kernel(series: SeriesInfo) -> KernelClass:
-    """The class of a series' reconstruction kernel, by its first file (see :mod:`orbitct_app.kernels`)."""
+    """The class of a series' reconstruction kernel, by its first file (see :mod:`orbitct_app.extract.kernels`)."""
     return _kernel(series, series.first.convolution_kernel)
 
 

@@ -19,17 +19,18 @@ from typing import Any
 
 import numpy as np
 
-from orbitct_app import atomic, provenance, qc, selection
+from orbitct_app import atomic, memory, provenance
 from orbitct_app.discover import Exam, SeriesInfo, SliceInfo, scan_exam
 from orbitct_app.errors import ExamError, NotConvertible, SeriesError, one_line, resource_error
-from orbitct_app.nifti import NIFTI_SUFFIX, output_stem, write_nifti, write_sidecar
-from orbitct_app.options import DEFAULT_CONTRAST, DEFAULT_KERNEL, SIZE_FIT, Options
+from orbitct_app.extract import qc, selection
+from orbitct_app.extract.nifti import NIFTI_SUFFIX, output_stem, write_nifti, write_sidecar
+from orbitct_app.extract.resample import apply_body_mask, cropped_fraction, output_grid, resample
+from orbitct_app.extract.selection import orientation_label
+from orbitct_app.extract.volume import AIR_HU, Stack, load_hu, plan_stacks
+from orbitct_app.options import DEFAULT_CONTRAST, DEFAULT_KERNEL, SIZE_FIT, Options, Stage
 from orbitct_app.report.records import ExamRecord, Row
 from orbitct_app.report.tables import EXTRACT_REPORT, SERIES_INDEX
-from orbitct_app.resample import apply_body_mask, cropped_fraction, output_grid, resample
-from orbitct_app.selection import orientation_label
 from orbitct_app.threads import thread_map
-from orbitct_app.volume import AIR_HU, Stack, load_hu, plan_stacks
 
 logger = logging.getLogger(__name__)
 
@@ -85,6 +86,33 @@ class Converted:
     """The QC picture (None when it could not be drawn)."""
     qc_thumbnail: str
     """A small JPEG of the QC picture as a data URI (embedded in the HTML report)."""
+
+
+def source(options: Options) -> Path:
+    """Extract reads the de-identified tree in an ``all`` run, else INPUT_DIR."""
+    return options.extract_source
+
+
+def prepare(options: Options) -> None:
+    """Before the first exam: keep freed volumes in the process (the volumes of one series are
+    reused by the next), and say when ``--contrast`` has little left to go on."""
+    memory.keep_freed_memory()
+    if options.stage is Stage.ALL and options.profile == "basic" and options.contrast != "any":
+        logger.warning(
+            "--contrast %s with all --profile basic: extract reads the de-identified copy, where "
+            "ContrastBolusAgent is emptied and ContrastBolusStartTime and SeriesDescription are removed; "
+            "only ContrastBolusRoute, ContrastBolusVolume and ContrastBolusAgentSequence remain as evidence",
+            options.contrast,
+        )
+
+
+def finish(options: Options) -> None:
+    """Nothing to do once the exams are done."""
+
+
+def log_filters(options: Options) -> list[logging.Filter]:
+    """Extract adds no log filter."""
+    return []
 
 
 def output_folder(dicom_id: str, options: Options) -> Path | None:

@@ -84,7 +84,7 @@ from orbitct_app.deid import (
 )
 from orbitct_app.deid.apply import PRIVATE_RULE
 from orbitct_app.discover import Exam, SeriesInfo, SkippedFile, SliceInfo, read_slice_info, scan_exam
-from orbitct_app.errors import DeidError, ExamError, OrbitctError, SkipKind, resource_error
+from orbitct_app.errors import DeidError, ExamError, OrbitctError, SkipKind, UsageError, resource_error
 from orbitct_app.options import Options
 from orbitct_app.paths import iter_exam_files, open_regular
 from orbitct_app.report.records import ExamRecord, Row, read_record
@@ -174,6 +174,66 @@ def fingerprint(options: Options) -> dict[str, Any]:
     if options.dry_run:
         result["dry_run"] = True
     return result
+
+
+def source(options: Options) -> Path:
+    """Anonymize reads INPUT_DIR."""
+    return options.input_dir
+
+
+def prepare(options: Options) -> None:
+    """Create the basic profile's key file when it does not exist yet; log its fingerprint.
+
+    Done once before any exam runs, so every worker reads the same key (SLURM tasks starting
+    together also end up with one key: see :func:`keys.ensure_key`).
+    """
+    if options.deid_key is None or options.audit_only:
+        return
+    key, created = keys.ensure_key(options.deid_key)
+    if created:
+        logger.warning(
+            "created a new de-identification key in %s: keep it secret and reuse it for every run "
+            "of this dataset (the same key gives the same UIDs)",
+            options.deid_key,
+        )
+    logger.info("de-identification key %s (fingerprint %s)", options.deid_key, keys.key_fingerprint(key))
+
+
+def finish(options: Options) -> None:
+    """Rebuild the mapping files for the data owner (``--map-dir``) from every exam's fragment."""
+    if options.map_dir is None or options.dry_run:
+        return
+    maps = mapping.merge_maps(options.map_dir)
+    if maps:
+        logger.info("mapping files for the data owner: %s", ", ".join(str(p) for p in maps.values()))
+
+
+def log_filters(options: Options) -> list[logging.Filter]:
+    """Under the basic profile, UID-like tokens of log lines (file names of PACS exports, for
+    instance) are written as the new UIDs the output has."""
+    if options.profile != "basic" or options.deid_key is None:
+        return []
+    return [NewUidsInLogs(options.deid_key)]
+
+
+class NewUidsInLogs(logging.Filter):
+    """Rewrite UID-like tokens of a record's message as the new UIDs the basic profile gives them
+    (once the key file exists: the run creates it before its first exam)."""
+
+    def __init__(self, key_path: Path) -> None:
+        super().__init__()
+        self.key_path = key_path
+        self.uids: keys.UidMap | None = None
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if self.uids is None and self.key_path.is_file():
+            with contextlib.suppress(UsageError):
+                self.uids = keys.UidMap(keys.load_key(self.key_path))
+        message = record.getMessage()
+        redacted = keys.remap_uid_tokens(message, self.uids)
+        if redacted != message:
+            record.msg, record.args = redacted, ()
+        return True
 
 
 def output_folder(dicom_id: str, options: Options) -> Path | None:
@@ -1432,24 +1492,29 @@ def _quiet_pydicom() -> Iterator[None]:
 
 
 __all__ = [
-    "FLAG_PIXEL_TEXT",
-    "FLAG_PIXEL_TEXT_UNCHECKED",
-    "NAME",
-    "Secrets",
-    "deidentify_dataset",
-    "profile_for",
-    "SeriesDecision",
     "anonymize_file",
     "decide_pixel_text",
     "decide_series",
+    "deidentify_dataset",
     "failure_rows",
     "file_meta_for",
     "fingerprint",
+    "finish",
+    "FLAG_PIXEL_TEXT",
+    "FLAG_PIXEL_TEXT_UNCHECKED",
+    "log_filters",
     "method_values",
     "modifies_source",
+    "NAME",
+    "NewUidsInLogs",
     "output_folder",
+    "prepare",
+    "profile_for",
     "run_exam",
     "safe_reason",
+    "Secrets",
+    "SeriesDecision",
+    "source",
     "stale_reason",
     "summarize",
     "write_part10",

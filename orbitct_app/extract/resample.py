@@ -20,11 +20,11 @@ import cc3d
 import numpy as np
 from numpy.typing import NDArray
 
-from orbitct_app.components import largest_component
 from orbitct_app.errors import NotConvertible
+from orbitct_app.extract.mask import largest_component
+from orbitct_app.extract.volume import AIR_HU, StackGeometry
 from orbitct_app.options import FIT_MULTIPLE, SIZE_FIT
 from orbitct_app.threads import split_range, thread_map
-from orbitct_app.volume import AIR_HU, StackGeometry
 
 logger = logging.getLogger(__name__)
 
