@@ -13,13 +13,16 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import importlib.util
 import logging
 import re
 import shutil
 import subprocess
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
-from PIL import Image
+if TYPE_CHECKING:
+    from PIL import Image
 
 logger = logging.getLogger(__name__)
 
@@ -51,26 +54,34 @@ class Word:
 
 @functools.lru_cache(maxsize=1)
 def engine_version() -> str | None:
-    """Tesseract's version, or None when the program or its English model is missing."""
+    """Tesseract's version, or None when the program or its English model is missing.
+
+    Both questions go to the program at once (two processes side by side: each costs a start of
+    the program, which every run pays before its first exam)."""
     program = shutil.which(PROGRAM)
     if program is None:
         return None
+    procs: list[subprocess.Popen[str]] = []
     try:
-        version = subprocess.run([program, "--version"], capture_output=True, text=True, timeout=_TIMEOUT_S)
-        langs = subprocess.run([program, "--list-langs"], capture_output=True, text=True, timeout=_TIMEOUT_S)
+        for option in ("--version", "--list-langs"):
+            procs.append(subprocess.Popen([program, option], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+        (version_out, version_err), (langs_out, _) = (proc.communicate(timeout=_TIMEOUT_S) for proc in procs)
     except (OSError, subprocess.SubprocessError):
         return None
-    if version.returncode != 0 or LANGUAGE not in langs.stdout.split():
+    finally:
+        for proc in procs:
+            if proc.poll() is None:  # (a timeout)
+                proc.kill()
+                proc.communicate()
+    if any(proc.returncode != 0 for proc in procs) or LANGUAGE not in langs_out.split():
         return None
-    match = re.search(r"tesseract\s+v?(\S+)", version.stdout + version.stderr)
+    match = re.search(r"tesseract\s+v?(\S+)", version_out + version_err)
     return match.group(1) if match else "unknown"
 
 
 def engine_problem() -> str | None:
     """Why the OCR engine cannot run here (one line), or None when it can."""
-    try:
-        import pytesseract  # noqa: F401 - a pinned dependency; absent only in a broken install
-    except ImportError:
+    if importlib.util.find_spec("pytesseract") is None:  # a pinned dependency: absent only in a broken install
         return f"the Python package pytesseract is not installed; {INSTALL_HINT}"
     program = shutil.which(PROGRAM)
     if program is None:
@@ -88,7 +99,7 @@ def read_words(image: Image.Image) -> list[Word]:
     RuntimeError
         When the engine fails (its message is not passed on).
     """
-    import pytesseract
+    import pytesseract  # type: ignore[import-untyped]
 
     try:
         table = pytesseract.image_to_data(
@@ -99,13 +110,14 @@ def read_words(image: Image.Image) -> list[Word]:
     return _words(table)
 
 
-def _words(table: dict[str, Sequence[object]]) -> list[Word]:
+def _words(table: Mapping[str, Sequence[object]]) -> list[Word]:
+    """The words of pytesseract's table (numbers, or their text) with enough confidence."""
     words = []
-    for text, conf, left, top, width, height in zip(
-        table["text"], table["conf"], table["left"], table["top"], table["width"], table["height"], strict=True
-    ):
-        confidence = float(conf)  # type: ignore[arg-type]
+    columns = [table[key] for key in ("text", "conf", "left", "top", "width", "height")]
+    for text, conf, *box in zip(*columns, strict=True):
+        confidence = float(str(conf))
         if confidence < MIN_CONFIDENCE or sum(c.isalnum() for c in str(text)) < MIN_CHARACTERS:
             continue
-        words.append(Word(int(left), int(top), int(width), int(height), confidence))  # type: ignore[call-overload]
+        left, top, width, height = (int(float(str(v))) for v in box)
+        words.append(Word(left, top, width, height, confidence))
     return words
