@@ -20,6 +20,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,6 +28,9 @@ HERE = Path(__file__).resolve().parent
 WORK = HERE / "work"
 BIN = Path(sys.executable).parent
 PAGE = os.sysconf("SC_PAGE_SIZE")
+WIDE_BODY_MM = (440.0, 260.0)
+"""Width and depth of the wide-body phantom."""
+GROUPS = ("extract", "anonymize", "scaling", "wide")
 
 
 @dataclass
@@ -153,14 +157,16 @@ def versions(app: Path) -> str:
     return ", ".join(found)
 
 
-def generate(quick: bool) -> tuple[Path, Path, list[Path]]:
-    """The thin-section head series (one exam) and two exam sets for throughput: a small one,
-    where start-up and the last exam weigh, and a larger one, closer to a real dataset."""
-    from orbitct_app.synthetic import SeriesSpec, write_exam
+def generate(quick: bool, groups: Sequence[str]) -> tuple[Path, Path, list[Path], Path]:
+    """The thin-section head series (one exam), two exam sets for throughput (a small one,
+    where start-up and the last exam weigh, and a larger one, closer to a real dataset) and a
+    body wider than the default 256 mm grid (one exam), for ``--size fit``; only what the
+    ``groups`` run is written."""
+    from orbitct_app.synthetic import Phantom, SeriesSpec, write_exam
 
     n_slices = 120 if quick else 240
     single = WORK / f"single-{n_slices}"
-    if not single.exists():
+    if not single.exists() and {"extract", "anonymize"} & set(groups):
         spec = SeriesSpec(kind="axial", series_number=2, rows=512, cols=512, pixel_spacing=(0.45, 0.45),
                           n_slices=n_slices, slice_step=0.625)
         write_exam(single, "exam_full", [SeriesSpec(kind="scout", series_number=1), spec], seed=11)
@@ -168,7 +174,7 @@ def generate(quick: bool) -> tuple[Path, Path, list[Path]]:
     exam_sets = []
     for n_exams in (4, 8) if quick else (6, 24):
         exam_set = WORK / f"set-{n_exams}x{per_exam}"
-        if not exam_set.exists():  # every other exam gantry-tilted (15 degrees)
+        if not exam_set.exists() and "scaling" in groups:  # every other exam gantry-tilted (15 degrees)
             for i in range(n_exams):
                 spec = SeriesSpec(kind="axial", series_number=2, rows=512, cols=512, pixel_spacing=(0.45, 0.45),
                                   n_slices=per_exam, slice_step=1.25, tilt_deg=(0.0, 15.0)[i % 2])
@@ -176,8 +182,13 @@ def generate(quick: bool) -> tuple[Path, Path, list[Path]]:
                            seed=100 + i)
         exam_sets.append(exam_set)
     series_dir = single / "exam_full" / "S002"
-    assert series_dir.is_dir(), series_dir
-    return single, series_dir, exam_sets
+    n_wide = 60 if quick else 120
+    wide = WORK / f"wide-{n_wide}"
+    if not wide.exists() and "wide" in groups:  # 440 x 260 mm, in a 461 mm field of view, 1.25 mm apart
+        spec = SeriesSpec(kind="axial", series_number=2, rows=512, cols=512, pixel_spacing=(0.9, 0.9),
+                          n_slices=n_wide, slice_step=1.25, series_description="Body 1.25")
+        write_exam(wide, "exam_wide", [spec], seed=12, phantom=Phantom.wide(WIDE_BODY_MM[0], WIDE_BODY_MM[1]))
+    return single, series_dir, exam_sets, wide
 
 
 def ratio(a: Tool, b: Tool) -> float:
@@ -188,14 +199,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="smaller data, for trying the harness")
+    parser.add_argument("--only", action="append", choices=GROUPS,
+                        help="run only this group (repeatable); the results are printed, RESULTS.md is left alone")
     args = parser.parse_args()
     WORK.mkdir(exist_ok=True)
     print("generating data ...", flush=True)
-    single, series_dir, exam_sets = generate(args.quick)
+    single, series_dir, exam_sets, wide = generate(args.quick, args.only or GROUPS)
     out = WORK / "out"
     app = os.environ.get("ORBITCT_APP") or str(BIN / "orbitct-app")  # run.sh: the app's own venv
     py = sys.executable
-    n_files = sum(1 for p in series_dir.iterdir() if p.is_file())
+    n_files = sum(1 for p in series_dir.iterdir() if p.is_file()) if series_dir.is_dir() else 0
     pigz = shutil.which("pigz")
     extract = [
         Tool("orbitct-app extract", [app, str(single), str(out / "ours"), "extract", "-q", "--participant-label", "exam_full"], out / "ours"),
@@ -213,10 +226,19 @@ def main() -> None:
         Tool(f"all, {n_exams} exams, --n-procs {n}", [app, str(exam_set), str(out / f"np{n}"), "all", "-q", "--n-procs", str(n)],
              out / f"np{n}")
         for exam_set in exam_sets
-        for n_exams in [sum(1 for p in exam_set.iterdir() if p.is_dir())]
+        for n_exams in [sum(1 for p in exam_set.iterdir() if p.is_dir()) if exam_set.is_dir() else 0]
         for n in (1, 2)
     ]
-    groups: list[tuple[str, list[Tool]]] = [("extract", extract), ("anonymize", anonymize), ("scaling", scaling)]
+    wide_body = [
+        Tool(f"extract wide body, --size {size}", [app, str(wide), str(out / f"wide-{size}"), "extract", "-q", "--size", size],
+             out / f"wide-{size}")
+        for size in ("512", "fit")
+    ]
+    groups: list[tuple[str, list[Tool]]] = [
+        ("extract", extract), ("anonymize", anonymize), ("scaling", scaling), ("wide", wide_body)
+    ]
+    if args.only:
+        groups = [(name, tools) for name, tools in groups if name in args.only]
     for rep in range(args.reps):
         print(f"repetition {rep + 1}/{args.reps}", flush=True)
         for _, tools in groups:
@@ -226,12 +248,53 @@ def main() -> None:
     for _, tools in groups:
         for tool in tools:
             measure(tool, memory=True)
-    write_results(groups, n_files, single, exam_sets, args, Path(app))
+    if args.only:
+        for name, tools in groups:
+            print(f"\n{name}:\n" + "\n".join(result_rows(tools, tools[0])))
+        if "wide" in args.only:
+            print("\n" + "\n".join(wide_body_lines(wide_body, wide)))
+        return
+    write_results(groups, n_files, single, exam_sets, args, Path(app), wide)
+
+
+def result_rows(tools: list[Tool], reference: Tool, per_file: int | None = None) -> list[str]:
+    """Markdown table rows: median and minimum time, peak memory (rate), time relative to ``reference``."""
+    lines = []
+    for t in tools:
+        rate = f" | {per_file / t.wall:.0f}" if per_file else ""
+        note = f" ({t.note})" if t.note else ""
+        lines.append(f"| {t.name}{note} | {t.wall:.2f} | {min(t.walls):.2f} | {t.peak_mb:.0f}{rate} | {t.wall / reference.wall:.2f} |")
+    return lines
+
+
+def wide_body_lines(tools: list[Tool], wide: Path) -> list[str]:
+    """The wide-body section: what each grid size wrote (from the runs' tables) and cost."""
+    import csv
+
+    n_slices = sum(1 for p in (wide / "exam_wide" / "S002").iterdir() if p.is_file())
+    written = []
+    for tool in tools:
+        with (tool.output / "series_index.csv").open(newline="") as fh:
+            (row,) = csv.DictReader(fh)
+        written.append(f"`{tool.name.split(', ')[1]}`: {row['shape_x']} x {row['shape_y']} x {row['shape_z']} voxels, "
+                       f"body cropped {float(row['body_cropped_fraction']):.3f}")
+    return [
+        "## Wide body: `--size fit`",
+        "",
+        f"One body series wider than the default 256 mm grid: {WIDE_BODY_MM[0]:g} x {WIDE_BODY_MM[1]:g} mm, "
+        f"{n_slices} slices of 512 x 512 at 0.9 mm, 1.25 mm apart, extracted at 0.5 mm.",
+        "",
+        "| run | median s | min s | peak RSS MB | time / --size 512 |",
+        "|---|---|---|---|---|",
+        *result_rows(tools, tools[0]),
+        "",
+        "Written: " + "; ".join(written) + ".",
+    ]
 
 
 def write_results(groups: list[tuple[str, list[Tool]]], n_files: int, single: Path, exam_sets: list[Path],
-                  args: argparse.Namespace, app: Path) -> None:
-    (extract, anonymize, scaling) = (g[1] for g in groups)
+                  args: argparse.Namespace, app: Path, wide: Path) -> None:
+    (extract, anonymize, scaling, wide_body) = (g[1] for g in groups)
     ours, baseline, d2n = extract
     anon, cp, dicognito, dicom_anonymizer = anonymize
     pairs = [(scaling[i], scaling[i + 1]) for i in range(0, len(scaling), 2)]  # (1 process, 2) per set
@@ -239,14 +302,7 @@ def write_results(groups: list[tuple[str, list[Tool]]], n_files: int, single: Pa
     mb = sum(p.stat().st_size for p in (single / "exam_full" / "S002").iterdir()) / 2**20
     set_files = " and ".join(str(sum(1 for p in s.rglob("*") if p.is_file())) for s in exam_sets)
 
-    def rows(tools: list[Tool], reference: Tool, per_file: int | None = None) -> list[str]:
-        lines = []
-        for t in tools:
-            rate = f" | {per_file / t.wall:.0f}" if per_file else ""
-            note = f" ({t.note})" if t.note else ""
-            lines.append(f"| {t.name}{note} | {t.wall:.2f} | {min(t.walls):.2f} | {t.peak_mb:.0f}{rate} | {t.wall / reference.wall:.2f} |")
-        return lines
-
+    rows = result_rows
     check = lambda ok: "met" if ok else "**missed**"  # noqa: E731
     text = [
         "# Benchmark results",
@@ -282,6 +338,8 @@ def write_results(groups: list[tuple[str, list[Tool]]], n_files: int, single: Pa
         "| run | median s | min s | peak RSS MB | time / 1 process |",
         "|---|---|---|---|---|",
         *(line for one, two in pairs for line in rows([one, two], one)),
+        "",
+        *wide_body_lines(wide_body, wide),
         "",
         "## Targets",
         "",

@@ -10,7 +10,7 @@ import logging
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, Literal, TextIO
 
 import click
 
@@ -23,9 +23,12 @@ from orbitct_app.options import (
     DEFAULT_PROFILE,
     DEFAULT_SIZE,
     DEFAULT_SPACING_MM,
+    FIT_MULTIPLE,
+    MAX_GAP_SPACINGS,
     PIXEL_TEXT_MODES,
     PROFILES,
     RETAIN_OPTIONS,
+    SIZE_FIT,
     Options,
     Stage,
     usable_cores,
@@ -59,6 +62,19 @@ error, 3 some exams or series failed, 4 nothing produced, 1 internal error.
 
 # Loggers whose INFO messages reach the console; everything else shows from WARNING up.
 _CONSOLE_INFO_LOGGERS = ("orbitct_app.pipeline", "orbitct_app.cli")
+
+
+def _size(ctx: click.Context, param: click.Parameter, value: str) -> int | Literal["fit"]:
+    """``--size``: a whole number >= 1, or ``fit``."""
+    if value == SIZE_FIT:
+        return SIZE_FIT
+    try:
+        number = int(value)
+    except ValueError:
+        number = 0
+    if number < 1:
+        raise click.BadParameter(f"{value!r} is neither a whole number >= 1 nor {SIZE_FIT!r}", ctx, param)
+    return number
 
 
 @click.command(
@@ -164,11 +180,21 @@ _CONSOLE_INFO_LOGGERS = ("orbitct_app.pipeline", "orbitct_app.cli")
 )
 @click.option(
     "--size",
-    type=click.IntRange(min=1),
-    default=DEFAULT_SIZE,
+    type=str,
+    callback=_size,
+    default=str(DEFAULT_SIZE),
     show_default=True,
-    metavar="N",
-    help="In-plane output size (N x N), centred on the body.",
+    metavar="N|fit",
+    help="In-plane output size (N x N), centred on the body; 'fit': the smallest multiple of "
+    f"{FIT_MULTIPLE} that holds the whole body.",
+)
+@click.option(
+    "--max-gap",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    metavar="MM",
+    help="Split a series into parts where neighbouring slices are more than MM apart (nothing is "
+    f"interpolated across). Default: {MAX_GAP_SPACINGS:g} x the series' median slice spacing.",
 )
 @click.option(
     "--body-threshold",
@@ -218,7 +244,8 @@ def command(
     in_place: bool,
     thickness: tuple[float, float] | None,
     spacing: float,
-    size: int,
+    size: int | Literal["fit"],
+    max_gap: float | None,
     body_threshold: float,
     n_procs: int | None,
     log_path: Path | None,
@@ -249,6 +276,7 @@ def command(
         thickness=tuple(thickness) if thickness else None,  # type: ignore[arg-type]
         spacing=spacing,
         size=size,
+        max_gap=max_gap,
         body_threshold=body_threshold,
         n_procs=n_procs or usable_cores(),
         log_path=log_path,

@@ -20,9 +20,9 @@ from orbitct_app import atomic, provenance, qc
 from orbitct_app.discover import Exam, SeriesInfo, SliceInfo, scan_exam
 from orbitct_app.errors import ExamError, NotConvertible, SeriesError, one_line
 from orbitct_app.nifti import NIFTI_SUFFIX, output_stem, write_nifti, write_sidecar
-from orbitct_app.options import Options
+from orbitct_app.options import SIZE_FIT, Options
 from orbitct_app.reports import EXTRACT_REPORT, SERIES_INDEX, ExamRecord, Row
-from orbitct_app.resample import apply_body_mask, output_grid, resample
+from orbitct_app.resample import apply_body_mask, cropped_fraction, output_grid, resample
 from orbitct_app.threads import thread_map
 from orbitct_app.selection import orientation_label, select_series, select_stack
 from orbitct_app.volume import AIR_HU, Stack, load_hu, plan_stacks
@@ -39,6 +39,7 @@ def fingerprint(options: Options) -> dict[str, Any]:
         "thickness": list(options.thickness) if options.thickness else None,
         "spacing": options.spacing,
         "size": options.size,
+        "max_gap": options.max_gap,
         "body_threshold": options.body_threshold,
         "qc": qc.QC_VERSION,
     }
@@ -60,6 +61,8 @@ class Converted:
     path: Path
     shape_ijk: tuple[int, int, int]
     body_voxels: int
+    body_cropped_fraction: float
+    """The fraction of the body mask outside the written grid (0.0 when nothing is cut)."""
     qc_path: Path | None
     """The QC picture (None when it could not be drawn)."""
     qc_thumbnail: str
@@ -135,7 +138,7 @@ def _extract_series(
     if not decision.convert:
         return [({**base, "decision": "excluded", "reason": decision.reason}, None)]
     try:
-        plan = plan_stacks(series)
+        plan = plan_stacks(series, options.max_gap)
     except SeriesError as err:
         return [({**base, "decision": "failed", "reason": str(err)}, None)]
     results: list[tuple[Row, Row | None]] = []
@@ -160,12 +163,16 @@ def _extract_series(
             results.append(({**row, "decision": "failed", "reason": one_line(err)}, None))
             continue
         output_path = str(final_path.relative_to(options.output_dir))
-        reason = "; ".join(r for r in (stack.split_reason, _spacing_note(stack)) if r)
+        crop = converted.body_cropped_fraction
+        notes = (stack.split_reason, _spacing_note(stack), describe_crop(crop, shape=converted.shape_ijk) if crop else "")
+        reason = "; ".join(r for r in notes if r)
         qc_cells = {"qc_thumbnail": converted.qc_thumbnail, "qc_path": ""}
         if converted.qc_path is not None:
             qc_cells["qc_path"] = str((final_dir / converted.qc_path.name).relative_to(options.output_dir))
-        results.append(({**row, "decision": "converted", "reason": reason, "output_path": output_path, **qc_cells},
+        done: Row = {"reason": reason, "output_path": output_path, "body_cropped_fraction": crop, **qc_cells}
+        results.append(({**row, "decision": "converted", **done},
                         _index_row(stack, options, converted, output_path)))
+    results.sort(key=lambda result: result[0].get("part") or 0)  # parts in order, rejected ones too
     return results
 
 
@@ -179,6 +186,7 @@ def convert_stack(stack: Stack, options: Options, path: Path) -> Converted:
     volume = load_hu(stack)
     body = apply_body_mask(volume, geometry, options.body_threshold)
     grid = output_grid(geometry, body, options.spacing, options.size)
+    cropped = cropped_fraction(body, geometry, grid)
     out = resample(volume, geometry, grid)
     del volume
     affine = grid.affine_ras()
@@ -188,7 +196,7 @@ def convert_stack(stack: Stack, options: Options, path: Path) -> Converted:
     qc_result: list[tuple[Path | None, str]] = []
     jobs = (
         lambda: write_nifti(path, out, affine),
-        lambda: qc_result.append(_write_qc(stack, options, path, out, affine, centre_ijk)),
+        lambda: qc_result.append(_write_qc(stack, options, path, out, affine, centre_ijk, cropped)),
     )
     try:
         for _ in thread_map(lambda job: job(), jobs):
@@ -198,14 +206,20 @@ def convert_stack(stack: Stack, options: Options, path: Path) -> Converted:
             leftover.unlink(missing_ok=True)
         raise
     picture_path, thumbnail = qc_result[0]
-    sidecar = _sidecar(stack, options, shape_ijk, body.n_voxels)
+    sidecar = _sidecar(stack, options, shape_ijk, body.n_voxels, cropped)
     sidecar["QCImage"] = picture_path.name if picture_path is not None else None
     write_sidecar(path.with_name(path.name[: -len(NIFTI_SUFFIX)] + ".json"), sidecar)
-    return Converted(path, shape_ijk, body.n_voxels, picture_path, thumbnail)
+    return Converted(path, shape_ijk, body.n_voxels, cropped, picture_path, thumbnail)
 
 
 def _write_qc(
-    stack: Stack, options: Options, path: Path, out: np.ndarray, affine: np.ndarray, centre_ijk: np.ndarray
+    stack: Stack,
+    options: Options,
+    path: Path,
+    out: np.ndarray,
+    affine: np.ndarray,
+    centre_ijk: np.ndarray,
+    cropped: float,
 ) -> tuple[Path | None, str]:
     """Draw and write the QC picture beside ``path``; (its path, a thumbnail data URI).
 
@@ -217,7 +231,7 @@ def _write_qc(
         picture = qc.render(
             out,
             affine,
-            title=_qc_title(stack),
+            title=_qc_title(stack, cropped),
             subtitle=f"{path.name} · {shape} voxels of {options.spacing:g} mm",
             body_threshold=options.body_threshold,
             centre_ijk=centre_ijk,
@@ -229,12 +243,22 @@ def _write_qc(
         return None, ""
 
 
-def _qc_title(stack: Stack) -> str:
+def _qc_title(stack: Stack, cropped: float) -> str:
     series = stack.series
     number = series.series_number if series.series_number is not None else "?"
     part = f" part {stack.part}" if stack.part else ""
     description = f" · {series.description}" if series.description else ""
-    return f"{series.dicom_id} · series {number}{part}{description}"
+    crop = f" · {describe_crop(cropped, brief=True)}" if cropped else ""
+    return f"{series.dicom_id} · series {number}{part}{description}{crop}"
+
+
+def describe_crop(fraction: float, shape: tuple[int, ...] | None = None, *, brief: bool = False) -> str:
+    """How much of the body the output grid cuts, in words (for reasons and warnings; ``brief``
+    for the QC picture's title line)."""
+    if brief:
+        return f"body cropped {100 * fraction:.3g} % (fraction {fraction:.3g})"
+    grid = f" {shape[0]} x {shape[1]}" if shape else ""
+    return f"body cropped: {100 * fraction:.3g} % of the body mask (fraction {fraction:.3g}) outside the{grid} grid"
 
 
 def _stack_facts(stack: Stack) -> Row:
@@ -290,11 +314,14 @@ def _index_row(stack: Stack, options: Options, converted: Converted, output_path
         "n_slices": stack.n_slices,
         "tilt_deg": round(g.tilt_deg, 3),
         "max_gap_mm": float(g.gaps.max()),
+        "body_cropped_fraction": converted.body_cropped_fraction,
         "convolution_kernel": "\\".join(kernel) if isinstance(kernel, list) else kernel,
     }
 
 
-def _sidecar(stack: Stack, options: Options, shape_ijk: tuple[int, ...], body_voxels: int) -> dict[str, Any]:
+def _sidecar(
+    stack: Stack, options: Options, shape_ijk: tuple[int, ...], body_voxels: int, cropped: float
+) -> dict[str, Any]:
     g = stack.geometry
     series = stack.series
     offsets = g.offsets
@@ -327,14 +354,20 @@ def _sidecar(stack: Stack, options: Options, shape_ijk: tuple[int, ...], body_vo
                 "sort slices by position along the normal",
                 "HU from per-slice rescale; padding and values below -1000 HU to -1000",
                 "body mask: largest 6-connected component above the threshold, 2D holes filled",
-                "one linear resampling onto an untilted isotropic grid centred on the body centroid",
+                "split into parts at slice gaps wider than MaxSliceGapMM (nothing interpolated across)",
+                "one linear resampling onto an untilted isotropic grid centred on the body centroid"
+                + (" (fit: on the middle of the body's in-plane extent)" if options.size == SIZE_FIT else ""),
             ],
             "ThicknessFilterMM": list(options.thickness) if options.thickness else None,
             "TargetSpacingMM": options.spacing,
-            "InPlaceSize": options.size,
+            "InPlaceSize": shape_ijk[0],
+            "InPlaceSizeOption": options.size,
+            "MaxSliceGapMM": stack.gap_limit_mm,
+            "MaxGapOptionMM": options.max_gap,
             "ShapeIJK": list(shape_ijk),
             "BodyThresholdHU": options.body_threshold,
             "BodyMaskVoxels": body_voxels,
+            "BodyCroppedFraction": cropped,
             "OutsideBodyHU": AIR_HU,
             "Interpolation": "linear (bilinear in-plane at the orthogonal projection, linear along the normal)",
             "Datatype": "int16 HU",

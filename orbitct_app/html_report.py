@@ -240,7 +240,7 @@ def _warnings(exams: Sequence[ExamView], anchors: Mapping[str, str]) -> list[Fin
                     add("series failed", f"{stage}: {label}: {row.get('reason', '')}")
             if not ext:
                 continue
-            from orbitct_app.extract import uneven_spacing
+            from orbitct_app.extract import describe_crop, uneven_spacing
 
             smallest, median, largest = (_float(ext.get(k)) for k in ("spacing_min", "spacing_median", "spacing_max"))
             if None not in (smallest, median, largest) and uneven_spacing(smallest, median, largest):  # type: ignore[arg-type]
@@ -251,6 +251,9 @@ def _warnings(exams: Sequence[ExamView], anchors: Mapping[str, str]) -> list[Fin
             duplicates = _float(ext.get("duplicates"))
             if duplicates:
                 add("duplicate slices", f"{label}: {int(duplicates)} exact duplicate file(s) dropped")
+            cropped = _float(ext.get("body_cropped_fraction"))
+            if cropped:
+                add("body cropped", f"{label}: {describe_crop(cropped)}; --size fit keeps the whole body")
             if line.part:
                 add("series split", f"{label}: {ext.get('reason', '')}")
         for stage, row in exam.other_rows:

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import math
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Literal
 
 from orbitct_app.errors import UsageError
 from orbitct_app.paths import list_input
@@ -22,6 +24,11 @@ PIXEL_TEXT_MODES = ("off", "flag", "drop")
 DEFAULT_PIXEL_TEXT = "flag"
 DEFAULT_SPACING_MM = 0.5
 DEFAULT_SIZE = 512
+SIZE_FIT: Literal["fit"] = "fit"
+"""``--size fit``: the smallest multiple of :data:`FIT_MULTIPLE` voxels that holds the whole body."""
+FIT_MULTIPLE = 32
+MAX_GAP_SPACINGS = 3.0
+"""Without ``--max-gap``, a slice gap wider than this many median slice spacings splits a stack."""
 DEFAULT_BODY_THRESHOLD_HU = -200.0
 LOG_NAME = "orbitct-app.log"
 
@@ -105,7 +112,11 @@ class Options:
     in_place: bool = False
     thickness: tuple[float, float] | None = None
     spacing: float = DEFAULT_SPACING_MM
-    size: int = DEFAULT_SIZE
+    size: int | Literal["fit"] = DEFAULT_SIZE
+    """In-plane output size N (N x N), or :data:`SIZE_FIT` to hold the whole body mask."""
+    max_gap: float | None = None
+    """Split a stack where neighbouring slices are more than this many mm apart; None:
+    :data:`MAX_GAP_SPACINGS` times the stack's median slice spacing."""
     body_threshold: float = DEFAULT_BODY_THRESHOLD_HU
     n_procs: int = dataclasses.field(default_factory=usable_cores)
     log_path: Path | None = None
@@ -239,8 +250,10 @@ class Options:
                 raise UsageError("--thickness needs 0 <= MIN <= MAX")
         if not self.spacing > 0:
             raise UsageError("--spacing must be > 0")
-        if self.size < 1:
-            raise UsageError("--size must be >= 1")
+        if self.size != SIZE_FIT and (isinstance(self.size, bool) or not isinstance(self.size, int) or self.size < 1):
+            raise UsageError(f"--size must be a whole number >= 1 or {SIZE_FIT!r}")
+        if self.max_gap is not None and not (0 < self.max_gap < math.inf):
+            raise UsageError("--max-gap must be a number of mm > 0")
         if self.n_procs < 1:
             raise UsageError("--n-procs must be >= 1")
         if self.in_place and not self.stage.anonymizes:

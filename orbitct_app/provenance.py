@@ -201,6 +201,7 @@ def command_line(options: Options) -> list[str]:
     args += [
         "--spacing", repr(float(options.spacing)),
         "--size", str(options.size),
+        *(["--max-gap", repr(float(options.max_gap))] if options.max_gap is not None else []),
         "--body-threshold", repr(float(options.body_threshold)),
         "--n-procs", str(options.n_procs),
         "--log", str(options.log_path),

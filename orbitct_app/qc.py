@@ -37,7 +37,7 @@ VIEWS: tuple[View, ...] = ("axial", "coronal", "sagittal")
 CONVENTION = "radiological"
 QC_SUFFIX = "_qc.png"
 """Appended to a NIfTI's stem to name its QC picture (beside it, in the exam folder)."""
-QC_VERSION = 1
+QC_VERSION = 2
 """Changes when the picture changes in a way that should redo completed exams."""
 THUMBNAIL_MAX_BYTES = 40_000
 """Upper bound of one embedded thumbnail (JPEG) in the HTML report."""

@@ -78,6 +78,7 @@ EXTRACT_REPORT = Table(
         "tilt_deg",
         "orientation",
         "duplicates",
+        "body_cropped_fraction",
         "output_path",
         "path",
     ),
@@ -104,6 +105,7 @@ SERIES_INDEX = Table(
         "n_slices",
         "tilt_deg",
         "max_gap_mm",
+        "body_cropped_fraction",
         "convolution_kernel",
     ),
 )

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
+from typing import Literal
 
 import cc3d
 import numpy as np
@@ -20,10 +22,15 @@ from numpy.typing import NDArray
 
 from orbitct_app.components import largest_component
 from orbitct_app.errors import NotConvertible
+from orbitct_app.options import FIT_MULTIPLE, SIZE_FIT
 from orbitct_app.threads import split_range, thread_map
 from orbitct_app.volume import AIR_HU, StackGeometry
 
 logger = logging.getLogger(__name__)
+
+_EPSILON = 1e-6
+"""Tolerance (in voxels) of the grid's bounds when measuring what it cuts."""
+
 
 @dataclasses.dataclass(frozen=True)
 class OutputGrid:
@@ -59,6 +66,19 @@ class BodyMask:
     bbox_kji: tuple[tuple[int, int], tuple[int, int], tuple[int, int]]
     """Inclusive (first, last) index of masked voxels along slices, rows and columns."""
     n_voxels: int
+    per_slice: NDArray[np.int64]
+    """Masked voxels in each slice."""
+    slice_boxes: NDArray[np.int64]
+    """Per slice, the inclusive (first row, last row, first column, last column) of its masked
+    voxels; -1 for a slice without any."""
+    packed: NDArray[np.uint8]
+    """The mask itself, one bit a voxel (``numpy.packbits`` of each row): a sixteenth of the
+    int16 volume, kept to measure what the output grid cuts."""
+
+    def rows(self, k: int, first: int, last: int) -> NDArray[np.bool_]:
+        """Rows ``first`` to ``last`` (inclusive) of slice ``k`` of the mask (with up to seven
+        more columns on the right, all False: the packing's padding)."""
+        return np.unpackbits(self.packed[k, first : last + 1], axis=-1).view(np.bool_)
 
 
 def apply_body_mask(volume: NDArray[np.int16], geometry: StackGeometry, threshold: float) -> BodyMask:
@@ -78,6 +98,8 @@ def apply_body_mask(volume: NDArray[np.int16], geometry: StackGeometry, threshol
         raise NotConvertible(f"no body: no voxel above the body threshold ({threshold:g} HU)")
     n_k, n_j, n_i = volume.shape
     per_slice = np.zeros(n_k, dtype=np.int64)
+    slice_boxes = np.full((n_k, 4), -1, dtype=np.int64)
+    packed = np.empty((n_k, n_j, (n_i + 7) // 8), dtype=np.uint8)
 
     def mask_slices(ks: range) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
         """Mask slices ``ks`` in place; their body voxel counts per row and per column."""
@@ -87,10 +109,15 @@ def apply_body_mask(volume: NDArray[np.int16], geometry: StackGeometry, threshol
         for k in ks:
             component.plane(k, out=plane)
             fill_holes_2d(plane)
+            packed[k] = np.packbits(plane, axis=-1)
             rows = plane.sum(axis=1, dtype=np.int64)
+            cols = plane.sum(axis=0, dtype=np.int64)
             per_slice[k] = rows.sum()
+            if per_slice[k]:
+                js, is_ = np.flatnonzero(rows), np.flatnonzero(cols)
+                slice_boxes[k] = (js[0], js[-1], is_[0], is_[-1])
             row_counts += rows
-            col_counts += plane.sum(axis=0, dtype=np.int64)
+            col_counts += cols
             np.logical_not(plane, out=plane)
             np.putmask(volume[k], plane, np.int16(AIR_HU))
         return row_counts, col_counts
@@ -114,6 +141,9 @@ def apply_body_mask(volume: NDArray[np.int16], geometry: StackGeometry, threshol
         centroid_lps=centroid,
         bbox_kji=((int(ks[0]), int(ks[-1])), (int(js[0]), int(js[-1])), (int(is_[0]), int(is_[-1]))),
         n_voxels=total,
+        per_slice=per_slice,
+        slice_boxes=slice_boxes,
+        packed=packed,
     )
 
 
@@ -149,8 +179,15 @@ def output_axes(geometry: StackGeometry) -> NDArray[np.float64]:
     return np.stack([e1, e2, e3])
 
 
-def output_grid(geometry: StackGeometry, body: BodyMask, spacing: float, size: int) -> OutputGrid:
-    """The grid: ``size`` x ``size`` in-plane centred on the body centroid, covering the body in z."""
+def output_grid(
+    geometry: StackGeometry, body: BodyMask, spacing: float, size: int | Literal["fit"]
+) -> OutputGrid:
+    """The grid: ``size`` x ``size`` in-plane, centred on the body centroid, covering the body in z.
+
+    With ``size="fit"`` the in-plane size is the smallest multiple of :data:`FIT_MULTIPLE` voxels
+    that holds the whole body mask in both in-plane directions (:func:`fit_size`), and the grid
+    is centred on the middle of the body's in-plane extent instead of its centroid.
+    """
     axes = output_axes(geometry)
     (k0, k1), (j0, j1), (i0, i1) = body.bbox_kji
     corners = geometry.world(
@@ -161,15 +198,96 @@ def output_grid(geometry: StackGeometry, body: BodyMask, spacing: float, size: i
     z = corners @ axes[2]
     z_min, z_max = float(z.min()), float(z.max())
     n_z = int(np.floor((z_max - z_min) / spacing + 1e-6)) + 1
-    half = size // 2
     c = body.centroid_lps
+    if size == SIZE_FIT:
+        extent = body_extent(geometry, body, axes[:2])
+        n = fit_size(extent, spacing)
+        middle = extent.mean(axis=1)
+        c = c + (middle[0] - c @ axes[0]) * axes[0] + (middle[1] - c @ axes[1]) * axes[1]
+        half = (n - 1) / 2
+    else:
+        n = int(size)
+        half = n // 2
     origin = (
         c
         - half * spacing * axes[0]
         - half * spacing * axes[1]
         + (z_min - c @ axes[2]) * axes[2]
     )
-    return OutputGrid(origin=origin, axes=axes, spacing=spacing, shape_kji=(n_z, size, size))
+    return OutputGrid(origin=origin, axes=axes, spacing=spacing, shape_kji=(n_z, n, n))
+
+
+def body_extent(geometry: StackGeometry, body: BodyMask, directions: NDArray[np.float64]) -> NDArray[np.float64]:
+    """(first, last) position in mm of the body mask's voxel centres along each unit vector of
+    ``directions`` (rows), from each slice's box of masked voxels; shape (len(directions), 2)."""
+    ks = np.flatnonzero(body.per_slice)
+    j0, j1, i0, i1 = (body.slice_boxes[ks, a].astype(np.float64) for a in range(4))
+    extent = np.empty((len(directions), 2))
+    for a, e in enumerate(directions):
+        along_i = geometry.column_spacing * float(geometry.row_dir @ e)
+        along_j = geometry.row_spacing * float(geometry.col_dir @ e)
+        base = geometry.positions[ks] @ e
+        ends = np.stack([base + i * along_i + j * along_j for i in (i0, i1) for j in (j0, j1)])
+        extent[a] = float(ends.min()), float(ends.max())
+    return extent
+
+
+def fit_size(extent: NDArray[np.float64], spacing: float) -> int:
+    """The smallest multiple of :data:`FIT_MULTIPLE` voxels of ``spacing`` mm whose first and last
+    voxel centres span every (first, last) extent in mm (``--size fit``)."""
+    widest = float(np.max(extent[:, 1] - extent[:, 0])) / spacing
+    return FIT_MULTIPLE * max(1, math.ceil((widest + 1 - 1e-6) / FIT_MULTIPLE))
+
+
+def cropped_fraction(body: BodyMask, geometry: StackGeometry, grid: OutputGrid) -> float:
+    """The fraction of the body mask's voxels that the output grid leaves out (0.0 exactly when
+    it leaves out none).
+
+    A masked voxel is left out when its centre lies beyond the grid's outer voxel faces in-plane
+    (more than half a voxel past its first or last row or column), or a whole voxel or more
+    beyond its first or last plane along the table axis: the grid spans the body's extent along
+    that axis in whole voxels, so less than one voxel at either end is rounding, not a cut.
+    Counted slice by slice: a slice whose box of masked voxels lies inside the grid costs
+    nothing; others count their masked voxels inside it.
+    """
+    n_k, n_j, n_i = grid.shape_kji
+    h = grid.spacing
+    ks = np.flatnonzero(body.per_slice)
+    relative = (geometry.positions[ks] - grid.origin) @ grid.axes.T / h  # (slices, 3)
+    # voxel (k, j, i) of the stack sits at grid coordinate a: relative[k, a] + i s[a] + j t[a];
+    # the grid's first axis is the row direction, so only a = 0 depends on i, and only a = 1, 2 on j
+    s = geometry.column_spacing * (grid.axes @ geometry.row_dir) / h
+    t = geometry.row_spacing * (grid.axes @ geometry.col_dir) / h
+    bounds = ((-0.5, n_i - 0.5), (-0.5, n_j - 0.5), (-1.0, float(n_k)))
+    i_lo, i_hi = _index_range(relative[:, 0], s[0], *bounds[0], n=geometry.columns)
+    j_lo, j_hi = _index_range(relative[:, 1], t[1], *bounds[1], n=geometry.rows)
+    z_lo, z_hi = _index_range(relative[:, 2], t[2], *bounds[2], n=geometry.rows)
+    j_lo, j_hi = np.maximum(j_lo, z_lo), np.minimum(j_hi, z_hi)
+    boxes = body.slice_boxes[ks]
+    outside = 0
+    for m, k in enumerate(ks):
+        first_j, last_j, first_i, last_i = boxes[m]
+        if j_lo[m] <= first_j and last_j <= j_hi[m] and i_lo[m] <= first_i and last_i <= i_hi[m]:
+            continue  # the whole slice's body is inside
+        inside = 0
+        if j_lo[m] <= j_hi[m] and i_lo[m] <= i_hi[m]:
+            inside = int(np.count_nonzero(body.rows(int(k), int(j_lo[m]), int(j_hi[m]))[:, i_lo[m] : i_hi[m] + 1]))
+        outside += int(body.per_slice[k]) - inside
+    return outside / body.n_voxels
+
+
+def _index_range(
+    start: NDArray[np.float64], step: float, low: float, high: float, *, n: int
+) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
+    """Per slice, the first and last index x in [0, n) with ``low <= start + x step <= high``
+    (first > last when there is none)."""
+    if abs(step) < 1e-12:
+        inside = (start >= low - _EPSILON) & (start <= high + _EPSILON)
+        return np.where(inside, 0, n), np.where(inside, n - 1, -1)
+    a, b = (low - start) / step, (high - start) / step
+    first = np.ceil(np.minimum(a, b) - _EPSILON).astype(np.int64)
+    last = np.floor(np.maximum(a, b) + _EPSILON).astype(np.int64)
+    return np.maximum(first, 0), np.minimum(last, n - 1)
 
 
 def resample(volume: NDArray[np.int16], geometry: StackGeometry, grid: OutputGrid) -> NDArray[np.int16]:

@@ -462,6 +462,31 @@ class Phantom:
     headrest_hu: float = 100.0
     noise_sigma_hu: float = 3.0
 
+    @classmethod
+    def wide(cls, width_mm: float, depth_mm: float = 220.0, marker_inset_mm: float = 25.0, **changes: Any) -> Phantom:
+        """A phantom as wide as a body: the head ellipsoid stretched to ``width_mm`` from right
+        to left and ``depth_mm`` from front to back, with two more markers, ``lateral_right`` and
+        ``lateral_left``, ``marker_inset_mm`` inside the skin at either side (level with the
+        centre), where a field of view narrower than the body cuts them off.
+
+        Parameters
+        ----------
+        width_mm, depth_mm : float
+            Skin-to-skin size along x (L-R) and y (A-P).
+        marker_inset_mm : float
+            Distance from the skin to each lateral marker's centre.
+        **changes
+            Any other :class:`Phantom` field (``head_semi_axes_mm`` keeps its S-I semi-axis).
+        """
+        semi_si = changes.pop("head_semi_axes_mm", cls.head_semi_axes_mm)[2]
+        reach = width_mm / 2 - marker_inset_mm
+        lateral = (("lateral_right", (-reach, 0.0, 0.0)), ("lateral_left", (reach, 0.0, 0.0)))
+        return cls(
+            head_semi_axes_mm=(width_mm / 2, depth_mm / 2, semi_si),
+            marker_offsets=changes.pop("marker_offsets", _DEFAULT_MARKERS) + lateral,
+            **changes,
+        )
+
     def _at(self, offset: Sequence[float]) -> Vec3:
         c = self.center_lps
         return (c[0] + offset[0], c[1] + offset[1], c[2] + offset[2])
@@ -707,6 +732,11 @@ class SeriesSpec:
         Raw padding value (default -2000 signed, 0 unsigned).
     center_offset_mm : tuple of float
         Reconstruction centre (scanner axis for axial) relative to the phantom centre.
+    extra_gaps : tuple of (int, float)
+        ``(k, mm)`` pairs: the table moves ``mm`` further before slice ``k`` (0-based, in
+        position order), leaving a gap in the stack: blocks of slices apart under one series,
+        or one missing slice when ``mm`` equals ``slice_step``. The stack stays centred on the
+        reconstruction centre.
     enhanced : bool
         Write the series as one Enhanced CT Image Storage file (multi-frame) instead of one
         CT Image Storage file per image; axial and coronal only. ``write_exam(enhanced=True)``
@@ -743,6 +773,7 @@ class SeriesSpec:
     image_type: tuple[str, ...] | None = None
     modality: str = "CT"
     center_offset_mm: Vec3 = (0.0, 0.0, 0.0)
+    extra_gaps: tuple[tuple[int, float], ...] = ()
     enhanced: bool = False
     legacy_converted: bool = False
     burned_text: BurnedText | None = None
@@ -770,6 +801,11 @@ class SeriesSpec:
             v = getattr(self, name)
             if v is not None and v < 1:
                 raise ValueError(f"{name} must be >= 1, got {v}")
+        if self.extra_gaps and self.kind not in ("axial", "coronal"):
+            raise ValueError("extra gaps apply to axial and coronal series only")
+        for k, mm in self.extra_gaps:
+            if k < 1 or (self.n_slices is not None and k >= self.n_slices) or mm < 0:
+                raise ValueError(f"extra gap ({k}, {mm}): needs 1 <= k < n_slices and mm >= 0")
 
     def resolved(self) -> SeriesSpec:
         """A copy with every per-kind default filled in."""
@@ -1335,9 +1371,13 @@ def _stack(spec: SeriesSpec, phantom: Phantom) -> tuple[np.ndarray, np.ndarray, 
     axis = np.asarray(phantom.center_lps) + np.asarray(spec.center_offset_mm)
     direction = {"axial": np.array([0.0, 0.0, 1.0]), "coronal": np.array([0.0, 1.0, 0.0]),
                  "scout": np.zeros(3)}[spec.kind]
+    along = (np.arange(n) - (n - 1) / 2) * step
+    for first, extra in spec.extra_gaps:
+        along[:first] -= extra / 2
+        along[first:] += extra / 2
     slices = []
     for k in range(n):
-        centre = axis + (k - (n - 1) / 2) * step * direction
+        centre = axis + along[k] * direction
         ipp = centre - (cols - 1) / 2 * dc * row - (rows - 1) / 2 * dr * col
         instance = k + 1 if spec.order == "ascending" else n - k
         loc = float(centre @ direction) if spec.kind != "scout" else 0.0
@@ -2063,8 +2103,8 @@ def _sample_exam(index: int, size: Literal["small", "full"]) -> tuple[list[Serie
     thin: dict[str, Any] = dict(matrix, n_slices=240, slice_step=0.625) if full else {}
     thick: dict[str, Any] = dict(matrix, n_slices=30 if full else 24, slice_step=5.0)
     coronal: dict[str, Any] = dict(matrix, n_slices=60, slice_step=2.0) if full else {}
-    scout = SeriesSpec(kind="scout", series_number=1,
-                       **(dict(rows=512, cols=512, pixel_spacing=(0.5, 0.5)) if full else {}))
+    scout_matrix: dict[str, Any] = dict(rows=512, cols=512, pixel_spacing=(0.5, 0.5)) if full else {}
+    scout = SeriesSpec(kind="scout", series_number=1, **scout_matrix)
     variant = index % 5
     if variant == 0:
         return [

@@ -1,8 +1,9 @@
 """From a series' files to geometrically sorted stacks and their int16 HU volumes.
 
-A *stack* is a set of parallel slices with one orientation, pixel spacing and matrix and no
-repeated position. A series usually is one stack; when it is not (two reconstructions or passes
-under one SeriesInstanceUID, mixed orientations), :func:`plan_stacks` splits it and says why.
+A *stack* is a set of parallel slices with one orientation, pixel spacing and matrix, no
+repeated position and no wide gap between neighbours. A series usually is one stack; when it is
+not (two reconstructions or passes under one SeriesInstanceUID, mixed orientations, blocks of
+slices far apart), :func:`plan_stacks` splits it and says why.
 
 Slices are sorted by their ImagePositionPatient projected on the slice normal, never by
 InstanceNumber or file name. HU come from each slice's own RescaleSlope/RescaleIntercept; pixel
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 from collections import defaultdict
 from collections.abc import Sequence
 
@@ -23,6 +25,7 @@ from numpy.typing import NDArray
 
 from orbitct_app.discover import SeriesInfo, SliceInfo
 from orbitct_app.errors import SeriesError
+from orbitct_app.options import MAX_GAP_SPACINGS
 from orbitct_app.threads import thread_map
 
 logger = logging.getLogger(__name__)
@@ -34,6 +37,8 @@ MIN_VOLUME_SLICES = 3
 POSITION_TOLERANCE_MM = 0.01
 """Slices closer than this along the normal share one position (duplicates)."""
 _INT16_MAX = np.iinfo(np.int16).max
+_GAPS_NAMED = 5
+"""A split reason names the widths of at most this many gaps."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -114,6 +119,8 @@ class Stack:
     split_reason: str = ""
     dropped_duplicates: tuple[SliceInfo, ...] = ()
     """Exact copies (same SOPInstanceUID at the same position) left out of the stack."""
+    gap_limit_mm: float = math.inf
+    """The widest slice gap the stack was allowed to keep (wider ones split the series)."""
 
     @property
     def n_slices(self) -> int:
@@ -139,12 +146,16 @@ class StackPlan:
     rejected: list[RejectedPart]
 
 
-def plan_stacks(series: SeriesInfo) -> StackPlan:
+def plan_stacks(series: SeriesInfo, max_gap_mm: float | None = None) -> StackPlan:
     """Sort a series' slices geometrically and split it into stacks where the geometry says so.
 
-    Splits happen on different orientation, pixel spacing or matrix, and on repeated slice
-    positions (several passes or reconstructions under one SeriesInstanceUID). AcquisitionNumber
-    alone never splits: it is only used to tell passes apart when positions repeat.
+    Splits happen on different orientation, pixel spacing or matrix, on repeated slice
+    positions (several passes or reconstructions under one SeriesInstanceUID), and at gaps
+    between neighbouring slices wider than ``max_gap_mm`` (by default
+    :data:`~orbitct_app.options.MAX_GAP_SPACINGS` times the stack's median slice spacing):
+    blocks of slices apart are not one volume, and nothing is interpolated across such a gap.
+    AcquisitionNumber alone never splits: it is only used to tell passes apart when positions
+    repeat.
 
     Raises
     ------
@@ -164,40 +175,92 @@ def plan_stacks(series: SeriesInfo) -> StackPlan:
         groups[_frame_key(s)].append(s)
     differences = _frame_differences(list(groups))
     reasons = [f"split: {len(groups)} different {differences}"] if len(groups) > 1 else []
-    # Every candidate part in order: slices, exact duplicates dropped, why it cannot convert,
-    # and whether that is a data problem (stray slices of another frame).
-    candidates: list[tuple[list[SliceInfo], tuple[SliceInfo, ...], str, bool]] = []
+    candidates: list[_Candidate] = []
     for members in groups.values():
         distinct = len(set(_position_keys(members)))
         if distinct < MIN_VOLUME_SLICES:
             if len(groups) > 1:
                 why = f"{len(members)} stray slice(s) whose {differences} differ from the rest of the series"
-                candidates.append((members, (), why, True))
+                candidates.append(_Candidate(members, why_not=why, failed=True))
             else:
-                candidates.append((members, (), _too_short(len(members), distinct), False))
+                candidates.append(_Candidate(members, why_not=_too_short(len(members), distinct)))
             continue
         passes, dropped, why = _split_passes(members)
         if why:
             reasons.append(why)
         for i, members_of_pass in enumerate(passes):
             n = len(members_of_pass)
-            short = "" if n >= MIN_VOLUME_SLICES else _too_short(n, n)
-            candidates.append((members_of_pass, dropped if i == 0 else (), short, False))
+            if n < MIN_VOLUME_SLICES:
+                candidates.append(_Candidate(members_of_pass, dropped if i == 0 else (), _too_short(n, n)))
+                continue
+            blocks, limit, gap_note = _split_at_gaps(members_of_pass, max_gap_mm)
+            if gap_note:
+                reasons.append(gap_note)
+            for b, block in enumerate(blocks):
+                short = "" if len(block) >= MIN_VOLUME_SLICES else f"{_too_short(len(block), len(block))}; {gap_note}"
+                candidates.append(_Candidate(block, dropped if i == 0 and b == 0 else (), short, gap_limit_mm=limit))
     split = len(candidates) > 1
     reason = "; ".join(reasons)
     stacks: list[Stack] = []
     rejected: list[RejectedPart] = []
-    for index, (members, dropped, why_not, failed) in enumerate(candidates, start=1):
+    for index, candidate in enumerate(candidates, start=1):
         part = index if split else 0
-        if why_not:
-            rejected.append(RejectedPart(part, len(members), why_not, failed))
+        members = candidate.members
+        if candidate.why_not:
+            rejected.append(RejectedPart(part, len(members), candidate.why_not, candidate.failed))
             continue
         geometry = _geometry(members)
         order = np.argsort(geometry.offsets, kind="stable")
         members = [members[i] for i in order]
         geometry = dataclasses.replace(geometry, positions=geometry.positions[order])
-        stacks.append(Stack(series, tuple(members), geometry, part, reason, dropped))
+        stacks.append(Stack(series, tuple(members), geometry, part, reason, candidate.dropped, candidate.gap_limit_mm))
     return StackPlan(stacks, rejected)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Candidate:
+    """A would-be part of a series, in plan order."""
+
+    members: list[SliceInfo]
+    dropped: tuple[SliceInfo, ...] = ()
+    """Exact duplicates dropped from it."""
+    why_not: str = ""
+    """Why it cannot make a volume ('' when it can)."""
+    failed: bool = False
+    """It cannot because of a data problem (stray slices of another frame)."""
+    gap_limit_mm: float = math.inf
+
+
+def gap_limit(gaps: NDArray[np.float64], max_gap_mm: float | None) -> float:
+    """The widest slice gap (mm) a stack keeps: ``max_gap_mm`` when given, else
+    :data:`~orbitct_app.options.MAX_GAP_SPACINGS` times the median of ``gaps``."""
+    return float(max_gap_mm) if max_gap_mm is not None else MAX_GAP_SPACINGS * float(np.median(gaps))
+
+
+def _split_at_gaps(
+    members: list[SliceInfo], max_gap_mm: float | None
+) -> tuple[list[list[SliceInfo]], float, str]:
+    """Cut slices without repeated positions into blocks at every gap wider than the limit.
+
+    Returns the blocks in position order, the limit (mm) and a note naming the gaps ('' when
+    there is no such gap: one block, the slices as given).
+    """
+    offsets = _geometry(members).offsets
+    order = np.argsort(offsets, kind="stable")
+    gaps = np.diff(offsets[order])
+    limit = gap_limit(gaps, max_gap_mm)
+    cuts = np.flatnonzero(gaps > limit + POSITION_TOLERANCE_MM) + 1
+    if cuts.size == 0:
+        return [members], limit, ""
+    bounds = [0, *cuts.tolist(), len(members)]
+    blocks = [[members[i] for i in order[a:b]] for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+    widths = ", ".join(f"{g:.3g}" for g in gaps[cuts[:_GAPS_NAMED] - 1]) + (", ..." if cuts.size > _GAPS_NAMED else "")
+    rule = f"--max-gap {limit:g} mm" if max_gap_mm is not None else (
+        f"{MAX_GAP_SPACINGS:g} x the median spacing {float(np.median(gaps)):.3g} mm"
+    )
+    gaps_named = "a slice gap" if cuts.size == 1 else f"{cuts.size} slice gaps"
+    note = f"split at {gaps_named} of {widths} mm (wider than {rule}) into {len(blocks)} parts; nothing interpolated across"
+    return blocks, limit, note
 
 
 def expand_frames(slices: Sequence[SliceInfo]) -> list[SliceInfo]:

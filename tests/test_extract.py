@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 from pathlib import Path
@@ -11,13 +12,17 @@ import numpy as np
 import pydicom
 import pytest
 from numpy.typing import NDArray
+from PIL import Image
 from pydicom.uid import JPEG2000Lossless, RLELossless
-from scipy import ndimage
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
+from scipy.spatial import cKDTree
 
 from orbitct_app.cli import main
 from orbitct_app.errors import ExitCode
 from orbitct_app.reports import read_csv
 from orbitct_app.synthetic import ExamTruth, Phantom, SeriesSpec, write_exam
+from orbitct_app.volume import AIR_HU
 
 # Fine enough that a 2 mm marker is sampled by several pixels and slices: its sampled centroid is
 # then within a few tenths of a millimetre of the truth, so 1 mm tolerance tests the geometry.
@@ -55,11 +60,18 @@ def load(out: Path, row: dict[str, str]) -> tuple[NDArray[np.int16], nib.Nifti1I
 
 
 def marker_centroids_ras(data: NDArray[np.int16], affine: NDArray[np.float64]) -> NDArray[np.float64]:
-    """HU-weighted centroids (RAS mm) of the dense blobs (> 1500 HU) in a volume."""
-    labels, n = ndimage.label(data > 1500)
-    weights = np.clip(data.astype(np.float64) - 1000.0, 0, None)
-    centroids = ndimage.center_of_mass(weights, labels, range(1, n + 1))
-    ijk = np.asarray(centroids, dtype=np.float64).reshape(-1, 3)
+    """HU-weighted centroids (RAS mm) of the dense blobs (> 1500 HU, face-connected) in a volume.
+
+    Only the dense voxels are grouped (neighbours one voxel apart), so large volumes cost no
+    volume-sized label array.
+    """
+    points = np.argwhere(data > 1500)
+    pairs = cKDTree(points).query_pairs(1.01, output_type="ndarray")
+    graph = coo_matrix((np.ones(len(pairs)), (pairs[:, 0], pairs[:, 1])), shape=(len(points),) * 2)
+    n, blob = connected_components(graph, directed=False)
+    weights = np.clip(data[tuple(points.T)].astype(np.float64) - 1000.0, 0, None)
+    total = np.bincount(blob, weights, minlength=n)
+    ijk = np.stack([np.bincount(blob, weights * points[:, a], minlength=n) for a in range(3)], axis=1) / total[:, None]
     return nib.affines.apply_affine(affine, ijk)
 
 
@@ -74,6 +86,13 @@ def covered_markers(truth: ExamTruth, number: int) -> list:  # type: ignore[type
         for m in truth.phantom.markers
         if offsets.min() + margin <= np.asarray(m.center_lps) @ normal <= offsets.max() - margin
     ]
+
+
+def report_warnings(out: Path) -> str:
+    """The warnings section of ``report.html``."""
+    page = (out / "report.html").read_text(encoding="utf-8")
+    start = page.index('<section id="warnings">')
+    return page[start : page.index("</section>", start)]
 
 
 def world_to_voxel(img: nib.Nifti1Image, points_ras: NDArray[np.float64]) -> NDArray[np.float64]:
@@ -273,7 +292,9 @@ def test_missing_slices_are_interpolated_and_the_gap_reported(tmp_path: Path) ->
     truth = write_exam(tmp_path / "in", "exam_gap", [SeriesSpec(kind="axial", series_number=2, n_slices=30, slice_step=2.0)])
     for f in truth.series[0].files[10:13]:  # three slices missing: an 8 mm gap
         f.unlink()
-    assert main([str(tmp_path / "in"), str(tmp_path / "out"), "extract", "--spacing", "2", "--size", "128", "-q"]) == ExitCode.OK
+    # over 3 x the 2 mm spacing, so by default the series would be split there; --max-gap keeps it whole
+    args = [str(tmp_path / "in"), str(tmp_path / "out"), "extract", "--spacing", "2", "--size", "128", "-q"]
+    assert main([*args, "--max-gap", "8.5"]) == ExitCode.OK
     (row,) = read_csv(tmp_path / "out" / "extract_report.csv")
     assert row["decision"] == "converted" and float(row["max_gap_mm"]) == pytest.approx(8.0)
     assert "largest gap 8 mm" in row["reason"]
@@ -309,3 +330,178 @@ def test_bad_files_and_an_exam_without_dicom_are_failures(tmp_path: Path) -> Non
     nodicom = [r for r in rows if r["dicom_id"] == "exam_nodicom"]
     assert len(nodicom) == 1 and nodicom[0]["decision"] == "failed"
     assert "no DICOM image files" in nodicom[0]["reason"]
+
+
+# --- what the grid cuts: a body wider than the default 256 mm field of view -----------------
+
+WIDE = Phantom.wide(440.0, marker_radius_mm=4.0)  # 440 mm from side to side, markers 25 mm inside the skin
+WIDE_SERIES = SeriesSpec(kind="axial", series_number=2, rows=256, cols=256, pixel_spacing=(2.0, 2.0), n_slices=24, slice_step=2.0)
+
+
+@pytest.fixture(scope="module")
+def wide_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[ExamTruth, dict[str, Path]]:
+    """The wide body extracted at the default grid (512 x 0.5 mm) and with ``--size fit``."""
+    root = tmp_path_factory.mktemp("wide")
+    truth = write_exam(root / "in", "exam_wide", [WIDE_SERIES], seed=5, phantom=WIDE)
+    outs = {"default": root / "default", "fit": root / "fit"}
+    assert main([str(root / "in"), str(outs["default"]), "extract", "-q"]) == ExitCode.OK
+    assert main([str(root / "in"), str(outs["fit"]), "extract", "--size", "fit", "-q"]) == ExitCode.OK
+    return truth, outs
+
+
+def _ellipsoid_fraction_outside(phantom: Phantom, zs: NDArray[np.float64], half_width: float) -> float:
+    """Of the skin ellipsoid's cross-sections at ``zs``, the area fraction with |x - centre| > half_width."""
+    a, b, c = phantom.head_semi_axes_mm
+    scale = np.sqrt(np.clip(1 - ((zs - phantom.center_lps[2]) / c) ** 2, 0, None))
+    areas = np.pi * a * b * scale**2
+    t = np.clip(half_width / (a * scale), 0, 1)
+    outside = 1 - 2 / np.pi * (t * np.sqrt(1 - t**2) + np.arcsin(t))
+    return float((areas * outside).sum() / areas.sum())
+
+
+def test_a_body_wider_than_the_grid_reports_what_is_cut(wide_run) -> None:  # type: ignore[no-untyped-def]
+    truth, outs = wide_run
+    out = outs["default"]
+    (row,) = read_csv(out / "extract_report.csv")
+    (index,) = read_csv(out / "series_index.csv")
+    fraction = float(row["body_cropped_fraction"])
+    zs = np.asarray(truth.series[0].positions_lps)[:, 2]
+    expected = _ellipsoid_fraction_outside(truth.phantom, zs, 128.0)  # 512 voxels of 0.5 mm
+    assert expected > 0.25 and fraction == pytest.approx(expected, abs=0.01)
+    assert float(index["body_cropped_fraction"]) == fraction
+    assert "body cropped" in row["reason"] and f"fraction {fraction:.3g}" in row["reason"]
+    data, img = load(out, index)
+    assert data.shape[:2] == (512, 512)
+    for marker in truth.phantom.markers[-2:]:  # the lateral markers are off the grid
+        voxel = world_to_voxel(img, np.asarray([marker.center_ras]))[0]
+        assert abs(voxel[0] - 255.5) > 256
+    sidecar = json.loads((out / index["output_path"].replace(".nii.gz", ".json")).read_text())
+    assert sidecar["Processing"]["BodyCroppedFraction"] == pytest.approx(fraction, rel=1e-5)
+    assert sidecar["Processing"]["InPlaceSize"] == 512
+    title = Image.open(out / index["output_path"].replace(".nii.gz", "_qc.png")).text["Title"]
+    assert "body cropped" in title and f"fraction {fraction:.3g}" in title
+    warnings = report_warnings(out)
+    assert "crop" in warnings and f"fraction {fraction:.3g}" in warnings and "series 2" in warnings
+
+
+def test_size_fit_holds_the_whole_body_with_every_marker_in_place(wide_run) -> None:  # type: ignore[no-untyped-def]
+    truth, outs = wide_run
+    out = outs["fit"]
+    (row,) = read_csv(out / "extract_report.csv")
+    (index,) = read_csv(out / "series_index.csv")
+    assert row["body_cropped_fraction"] == index["body_cropped_fraction"] == "0"
+    assert "crop" not in row["reason"]
+    data, img = load(out, index)
+    # the mask spans at most 440 mm (879 voxel gaps of 0.5 mm): 896 is the smallest multiple of 32
+    assert data.shape[:2] == (896, 896)
+    found = marker_centroids_ras(data, img.affine)
+    markers = covered_markers(truth, 2)
+    assert {"lateral_left", "lateral_right"} <= {m.name for m in markers} and len(markers) >= 4
+    for marker in markers:
+        distance = np.linalg.norm(found - np.asarray(marker.center_ras), axis=1).min()
+        assert distance < 1.0, f"marker {marker.name} is {distance:.2f} mm off"
+    sidecar = json.loads((out / index["output_path"].replace(".nii.gz", ".json")).read_text())
+    assert sidecar["Processing"]["BodyCroppedFraction"] == 0.0
+    assert (sidecar["Processing"]["InPlaceSize"], sidecar["Processing"]["InPlaceSizeOption"]) == (896, "fit")
+    title = Image.open(out / index["output_path"].replace(".nii.gz", "_qc.png")).text["Title"]
+    assert "crop" not in title
+    assert "crop" not in report_warnings(out)
+
+
+def test_heads_report_nothing_cropped(world_run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    _, out, index = world_run
+    assert {r["body_cropped_fraction"] for r in read_csv(out / "extract_report.csv")} == {"0"}
+    assert {r["body_cropped_fraction"] for r in index.values()} == {"0"}
+    # at the default grid too, with stacks whose length is no whole number of 0.5 mm voxels
+    series = [SeriesSpec(kind="axial", series_number=n, n_slices=30, slice_step=1.3, tilt_deg=t) for n, t in ((2, 0.0), (3, 17.0))]
+    write_exam(tmp_path / "in", "exam_h", series, seed=4)
+    assert main([str(tmp_path / "in"), str(tmp_path / "out"), "extract", "-q"]) == ExitCode.OK
+    rows = read_csv(tmp_path / "out" / "extract_report.csv")
+    assert [(r["decision"], r["body_cropped_fraction"]) for r in rows] == [("converted", "0")] * 2
+    assert "crop" not in report_warnings(tmp_path / "out")
+
+
+# --- blocks of slices far apart under one series: parts, nothing interpolated across --------
+
+GAP_MM = 40.0
+"""Table feed added between the two blocks (the gap between their slices is the step plus this)."""
+BLOCKS = {
+    2: SeriesSpec(kind="axial", **{**FINE, "n_slices": 60}, extra_gaps=((30, GAP_MM),), series_description="blocks"),  # type: ignore[arg-type]
+    3: SeriesSpec(kind="axial", **{**FINE, "n_slices": 60}, extra_gaps=((30, GAP_MM),), tilt_deg=18.0, order="descending",  # type: ignore[arg-type]
+                  series_description="blocks tilted"),
+    # uneven: one slice missing in the first block (a 2 mm gap among 1 mm steps) stays in it
+    4: SeriesSpec(kind="axial", **{**FINE, "n_slices": 60}, extra_gaps=((12, 1.0), (30, GAP_MM)), series_description="blocks uneven"),  # type: ignore[arg-type]
+    # a block of two slices cannot make a volume
+    5: SeriesSpec(kind="axial", n_slices=22, slice_step=2.0, extra_gaps=((2, GAP_MM),), series_description="short block"),
+}
+
+
+@pytest.fixture(scope="module")
+def blocks_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[ExamTruth, Path]:
+    root = tmp_path_factory.mktemp("blocks")
+    series = [dataclasses.replace(s, series_number=n) for n, s in BLOCKS.items()]
+    truth = write_exam(root / "in", "exam_gaps", series, seed=9)
+    out = root / "out"
+    assert main([str(root / "in"), str(out), "extract", "--spacing", str(SPACING), "--size", str(SIZE), "-q"]) == ExitCode.OK
+    return truth, out
+
+
+def _blocks(truth: ExamTruth, number: int) -> list[NDArray[np.float64]]:
+    """The written slice positions (LPS) of a series, block by block (split at its widest gap)."""
+    series = truth.series_by_number(number)
+    normal = np.asarray(series.slice_normal)
+    positions = np.asarray(series.positions_lps)
+    positions = positions[np.argsort(positions @ normal)]
+    cut = int(np.argmax(np.diff(positions @ normal))) + 1
+    return [positions[:cut], positions[cut:]]
+
+
+@pytest.mark.parametrize("number", [2, 3, 4])
+def test_blocks_apart_become_parts_within_their_blocks(blocks_run, number: int) -> None:  # type: ignore[no-untyped-def]
+    truth, out = blocks_run
+    rows = [r for r in read_csv(out / "extract_report.csv") if r["series_number"] == str(number)]
+    assert [(r["part"], r["decision"], r["n_slices"]) for r in rows] == [("1", "converted", "30"), ("2", "converted", "30")]
+    normal = np.asarray(truth.series_by_number(number).slice_normal)
+    gap_along_normal = (FINE["slice_step"] + GAP_MM) * normal[2]  # type: ignore[operator]
+    assert f"a slice gap of {gap_along_normal:.3g} mm" in rows[0]["reason"] and "nothing interpolated" in rows[0]["reason"]
+    assert float(rows[0]["max_gap_mm"]) < 3 and float(rows[1]["max_gap_mm"]) < 3
+    assert ("uneven spacing" in rows[0]["reason"]) == (number == 4)  # the missing slice is reported
+    index = {r["part"]: r for r in read_csv(out / "series_index.csv") if r["series_number"] == str(number)}
+    for part, block in zip(("1", "2"), _blocks(truth, number), strict=True):
+        assert index[part]["output_path"].endswith(f"_part-{part}.nii.gz")
+        data, img = load(out, index[part])
+        # every voxel with something in it lies between the block's first and last slice plane
+        # (nothing from the gap or the other block), and the part fills its block
+        offsets = block @ normal
+        tissue_lps = nib.affines.apply_affine(img.affine, np.argwhere(data > AIR_HU)) * np.array([-1.0, -1.0, 1.0])
+        along = tissue_lps @ normal
+        assert offsets.min() - 0.01 <= along.min() < offsets.min() + 1.0
+        assert offsets.max() - 1.0 < along.max() <= offsets.max() + 0.01
+        found = marker_centroids_ras(data, img.affine)
+        margin = truth.phantom.marker_radius_mm + 1.0
+        inside = [m for m in truth.phantom.markers if offsets.min() + margin <= np.asarray(m.center_lps) @ normal <= offsets.max() - margin]
+        assert inside, "each block holds markers"
+        for marker in inside:
+            distance = np.linalg.norm(found - np.asarray(marker.center_ras), axis=1).min()
+            assert distance < 1.0, f"series {number} part {part}: marker {marker.name} is {distance:.2f} mm off"
+
+
+def test_a_block_too_short_is_excluded_and_the_rest_converts(blocks_run) -> None:  # type: ignore[no-untyped-def]
+    _, out = blocks_run
+    rows = [r for r in read_csv(out / "extract_report.csv") if r["series_number"] == "5"]
+    assert [(r["part"], r["decision"], r["n_slices"]) for r in rows] == [("1", "excluded", "2"), ("2", "converted", "20")]
+    assert "too few slices to make a volume (2 < 3)" in rows[0]["reason"] and "a slice gap of 42 mm" in rows[0]["reason"]
+    text = report_warnings(out)
+    assert "series split" in text and "series 5 part 2" in text
+
+
+def test_a_larger_max_gap_keeps_one_volume(blocks_run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    truth, _ = blocks_run
+    args = [str(truth.path.parent), str(tmp_path / "out"), "extract", "--spacing", "2", "--size", "128", "-q"]
+    assert main([*args, "--max-gap", "45"]) == ExitCode.OK
+    rows = {r["series_number"]: r for r in read_csv(tmp_path / "out" / "extract_report.csv")}
+    assert len(rows) == 4 and {r["part"] for r in rows.values()} == {""}
+    assert "uneven spacing" in rows["2"]["reason"] and "largest gap 41 mm" in rows["2"]["reason"]
+    (index,) = [r for r in read_csv(tmp_path / "out" / "series_index.csv") if r["series_number"] == "2"]
+    sidecar = json.loads((tmp_path / "out" / index["output_path"].replace(".nii.gz", ".json")).read_text())
+    assert sidecar["Processing"]["MaxSliceGapMM"] == sidecar["Processing"]["MaxGapOptionMM"] == 45.0

@@ -72,11 +72,12 @@ def test_dataset_description_names_the_container_and_keeps_added_keys(monkeypatc
     assert description["GeneratedBy"][1] == {"Name": "manual review"}
 
 
-def test_options_round_trip_through_the_record(tmp_path: Path) -> None:
+@pytest.mark.parametrize(("size", "max_gap"), [(256, None), ("fit", 12.5)])
+def test_options_round_trip_through_the_record(tmp_path: Path, size: int | str, max_gap: float | None) -> None:
     options = Options(
         input_dir=tmp_path / "in", output_dir=tmp_path / "out", stage=Stage.EXTRACT,
-        participant_labels=("exam_1", "exam_2"), thickness=(0.5, 1.5), spacing=0.75, size=256,
-        body_threshold=-300, n_procs=3, force=True,
+        participant_labels=("exam_1", "exam_2"), thickness=(0.5, 1.5), spacing=0.75, size=size,  # type: ignore[arg-type]
+        max_gap=max_gap, body_threshold=-300, n_procs=3, force=True,
     )
     record = json.loads(json.dumps(options.as_record()))
     assert provenance.options_from_record(record) == options
@@ -84,12 +85,15 @@ def test_options_round_trip_through_the_record(tmp_path: Path) -> None:
         provenance.options_from_record({**record, "colour": "blue"})
 
 
-def test_equivalent_command_parses_back_to_the_same_options(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize(("size", "max_gap"), [(256, None), ("fit", 12.5)])
+def test_equivalent_command_parses_back_to_the_same_options(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, size: int | str, max_gap: float | None
+) -> None:
     (tmp_path / "in" / "exam_1").mkdir(parents=True)
     options = Options(
         input_dir=tmp_path / "in", output_dir=tmp_path / "out", stage=Stage.ALL, participant_labels=("exam_1",),
-        thickness=(0.5, 1.5), spacing=0.75, size=256, body_threshold=-300, n_procs=3, force=True, min_slices=4,
-        profile="orbitct",
+        thickness=(0.5, 1.5), spacing=0.75, size=size, max_gap=max_gap, body_threshold=-300, n_procs=3,  # type: ignore[arg-type]
+        force=True, min_slices=4, profile="orbitct",
     )
     seen: list[Options] = []
 

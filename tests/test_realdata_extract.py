@@ -132,3 +132,39 @@ def test_slab_components_match_whole_volume_labelling_on_real_series(shared_data
         for k in range(vol.shape[0]):
             component.plane(k, got[k])
         np.testing.assert_array_equal(got, labels == np.argmax(sizes))
+
+
+def test_no_real_series_is_split_or_cropped_without_cause(real_run: Path, shared_data: Path, tmp_path: Path) -> None:
+    """Nothing here has blocks of slices apart; the heads fit the default 256 mm grid, the
+    Siemens abdomen (about 356 mm wide) does not, and ``--size fit`` keeps all of it."""
+    rows = read_csv(real_run / "extract_report.csv")
+    assert not [r for r in rows if r["part"]]
+    cropped = {r["dicom_id"]: r["body_cropped_fraction"] for r in rows if r["decision"] == "converted"}
+    assert cropped["philips_head_phantom"] == cropped["philips_tilt_phantom"] == "0"
+    fraction = float(cropped["siemens_body_j2k"])
+    assert 0.1 < fraction < 0.3
+    fit = tmp_path / "fit"
+    args = [str(shared_data / "exams"), str(fit), "extract", "-q", "--size", "fit", "--participant-label", "siemens_body_j2k"]
+    assert main(args) == ExitCode.OK
+    (row,) = read_csv(fit / "series_index.csv")
+    assert row["body_cropped_fraction"] == "0" and int(row["shape_x"]) == 736  # 356 mm: 713 gaps of 0.5 mm
+    # the fraction the default grid reported is what lies outside it of the whole body written by fit
+    whole = nib.load(fit / row["output_path"])
+    (default_row,) = [r for r in read_csv(real_run / "series_index.csv") if r["dicom_id"] == "siemens_body_j2k"]
+    default = nib.load(real_run / default_row["output_path"])
+    body = np.argwhere(np.asarray(whole.dataobj)[::2, ::2, ::2] > -1000) * 2
+    ijk = nib.affines.apply_affine(np.linalg.inv(default.affine) @ whole.affine, body)
+    outside = (ijk[:, :2] < -0.5).any(axis=1) | (ijk[:, :2] > 511.5).any(axis=1)
+    assert outside.mean() == pytest.approx(fraction, abs=0.01)
+
+
+def test_uneven_real_stacks_stay_whole(shared_data: Path) -> None:
+    """sliceincrement_001 (gaps of 5, 5 and 10 mm: one missing slice) and _002 (0.75, 0.75 and
+    1.5 mm, tilted) are one volume each: no gap wider than 3 x their median spacing."""
+    from orbitct_app import discover, volume
+
+    for name, gaps in (("sliceincrement_001", [5.0, 5.0, 10.0]), ("sliceincrement_002", [0.75, 0.75, 1.5])):
+        (series,) = discover.scan_exam(shared_data / "edge_cases" / name).series
+        (stack,) = volume.plan_stacks(series).stacks
+        assert stack.part == 0 and stack.split_reason == ""
+        np.testing.assert_allclose(stack.geometry.gaps, gaps, atol=0.01)

@@ -50,8 +50,7 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[ExamTruth]
         write_exam(inp, "exam_c", [SeriesSpec(kind="axial", series_number=5, **SMALL)], seed=3),  # type: ignore[arg-type]
     ]
     gap = truths[1].series_by_number(3).files
-    for f in gap[10:13]:
-        f.unlink()  # an 8 mm gap
+    gap[10].unlink()  # one missing slice: a 4 mm gap, twice the spacing (uneven, not split)
     for f in truths[1].series_by_number(4).files[:2]:
         shutil.copy(f, f.with_name(f.name + "_copy"))  # exact duplicates
     (inp / "exam_c" / "broken.dcm").write_bytes(b"")  # a failed file

@@ -14,7 +14,7 @@ from scipy import ndimage
 
 from orbitct_app import threads
 from orbitct_app.nifti import write_nifti
-from orbitct_app.resample import apply_body_mask, output_grid, resample
+from orbitct_app.resample import apply_body_mask, cropped_fraction, output_grid, resample
 from orbitct_app.volume import AIR_HU, StackGeometry
 
 
@@ -164,3 +164,64 @@ def test_nifti_is_the_same_volume_whatever_the_number_of_compression_threads(tmp
         with gzip.open(path) as fh:
             raw[n] = fh.read()
     assert raw[1] == raw[2] == raw[3]  # the same file content, only compressed differently
+
+
+def _grid_coordinates(mask: NDArray[np.bool_], geometry: StackGeometry, grid) -> NDArray[np.float64]:  # type: ignore[no-untyped-def]
+    """Every masked voxel's centre in the grid's (i, j, k) voxel coordinates, through its affine."""
+    ks, js, is_ = np.nonzero(mask)
+    world = geometry.world(ks.astype(float), js.astype(float), is_.astype(float))
+    return nib.affines.apply_affine(np.linalg.inv(grid.affine_lps()), world)
+
+
+@pytest.mark.parametrize("tilt_mm", [0.0, 0.3, -0.45])
+@pytest.mark.parametrize("size", [24, 37, 60, 96, "fit"])
+def test_cropped_fraction_counts_the_masked_voxels_outside_the_grid(tilt_mm: float, size: int | str) -> None:
+    """Against a count over every voxel of an independent mask: outside means past the outer
+    voxel faces in-plane, or a whole voxel past the end planes along the table axis."""
+    vol = _phantom()
+    geometry = _geometry(*vol.shape[:2], tilt_mm=tilt_mm)
+    mask = _reference_mask(vol, -200)
+    body = apply_body_mask(vol, geometry, -200)
+    grid = output_grid(geometry, body, 0.5, size)  # type: ignore[arg-type]
+    n_k, n_j, n_i = grid.shape_kji
+    ijk = _grid_coordinates(mask, geometry, grid)
+    outside = (
+        (ijk[:, 0] < -0.5) | (ijk[:, 0] > n_i - 0.5) | (ijk[:, 1] < -0.5) | (ijk[:, 1] > n_j - 0.5)
+        | (ijk[:, 2] < -1.0) | (ijk[:, 2] > n_k)
+    )
+    fraction = cropped_fraction(body, geometry, grid)
+    assert fraction == outside.sum() / mask.sum()
+    if size in (24, 37):
+        assert 0.2 < fraction < 0.9  # the body is about 39 x 39 voxels of 0.9 mm: these grids cut it
+    if size in (96, "fit"):
+        assert fraction == 0.0
+
+
+def test_rounding_the_stack_ends_to_whole_voxels_is_not_a_cut() -> None:
+    vol = _phantom(n_k=18)
+    vol[:, 20:36, 24:40] = 40  # a body in every slice: 17 gaps of 0.7 mm, 23.8 voxels of 0.5 mm
+    geometry = _geometry(*vol.shape[:2])
+    mask = _reference_mask(vol, -200)
+    body = apply_body_mask(vol, geometry, -200)
+    grid = output_grid(geometry, body, 0.5, 128)
+    n_k = grid.shape_kji[0]
+    beyond = _grid_coordinates(mask, geometry, grid)[:, 2] - (n_k - 1)
+    assert n_k == 24 and beyond.max() == pytest.approx(0.8)  # the last slice: 0.8 voxel past the last plane
+    assert cropped_fraction(body, geometry, grid) == 0.0
+
+
+@pytest.mark.parametrize("tilt_mm", [0.0, 0.3])
+def test_fit_is_the_smallest_multiple_of_32_that_holds_the_body(tilt_mm: float) -> None:
+    vol = _phantom(n=110)
+    vol[6:12, 20:90, 4:106] = 40  # a wide slab: about 92 mm from side to side
+    geometry = _geometry(*vol.shape[:2], tilt_mm=tilt_mm)
+    mask = _reference_mask(vol, -200)
+    body = apply_body_mask(vol, geometry, -200)
+    grid = output_grid(geometry, body, 0.5, "fit")
+    _, n_j, n_i = grid.shape_kji
+    assert n_i == n_j and n_i % 32 == 0
+    ijk = _grid_coordinates(mask, geometry, grid)
+    widest = float(np.max(ijk[:, :2].max(axis=0) - ijk[:, :2].min(axis=0)))
+    assert n_i - 32 < widest + 1 <= n_i  # 32 fewer could not hold it
+    assert ijk[:, :2].min() >= -1e-6 and ijk[:, :2].max() <= n_i - 1 + 1e-6  # every centre on the grid
+    assert cropped_fraction(body, geometry, grid) == 0.0

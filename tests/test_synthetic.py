@@ -818,6 +818,37 @@ def test_invalid_specs_are_rejected(tmp_path: Path) -> None:
         SeriesSpec(kind="scout", enhanced=True)
     with pytest.raises(ValueError, match="enhanced"):
         SeriesSpec(kind="summary", enhanced=True)
+    with pytest.raises(ValueError, match="extra gap"):
+        SeriesSpec(n_slices=10, extra_gaps=((10, 5.0),))
+    with pytest.raises(ValueError, match="extra gaps"):
+        SeriesSpec(kind="scout", extra_gaps=((1, 5.0),))
+
+
+def test_wide_phantom_has_markers_near_either_side() -> None:
+    phantom = Phantom.wide(440.0, depth_mm=260.0, noise_sigma_hu=0.0)
+    cx, cy, cz = phantom.center_lps
+    assert phantom.head_semi_axes_mm == (220.0, 130.0, Phantom().head_semi_axes_mm[2])
+    assert [m.name for m in phantom.markers][: len(Phantom().markers)] == [m.name for m in Phantom().markers]
+    by_name = {m.name: m for m in phantom.markers}
+    left, right = by_name["lateral_left"], by_name["lateral_right"]
+    assert left.center_lps == (cx + 195.0, cy, cz) and right.center_lps == (cx - 195.0, cy, cz)  # +x is left
+    points = np.array([left.center_lps, right.center_lps, (cx + 219.0, cy, cz), (cx + 221.0, cy, cz), (cx, cy + 129.0, cz)])
+    assert phantom.hu_at(points).tolist() == [phantom.marker_hu] * 2 + [phantom.hu_scalp, -1000.0, phantom.hu_scalp]
+
+
+@pytest.mark.parametrize("enhanced", [False, True])
+def test_extra_gaps_leave_blocks_apart_centred_on_the_axis(tmp_path: Path, enhanced: bool) -> None:
+    spec = SeriesSpec(kind="axial", rows=16, cols=16, n_slices=8, slice_step=2.0, extra_gaps=((3, 1.0), (5, 20.0)), enhanced=enhanced)
+    truth = write_exam(tmp_path, "gaps", [spec], plant_phi=False)
+    z = sorted(p[2] for p in truth.series[0].positions_lps)
+    assert np.diff(z).tolist() == pytest.approx([2.0, 2.0, 3.0, 2.0, 22.0, 2.0, 2.0])
+    assert (z[0] + z[-1]) / 2 == pytest.approx(truth.phantom.center_lps[2])
+    files = truth.series[0].files
+    frames = pydicom.dcmread(files[0]).PerFrameFunctionalGroupsSequence if enhanced else None
+    written = [float(f.PlanePositionSequence[0].ImagePositionPatient[2]) for f in frames] if frames else [
+        float(pydicom.dcmread(f, stop_before_pixels=True).ImagePositionPatient[2]) for f in files
+    ]
+    assert sorted(written) == pytest.approx(z)
 
 
 def test_cli_writes_exams(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

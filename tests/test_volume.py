@@ -106,3 +106,57 @@ def test_direct_pixel_read_equals_pydicom(tmp_path: Path, unsigned: bool, bits_s
     fast = read_pixels(info)
     expected = pydicom.dcmread(path).pixel_array
     assert fast.dtype == expected.dtype and np.array_equal(fast, expected)
+
+
+def _at(zs: list[float], **changes: object) -> list[SliceInfo]:
+    """One slice at each z (an axial stack), SOP Instance UIDs in order."""
+    return [_info(position=(0.0, 0.0, z), instance_number=i, sop_instance_uid=f"1.{i}", **changes) for i, z in enumerate(zs)]
+
+
+def test_a_gap_wider_than_three_median_spacings_splits_the_stack() -> None:
+    zs = [0.0, 2.0, 4.0, 6.0, 48.0, 50.0, 52.0]  # a 42 mm gap after 2 mm steps
+    plan = plan_stacks(_series(_at(zs[::-1])))
+    assert not plan.rejected
+    assert [(s.part, s.geometry.offsets.tolist()) for s in plan.stacks] == [(1, zs[:4]), (2, zs[4:])]
+    reason = plan.stacks[0].split_reason
+    assert reason == plan.stacks[1].split_reason
+    assert "a slice gap of 42 mm" in reason and "3 x the median spacing 2 mm" in reason
+    assert all(s.gap_limit_mm == pytest.approx(6.0) for s in plan.stacks)
+
+
+@pytest.mark.parametrize("zs", [[0.0, 2.0, 6.0, 8.0, 10.0], [0.0, 2.0, 4.0, 10.0, 12.0, 14.0]])
+def test_a_missing_slice_or_a_gap_of_three_spacings_keeps_one_volume(zs: list[float]) -> None:
+    (stack,) = plan_stacks(_series(_at(zs))).stacks
+    assert stack.part == 0 and stack.n_slices == len(zs) and stack.split_reason == ""
+
+
+def test_max_gap_overrides_the_default_limit() -> None:
+    zs = [0.0, 2.0, 4.0, 6.0, 48.0, 50.0, 52.0]
+    (whole,) = plan_stacks(_series(_at(zs)), max_gap_mm=42.5).stacks  # wider than the gap: one volume
+    assert whole.part == 0 and whole.n_slices == 7 and whole.gap_limit_mm == 42.5
+    plan = plan_stacks(_series(_at([0.0, 2.0, 4.0, 8.0, 10.0, 12.0])), max_gap_mm=3.0)  # a missing slice
+    assert [s.n_slices for s in plan.stacks] == [3, 3]
+    assert "a slice gap of 4 mm (wider than --max-gap 3 mm)" in plan.stacks[0].split_reason
+
+
+def test_a_block_too_short_to_convert_is_rejected_with_the_gap_named() -> None:
+    zs = [0.0, 1.0, 40.0, 41.0, 42.0, 43.0, 44.0, 90.0]
+    plan = plan_stacks(_series(_at(zs)))
+    assert [(s.part, s.n_slices) for s in plan.stacks] == [(2, 5)]
+    assert [(r.part, r.n_slices, r.failed) for r in plan.rejected] == [(1, 2, False), (3, 1, False)]
+    for rejected in plan.rejected:
+        assert rejected.reason.startswith("too few slices to make a volume")
+        assert "2 slice gaps of 39, 46 mm" in rejected.reason
+
+
+def test_gaps_split_each_pass_on_its_own() -> None:
+    """Two passes over the same positions (repeats), each with the same gap: four parts."""
+    zs = [0.0, 3.0, 6.0, 9.0, 60.0, 63.0, 66.0]
+    first = _at(zs, acquisition_number=1)
+    second = [dataclasses.replace(s, acquisition_number=2, sop_instance_uid=f"2.{i}") for i, s in enumerate(first)]
+    plan = plan_stacks(_series(first + second))
+    assert [(s.part, s.n_slices, {x.acquisition_number for x in s.slices}) for s in plan.stacks] == [
+        (1, 4, {1}), (2, 3, {1}), (3, 4, {2}), (4, 3, {2})
+    ]
+    assert "passes told apart by AcquisitionNumber" in plan.stacks[0].split_reason
+    assert "a slice gap of 51 mm" in plan.stacks[0].split_reason
