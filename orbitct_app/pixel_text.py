@@ -228,8 +228,8 @@ class SeriesCheck:
         return "no text found"
 
     def summary(self) -> str:
-        """:meth:`result` and how much was checked, for the log."""
-        return f"{self.result()}; frames checked {self.frames_text()}"
+        """:meth:`result`, how much was checked and how much of it the OCR engine read, for the log."""
+        return f"{self.result()}; frames checked {self.frames_text()}; read by the OCR engine {self.ocr_frames}"
 
 
 # --- the series -----------------------------------------------------------------------------------
