@@ -95,6 +95,17 @@ def test_first_pass_finds_rendered_text_of_any_size_polarity_and_place(size: int
         assert pixel_text._passes_gate(values[None], pixel_text.contrast_thresholds(values[None])) == [True]
 
 
+@pytest.mark.parametrize(("text", "size"), [("D'ARCY", 12), ("ID: 4471823", 36), ("MUELLER^HANS 1956", 20)])
+def test_marks_in_a_line_do_not_hide_it(text: str, size: int) -> None:
+    """An apostrophe, a colon's dot or a caret is a component too small to be a character: it is
+    left out of the line, not a reason to drop the line."""
+    coverage, box = BurnedText((text,), size=size).mask(128, 480)
+    image = np.random.default_rng(size).normal(40.0, 12.0, coverage.shape).astype(np.float32)
+    image = (image * (1 - coverage) + 3000.0 * coverage).astype(np.float32)
+    (line,) = pixel_text.find_text_lines(image)
+    assert line.width >= 0.8 * (box[2] - box[0]), (line, box)  # the line, not a piece of it
+
+
 def test_the_gate_stops_no_frame_the_first_pass_finds_text_in(text_exam: Path) -> None:
     """The gate scans every third row; a text line makes at least three busy rows in a row, so
     whatever the first pass finds in a frame, the gate let that frame through."""
