@@ -32,7 +32,7 @@ BIN = Path(sys.executable).parent
 PAGE = os.sysconf("SC_PAGE_SIZE")
 WIDE_BODY_MM = (440.0, 260.0)
 """Width and depth of the wide-body phantom."""
-GROUPS = ("extract", "anonymize", "scaling", "wide", "pixeltext")
+GROUPS = ("extract", "anonymize", "scaling", "wide", "plan", "pixeltext")
 CHECK_LOG = re.compile(r"pixel text check in ([0-9.]+) s: .*frames checked (\d+)/")
 """The DEBUG line the anonymize stage logs per series checked for text: seconds, frames."""
 
@@ -184,7 +184,8 @@ def generate(quick: bool, groups: Sequence[str]) -> tuple[Path, Path, list[Path]
     exam_sets = []
     for n_exams in (4, 8) if quick else (6, 24):
         exam_set = WORK / f"set-{n_exams}x{per_exam}"
-        if not exam_set.exists() and {"scaling", "pixeltext"} & set(groups):  # every other exam tilted 15 degrees
+        # every other exam gantry-tilted (15 degrees)
+        if not exam_set.exists() and {"scaling", "plan", "pixeltext"} & set(groups):
             for i in range(n_exams):
                 spec = SeriesSpec(kind="axial", series_number=2, rows=512, cols=512, pixel_spacing=(0.45, 0.45),
                                   n_slices=per_exam, slice_step=1.25, tilt_deg=(0.0, 15.0)[i % 2])
@@ -244,6 +245,14 @@ def main() -> None:
              out / f"wide-{size}")
         for size in ("512", "fit")
     ]
+    largest = exam_sets[-1]
+    n_largest = sum(1 for p in largest.iterdir() if p.is_dir()) if largest.is_dir() else 0
+    plan = [  # extract --dry-run: headers only, the rate of planning a dataset
+        Tool(f"extract --dry-run, {n_largest} exams, --n-procs {n}",
+             [app, str(largest), str(out / f"plan{n}"), "extract", "--dry-run", "-q", "--n-procs", str(n)],
+             out / f"plan{n}")
+        for n in (1, 2)
+    ]
     # the default (--pixel-text flag) next to --pixel-text off, one process, the 240 files and the exam sets
     pixel_text = [
         Tool(f"anonymize {what}{', --pixel-text off' if off else ''}",
@@ -256,7 +265,7 @@ def main() -> None:
         for off in (False, True)
     ]
     groups: list[tuple[str, list[Tool]]] = [
-        ("extract", extract), ("anonymize", anonymize), ("scaling", scaling), ("wide", wide_body),
+        ("extract", extract), ("anonymize", anonymize), ("scaling", scaling), ("wide", wide_body), ("plan", plan),
         ("pixeltext", pixel_text),
     ]
     if args.only:
@@ -278,6 +287,8 @@ def main() -> None:
             print(f"\n{name}:\n" + "\n".join(result_rows(tools, tools[0])))
         if "wide" in args.only:
             print("\n" + "\n".join(wide_body_lines(wide_body, wide)))
+        if "plan" in args.only:
+            print("\n" + "\n".join(plan_lines(plan, largest)))
         if "pixeltext" in args.only:
             print("\n" + "\n".join(pixel_text_lines(pixel_text)))
         return
@@ -329,6 +340,22 @@ def wide_body_lines(tools: list[Tool], wide: Path) -> list[str]:
     ]
 
 
+def plan_lines(tools: list[Tool], exam_set: Path) -> list[str]:
+    """The plan section: ``extract --dry-run`` (headers only) over the largest exam set."""
+    n_files = sum(1 for p in exam_set.rglob("*") if p.is_file())
+    n_exams = sum(1 for p in exam_set.iterdir() if p.is_dir())
+    return [
+        "## Plan a run (`extract --dry-run`: headers only, no NIfTI)",
+        "",
+        f"The {n_exams}-exam set ({n_files} files): every decision from the headers, no pixel read.",
+        "",
+        "| run | median s | min s | peak RSS MB | files/s | exams/s |",
+        "|---|---|---|---|---|---|",
+        *(f"| {t.name} | {t.wall:.2f} | {min(t.walls):.2f} | {t.peak_mb:.0f} | {n_files / t.wall:.0f} | "
+          f"{n_exams / t.wall:.1f} |" for t in tools),
+    ]
+
+
 def pixel_text_pairs(tools: list[Tool]) -> list[tuple[Tool, Tool]]:
     """(default, --pixel-text off) per data set."""
     return [(tools[i], tools[i + 1]) for i in range(0, len(tools), 2)]
@@ -369,7 +396,7 @@ def pixel_text_lines(tools: list[Tool]) -> list[str]:
 
 def write_results(groups: list[tuple[str, list[Tool]]], n_files: int, single: Path, exam_sets: list[Path],
                   args: argparse.Namespace, app: Path, wide: Path, loads: list[float]) -> None:
-    (extract, anonymize, scaling, wide_body, pixel_text) = (g[1] for g in groups)
+    (extract, anonymize, scaling, wide_body, plan, pixel_text) = (g[1] for g in groups)
     text_on, text_off = pixel_text_pairs(pixel_text)[0]
     ours, baseline, d2n = extract
     anon, cp, dicognito, dicom_anonymizer = anonymize
@@ -417,6 +444,8 @@ def write_results(groups: list[tuple[str, list[Tool]]], n_files: int, single: Pa
         *(line for one, two in pairs for line in rows([one, two], one)),
         "",
         *wide_body_lines(wide_body, wide),
+        "",
+        *plan_lines(plan, exam_sets[-1]),
         "",
         *pixel_text_lines(pixel_text),
         "",

@@ -71,7 +71,7 @@ from orbitct_app.deid import DeidStats, Profile, apply_profile, check_pseudonym,
 from orbitct_app.deid import audit, keys, mapping, mark_deidentified, raw
 from orbitct_app.deid.apply import PRIVATE_RULE
 from orbitct_app.discover import Exam, SeriesInfo, SkippedFile, SliceInfo, read_slice_info, scan_exam
-from orbitct_app.errors import DeidError, ExamError, OrbitctError, SkipKind
+from orbitct_app.errors import DeidError, ExamError, OrbitctError, SkipKind, resource_error
 from orbitct_app.options import Options
 from orbitct_app.paths import iter_exam_files, read_regular
 from orbitct_app.reports import ANONYMIZE_REPORT, DEID_AUDIT, DRY_RUN, ExamRecord, Row
@@ -289,6 +289,10 @@ def run_exam(exam_dir: Path, options: Options) -> ExamRecord:
         If the profile is not built yet (the exam is recorded as failed).
     DeidError
         If the exam folder name cannot serve as the pseudonym.
+    ResourceError
+        If the output cannot be written for lack of room (full disk, quota): the exam fails as a
+        whole, its staged folder discarded (under ``--in-place`` the files already replaced stay,
+        each whole, and the rest is left as it was).
     """
     profile = profile_for(options)
     pseudonym = check_pseudonym(exam_dir.name)
@@ -609,11 +613,20 @@ class _ExamWork:
     def _one_file(self, series: SeriesInfo, rel: Path, work: Callable[..., Any], *paths: Path,
                   audit_rel: str | None = None) -> None:
         """Run ``work`` on one file; with ``audit_rel``, audit the bytes it wrote (by that path
-        relative to the exam's output folder) once the file is complete."""
+        relative to the exam's output folder) once the file is complete.
+
+        Raises
+        ------
+        ResourceError
+            When the output cannot be written for lack of room (a full disk): that fails the
+            whole exam, never one file (its staged folder is then discarded).
+        """
         written: list[tuple[bytes | memoryview, ...]] = []
         try:
             work(*paths, self.profile, self.pseudonym, self.secrets, written.append)
         except Exception as err:  # noqa: BLE001 - one file's failure must not stop the exam
+            if (resource := resource_error(err)) is not None:
+                raise resource from None
             reason = safe_reason(err)
             self.counts["failed"] += 1
             self.rows.append(
@@ -766,6 +779,8 @@ def anonymize_file(
     ------
     DeidError
         With a reason that holds no header value (the type of the underlying error).
+    ResourceError
+        When ``dst`` cannot be written for lack of room (full disk, quota, file size limit).
     """
     stage = "reading"
     try:
@@ -802,6 +817,8 @@ def anonymize_file(
     except OrbitctError:
         raise
     except Exception as err:  # noqa: BLE001 - the message may quote a header value: drop it
+        if (resource := resource_error(err)) is not None:
+            raise resource from None
         raise DeidError(f"{safe_reason(err)} while {stage}") from None
     if written is not None:
         written(out)

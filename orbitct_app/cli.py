@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import signal
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -14,10 +15,13 @@ from typing import Any, Literal, TextIO
 
 import click
 
-from orbitct_app import __version__, memory, provenance, workers
+from orbitct_app import __version__, interrupt, memory, provenance, workers
 from orbitct_app.errors import ExitCode, UsageError, one_line, safe_traceback, withhold_warning_text
 from orbitct_app.options import (
+    CONTRAST_CHOICES,
     DEFAULT_BODY_THRESHOLD_HU,
+    DEFAULT_CONTRAST,
+    DEFAULT_KERNEL,
     DEFAULT_MIN_SLICES,
     DEFAULT_PIXEL_TEXT,
     DEFAULT_PROFILE,
@@ -25,6 +29,7 @@ from orbitct_app.options import (
     DEFAULT_SPACING_MM,
     FIT_MULTIPLE,
     MAX_GAP_SPACINGS,
+    KERNEL_CHOICES,
     PIXEL_TEXT_MODES,
     PROFILES,
     RETAIN_OPTIONS,
@@ -50,6 +55,10 @@ Examples:
   # convert an already de-identified tree
   orbitct-app /data/anonymized /data/out extract
 \b
+  # one non-contrast, soft-kernel series per exam; first see the plan (headers only)
+  orbitct-app /data/anonymized /data/out extract --contrast without --kernel soft \\
+      --one-per-exam --dry-run
+\b
   # PS3.15 basic profile: keyed UIDs, dates shifted per patient, mapping files for the owner
   orbitct-app /data/raw /data/out all --profile basic --deid-key ~/keys/study.key \\
       --dates shift --retain patient-characteristics --map-dir ~/keys/maps
@@ -57,7 +66,8 @@ Examples:
 Outputs: OUTPUT_DIR/anonymized/, OUTPUT_DIR/nifti/ (NIfTI, JSON sidecar and _qc.png per
 series), report.html, dataset_description.json, series_index.csv, anonymize_report.csv,
 extract_report.csv and logs/ (the log and a run-*.json record per run). Exit codes: 0 ok, 2 usage
-error, 3 some exams or series failed, 4 nothing produced, 1 internal error.
+error, 3 some exams or series failed, 4 nothing produced, 1 internal error, 130/143 stopped by
+SIGINT/SIGTERM (a rerun resumes).
 """
 
 # Loggers whose INFO messages reach the console; everything else shows from WARNING up.
@@ -155,7 +165,12 @@ def _size(ctx: click.Context, param: click.Parameter, value: str) -> int | Liter
     help="anonymize: look for text burned into the pixels of every kept series (OCR, offline); "
     "flag keeps and reports it, drop drops the series, off skips the check.",
 )
-@click.option("--dry-run", is_flag=True, help="anonymize: list what each rule would do; write no DICOM.")
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    help="anonymize: list what each rule would do; write no DICOM. extract: decide every series "
+    "from the headers and write the reports (the plan); write no NIfTI. Not for all.",
+)
 @click.option("--audit-only", is_flag=True, help="anonymize: only audit an earlier output.")
 @click.option(
     "--in-place",
@@ -169,6 +184,28 @@ def _size(ctx: click.Context, param: click.Parameter, value: str) -> int | Liter
     metavar="MIN MAX",
     default=None,
     help="Keep series whose slice spacing (mm, measured from positions) is in [MIN, MAX].",
+)
+@click.option(
+    "--contrast",
+    type=click.Choice(CONTRAST_CHOICES),
+    default=DEFAULT_CONTRAST,
+    show_default=True,
+    help="Keep every series, only series without contrast evidence (Contrast/Bolus attributes, "
+    "description keywords such as C+ or CTA), or only series with it.",
+)
+@click.option(
+    "--kernel",
+    type=click.Choice(KERNEL_CHOICES),
+    default=DEFAULT_KERNEL,
+    show_default=True,
+    help="Keep every series, or only soft- or sharp-kernel series (vendor kernel table; an "
+    "unknown kernel is kept only under any).",
+)
+@click.option(
+    "--one-per-exam",
+    is_flag=True,
+    help="After every other rule, convert one series per exam: the smallest slice spacing, then "
+    "a soft kernel, then the most slices, then the lowest SeriesNumber.",
 )
 @click.option(
     "--spacing",
@@ -243,6 +280,9 @@ def command(
     audit_only: bool,
     in_place: bool,
     thickness: tuple[float, float] | None,
+    contrast: str,
+    kernel: str,
+    one_per_exam: bool,
     spacing: float,
     size: int | Literal["fit"],
     max_gap: float | None,
@@ -274,6 +314,9 @@ def command(
         profile=profile,
         in_place=in_place,
         thickness=tuple(thickness) if thickness else None,  # type: ignore[arg-type]
+        contrast=contrast,
+        kernel=kernel,
+        one_per_exam=one_per_exam,
         spacing=spacing,
         size=size,
         max_gap=max_gap,
@@ -330,6 +373,11 @@ def command(
             if progress is not None:
                 progress.close()
         logger.info("report: %s; provenance: %s", summary.report, summary.run_record)
+        if summary.interrupted is not None:
+            logger.warning("%s", interrupt.message(summary.interrupted))
+    except interrupt.Interrupted as err:  # before the run, or a second signal while it ended
+        logger.warning("%s", interrupt.message(err.signum))
+        return int(err.exit_code)
     except UsageError as err:
         raise click.UsageError(str(err), ctx) from err
     except OSError as err:
@@ -405,15 +453,15 @@ def configure_logging(
     """
     log_path.parent.mkdir(parents=True, exist_ok=True)
     package = logging.getLogger("orbitct_app")
-    file_handler = logging.FileHandler(log_path, encoding="utf-8")
-    file_handler.setLevel(logging.DEBUG)
-    file_handler.setFormatter(
-        logging.Formatter("%(asctime)s %(levelname)-7s %(processName)s %(name)s: %(message)s")
-    )
     console = _ConsoleHandler(sys.stderr, progress)
     console.setLevel(logging.DEBUG if verbose >= 2 else logging.INFO)
     console.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
     console.addFilter(_ConsoleFilter(verbose=verbose, quiet=quiet))
+    file_handler = _LogFileHandler(log_path, console)
+    file_handler.setLevel(logging.DEBUG)
+    file_handler.setFormatter(
+        logging.Formatter("%(asctime)s %(levelname)-7s %(processName)s %(name)s: %(message)s")
+    )
     if uid_key is not None:
         redact = _UidFilter(uid_key)
         file_handler.addFilter(redact)
@@ -430,6 +478,50 @@ def configure_logging(
         package.setLevel(previous_level)
 
     return close
+
+
+class _LogFileHandler(logging.FileHandler):
+    """The log file; when it cannot be written (a full disk), that is said once on the console.
+
+    logging's own handler prints a traceback on stderr for every record it fails to write.
+    """
+
+    def __init__(self, path: Path, console: logging.Handler) -> None:
+        super().__init__(path, encoding="utf-8")
+        self.console = console
+        self.failed = False
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        self._failed(sys.exc_info()[1])
+
+    def flush(self) -> None:
+        try:
+            super().flush()
+        except OSError as err:
+            self._failed(err)
+
+    def close(self) -> None:
+        try:
+            super().close()
+        except OSError as err:
+            self._failed(err)
+
+    def _failed(self, err: BaseException | None) -> None:
+        if self.failed:
+            return
+        self.failed = True
+        reason = one_line(err) if err is not None else "unknown error"
+        self.console.handle(
+            logging.makeLogRecord(
+                {
+                    "name": __name__,
+                    "levelno": logging.ERROR,
+                    "levelname": "ERROR",
+                    "msg": "cannot write the log file %s (%s); its lines are lost from here on",
+                    "args": (self.baseFilename, reason),
+                }
+            )
+        )
 
 
 class _ConsoleHandler(logging.StreamHandler):  # type: ignore[type-arg]
@@ -494,24 +586,31 @@ def main(args: Sequence[str] | None = None, *, owns_process: bool = False) -> in
     """Run the command line with ``args`` (default: ``sys.argv[1:]``); return the exit code.
 
     ``owns_process``: this process runs nothing but this command (the console script), so it may
-    leave libraries the stage does not need unloaded (see :func:`leave_numpy_unloaded`).
+    leave libraries the stage does not need unloaded (see :func:`leave_numpy_unloaded`), and once
+    the run is over it ignores SIGINT and SIGTERM until it exits (see
+    :func:`interrupt.handling_signals`). During the run both stop it cleanly: exit code 130 or 143
+    and one line on stderr.
     """
     argv = list(args) if args is not None else sys.argv[1:]
     memory.prefer_small_pages()
     withhold_warning_text()
     try:
-        result = command.main(
-            args=argv, prog_name=PROG, standalone_mode=False, obj=Invocation(tuple(argv), owns_process)
-        )
+        with interrupt.handling_signals(then_ignore=owns_process):  # SIGINT and SIGTERM stop the run cleanly
+            result = command.main(
+                args=argv, prog_name=PROG, standalone_mode=False, obj=Invocation(tuple(argv), owns_process)
+            )
     except click.UsageError as err:
         click.echo(f"{PROG}: error: {err.format_message()} (see '{PROG} --help')", err=True)
         return int(ExitCode.USAGE)
     except click.ClickException as err:
         click.echo(f"{PROG}: error: {err.format_message()}", err=True)
         return err.exit_code
+    except interrupt.Interrupted as err:  # before logging was set up, or after it was closed
+        click.echo(f"WARNING: {interrupt.message(err.signum)}", err=True)  # as the console shows it
+        return int(err.exit_code)
     except (KeyboardInterrupt, click.Abort):
-        click.echo(f"{PROG}: interrupted", err=True)
-        return 130
+        click.echo(f"WARNING: {interrupt.message(signal.SIGINT)}", err=True)
+        return int(ExitCode.INTERRUPTED)
     return int(result) if isinstance(result, int) else int(ExitCode.OK)
 
 

@@ -47,6 +47,7 @@ from orbitct_app.dicom_bytes import (
     parse_part10,
     uid_text,
 )
+from orbitct_app.contrast import CONTRAST_ATTRIBUTES
 from orbitct_app.errors import NotDicomError, SkipKind
 from orbitct_app.paths import Unusable, iter_exam_files, open_regular
 
@@ -147,6 +148,10 @@ class SliceInfo:
     """For one frame of a multi-frame object (see ``volume.expand_frames``): its 0-based index."""
     overlay_groups: tuple[int, ...] = ()
     """Groups (0x6000-0x601E) of the overlay planes whose data (60xx,3000) the file holds."""
+    convolution_kernel: str = ""
+    """ConvolutionKernel, its values joined by a backslash (for an Enhanced object, from its CT
+    Reconstruction functional group): two reconstructions under one SeriesInstanceUID, split
+    into parts, may differ in it."""
 
     def at_frame(self, frame: FrameGeometry, **changes: Any) -> SliceInfo:
         """This object with one frame's geometry and rescale (and any other ``changes``)."""
@@ -184,6 +189,9 @@ class SeriesInfo:
     slices: tuple[SliceInfo, ...]
     attributes: dict[str, Any] = dataclasses.field(default_factory=dict)
     """Technical attributes of the first file, for sidecars (see ``SIDECAR_KEYWORDS``)."""
+    contrast_facts: dict[str, Any] = dataclasses.field(default_factory=dict)
+    """The Contrast/Bolus attributes of the first file (see :func:`contrast_facts`): only for
+    deciding whether the series is contrast-enhanced, never written anywhere."""
 
     @property
     def first(self) -> SliceInfo:
@@ -254,6 +262,7 @@ def scan_exam(exam_dir: Path) -> Exam:
     slices: list[SliceInfo] = []
     skipped: list[SkippedFile] = []
     attributes: dict[str, dict[str, Any]] = {}
+    contrast: dict[str, dict[str, Any]] = {}
     for path in iter_exam_files(exam_dir):
         if isinstance(path, Unusable):
             rel = path.path.relative_to(exam_dir)
@@ -273,9 +282,11 @@ def scan_exam(exam_dir: Path) -> Exam:
             continue
         slices.append(info)
         if key not in attributes:
+            assert ds is not None  # read above for the first file of each series
             attributes[key] = sidecar_attributes(ds)
+            contrast[key] = contrast_facts(ds)
     series = []
-    for group in group_series(dicom_id, slices, attributes):
+    for group in group_series(dicom_id, slices, attributes, contrast):
         images = tuple(s for s in group.slices if s.has_pixel_data)
         if not images or len(images) == group.n_files:
             series.append(group)
@@ -306,8 +317,11 @@ def group_series(
     dicom_id: str,
     slices: Iterable[SliceInfo],
     attributes: dict[str, dict[str, Any]] | None = None,
+    contrast: dict[str, dict[str, Any]] | None = None,
 ) -> list[SeriesInfo]:
     """Group files by SeriesInstanceUID; files without one by a stable fallback key.
+
+    ``attributes`` and ``contrast`` hold each series' sidecar attributes and contrast facts by key.
 
     The fallback is SeriesNumber, modality, matrix and rounded orientation, so two series that
     lack UIDs are never merged silently; every fallback grouping is logged.
@@ -334,6 +348,7 @@ def group_series(
                 series_uid=members[0].series_uid,
                 slices=tuple(members),
                 attributes=(attributes or {}).get(key, {}),
+                contrast_facts=(contrast or {}).get(key, {}),
             )
         )
     result.sort(key=lambda s: (s.series_number is None, s.series_number or 0, s.key))
@@ -490,6 +505,7 @@ _SLICE_KEYWORDS = (
     "PhotometricInterpretation", "RescaleSlope", "RescaleIntercept", "PixelPaddingValue",
     "PixelPaddingRangeLimit", "BurnedInAnnotation", "PerFrameFunctionalGroupsSequence",
     "SharedFunctionalGroupsSequence", "PatientIdentityRemoved", "DeidentificationMethod",
+    "ConvolutionKernel",
 )
 _KEYWORD_TAGS: dict[str, tuple[int, str]] = {
     keyword: (tag, str(dictionary_VR(tag)))
@@ -644,6 +660,7 @@ def slice_info(path: Path, ds: Dataset, has_pixels: bool, pixel_offset: int | No
             pixel_offset=pixel_offset,
             frames=frame_geometry(ds),
             overlay_groups=overlay_groups(ds.keys()),
+            convolution_kernel=convolution_kernel(ds),
         )
     except (TypeError, ValueError, AttributeError, IndexError) as err:
         raise NotDicomError(f"malformed header value ({type(err).__name__})") from err
@@ -657,6 +674,19 @@ def overlay_groups(tags: Iterable[int]) -> tuple[int, ...]:
     return tuple(sorted(
         tag >> 16 for tag in tags if tag & 0xFFFF == 0x3000 and 0x6000 <= tag >> 16 <= 0x601E and not tag >> 16 & 1
     ))
+
+
+def convolution_kernel(ds: Dataset) -> str:
+    """ConvolutionKernel as text (values joined by a backslash), '' when absent.
+
+    An Enhanced CT object keeps it in the CT Reconstruction functional group, a Legacy Converted
+    one among its unassigned converted attributes (shared, else the first frame's): it is taken
+    from there when the top level has none.
+    """
+    value = ds.get("ConvolutionKernel")
+    if value is None or value == "":
+        value = _functional_group_value(ds, _KERNEL_MACROS, "ConvolutionKernel")
+    return "\\".join(str(v) for v in _as_list(value))
 
 
 def frame_geometry(ds: Dataset) -> tuple[FrameGeometry, ...]:
@@ -757,13 +787,50 @@ def _check_pixel_data(fp: BinaryIO, transfer_syntax: str, offset: int, size: int
 
 
 def sidecar_attributes(ds: Dataset) -> dict[str, Any]:
-    """Technical attributes of a header for the NIfTI sidecar, as JSON-ready values."""
+    """Technical attributes of a header for the NIfTI sidecar, as JSON-ready values.
+
+    An Enhanced CT object keeps its ConvolutionKernel in the CT Reconstruction functional group,
+    a Legacy Converted one among its unassigned converted attributes (shared, else the first
+    frame's): it is taken from there when the top level has none.
+    """
     result: dict[str, Any] = {}
     for keyword in SIDECAR_KEYWORDS:
         value = ds.get(keyword)
+        if keyword == "ConvolutionKernel" and (value is None or value == ""):
+            value = _functional_group_value(ds, _KERNEL_MACROS, keyword)
         if value is not None and value != "":
             result[keyword] = _json_value(value)
     return result
+
+
+_KERNEL_MACROS = ("CTReconstructionSequence", "UnassignedSharedConvertedAttributesSequence")
+
+
+def _functional_group_value(ds: Dataset, sequences: Sequence[str], keyword: str) -> Any:
+    """``keyword`` from the first of ``sequences`` (functional group macros) that has it, in the
+    shared functional groups, else in the first frame's."""
+    for groups in ("SharedFunctionalGroupsSequence", "PerFrameFunctionalGroupsSequence"):
+        items = ds.get(groups)
+        for sequence in sequences if items else ():
+            macro = items[0].get(sequence)
+            if macro and keyword in macro[0]:
+                return macro[0].get(keyword)
+    return None
+
+
+def contrast_facts(ds: Dataset) -> dict[str, Any]:
+    """The Contrast/Bolus attributes present in a header (:data:`contrast.CONTRAST_ATTRIBUTES`):
+    text values as read (a list when multi-valued), the number of items for a sequence."""
+    facts: dict[str, Any] = {}
+    for keyword in CONTRAST_ATTRIBUTES:
+        value = ds.get(keyword)
+        if value is None:
+            continue
+        if dictionary_VR(keyword) == SQ:
+            facts[keyword] = len(value)
+        else:
+            facts[keyword] = _json_value(value)
+    return facts
 
 
 def _json_value(value: Any) -> Any:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import errno
 import logging
 import traceback
 import warnings
@@ -23,6 +24,10 @@ class ExitCode(enum.IntEnum):
     """The run finished, but one or more exams or series failed (see the log and reports)."""
     NOTHING = 4
     """The run finished without failures but produced nothing: no exam or no series selected."""
+    INTERRUPTED = 130
+    """SIGINT (Ctrl-C) stopped the run (128 + 2); what was complete is kept, a rerun resumes."""
+    TERMINATED = 143
+    """SIGTERM (a batch system's time limit, ``kill``) stopped the run (128 + 15); as INTERRUPTED."""
 
 
 class OrbitctError(Exception):
@@ -70,6 +75,31 @@ class ExamError(OrbitctError):
     """An exam cannot be processed as a whole; the message is the reason in the report."""
 
     default_message = "exam cannot be processed"
+
+
+class ResourceError(ExamError):
+    """The file system cannot hold an exam's output (full disk, quota, file size limit).
+
+    It fails the exam as a whole: its staged output is discarded, so nothing of it appears under
+    a final name (under ``--in-place``, files already replaced stay replaced, each whole).
+    """
+
+    default_message = "the file system cannot hold the output"
+
+
+RESOURCE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
+"""OS errors that mean "no room for the output" rather than a problem of one file."""
+
+
+def resource_error(err: BaseException) -> ResourceError | None:
+    """``err`` as a :class:`ResourceError` when it is one (or an OS error of
+    :data:`RESOURCE_ERRNOS`), else None."""
+    if isinstance(err, ResourceError):
+        return err
+    if isinstance(err, OSError) and err.errno in RESOURCE_ERRNOS:
+        what = err.strerror or errno.errorcode.get(err.errno, "OSError")
+        return ResourceError(f"cannot write the output ({what}); rerun when there is room")
+    return None
 
 
 class SeriesError(OrbitctError):

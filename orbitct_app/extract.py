@@ -1,8 +1,10 @@
 """The extract stage: axial CT series of one exam to body-masked, isotropic int16 NIfTI.
 
-Per series: select -> plan stacks -> load HU -> body mask -> output grid -> resample -> write.
-Every series seen gets a row in ``extract_report.csv`` with its decision and reason; every
-written NIfTI gets a row in ``series_index.csv``. The exam's NIfTI folder appears atomically.
+Per exam: plan from the headers (per series: select -> plan stacks -> stack rules, then the
+choice of ``--one-per-exam``), then per candidate: load HU -> body mask -> output grid ->
+resample -> write. Every series seen gets a row in ``extract_report.csv`` with its decision and
+reason; every written NIfTI gets a row in ``series_index.csv``. The exam's NIfTI folder appears
+atomically. ``--dry-run`` stops after the plan: the same rows, no pixel read, nothing written.
 """
 
 from __future__ import annotations
@@ -16,15 +18,15 @@ from typing import Any
 
 import numpy as np
 
-from orbitct_app import atomic, provenance, qc
+from orbitct_app import atomic, provenance, qc, selection
 from orbitct_app.discover import Exam, SeriesInfo, SliceInfo, scan_exam
-from orbitct_app.errors import ExamError, NotConvertible, SeriesError, one_line
+from orbitct_app.errors import ExamError, NotConvertible, SeriesError, one_line, resource_error
 from orbitct_app.nifti import NIFTI_SUFFIX, output_stem, write_nifti, write_sidecar
-from orbitct_app.options import SIZE_FIT, Options
+from orbitct_app.options import DEFAULT_CONTRAST, DEFAULT_KERNEL, SIZE_FIT, Options
 from orbitct_app.reports import EXTRACT_REPORT, SERIES_INDEX, ExamRecord, Row
 from orbitct_app.resample import apply_body_mask, cropped_fraction, output_grid, resample
+from orbitct_app.selection import orientation_label
 from orbitct_app.threads import thread_map
-from orbitct_app.selection import orientation_label, select_series, select_stack
 from orbitct_app.volume import AIR_HU, Stack, load_hu, plan_stacks
 
 logger = logging.getLogger(__name__)
@@ -33,8 +35,12 @@ NAME = "extract"
 
 
 def fingerprint(options: Options) -> dict[str, Any]:
-    """The options whose change makes a completed exam out of date."""
-    return {
+    """The options whose change makes a completed exam out of date.
+
+    The selection options and a dry run are included only when they differ from the default,
+    so the fingerprint of a run without them is unchanged.
+    """
+    result: dict[str, Any] = {
         "source": str(options.extract_source),
         "thickness": list(options.thickness) if options.thickness else None,
         "spacing": options.spacing,
@@ -43,6 +49,15 @@ def fingerprint(options: Options) -> dict[str, Any]:
         "body_threshold": options.body_threshold,
         "qc": qc.QC_VERSION,
     }
+    if options.contrast != DEFAULT_CONTRAST:
+        result["contrast"] = options.contrast
+    if options.kernel != DEFAULT_KERNEL:
+        result["kernel"] = options.kernel
+    if options.one_per_exam:
+        result["one_per_exam"] = True
+    if options.dry_run:
+        result["dry_run"] = True
+    return result
 
 
 def failure_rows(dicom_id: str, reason: str) -> dict[str, list[Row]]:
@@ -51,7 +66,8 @@ def failure_rows(dicom_id: str, reason: str) -> dict[str, list[Row]]:
 
 def summarize(record: ExamRecord) -> str:
     c = record.counts
-    return f"{c.get('converted', 0)} converted, {c.get('excluded', 0)} excluded, {c.get('failed', 0)} failed"
+    text = f"{c.get('converted', 0)} converted, {c.get('excluded', 0)} excluded, {c.get('failed', 0)} failed"
+    return f"dry run: {text}, nothing written" if record.fingerprint.get("dry_run") else text
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,7 +86,7 @@ class Converted:
 
 
 def output_folder(dicom_id: str, options: Options) -> Path | None:
-    """The exam's NIfTI folder in OUTPUT_DIR."""
+    """The exam's NIfTI folder in OUTPUT_DIR (a dry run writes none)."""
     return options.nifti_dir / dicom_id
 
 
@@ -84,34 +100,68 @@ def stale_reason(record: ExamRecord, exam_dir: Path, options: Options) -> str:
     return ""
 
 
+@dataclasses.dataclass
+class Planned:
+    """One row of an exam's plan: a series or part and its decision from the headers.
+
+    A *candidate* (``stack`` set) passed every rule; a real run converts it (or, with
+    ``--one-per-exam``, only the best one that converts), a dry run reports it as converted.
+    """
+
+    row: Row
+    stack: Stack | None = None
+    name: str = ""
+    """The output file name of a candidate (``<stem>[_part-<n>].nii.gz``)."""
+    index_row: Row | None = None
+    """Its ``series_index.csv`` row once converted."""
+
+    @property
+    def candidate(self) -> Stack:
+        """The stack of a candidate (only called on candidates)."""
+        assert self.stack is not None
+        return self.stack
+
+
 def run_exam(exam_dir: Path, options: Options) -> ExamRecord:
-    """Convert every selected stack of one exam; never raises for one series' problem."""
+    """Convert every selected stack of one exam; never raises for one series' problem.
+
+    Every decision is made from the headers first (:func:`plan_exam`); then a real run converts
+    the candidates, and a dry run (``options.dry_run``) reports them without reading a pixel.
+
+    Raises
+    ------
+    ResourceError
+        If an output cannot be written for lack of room (full disk, quota): the exam fails as a
+        whole and its staged folder is discarded.
+    """
     exam = scan_exam(exam_dir)
     if not exam.series and not options.stage.anonymizes:  # (after anonymize, empty is legitimate)
         raise ExamError(f"no DICOM image files in the exam folder ({len(exam.skipped)} other file(s))")
     final_dir = options.nifti_dir / exam.dicom_id
-    atomic.remove_stale(options.nifti_dir, exam.dicom_id)
+    planned = plan_exam(exam, options)
+    candidates = [p for p in planned if p.stack is not None]
+    if options.dry_run:
+        _choose_planned(candidates, options)
+    else:
+        atomic.remove_stale(options.nifti_dir, exam.dicom_id)
+        with atomic.staged_directory(final_dir) as staging:
+            _convert_candidates(candidates, options, staging, final_dir)
+        if not any(p.index_row is not None for p in candidates):
+            final_dir.rmdir()  # nothing converted: no empty folder
     report: list[Row] = []
-    index: list[Row] = []
     counts: collections.Counter[str] = collections.Counter()
-    stems = _series_stems(exam)
-    with atomic.staged_directory(final_dir) as staging:
-        for series in exam.series:
-            for row, index_row in _extract_series(series, options, staging, final_dir, stems[series.key]):
-                report.append(row)
-                counts[row["decision"]] += 1
-                if index_row is not None:
-                    index.append(index_row)
-                _log_row(row)
+    for item in planned:
+        report.append(item.row)
+        counts[item.row["decision"]] += 1
+        _log_row(item.row, options.dry_run)
     for skipped in exam.skipped:
         if skipped.is_problem:
             row = {"dicom_id": exam.dicom_id, "path": str(skipped.path), "decision": "failed", "reason": skipped.reason}
             report.append(row)
             counts["failed"] += 1
             logger.error("%s: %s: %s", exam.dicom_id, skipped.path, skipped.reason)
-    if not index:
-        final_dir.rmdir()  # nothing converted: no empty folder
     counts["produced"] = counts["converted"]
+    index = [p.index_row for p in planned if p.index_row is not None]
     return ExamRecord(
         dicom_id=exam.dicom_id,
         stage=NAME,
@@ -122,10 +172,23 @@ def run_exam(exam_dir: Path, options: Options) -> ExamRecord:
     )
 
 
-def _extract_series(
-    series: SeriesInfo, options: Options, staging: Path, final_dir: Path, stem: str
-) -> list[tuple[Row, Row | None]]:
-    """Rows for one series: one per part (or one for the whole series when it is not converted)."""
+def plan_exam(exam: Exam, options: Options) -> list[Planned]:
+    """Every series (or part) of an exam with its decision from the headers, in report order.
+
+    Candidates (every rule passed) carry their stack and are marked ``converted``; what follows
+    (conversion, the choice of ``--one-per-exam``) may change that.
+    """
+    stems = _series_stems(exam)
+    planned: list[Planned] = []
+    for series in exam.series:
+        planned.extend(_plan_series(series, options, stems[series.key]))
+    return planned
+
+
+def _plan_series(series: SeriesInfo, options: Options, stem: str) -> list[Planned]:
+    """The rows of one series: one per part (or one for the whole series when it is excluded)."""
+    kernel = selection.series_kernel(series)
+    contrast = selection.series_contrast(series)
     base = {
         "dicom_id": series.dicom_id,
         "series_instance_uid": series.series_uid,
@@ -133,54 +196,106 @@ def _extract_series(
         "series_description": series.description,
         "n_slices": series.n_instances,
         "orientation": orientation_label(series.first.orientation),
+        "kernel": kernel.kernel,
+        "kernel_class": kernel.kind,
+        "contrast": "yes" if contrast else "no",
+        "contrast_evidence": "; ".join(contrast),
     }
-    decision = select_series(series)
+    decision = selection.select_series(series)
     if not decision.convert:
-        return [({**base, "decision": "excluded", "reason": decision.reason}, None)]
+        return [Planned({**base, "decision": "excluded", "reason": decision.reason})]
     try:
         plan = plan_stacks(series, options.max_gap)
     except SeriesError as err:
-        return [({**base, "decision": "failed", "reason": str(err)}, None)]
-    results: list[tuple[Row, Row | None]] = []
+        return [Planned({**base, "decision": "failed", "reason": str(err)})]
+    planned: list[Planned] = []
     for rejected in plan.rejected:
         decision_name = "failed" if rejected.failed else "excluded"
         cells = {"part": rejected.part or "", "n_slices": rejected.n_slices, "decision": decision_name}
-        results.append(({**base, **cells, "reason": rejected.reason}, None))
+        planned.append(Planned({**base, **cells, "reason": rejected.reason}))
     for stack in plan.stacks:
         row = {**base, **_stack_facts(stack)}
-        decision = select_stack(stack, options)
+        decision = selection.select_stack(stack, options)
         if not decision.convert:
-            results.append(({**row, "decision": "excluded", "reason": decision.reason}, None))
+            planned.append(Planned({**row, "decision": "excluded", "reason": decision.reason}))
             continue
         name = f"{stem}_part-{stack.part}" if stack.part else stem
-        final_path = final_dir / f"{name}{NIFTI_SUFFIX}"
-        try:
-            converted = convert_stack(stack, options, staging / f"{name}{NIFTI_SUFFIX}")
-        except NotConvertible as err:
-            results.append(({**row, "decision": "excluded", "reason": str(err)}, None))
-            continue
-        except (SeriesError, ValueError, MemoryError, OSError) as err:  # OSError: disk full ...
-            results.append(({**row, "decision": "failed", "reason": one_line(err)}, None))
-            continue
-        output_path = str(final_path.relative_to(options.output_dir))
-        crop = converted.body_cropped_fraction
-        notes = (stack.split_reason, _spacing_note(stack), describe_crop(crop, shape=converted.shape_ijk) if crop else "")
-        reason = "; ".join(r for r in notes if r)
-        qc_cells = {"qc_thumbnail": converted.qc_thumbnail, "qc_path": ""}
-        if converted.qc_path is not None:
-            qc_cells["qc_path"] = str((final_dir / converted.qc_path.name).relative_to(options.output_dir))
-        done: Row = {"reason": reason, "output_path": output_path, "body_cropped_fraction": crop, **qc_cells}
-        results.append(({**row, "decision": "converted", **done},
-                        _index_row(stack, options, converted, output_path)))
-    results.sort(key=lambda result: result[0].get("part") or 0)  # parts in order, rejected ones too
-    return results
+        output_path = str((options.nifti_dir / series.dicom_id / f"{name}{NIFTI_SUFFIX}").relative_to(options.output_dir))
+        reason = "; ".join(r for r in (stack.split_reason, _spacing_note(stack)) if r)
+        cells = {"decision": "converted", "reason": reason, "output_path": output_path}
+        planned.append(Planned({**row, **cells}, stack, f"{name}{NIFTI_SUFFIX}"))
+    planned.sort(key=lambda item: item.row.get("part") or 0)  # parts in order, rejected ones too
+    return planned
 
 
-def convert_stack(stack: Stack, options: Options, path: Path) -> Converted:
+def _choose_planned(candidates: list[Planned], options: Options) -> None:
+    """A dry run's choice under ``--one-per-exam``: the first of the ranking; nothing converts."""
+    if not options.one_per_exam or not candidates:
+        return
+    ranked = _ranked(candidates)
+    _mark_chosen(ranked[0], len(candidates))
+    for other in ranked[1:]:
+        _exclude(other, selection.one_per_exam_exclusion(ranked[0].candidate))
+
+
+def _convert_candidates(candidates: list[Planned], options: Options, staging: Path, final_dir: Path) -> None:
+    """Convert the candidates into ``staging``; with ``--one-per-exam`` in ranking order until one
+    converts (a candidate that fails is reported so, and the next one is tried)."""
+    chosen: Planned | None = None
+    for item in _ranked(candidates) if options.one_per_exam else candidates:
+        if chosen is not None:
+            _exclude(item, selection.one_per_exam_exclusion(chosen.candidate))
+            continue
+        _convert_one(item, options, staging, final_dir, len(candidates) if options.one_per_exam else None)
+        if options.one_per_exam and item.index_row is not None:
+            _mark_chosen(item, len(candidates))
+            chosen = item
+
+
+def _ranked(candidates: list[Planned]) -> list[Planned]:
+    return sorted(candidates, key=lambda p: selection.rank_key(p.candidate))
+
+
+def _mark_chosen(item: Planned, n_candidates: int) -> None:
+    note = selection.one_per_exam_note(n_candidates)
+    item.row["reason"] = "; ".join(r for r in (item.row.get("reason", ""), note) if r)
+
+
+def _exclude(item: Planned, decision: selection.Decision) -> None:
+    item.row.update(decision="excluded", reason=decision.reason, output_path="")
+
+
+def _convert_one(item: Planned, options: Options, staging: Path, final_dir: Path, candidates: int | None) -> None:
+    """Convert one candidate; its row becomes excluded or failed when that does not work."""
+    stack = item.candidate
+    try:
+        converted = convert_stack(stack, options, staging / item.name, candidates=candidates)
+    except NotConvertible as err:
+        item.row.update(decision="excluded", reason=str(err), output_path="")
+        return
+    except (SeriesError, ValueError, MemoryError, OSError) as err:  # OSError: unreadable slice ...
+        if (resource := resource_error(err)) is not None:
+            raise resource from None  # no room: the whole exam fails, its staged folder goes
+        item.row.update(decision="failed", reason=one_line(err), output_path="")
+        return
+    output_path = item.row["output_path"]
+    crop = converted.body_cropped_fraction
+    if crop:  # known only once the body mask is made: a dry run cannot say it
+        note = describe_crop(crop, shape=converted.shape_ijk)
+        item.row["reason"] = "; ".join(r for r in (item.row.get("reason", ""), note) if r)
+    qc_cells = {"qc_thumbnail": converted.qc_thumbnail, "qc_path": "", "body_cropped_fraction": crop}
+    if converted.qc_path is not None:
+        qc_cells["qc_path"] = str((final_dir / converted.qc_path.name).relative_to(options.output_dir))
+    item.row.update(qc_cells)
+    item.index_row = _index_row(stack, options, converted, output_path)
+
+
+def convert_stack(stack: Stack, options: Options, path: Path, *, candidates: int | None = None) -> Converted:
     """Build, mask, resample and write one stack as ``path``, its JSON sidecar and QC picture.
 
     The sidecar (``<stem>.json``) and the QC picture (``<stem>_qc.png``, drawn while the
-    output volume is in memory) are written beside the NIfTI.
+    output volume is in memory) are written beside the NIfTI. ``candidates``: with
+    ``--one-per-exam``, how many stacks of the exam it was chosen from (for the sidecar).
     """
     geometry = stack.geometry
     volume = load_hu(stack)
@@ -206,7 +321,7 @@ def convert_stack(stack: Stack, options: Options, path: Path) -> Converted:
             leftover.unlink(missing_ok=True)
         raise
     picture_path, thumbnail = qc_result[0]
-    sidecar = _sidecar(stack, options, shape_ijk, body.n_voxels, cropped)
+    sidecar = _sidecar(stack, options, shape_ijk, body.n_voxels, cropped, candidates)
     sidecar["QCImage"] = picture_path.name if picture_path is not None else None
     write_sidecar(path.with_name(path.name[: -len(NIFTI_SUFFIX)] + ".json"), sidecar)
     return Converted(path, shape_ijk, body.n_voxels, cropped, picture_path, thumbnail)
@@ -239,6 +354,8 @@ def _write_qc(
         qc.write_png(picture_path, picture)
         return picture_path, qc.thumbnail_data_uri(picture.image)
     except Exception as err:  # noqa: BLE001 - the NIfTI is good; only its picture is missing
+        if resource_error(err) is not None:
+            raise  # no room: the exam fails as a whole
         logger.error("%s: no QC picture for %s: %s", stack.series.dicom_id, path.name, one_line(err))
         return None, ""
 
@@ -264,6 +381,7 @@ def describe_crop(fraction: float, shape: tuple[int, ...] | None = None, *, brie
 def _stack_facts(stack: Stack) -> Row:
     g = stack.geometry
     gaps = g.gaps
+    kernel = selection.stack_kernel(stack)
     return {
         "part": stack.part or "",
         "n_slices": stack.n_slices,
@@ -274,6 +392,8 @@ def _stack_facts(stack: Stack) -> Row:
         "tilt_deg": round(g.tilt_deg, 3),
         "orientation": orientation_label(stack.slices[0].orientation),
         "duplicates": len(stack.dropped_duplicates),
+        "kernel": kernel.kernel,
+        "kernel_class": kernel.kind,
     }
 
 
@@ -294,7 +414,7 @@ def _spacing_note(stack: Stack) -> str:
 def _index_row(stack: Stack, options: Options, converted: Converted, output_path: str) -> Row:
     g = stack.geometry
     series = stack.series
-    kernel = series.attributes.get("ConvolutionKernel", "")
+    contrast = selection.series_contrast(series)
     return {
         "dicom_id": series.dicom_id,
         "series_instance_uid": series.series_uid,
@@ -315,16 +435,25 @@ def _index_row(stack: Stack, options: Options, converted: Converted, output_path
         "tilt_deg": round(g.tilt_deg, 3),
         "max_gap_mm": float(g.gaps.max()),
         "body_cropped_fraction": converted.body_cropped_fraction,
-        "convolution_kernel": "\\".join(kernel) if isinstance(kernel, list) else kernel,
+        "convolution_kernel": stack.slices[0].convolution_kernel,
+        "kernel_class": selection.stack_kernel(stack).kind,
+        "contrast": "yes" if contrast else "no",
     }
 
 
 def _sidecar(
-    stack: Stack, options: Options, shape_ijk: tuple[int, ...], body_voxels: int, cropped: float
+    stack: Stack,
+    options: Options,
+    shape_ijk: tuple[int, ...],
+    body_voxels: int,
+    cropped: float,
+    candidates: int | None = None,
 ) -> dict[str, Any]:
     g = stack.geometry
     series = stack.series
     offsets = g.offsets
+    kernel = selection.stack_kernel(stack)
+    contrast = selection.series_contrast(series)
     return {
         "GeneratedBy": provenance.generated_by(),
         "Source": {
@@ -347,6 +476,13 @@ def _sidecar(
             "ImageOrientationPatient": [*g.row_dir.tolist(), *g.col_dir.tolist()],
             "DroppedDuplicateSlices": [s.sop_instance_uid for s in stack.dropped_duplicates],
         },
+        "Selection": {
+            "KernelClass": kernel.kind,
+            "KernelClassifiedAs": kernel.vendor or None,
+            "ContrastEnhanced": bool(contrast),
+            "ContrastEvidence": contrast,
+            "OnePerExamCandidates": candidates,
+        },
         "Processing": {
             "Stage": options.stage.value,
             "SourceTree": "anonymized copy (profile " + options.profile + ")" if options.stage.anonymizes else "INPUT_DIR as given",
@@ -359,6 +495,9 @@ def _sidecar(
                 + (" (fit: on the middle of the body's in-plane extent)" if options.size == SIZE_FIT else ""),
             ],
             "ThicknessFilterMM": list(options.thickness) if options.thickness else None,
+            "ContrastFilter": options.contrast,
+            "KernelFilter": options.kernel,
+            "OnePerExam": options.one_per_exam,
             "TargetSpacingMM": options.spacing,
             "InPlaceSize": shape_ijk[0],
             "InPlaceSizeOption": options.size,
@@ -395,15 +534,16 @@ def _series_stems(exam: Exam) -> dict[str, str]:
     return stems
 
 
-def _log_row(row: Row) -> None:
+def _log_row(row: Row, dry_run: bool = False) -> None:
     part = f" part {row['part']}" if row.get("part") else ""
     logger.log(
         logging.ERROR if row["decision"] == "failed" else logging.INFO,
-        "%s: series %s%s (%s): %s%s",
+        "%s: series %s%s (%s): %s%s%s",
         row["dicom_id"],
         row.get("series_number"),
         part,
         row.get("series_description", ""),
+        "dry run, would be " if dry_run else "",
         row["decision"],
         f": {row['reason']}" if row.get("reason") else "",
     )

@@ -72,6 +72,12 @@ class ExamView:
     def failed(self) -> bool:
         return any(not r.complete for r in self.records.values())
 
+    @property
+    def planned(self) -> bool:
+        """The extract record is a dry run's: its rows are the plan, nothing was written."""
+        record = self.records.get("extract")
+        return record is not None and bool(record.fingerprint.get("dry_run"))
+
 
 @dataclasses.dataclass(frozen=True)
 class Finding:
@@ -312,6 +318,7 @@ tr.outcome-failed td:first-child { border-left: 4px solid #b3261e; }
 .exam { background: #fff; border: 1px solid #d5dde6; border-radius: 6px; padding: 4px 14px 10px; margin: 14px 0; }
 .exam.bad { border-color: #b3261e; }
 .muted { color: #5b6775; }
+.planned { background: #e4eefb; border-left: 4px solid #2f6fb3; padding: 4px 8px; }
 pre { white-space: pre-wrap; word-break: break-all; background: #fff; border: 1px solid #d5dde6; padding: 8px; }
 """
 
@@ -369,6 +376,13 @@ def _summary_section(data: ReportData) -> str:
         '<p class="muted">kept/dropped: anonymize decisions per series; converted/excluded: extract '
         "decisions per series or part; failed: series, files or exams that failed in either stage.</p>"
     )
+    planned = [exam.dicom_id for exam in data.exams if exam.planned]
+    if planned:
+        note += (
+            f'<p class="planned">{len(planned)} exam(s) show the plan of an extract dry run (decisions and '
+            "reasons from the headers; converted means a real run would convert it; nothing was written): "
+            f"{_e(', '.join(planned))}</p>"
+        )
     missing = ""
     if data.missing:
         missing = (
@@ -424,7 +438,7 @@ def _exam_index(data: ReportData, anchors: Mapping[str, str]) -> str:
         if x is not None:
             counts.append(
                 f"{x.counts.get('converted', 0)} converted, {x.counts.get('excluded', 0)} excluded, "
-                f"{x.counts.get('failed', 0)} failed"
+                f"{x.counts.get('failed', 0)} failed" + (" (extract dry run: the plan)" if exam.planned else "")
             )
         rows.append(
             f'<tr><td><a href="#{anchors[exam.dicom_id]}">{_e(exam.dicom_id)}</a></td>'
@@ -447,10 +461,10 @@ def _exam_section(exam: ExamView, anchor: str, output_dir: Path) -> str:
     if has_anonymize:
         head += ["anonymize", "reason"]
     if has_extract:
-        head += ["extract", "reason", "slices", "spacing (mm)", "tilt (°)", "output"]
+        head += ["extract", "reason", "slices", "spacing (mm)", "tilt (°)", "kernel · contrast", "output"]
     rows = []
     for line in exam.lines:
-        rows.append(_series_row(line, has_anonymize, has_extract, output_dir))
+        rows.append(_series_row(line, has_anonymize, has_extract, output_dir, exam.planned))
     table = (
         f"<table><thead><tr>{''.join(f'<th>{h}</th>' for h in head)}</tr></thead>"
         f"<tbody>{''.join(rows)}</tbody></table>"
@@ -472,17 +486,23 @@ def _exam_section(exam: ExamView, anchor: str, output_dir: Path) -> str:
     figures = [
         _qc_figure(line, output_dir)
         for line in exam.lines
-        if line.extract is not None and _decision(line.extract, "decision") == "converted"
+        if line.extract is not None and _decision(line.extract, "decision") == "converted" and not exam.planned
     ]
     gallery = f'<div class="gallery">{"".join(figures)}</div>' if figures else ""
     css = "exam bad" if exam.failed else "exam"
+    plan = (
+        '<p class="planned">Extract dry run: the decisions a real run would make, from the headers; '
+        "no NIfTI was written (the output column names the planned files).</p>"
+        if exam.planned
+        else ""
+    )
     return (
         f'<section class="{css}" id="{anchor}"><h3>{_e(exam.dicom_id)}</h3>'
-        f'<p class="muted">{_e(timing)}</p>{table}{gallery}{other}</section>'
+        f'<p class="muted">{_e(timing)}</p>{plan}{table}{gallery}{other}</section>'
     )
 
 
-def _series_row(line: SeriesLine, has_anonymize: bool, has_extract: bool, output_dir: Path) -> str:
+def _series_row(line: SeriesLine, has_anonymize: bool, has_extract: bool, output_dir: Path, planned: bool = False) -> str:
     anon, ext = line.anonymize, line.extract
     decision = _decision(ext, "decision")
     number = "" if line.number is None else line.number
@@ -511,18 +531,32 @@ def _series_row(line: SeriesLine, has_anonymize: bool, has_extract: bool, output
         tilt = _float((ext or {}).get("tilt_deg"))
         output = str((ext or {}).get("output_path") or "")
         output_cell = f'<a href="{_href(output)}"><code>{_e(Path(output).name)}</code></a>' if output else ""
+        shown = decision or "—"
+        if planned and output:
+            output_cell, shown = f"<code>{_e(Path(output).name)}</code> (planned)", f"{decision} (dry run)"
         cells += [
-            f'<td class="{_e(decision)}">{_e(decision or "—")}</td>',
+            f'<td class="{_e(decision)}">{_e(shown)}</td>',
             f"<td>{_e((ext or {}).get('reason', ''))}</td>",
             f'<td class="num">{_e((ext or {}).get("n_slices", ""))}</td>',
             f'<td class="num">{_e(spacing)}</td>',
             f'<td class="num">{"" if tilt is None else f"{tilt:.3g}"}</td>',
+            f"<td>{_e(_kernel_contrast(ext))}</td>",
             f"<td>{output_cell}</td>",
         ]
     attributes = f' class="series outcome-{_e(decision or _decision(anon, "action") or "none")}"'
-    if decision == "converted":
+    if decision == "converted" and not planned:
         attributes += f' data-output="{_e((ext or {}).get("output_path", ""))}"'
     return f"<tr{attributes}>{''.join(cells)}</tr>"
+
+
+def _kernel_contrast(row: Row | None) -> str:
+    """'soft (H30s) · contrast: ContrastBolusAgent' for the exam table ('' for older records)."""
+    row = row or {}
+    kind, kernel = str(row.get("kernel_class") or ""), str(row.get("kernel") or "")
+    if not kind:
+        return ""
+    contrast = str(row.get("contrast_evidence") or "") or "none"
+    return f"{kind}{f' ({kernel})' if kernel else ''} · contrast: {contrast}"
 
 
 def _qc_figure(line: SeriesLine, output_dir: Path) -> str:

@@ -30,6 +30,12 @@ FIT_MULTIPLE = 32
 MAX_GAP_SPACINGS = 3.0
 """Without ``--max-gap``, a slice gap wider than this many median slice spacings splits a stack."""
 DEFAULT_BODY_THRESHOLD_HU = -200.0
+CONTRAST_CHOICES = ("any", "without", "with")
+"""``--contrast``: keep every series, only series without contrast evidence, or only with it."""
+KERNEL_CHOICES = ("any", "soft", "sharp")
+"""``--kernel``: keep every series, only soft-kernel series, or only sharp-kernel series."""
+DEFAULT_CONTRAST = "any"
+DEFAULT_KERNEL = "any"
 LOG_NAME = "orbitct-app.log"
 
 
@@ -118,6 +124,12 @@ class Options:
     """Split a stack where neighbouring slices are more than this many mm apart; None:
     :data:`MAX_GAP_SPACINGS` times the stack's median slice spacing."""
     body_threshold: float = DEFAULT_BODY_THRESHOLD_HU
+    contrast: str = DEFAULT_CONTRAST
+    """extract: ``any``, ``without`` (no contrast evidence) or ``with`` (:data:`CONTRAST_CHOICES`)."""
+    kernel: str = DEFAULT_KERNEL
+    """extract: ``any``, ``soft`` or ``sharp`` reconstruction kernels (:data:`KERNEL_CHOICES`)."""
+    one_per_exam: bool = False
+    """extract: convert one series per exam, the best by the ranking of :mod:`orbitct_app.selection`."""
     n_procs: int = dataclasses.field(default_factory=usable_cores)
     log_path: Path | None = None
     force: bool = False
@@ -134,7 +146,8 @@ class Options:
     phi_list: Path | None = None
     """Identifying strings (one per line) the audit searches the output for."""
     dry_run: bool = False
-    """anonymize: list what each rule would do, write no DICOM."""
+    """anonymize: list what each rule would do, write no DICOM; extract: decide from the headers
+    and write the reports, no NIfTI."""
     audit_only: bool = False
     """anonymize: only audit an earlier output."""
     pixel_text: str = DEFAULT_PIXEL_TEXT
@@ -254,6 +267,10 @@ class Options:
             raise UsageError(f"--size must be a whole number >= 1 or {SIZE_FIT!r}")
         if self.max_gap is not None and not (0 < self.max_gap < math.inf):
             raise UsageError("--max-gap must be a number of mm > 0")
+        if self.contrast not in CONTRAST_CHOICES:
+            raise UsageError(f"unknown --contrast {self.contrast!r}; choose from {', '.join(CONTRAST_CHOICES)}")
+        if self.kernel not in KERNEL_CHOICES:
+            raise UsageError(f"unknown --kernel {self.kernel!r}; choose from {', '.join(KERNEL_CHOICES)}")
         if self.n_procs < 1:
             raise UsageError("--n-procs must be >= 1")
         if self.in_place and not self.stage.anonymizes:
@@ -298,8 +315,14 @@ class Options:
             raise UsageError(f"--map-dir is not a folder: {self.map_dir}")
         if self.phi_list is not None and not self.phi_list.is_file():
             raise UsageError(f"--phi-list is not a readable file: {self.phi_list}")
-        if (self.dry_run or self.audit_only) and self.stage is not Stage.ANONYMIZE:
-            raise UsageError("--dry-run and --audit-only only apply to the anonymize stage")
+        if self.audit_only and self.stage is not Stage.ANONYMIZE:
+            raise UsageError("--audit-only only applies to the anonymize stage")
+        if self.dry_run and self.stage not in (Stage.ANONYMIZE, Stage.EXTRACT):
+            raise UsageError(
+                "--dry-run applies to the anonymize and extract stages, not to all: all extracts from "
+                "the anonymized copy, which a dry run does not write (run anonymize --dry-run, or "
+                "extract --dry-run on an anonymized tree)"
+            )
         if self.dry_run and self.audit_only:
             raise UsageError("--dry-run and --audit-only exclude each other")
 

@@ -14,14 +14,15 @@ import dataclasses
 import importlib
 import logging
 import logging.handlers
+import signal
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
-from orbitct_app import __version__, html_report, locks, memory, provenance, reports, workers
+from orbitct_app import __version__, atomic, html_report, interrupt, locks, memory, provenance, reports, workers
 from orbitct_app.deid import keys, mapping
-from orbitct_app.errors import ExamError, ExitCode, one_line, safe_traceback, withhold_warning_text
+from orbitct_app.errors import ExamError, ExitCode, one_line, resource_error, safe_traceback, withhold_warning_text
 from orbitct_app.options import Options, Stage, usable_cores
 from orbitct_app.paths import InputEntry, TreeState, exam_problem, list_input, tree_state
 from orbitct_app.reports import ExamRecord
@@ -77,6 +78,8 @@ class ExamOutcome:
     dicom_id: str
     records: dict[str, ExamRecord] = dataclasses.field(default_factory=dict)
     resumed: list[str] = dataclasses.field(default_factory=list)
+    interrupted: bool = False
+    """A signal stopped its worker before it finished (what it recorded is on disk)."""
 
     @property
     def failed(self) -> bool:
@@ -100,6 +103,10 @@ class RunSummary:
     """``OUTPUT_DIR/report.html``."""
     run_record: Path | None = None
     """``OUTPUT_DIR/logs/run-*.json``: options, versions and timings of this run."""
+    interrupted: int | None = None
+    """The signal (SIGINT, SIGTERM) that stopped the run before every exam was done."""
+    outputs_written: bool = True
+    """False when the tables, report or run record could not be written (e.g. a full disk)."""
 
     @property
     def failed_exams(self) -> list[str]:
@@ -129,6 +136,10 @@ class RunSummary:
 
     @property
     def exit_code(self) -> ExitCode:
+        if self.interrupted is not None:
+            return interrupt.exit_code(self.interrupted)
+        if not self.outputs_written:
+            return ExitCode.FAILED
         if self.failed_exams or self.missing_exams or self.series_failed or self.audit_findings:
             return ExitCode.FAILED
         if not self.exams or self.count("produced") == 0:
@@ -148,7 +159,13 @@ def run(
     At the end, whatever the stage: the top-level CSVs, ``dataset_description.json`` and
     ``report.html`` are rebuilt from every exam's record, and the run's provenance record
     ``logs/run-<start>-<run id>.json`` is written (all under one lock, so concurrent runs end
-    with complete outputs).
+    with complete outputs). When they cannot be written (a full disk), that is logged in one
+    line and the summary's exit code is 3.
+
+    SIGINT or SIGTERM (:class:`~orbitct_app.interrupt.Interrupted`, or KeyboardInterrupt) stops
+    the run: no new exam starts, running ones are interrupted (their temporary files removed),
+    the outputs above are written from the records so far and the summary says which signal
+    (:attr:`RunSummary.interrupted`). Another signal while they are written propagates.
 
     Parameters
     ----------
@@ -174,15 +191,6 @@ def run(
     names = sorted([p.name for p in listing.exams] + [e.name for e in listing.problems])
     for entry in listing.problems:
         logger.error("%s: not processed: %s", entry.name, entry.reason)
-    logger.info(
-        "%s: %d exam(s) in %s, %d worker(s)",
-        options.stage.value,
-        len(names),
-        options.input_dir,
-        min(options.n_procs, max(1, len(names))),
-    )
-    options.output_dir.mkdir(parents=True, exist_ok=True)
-    _prepare_key(options)
     outcomes: list[ExamOutcome] = []
 
     def finished(outcome: ExamOutcome) -> None:
@@ -191,23 +199,52 @@ def run(
         if progress is not None:
             progress(len(outcomes), len(names), outcome)
 
-    if progress is not None:
-        progress(0, len(names), None)
-    if options.stage is Stage.REPORT:
-        for name in names:
-            finished(stored_outcome(name, options))
-    elif not workers.uses_workers(options, len(names)):
-        set_threads(options.n_procs)
-        for name in names:
-            finished(process_exam(name, options))
-    else:
-        _run_pool(names, options, min(options.n_procs, len(names)), finished)
+    stopped: int | None = None
+    try:
+        logger.info(
+            "%s: %d exam(s) in %s, %d worker(s)",
+            options.stage.value,
+            len(names),
+            options.input_dir,
+            min(options.n_procs, max(1, len(names))),
+        )
+        if options.stage is Stage.ALL and options.profile == "basic" and options.contrast != "any":
+            logger.warning(
+                "--contrast %s with all --profile basic: extract reads the de-identified copy, where "
+                "ContrastBolusAgent is emptied and ContrastBolusStartTime and SeriesDescription are removed; "
+                "only ContrastBolusRoute, ContrastBolusVolume and ContrastBolusAgentSequence remain as evidence",
+                options.contrast,
+            )
+        options.output_dir.mkdir(parents=True, exist_ok=True)
+        _prepare_key(options)
+        if progress is not None:
+            progress(0, len(names), None)
+        if options.stage is Stage.REPORT:
+            for name in names:
+                finished(stored_outcome(name, options))
+        elif not workers.uses_workers(options, len(names)):
+            set_threads(options.n_procs)
+            for name in names:
+                finished(process_exam(name, options))
+        else:
+            _run_pool(names, options, min(options.n_procs, len(names)), finished)
+    except interrupt.Interrupted as err:
+        stopped = err.signum
+    except KeyboardInterrupt:  # SIGINT where no handler of ours is installed (a library caller)
+        stopped = signal.SIGINT
     outcomes.sort(key=lambda o: o.dicom_id)
-    if options.map_dir is not None and options.stage.anonymizes and not options.dry_run:
-        maps = mapping.merge_maps(options.map_dir)
-        if maps:
-            logger.info("mapping files for the data owner: %s", ", ".join(str(p) for p in maps.values()))
-    summary = _write_run_outputs(options, outcomes, run_id, argv, started_at, started)
+    try:
+        if options.map_dir is not None and options.stage.anonymizes and not options.dry_run:
+            maps = mapping.merge_maps(options.map_dir)
+            if maps:
+                logger.info("mapping files for the data owner: %s", ", ".join(str(p) for p in maps.values()))
+        summary = _write_run_outputs(options, outcomes, run_id, argv, started_at, started, stopped)
+    except OSError as err:
+        logger.error(
+            "cannot write the run's tables and report in %s: %s; once that is fixed, `orbitct-app "
+            "INPUT_DIR OUTPUT_DIR report` writes them", options.output_dir, one_line(err),
+        )
+        summary = RunSummary(outcomes, {}, time.monotonic() - started, interrupted=stopped, outputs_written=False)
     _log_summary(summary, options)
     return summary
 
@@ -219,6 +256,7 @@ def _write_run_outputs(
     argv: Sequence[str] | None,
     started_at: Any,
     started: float,
+    interrupted: int | None = None,
 ) -> RunSummary:
     """Rebuild the tables, dataset_description.json and report.html; write the run record.
 
@@ -232,11 +270,13 @@ def _write_run_outputs(
         expected = tuple(m.NAME for m in stage_modules(options.stage))
     listing = list_input(options.input_dir)
     with reports.merge_lock(options.state_dir):
+        for name in (*(t.filename for t in reports.TABLES), html_report.REPORT_NAME, provenance.DATASET_DESCRIPTION):
+            atomic.remove_stale(options.output_dir, name)  # left by a killed run (only this lock's holder writes them)
         mark = time.monotonic()
         tables = reports.merge_tables(options.state_dir, options.output_dir, input_rows(listing.ignored))
         provenance.write_dataset_description(options.output_dir)
         phases["tables"] = round(time.monotonic() - mark, 3)
-        summary = RunSummary(outcomes, tables, time.monotonic() - started, expected)
+        summary = RunSummary(outcomes, tables, time.monotonic() - started, expected, interrupted=interrupted)
         record = _run_record(options, summary, run_id, argv, started_at, phases)
         mark = time.monotonic()
         runs = [r for r in provenance.read_run_records(options.output_dir) if r.get("run_id") != run_id]
@@ -338,8 +378,11 @@ def process_exam(dicom_id: str, options: Options) -> ExamOutcome:
     The exam is held (:func:`locks.exam_lock`) while this runs: a concurrent run on the same
     exam waits, then finds it complete. A completed stage is skipped only while its record
     still holds: same options, the exam's files as they were, its outputs as they were left
-    (see :func:`stale_reason`). Never raises for a problem of the exam's data: a failure
-    becomes a failed record with the reason, and the rest of the run goes on.
+    (see :func:`stale_reason`), and has no failed file or series and no audit finding.
+
+    Never raises for a problem of the exam's data or of writing its output (a full disk, a name
+    the file system cannot hold): a failure becomes a failed record with the reason, and the rest
+    of the run goes on.
     """
     outcome = ExamOutcome(dicom_id)
     input_exam = options.input_dir / dicom_id
@@ -366,7 +409,8 @@ def _run_stage(module: StageModule, dicom_id: str, options: Options, outcome: Ex
         and previous.complete
         and previous.fingerprint == fingerprint
     ):
-        why = stale_reason(previous, module, exam_dir, output, options)
+        problems = _problems(previous)
+        why = f"the earlier run had {problems}" if problems else stale_reason(previous, module, exam_dir, output, options)
         if not why:
             logger.info("%s: %s already complete; skipped (use --force to redo)", dicom_id, module.NAME)
             outcome.resumed.append(module.NAME)
@@ -387,21 +431,13 @@ def _run_stage(module: StageModule, dicom_id: str, options: Options, outcome: Ex
         if output is not None:
             record.output_state = dataclasses.asdict(tree_state(output))
     except Exception as err:  # noqa: BLE001 - one exam's failure must not stop the run
-        reason = one_line(err)
+        reason = one_line(resource_error(err) or err)
         logger.error("%s: %s failed: %s", dicom_id, module.NAME, reason)
         logger.debug("%s: %s: %s", dicom_id, module.NAME, safe_traceback(err))
-        record = ExamRecord(
-            dicom_id=dicom_id,
-            stage=module.NAME,
-            status="failed",
-            fingerprint=fingerprint,
-            rows=module.failure_rows(dicom_id, reason),
-            error=reason,
-        )
+        record = _failed_record(module, dicom_id, reason, fingerprint)
     record.fingerprint = fingerprint
     record.seconds = round(time.monotonic() - started, 3)
-    reports.write_record(options.state_dir, record)
-    return record
+    return _store(record, module, options)
 
 
 def stale_reason(
@@ -424,6 +460,45 @@ def stale_reason(
     return module.stale_reason(record, exam_dir, options)
 
 
+def _problems(record: ExamRecord) -> str:
+    """What makes a complete record worth redoing (failed files or series, audit findings), or ''."""
+    failed = record.counts.get("failed", 0)
+    findings = record.counts.get("audit_findings", 0)
+    parts = [f"{failed} failed file(s) or series"] if failed else []
+    if findings:
+        parts.append(f"{findings} audit finding(s)")
+    return " and ".join(parts)
+
+
+def _failed_record(module: StageModule, dicom_id: str, reason: str, fingerprint: dict[str, Any]) -> ExamRecord:
+    return ExamRecord(
+        dicom_id=dicom_id,
+        stage=module.NAME,
+        status="failed",
+        fingerprint=fingerprint,
+        rows=module.failure_rows(dicom_id, reason),
+        error=reason,
+    )
+
+
+def _store(record: ExamRecord, module: StageModule, options: Options) -> ExamRecord:
+    """Write an exam's record; when it cannot be written (a full disk), say so in one line (unless
+    the exam already failed: its line is said) and return a failed record in its place (the exam
+    then fails in this run's summary; a rerun redoes it)."""
+    try:
+        reports.write_record(options.state_dir, record)
+    except OSError as err:
+        reason = f"cannot write its completion record: {one_line(err)}"
+        log = logger.error if record.complete else logger.debug
+        log("%s: %s failed: %s", record.dicom_id, module.NAME, reason)
+        if not record.complete:
+            return record
+        failed = _failed_record(module, record.dicom_id, reason, record.fingerprint)
+        failed.seconds = record.seconds
+        return failed
+    return record
+
+
 def _log_outcome(outcome: ExamOutcome, done: int, total: int) -> None:
     parts = []
     for name, record in outcome.records.items():
@@ -431,13 +506,16 @@ def _log_outcome(outcome: ExamOutcome, done: int, total: int) -> None:
         state = "FAILED" if not record.complete else ("done earlier" if name in outcome.resumed else "done")
         detail = record.error if not record.complete else module.summarize(record)
         parts.append(f"{name} {state} ({detail})")
+    if outcome.interrupted:
+        parts.append("interrupted: a signal stopped its worker; a rerun does it")
     logger.info("[%d/%d] %s: %s", done, total, outcome.dicom_id, "; ".join(parts) or "no record")
 
 
 def _log_summary(summary: RunSummary, options: Options) -> None:
     tables = ", ".join(str(p.relative_to(options.output_dir)) for p in summary.tables.values())
     logger.info(
-        "finished %d exam(s) in %.1f s; outputs in %s (%s); report %s; log %s",
+        "%s %d exam(s) in %.1f s; outputs in %s (%s); report %s; log %s",
+        "finished" if summary.interrupted is None else f"stopped by {signal.Signals(summary.interrupted).name} after",
         len(summary.exams),
         summary.seconds,
         options.output_dir,
@@ -445,6 +523,8 @@ def _log_summary(summary: RunSummary, options: Options) -> None:
         summary.report,
         options.log_path,
     )
+    if summary.interrupted is not None:
+        return  # the caller says it in one line; failures so far are in the reports
     if summary.failed_exams:
         logger.error(
             "%d exam(s) failed: %s", len(summary.failed_exams), ", ".join(summary.failed_exams)
@@ -470,38 +550,80 @@ def _log_summary(summary: RunSummary, options: Options) -> None:
 # --- parallel execution -------------------------------------------------------------------------
 
 
+STOP_SECONDS = 20.0
+"""How long a stopping run waits for its workers to end their interrupted exams (removing their
+temporary files) before it lets them go; they then exit at once. Well within the 30 s that SLURM
+leaves between SIGTERM and SIGKILL by default."""
+
+
 def _run_pool(
     names: Sequence[str],
     options: Options,
     n_workers: int,
     finished: Callable[[ExamOutcome], None],
 ) -> None:
-    context = workers.context(options.stage)
+    """Run the exams in worker processes, calling ``finished`` with each outcome.
+
+    On SIGINT/SIGTERM (:class:`~orbitct_app.interrupt.Interrupted`, raised in this thread) the
+    workers are told to stop (:class:`~orbitct_app.interrupt.WorkerLink`): no new exam starts,
+    running ones unwind, and exams that finished meanwhile still count; then it is re-raised.
+    """
+    context = workers.start_server(options.stage)
     log_queue = context.Queue()
     listener = logging.handlers.QueueListener(log_queue, _Forward(), respect_handler_level=False)
     listener.start()
+    link = interrupt.WorkerLink(context)
     threads = max(1, min(options.n_procs, usable_cores()) // n_workers)  # --n-procs is the CPU budget
+    pool = concurrent.futures.ProcessPoolExecutor(
+        max_workers=n_workers,
+        mp_context=context,
+        initializer=_worker_init,
+        initargs=(log_queue, threads, options.stage.extracts, *link.worker_ends),
+    )
+    futures: dict[concurrent.futures.Future[ExamOutcome | None], str] = {}
+    clean = False
     try:
-        with concurrent.futures.ProcessPoolExecutor(
-            max_workers=n_workers,
-            mp_context=context,
-            initializer=_worker_init,
-            initargs=(log_queue, threads, options.stage.extracts),
-        ) as pool:
-            futures = {pool.submit(process_exam, name, options): name for name in names}
-            try:
-                for future in concurrent.futures.as_completed(futures):
-                    name = futures[future]
-                    try:
-                        finished(future.result())
-                    except Exception as err:  # noqa: BLE001 - a worker died (e.g. out of memory)
-                        logger.error("%s: worker failed: %s", name, one_line(err))
-                        finished(_crashed(name, options, err))
-            except BaseException:
-                pool.shutdown(wait=False, cancel_futures=True)
-                raise
+        try:
+            for name in names:
+                futures[pool.submit(interrupt.worker_exam, process_exam, name, options)] = name
+            for future in concurrent.futures.as_completed(futures):
+                name = futures.pop(future)
+                outcome = _collect(future, name, options)
+                finished(outcome if outcome is not None else ExamOutcome(name, interrupted=True))
+        except (interrupt.Interrupted, KeyboardInterrupt):
+            link.stop()
+            for future in futures:  # those not started (wait() would not see them cancelled by the pool)
+                future.cancel()
+            pool.shutdown(wait=False, cancel_futures=True)
+            started = [future for future in futures if not future.cancelled()]
+            done, running = concurrent.futures.wait(started, timeout=STOP_SECONDS)
+            for future in sorted(done, key=futures.__getitem__):  # those that ended before the stop
+                if not future.cancelled() and future.exception() is None:
+                    outcome = future.result()
+                    if outcome is not None:
+                        finished(outcome)
+            clean = not running
+            raise
+        clean = True
     finally:
-        listener.stop()
+        if clean:
+            pool.shutdown(wait=True)
+        link.close()  # a worker still running exits now
+        if clean:
+            listener.stop()
+        else:  # leave the listener (a daemon thread): a worker that exited mid-record could block it
+            pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _collect(
+    future: concurrent.futures.Future[ExamOutcome | None], name: str, options: Options
+) -> ExamOutcome | None:
+    """The outcome a worker returned (None: a signal stopped it), or a failure when it died."""
+    try:
+        return future.result()
+    except Exception as err:  # noqa: BLE001 - a worker died (e.g. out of memory)
+        logger.error("%s: worker failed: %s", name, one_line(err))
+        return _crashed(name, options, err)
 
 
 def _crashed(dicom_id: str, options: Options, err: BaseException) -> ExamOutcome:
@@ -511,15 +633,8 @@ def _crashed(dicom_id: str, options: Options, err: BaseException) -> ExamOutcome
     for module in stage_modules(options.stage):
         record = reports.read_record(options.state_dir, module.NAME, dicom_id)
         if record is None or not record.complete:
-            record = ExamRecord(
-                dicom_id=dicom_id,
-                stage=module.NAME,
-                status="failed",
-                fingerprint={"version": __version__, **module.fingerprint(options)},
-                rows=module.failure_rows(dicom_id, reason),
-                error=reason,
-            )
-            reports.write_record(options.state_dir, record)
+            fingerprint = {"version": __version__, **module.fingerprint(options)}
+            record = _store(_failed_record(module, dicom_id, reason, fingerprint), module, options)
             outcome.records[module.NAME] = record
             break
         outcome.records[module.NAME] = record
@@ -539,7 +654,8 @@ class _Forward(logging.Handler):
         self.handle(record)
 
 
-def _worker_init(log_queue: Any, threads: int, converts: bool) -> None:
+def _worker_init(log_queue: Any, threads: int, converts: bool, alive: Any, stop: Any) -> None:
+    interrupt.become_worker(alive, stop)  # first: the main process may already be gone
     root = logging.getLogger("orbitct_app")
     root.handlers = [logging.handlers.QueueHandler(log_queue)]
     root.setLevel(logging.DEBUG)

@@ -198,6 +198,11 @@ def command_line(options: Options) -> list[str]:
         args.append("--in-place")
     if options.thickness is not None:
         args += ["--thickness", repr(float(options.thickness[0])), repr(float(options.thickness[1]))]
+    args += ["--contrast", options.contrast, "--kernel", options.kernel]
+    if options.one_per_exam:
+        args.append("--one-per-exam")
+    if options.dry_run:
+        args.append("--dry-run")
     args += [
         "--spacing", repr(float(options.spacing)),
         "--size", str(options.size),

@@ -746,6 +746,13 @@ class SeriesSpec:
     legacy_converted : bool
         With ``enhanced``: write Legacy Converted Enhanced CT (PS3.3 A.70) instead of Enhanced CT;
         ImageType stays that of the classic files (see the module docstring).
+    manufacturer : str
+        Manufacturer (default :data:`MANUFACTURER`): with ``convolution_kernel``, what decides the
+        kernel class (``SIEMENS`` with ``H60s``, ``GE MEDICAL SYSTEMS`` with ``BONE`` ...).
+    contrast_bolus : tuple of (keyword, value)
+        Contrast/Bolus attributes written in every file, e.g.
+        ``(("ContrastBolusAgent", "IOPAMIDOL"), ("ContrastBolusRoute", "IV"))``; the keyword
+        ``ContrastBolusAgentSequence`` writes one coded item whose CodeMeaning is the value.
     burned_text : BurnedText, optional
         Text rendered into the pixels (a name and date in a corner, a summary or dose screen);
         such a series says BurnedInAnnotation YES. Or drawn in an overlay plane
@@ -776,6 +783,8 @@ class SeriesSpec:
     extra_gaps: tuple[tuple[int, float], ...] = ()
     enhanced: bool = False
     legacy_converted: bool = False
+    manufacturer: str | None = None
+    contrast_bolus: tuple[tuple[str, str], ...] = ()
     burned_text: BurnedText | None = None
 
     def __post_init__(self) -> None:
@@ -806,6 +815,9 @@ class SeriesSpec:
         for k, mm in self.extra_gaps:
             if k < 1 or (self.n_slices is not None and k >= self.n_slices) or mm < 0:
                 raise ValueError(f"extra gap ({k}, {mm}): needs 1 <= k < n_slices and mm >= 0")
+        for keyword, _ in self.contrast_bolus:
+            if not keyword.startswith("ContrastBolus"):
+                raise ValueError(f"contrast_bolus takes Contrast/Bolus attributes, not {keyword!r}")
 
     def resolved(self) -> SeriesSpec:
         """A copy with every per-kind default filled in."""
@@ -1405,7 +1417,7 @@ def _base_dataset(ex: _Exam, spec: SeriesSpec, series_uid: str, sop_class: str) 
         setattr(ds, kw, tm)
     ds.AccessionNumber = ""
     ds.Modality = spec.modality
-    ds.Manufacturer = MANUFACTURER
+    ds.Manufacturer = spec.manufacturer or MANUFACTURER
     ds.InstitutionName = "ORBITCT SYNTHETIC"
     ds.ReferringPhysicianName = ""
     ds.StudyDescription = "HEAD ROUTINE"
@@ -1422,6 +1434,12 @@ def _base_dataset(ex: _Exam, spec: SeriesSpec, series_uid: str, sop_class: str) 
     ds.SeriesNumber = spec.series_number
     ds.BodyPartExamined = "HEAD"
     ds.ProtocolName = "HEAD ROUTINE"
+    for keyword, value in spec.contrast_bolus:
+        if keyword == "ContrastBolusAgentSequence":  # one agent, coded (CID 12)
+            ds.ContrastBolusAgentSequence = [_item(
+                CodeValue="C-B0322", CodingSchemeDesignator="SRT", CodeMeaning=value, ContrastBolusAgentNumber=1)]
+        else:
+            setattr(ds, keyword, value)
     if ex.plan is not None:
         ex.plan.apply(ds)
     return ds

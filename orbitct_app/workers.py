@@ -3,13 +3,16 @@
 Workers are forked from a fork server (a fresh interpreter, never a copy of the main process with
 its threads) that has imported the stage modules (numpy, pydicom, cc3d ...), so each worker
 starts with them loaded. Starting that server takes as long as the main process's own imports;
-:func:`start_early` starts it before them, so the two overlap.
+:func:`start_early` starts it before them, so the two overlap. Workers and server never outlive
+the main process, and stop when the run is interrupted (:mod:`orbitct_app.interrupt`).
 """
 
 from __future__ import annotations
 
 import logging
 import multiprocessing
+import os
+import sys
 import multiprocessing.forkserver
 from multiprocessing.context import ForkServerContext
 
@@ -25,6 +28,29 @@ def context(stage: Stage) -> ForkServerContext:
     # the command line too: each worker re-imports the main module (the orbitct-app script)
     ctx.set_forkserver_preload(["orbitct_app.cli", *(f"orbitct_app.{name}" for name in stage.module_names)])
     return ctx  # type: ignore[return-value]
+
+
+def start_server(stage: Stage) -> ForkServerContext:
+    """The workers' context, with its fork server running (started now if it is not).
+
+    The server and the workers it forks get no stderr (``/dev/null``): they report through the
+    run's log queue, and what multiprocessing itself prints there is a traceback when a run is
+    interrupted while a worker is being started (a lock the stopping run already released),
+    which must not reach the console or a batch system's log as anything but the one line the
+    run writes.
+    """
+    ctx = context(stage)
+    saved = os.dup(2)
+    quiet = os.open(os.devnull, os.O_WRONLY)
+    try:
+        sys.stderr.flush()
+        os.dup2(quiet, 2)
+        multiprocessing.forkserver.ensure_running()
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(quiet)
+    return ctx
 
 
 def uses_workers(options: Options, n_exams: int) -> bool:
@@ -44,7 +70,6 @@ def start_early(options: Options) -> bool:
         return False
     if not uses_workers(options, n_exams):
         return False
-    context(options.stage)
-    multiprocessing.forkserver.ensure_running()
+    start_server(options.stage)
     logger.debug("fork server started early for %d exam(s)", n_exams)
     return True

@@ -442,11 +442,13 @@ def test_basic_options_refused_with_orbitct(tmp_path: Path, capsys: pytest.Captu
     assert fragment in capsys.readouterr().err
 
 
-def test_dry_run_only_for_the_anonymize_stage(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_dry_run_not_for_the_all_stage(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     inp = tmp_path / "in"
     (inp / "exam_001").mkdir(parents=True)
     assert main([str(inp), str(tmp_path / "out"), "all", "--dry-run"]) == ExitCode.USAGE
-    assert "only apply to the anonymize stage" in capsys.readouterr().err
+    assert "the anonymized copy, which a dry run does not write" in capsys.readouterr().err
+    assert main([str(inp), str(tmp_path / "out"), "extract", "--audit-only"]) == ExitCode.USAGE
+    assert "--audit-only only applies to the anonymize stage" in capsys.readouterr().err
 
 
 # --- anonymize then extract -----------------------------------------------------------------------

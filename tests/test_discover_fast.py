@@ -105,6 +105,11 @@ def variants(tmp_path_factory: pytest.TempPathFactory) -> dict[str, ExamTruth]:
         "overlays": ([_small(series_number=n, transfer_syntax=syntax, burned_text=BurnedText(("AB 12",), size=8,
                                                                                             overlay=True))
                       for n, syntax in enumerate((ExplicitVRLittleEndian, ImplicitVRLittleEndian), start=2)], {}),
+        "contrast": ([_small(series_number=2, manufacturer="GE MEDICAL SYSTEMS", convolution_kernel="BONE",
+                             contrast_bolus=(("ContrastBolusAgent", "IOHEXOL"), ("ContrastBolusVolume", "80"),
+                                             ("ContrastBolusAgentSequence", "Iohexol"))),
+                      _small(series_number=3, transfer_syntax=ImplicitVRLittleEndian,
+                             contrast_bolus=(("ContrastBolusAgent", ""), ("ContrastBolusStartTime", "101500")))], {}),
     }
     return {name: write_exam(root, name, specs, seed=7, **layout) for name, (specs, layout) in exams.items()}
 
@@ -135,6 +140,11 @@ def test_scan_exam_is_the_same_with_and_without_the_fast_path(
     slow = {name: discover.scan_exam(truth.path) for name, truth in variants.items()}
     assert fast == slow
     assert all(s.attributes for exam in fast.values() for s in exam.series)
+    contrast = {s.series_number: s.contrast_facts for s in fast["contrast"].series}
+    assert contrast == {
+        2: {"ContrastBolusAgent": "IOHEXOL", "ContrastBolusVolume": 80.0, "ContrastBolusAgentSequence": 1},
+        3: {"ContrastBolusAgent": "", "ContrastBolusStartTime": "101500"},
+    }
 
 
 def test_fast_path_reads_ordinary_files_without_pydicom(

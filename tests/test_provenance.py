@@ -77,7 +77,8 @@ def test_options_round_trip_through_the_record(tmp_path: Path, size: int | str, 
     options = Options(
         input_dir=tmp_path / "in", output_dir=tmp_path / "out", stage=Stage.EXTRACT,
         participant_labels=("exam_1", "exam_2"), thickness=(0.5, 1.5), spacing=0.75, size=size,  # type: ignore[arg-type]
-        max_gap=max_gap, body_threshold=-300, n_procs=3, force=True,
+        max_gap=max_gap, body_threshold=-300, n_procs=3, force=True, contrast="without", kernel="soft",
+        one_per_exam=True,
     )
     record = json.loads(json.dumps(options.as_record()))
     assert provenance.options_from_record(record) == options
@@ -93,7 +94,7 @@ def test_equivalent_command_parses_back_to_the_same_options(
     options = Options(
         input_dir=tmp_path / "in", output_dir=tmp_path / "out", stage=Stage.ALL, participant_labels=("exam_1",),
         thickness=(0.5, 1.5), spacing=0.75, size=size, max_gap=max_gap, body_threshold=-300, n_procs=3,  # type: ignore[arg-type]
-        force=True, min_slices=4, profile="orbitct",
+        force=True, min_slices=4, profile="orbitct", contrast="with", kernel="sharp", one_per_exam=True,
     )
     seen: list[Options] = []
 

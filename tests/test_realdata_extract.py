@@ -134,6 +134,37 @@ def test_slab_components_match_whole_volume_labelling_on_real_series(shared_data
         np.testing.assert_array_equal(got, labels == np.argmax(sizes))
 
 
+def test_choosing_one_series_per_real_exam(shared_data: Path, tmp_path: Path) -> None:
+    """What --one-per-exam --contrast without --kernel soft chooses in ../shared/data/exams, and
+    that the dry run planned exactly that.
+
+    philips_head_phantom: series 202 (1 mm, 140 slices) over 201 (5 mm), both kernel UB (Philips
+    brain, soft); philips_tilt_phantom: its only axial series, 201 (kernel UB); siemens_body_j2k:
+    nothing, its series says contrast (ContrastBolusAgent APPLIED, a ContrastBolusStartTime; its
+    ContrastBolusVolume 0 is no evidence) and its kernel Br38f is soft.
+    """
+    options = ["--one-per-exam", "--contrast", "without", "--kernel", "soft", "--spacing", "1", "--size", "256", "-q"]
+    reports = {}
+    for name, extra in (("dry", ["--dry-run"]), ("real", [])):
+        assert main([str(shared_data / "exams"), str(tmp_path / name), "extract", *options, *extra]) == ExitCode.OK
+        reports[name] = read_csv(tmp_path / name / "extract_report.csv")
+    # the same rows, but for the share of the body the grid cuts: only the pixels tell (nothing here)
+    assert {r["body_cropped_fraction"] for r in reports["real"] if r["decision"] == "converted"} == {"0"}
+    assert reports["dry"] == [{**row, "body_cropped_fraction": ""} for row in reports["real"]]
+    rows = _rows(tmp_path / "real", "extract_report.csv")
+    chosen = sorted(key for key, row in rows.items() if row["decision"] == "converted")
+    assert chosen == [("philips_head_phantom", 202), ("philips_tilt_phantom", 201)]
+    assert rows[("philips_head_phantom", 201)]["reason"] == "one-per-exam: series 202 (" + \
+        rows[("philips_head_phantom", 202)]["series_instance_uid"] + ") chosen"
+    assert {rows[k]["kernel_class"] for k in chosen} == {"soft"} and {rows[k]["kernel"] for k in chosen} == {"UB"}
+    (body,) = [row for (exam, _), row in rows.items() if exam == "siemens_body_j2k"]
+    assert body["decision"] == "excluded" and body["kernel"] == "Br38f" and body["kernel_class"] == "soft"
+    assert body["reason"] == (
+        "contrast-enhanced (ContrastBolusAgent; ContrastBolusStartTime): excluded by --contrast without"
+    )
+    assert sorted(_rows(tmp_path / "real", "series_index.csv")) == chosen
+
+
 def test_no_real_series_is_split_or_cropped_without_cause(real_run: Path, shared_data: Path, tmp_path: Path) -> None:
     """Nothing here has blocks of slices apart; the heads fit the default 256 mm grid, the
     Siemens abdomen (about 356 mm wide) does not, and ``--size fit`` keeps all of it."""

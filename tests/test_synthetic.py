@@ -822,6 +822,22 @@ def test_invalid_specs_are_rejected(tmp_path: Path) -> None:
         SeriesSpec(n_slices=10, extra_gaps=((10, 5.0),))
     with pytest.raises(ValueError, match="extra gaps"):
         SeriesSpec(kind="scout", extra_gaps=((1, 5.0),))
+    with pytest.raises(ValueError, match="Contrast/Bolus"):
+        SeriesSpec(contrast_bolus=(("PatientName", "X"),))
+
+
+def test_manufacturer_and_contrast_bolus_are_written_in_every_file(tmp_path: Path) -> None:
+    bolus = (("ContrastBolusAgent", "IOHEXOL"), ("ContrastBolusVolume", "80"), ("ContrastBolusAgentSequence", "Iohexol"))
+    truth = write_exam(tmp_path, "cb", [SeriesSpec(n_slices=3, rows=16, cols=16, manufacturer="GE MEDICAL SYSTEMS",
+                                                   convolution_kernel="BONE", contrast_bolus=bolus),
+                                        SeriesSpec(series_number=3, n_slices=3, rows=16, cols=16)], plant_phi=False)
+    for f in truth.series[0].files:
+        ds = pydicom.dcmread(f, stop_before_pixels=True)
+        assert (ds.Manufacturer, ds.ConvolutionKernel, ds.ContrastBolusAgent) == ("GE MEDICAL SYSTEMS", "BONE", "IOHEXOL")
+        assert float(ds.ContrastBolusVolume) == 80.0
+        assert ds.ContrastBolusAgentSequence[0].CodeMeaning == "Iohexol"
+    plain = pydicom.dcmread(truth.series[1].files[0], stop_before_pixels=True)
+    assert plain.Manufacturer == "ORBITCT-SYNTH" and "ContrastBolusAgent" not in plain
 
 
 def test_wide_phantom_has_markers_near_either_side() -> None:
