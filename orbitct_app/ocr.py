@@ -56,27 +56,39 @@ class Word:
 def engine_version() -> str | None:
     """Tesseract's version, or None when the program or its English model is missing.
 
-    Both questions go to the program at once (two processes side by side: each costs a start of
-    the program, which every run pays before its first exam)."""
+    Every run with the check pays this before its first exam, so both questions go to one start
+    of the program (``--version --list-langs``: Tesseract 5 answers both); a version that prints
+    only one of the answers is asked the other on its own."""
     program = shutil.which(PROGRAM)
     if program is None:
         return None
-    procs: list[subprocess.Popen[str]] = []
+    output = _ask(program, "--version", "--list-langs")
+    version = _VERSION.search(output or "")
+    if output is not None and "List of available languages" not in output:
+        output = _ask(program, "--list-langs")
+    if output is None or LANGUAGE not in _languages(output):
+        return None
+    if version is None:
+        version = _VERSION.search(_ask(program, "--version") or "")
+    return version.group(1) if version else "unknown"
+
+
+_VERSION = re.compile(r"tesseract\s+v?(\d\S*)")
+
+
+def _ask(program: str, *options: str) -> str | None:
+    """What the program prints (stdout and stderr) for ``options``; None when it fails."""
     try:
-        for option in ("--version", "--list-langs"):
-            procs.append(subprocess.Popen([program, option], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
-        (version_out, version_err), (langs_out, _) = (proc.communicate(timeout=_TIMEOUT_S) for proc in procs)
+        done = subprocess.run([program, *options], capture_output=True, text=True, timeout=_TIMEOUT_S, check=False)
     except (OSError, subprocess.SubprocessError):
         return None
-    finally:
-        for proc in procs:
-            if proc.poll() is None:  # (a timeout)
-                proc.kill()
-                proc.communicate()
-    if any(proc.returncode != 0 for proc in procs) or LANGUAGE not in langs_out.split():
-        return None
-    match = re.search(r"tesseract\s+v?(\S+)", version_out + version_err)
-    return match.group(1) if match else "unknown"
+    return done.stdout + done.stderr if done.returncode == 0 else None
+
+
+def _languages(output: str) -> list[str]:
+    """The models listed after ``List of available languages ...:``."""
+    _, found, rest = output.partition("List of available languages")
+    return [line.strip() for line in rest.splitlines()[1:]] if found else []
 
 
 def engine_problem() -> str | None:

@@ -306,3 +306,39 @@ def test_flag_and_drop_refuse_to_start_without_the_engine(
         assert main([str(text_exam), str(tmp_path / "out-off"), "anonymize", "-q", "--pixel-text", "off"]) == ExitCode.OK
     finally:
         ocr.engine_version.cache_clear()
+
+
+@pytest.mark.parametrize(
+    ("script", "version"),
+    [
+        # Tesseract 5 answers both questions in one start
+        (('echo "tesseract 5.3.0"; echo " leptonica-1.82.0"\n'
+          'case "$*" in *--list-langs*) printf \'List of available languages in "/x/" (2):\\neng\\nosd\\n\';; esac'),
+         "5.3.0"),
+        # a version that lists the models only, whatever else it is asked: its version asked alone
+        (('if [ "$*" = "--version" ]; then echo "tesseract 4.1.1"; exit 0; fi\n'
+          'printf \'List of available languages in "/x/" (1):\\neng\\n\''), "4.1.1"),
+        # no English model
+        ('echo "tesseract 5.3.0"; printf \'List of available languages in "/x/" (1):\\nosd\\n\'', None),
+        # a program that fails
+        ("exit 1", None),
+    ],
+)
+def test_the_engine_version_and_model_are_asked_of_the_program(
+    script: str, version: str | None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    program = tmp_path / "bin" / ocr.PROGRAM
+    program.parent.mkdir()
+    program.write_text(f"#!/bin/sh\n{script}\n")
+    program.chmod(0o755)
+    monkeypatch.setenv("PATH", str(program.parent))
+    ocr.engine_version.cache_clear()
+    try:
+        assert ocr.engine_version() == version
+        problem = ocr.engine_problem()
+        assert (problem is None) is (version is not None)
+        if problem is not None:
+            assert "does not run or lacks its English model" in problem
+    finally:
+        ocr.engine_version.cache_clear()
+
