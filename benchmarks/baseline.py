@@ -43,7 +43,7 @@ def main(series_dir: Path, out: Path) -> None:
     resampled = ndimage.zoom(volume, (dz / TARGET, dy / TARGET, dx / TARGET), order=1)
     body_resampled = ndimage.zoom(body.astype(np.uint8), (dz / TARGET, dy / TARGET, dx / TARGET), order=0)
     # 7. centre on the body centroid, crop/pad in-plane to SIZE x SIZE
-    _, cy, cx = (int(round(c)) for c in ndimage.center_of_mass(body_resampled))
+    _, cy, cx = (round(c) for c in ndimage.center_of_mass(body_resampled))
     out_volume = np.full((resampled.shape[0], SIZE, SIZE), -1000.0)
     y0, x0 = cy - SIZE // 2, cx - SIZE // 2
     ys, xs = max(0, y0), max(0, x0)

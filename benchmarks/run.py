@@ -222,27 +222,60 @@ def main() -> None:
     n_files = sum(1 for p in series_dir.iterdir() if p.is_file()) if series_dir.is_dir() else 0
     pigz = shutil.which("pigz")
     extract = [
-        Tool("orbitct-app extract", [app, str(single), str(out / "ours"), "extract", "-q", "--participant-label", "exam_full"], out / "ours"),
-        Tool("baseline (pydicom+scipy)", [py, str(HERE / "baseline.py"), str(series_dir), str(out / "baseline.nii.gz")], out / "baseline.nii.gz"),
-        Tool("dcm2niix -z y", [str(BIN / "dcm2niix"), "-z", "y", "-o", str(out / "d2n"), str(series_dir)], out / "d2n",
-             note="pigz" if pigz else "internal zlib (no pigz on PATH)", make_output_dir=True),
+        Tool(
+            "orbitct-app extract",
+            [app, str(single), str(out / "ours"), "extract", "-q", "--participant-label", "exam_full"],
+            out / "ours",
+        ),
+        Tool(
+            "baseline (pydicom+scipy)",
+            [py, str(HERE / "baseline.py"), str(series_dir), str(out / "baseline.nii.gz")],
+            out / "baseline.nii.gz",
+        ),
+        Tool(
+            "dcm2niix -z y",
+            [str(BIN / "dcm2niix"), "-z", "y", "-o", str(out / "d2n"), str(series_dir)],
+            out / "d2n",
+            note="pigz" if pigz else "internal zlib (no pigz on PATH)",
+            make_output_dir=True,
+        ),
     ]
     anonymize = [
-        Tool("orbitct-app anonymize", [app, str(single), str(out / "anon"), "anonymize", "-q", "--n-procs", "1", "--participant-label", "exam_full"], out / "anon"),
+        Tool(
+            "orbitct-app anonymize",
+            [app, str(single), str(out / "anon"), "anonymize", "-q", "--n-procs", "1",
+             "--participant-label", "exam_full"],
+            out / "anon",
+        ),
         Tool("cp -r", ["cp", "-r", str(series_dir), str(out / "cp")], out / "cp"),
-        Tool("dicognito", [py, "-m", "dicognito", "--quiet", "-o", str(out / "dicognito"), str(series_dir)], out / "dicognito"),
-        Tool("dicom-anonymizer", [str(BIN / "dicom-anonymizer"), str(series_dir), str(out / "dicom-anonymizer")], out / "dicom-anonymizer", make_output_dir=True),
+        Tool(
+            "dicognito",
+            [py, "-m", "dicognito", "--quiet", "-o", str(out / "dicognito"), str(series_dir)],
+            out / "dicognito",
+        ),
+        Tool(
+            "dicom-anonymizer",
+            [str(BIN / "dicom-anonymizer"), str(series_dir), str(out / "dicom-anonymizer")],
+            out / "dicom-anonymizer",
+            make_output_dir=True,
+        ),
     ]
     scaling = [
-        Tool(f"all, {n_exams} exams, --n-procs {n}", [app, str(exam_set), str(out / f"np{n}"), "all", "-q", "--n-procs", str(n)],
-             out / f"np{n}")
+        Tool(
+            f"all, {n_exams} exams, --n-procs {n}",
+            [app, str(exam_set), str(out / f"np{n}"), "all", "-q", "--n-procs", str(n)],
+            out / f"np{n}",
+        )
         for exam_set in exam_sets
         for n_exams in [sum(1 for p in exam_set.iterdir() if p.is_dir()) if exam_set.is_dir() else 0]
         for n in (1, 2)
     ]
     wide_body = [
-        Tool(f"extract wide body, --size {size}", [app, str(wide), str(out / f"wide-{size}"), "extract", "-q", "--size", size],
-             out / f"wide-{size}")
+        Tool(
+            f"extract wide body, --size {size}",
+            [app, str(wide), str(out / f"wide-{size}"), "extract", "-q", "--size", size],
+            out / f"wide-{size}",
+        )
         for size in ("512", "fit")
     ]
     largest = exam_sets[-1]
@@ -311,7 +344,10 @@ def result_rows(tools: list[Tool], reference: Tool, per_file: int | None = None)
     for t in tools:
         rate = f" | {per_file / t.wall:.0f}" if per_file else ""
         note = f" ({t.note})" if t.note else ""
-        lines.append(f"| {t.name}{note} | {t.wall:.2f} | {min(t.walls):.2f} | {t.peak_mb:.0f}{rate} | {t.wall / reference.wall:.2f} |")
+        lines.append(
+            f"| {t.name}{note} | {t.wall:.2f} | {min(t.walls):.2f} | {t.peak_mb:.0f}{rate} "
+            f"| {t.wall / reference.wall:.2f} |"
+        )
     return lines
 
 
@@ -329,8 +365,8 @@ def wide_body_lines(tools: list[Tool], wide: Path) -> list[str]:
     return [
         "## Wide body: `--size fit`",
         "",
-        f"One body series wider than the default 256 mm grid: {WIDE_BODY_MM[0]:g} x {WIDE_BODY_MM[1]:g} mm, "
-        f"{n_slices} slices of 512 x 512 at 0.9 mm, 1.25 mm apart, extracted at 0.5 mm.",
+        (f"One body series wider than the default 256 mm grid: {WIDE_BODY_MM[0]:g} x {WIDE_BODY_MM[1]:g} mm, "
+         f"{n_slices} slices of 512 x 512 at 0.9 mm, 1.25 mm apart, extracted at 0.5 mm."),
         "",
         "| run | median s | min s | peak RSS MB | time / --size 512 |",
         "|---|---|---|---|---|",
@@ -410,16 +446,21 @@ def write_results(groups: list[tuple[str, list[Tool]]], n_files: int, single: Pa
     text = [
         "# Benchmark results",
         "",
-        f"Measured {datetime.date.today().isoformat()} with `benchmarks/run.sh --reps {args.reps}{' --quick' if args.quick else ''}`.",
+        (f"Measured {datetime.date.today().isoformat()} with "
+         f"`benchmarks/run.sh --reps {args.reps}{' --quick' if args.quick else ''}`."),
         "",
         f"- Machine: {machine()}",
         f"- Versions: {versions(app)}",
-        f"- Data (generated): one thin-section head series, {n_files} slices of 512 x 512 at 0.45 mm, "
-        f"0.625 mm apart ({mb:.0f} MB); two exam sets of {set_files} files for throughput (one axial "
-        "series and a scout per exam, every other series tilted 15 degrees).",
-        f"- Each tool ran {args.reps} times in alternation; times are medians (and minimum) of wall-clock "
-        "seconds (unsampled runs), memory the peak resident set of the whole process tree "
-        "(one more run each, sampled every 20 ms).",
+        (
+            f"- Data (generated): one thin-section head series, {n_files} slices of 512 x 512 at 0.45 mm, "
+            f"0.625 mm apart ({mb:.0f} MB); two exam sets of {set_files} files for throughput (one axial "
+            "series and a scout per exam, every other series tilted 15 degrees)."
+        ),
+        (
+            f"- Each tool ran {args.reps} times in alternation; times are medians (and minimum) of wall-clock "
+            "seconds (unsampled runs), memory the peak resident set of the whole process tree "
+            "(one more run each, sampled every 20 ms)."
+        ),
         f"- The machine is shared: its 1-minute load average before the repetitions was {load_text(loads)}.",
         "",
         "## Extract one series (DICOM -> NIfTI)",
@@ -428,8 +469,10 @@ def write_results(groups: list[tuple[str, list[Tool]]], n_files: int, single: Pa
         "|---|---|---|---|---|",
         *rows(extract, ours),
         "",
-        "orbitct-app and the baseline do the same work (HU, body mask, 0.5 mm resampling, 512 x 512 crop, "
-        "gzip); dcm2niix only converts and compresses.",
+        (
+            "orbitct-app and the baseline do the same work (HU, body mask, 0.5 mm resampling, 512 x 512 crop, "
+            "gzip); dcm2niix only converts and compresses."
+        ),
         "",
         "## Anonymize the same files",
         "",
@@ -451,17 +494,27 @@ def write_results(groups: list[tuple[str, list[Tool]]], n_files: int, single: Pa
         "",
         "## Targets",
         "",
-        f"- extract at least 8x faster than the baseline: {ratio(ours, baseline):.1f}x — {check(ratio(ours, baseline) >= 8)}",
+        (f"- extract at least 8x faster than the baseline: {ratio(ours, baseline):.1f}x — "
+         f"{check(ratio(ours, baseline) >= 8)}"),
         f"- extract faster than `dcm2niix -z y`: {ratio(ours, d2n):.2f}x — {check(ratio(ours, d2n) > 1)}",
         f"- extract peak RSS under 1 GB: {ours.peak_mb:.0f} MB — {check(ours.peak_mb < 1024)}",
-        f"- anonymize at least 4x the throughput of dicognito: {ratio(anon, dicognito):.1f}x — {check(ratio(anon, dicognito) >= 4)}",
+        (f"- anonymize at least 4x the throughput of dicognito: {ratio(anon, dicognito):.1f}x — "
+         f"{check(ratio(anon, dicognito) >= 4)}"),
         f"- anonymize within 10x of `cp -r`: {anon.wall / cp.wall:.1f}x — {check(anon.wall / cp.wall <= 10)}",
-        f"- `--n-procs 2` at least 1.7x faster than `--n-procs 1` on a set of exams ({throughput[0].name.split(', ')[1]}): "
-        f"{ratio(throughput[1], throughput[0]):.2f}x — {check(ratio(throughput[1], throughput[0]) >= 1.7)}",
-        *(f"- (`--n-procs 2` on the small set for reference, {one.name.split(', ')[1]}: {ratio(two, one):.2f}x; "
-          "start-up and the last exam weigh more there)" for one, two in pairs[:-1]),
-        f"- anonymize with the pixel text check (the default) within 1.5x of `--pixel-text off` ({n_files} files): "
-        f"{ratio(text_off, text_on):.2f}x — {check(ratio(text_off, text_on) <= 1.5)}",
+        (
+            f"- `--n-procs 2` at least 1.7x faster than `--n-procs 1` on a set of exams "
+            f"({throughput[0].name.split(', ')[1]}): "
+            f"{ratio(throughput[1], throughput[0]):.2f}x — {check(ratio(throughput[1], throughput[0]) >= 1.7)}"
+        ),
+        *(
+            f"- (`--n-procs 2` on the small set for reference, {one.name.split(', ')[1]}: {ratio(two, one):.2f}x; "
+            "start-up and the last exam weigh more there)"
+            for one, two in pairs[:-1]
+        ),
+        (
+            f"- anonymize with the pixel text check (the default) within 1.5x of `--pixel-text off` ({n_files} files): "
+            f"{ratio(text_off, text_on):.2f}x — {check(ratio(text_off, text_on) <= 1.5)}"
+        ),
         f"- (dicom-anonymizer for reference: orbitct-app is {ratio(anon, dicom_anonymizer):.1f}x faster)",
         "",
     ]

@@ -127,7 +127,9 @@ def remove_stale(folder: Path, name: str) -> int:
     with os.scandir(folder) as entries:
         # after the prefix comes a token without a second mark (".a.partial-" also starts the
         # temporary names of a final name "a.partial-b")
-        stale = [Path(e.path) for e in entries if e.name.startswith(prefix) and PARTIAL_MARK not in e.name[len(prefix) :]]
+        stale = [
+            Path(e.path) for e in entries if e.name.startswith(prefix) and PARTIAL_MARK not in e.name[len(prefix) :]
+        ]
     for path in stale:
         if path.is_dir() and not path.is_symlink():
             shutil.rmtree(path, ignore_errors=True)

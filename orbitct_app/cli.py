@@ -5,6 +5,7 @@ Tests call :func:`main` with a list of arguments and check the returned exit cod
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import signal
@@ -28,8 +29,8 @@ from orbitct_app.options import (
     DEFAULT_SIZE,
     DEFAULT_SPACING_MM,
     FIT_MULTIPLE,
-    MAX_GAP_SPACINGS,
     KERNEL_CHOICES,
+    MAX_GAP_SPACINGS,
     PIXEL_TEXT_MODES,
     PROFILES,
     RETAIN_OPTIONS,
@@ -39,6 +40,7 @@ from orbitct_app.options import (
     usable_cores,
 )
 from orbitct_app.progress import Progress
+from orbitct_app.safe_text import ControlCharFilter, escape_controls
 
 logger = logging.getLogger(__name__)
 
@@ -313,7 +315,7 @@ def command(
         min_slices=min_slices,
         profile=profile,
         in_place=in_place,
-        thickness=tuple(thickness) if thickness else None,  # type: ignore[arg-type]
+        thickness=thickness or None,
         contrast=contrast,
         kernel=kernel,
         one_per_exam=one_per_exam,
@@ -340,9 +342,10 @@ def command(
         raise click.UsageError(str(err), ctx) from err
     workers.start_early(options)  # before the heavy imports below, so that they overlap
     progress = None if quiet else Progress(stage, sys.stderr)
+    assert options.log_path is not None  # Options sets it
     try:
         close_logging = configure_logging(
-            options.log_path,  # type: ignore[arg-type]
+            options.log_path,
             verbose=verbose,
             quiet=quiet,
             progress=progress,
@@ -462,6 +465,8 @@ def configure_logging(
     file_handler.setFormatter(
         logging.Formatter("%(asctime)s %(levelname)-7s %(processName)s %(name)s: %(message)s")
     )
+    for handler in (file_handler, console):  # a name's newline never forges a line
+        handler.addFilter(ControlCharFilter())
     if uid_key is not None:
         redact = _UidFilter(uid_key)
         file_handler.addFilter(redact)
@@ -524,7 +529,7 @@ class _LogFileHandler(logging.FileHandler):
         )
 
 
-class _ConsoleHandler(logging.StreamHandler):  # type: ignore[type-arg]
+class _ConsoleHandler(logging.StreamHandler[TextIO]):
     """stderr, sharing the line with an interactive progress bar."""
 
     def __init__(self, stream: TextIO, progress: Progress | None) -> None:
@@ -553,10 +558,8 @@ class _UidFilter(logging.Filter):
         from orbitct_app.deid import keys  # (pydicom: not needed for --help)
 
         if self.uids is None and self.key_path.is_file():
-            try:
+            with contextlib.suppress(UsageError):
                 self.uids = keys.UidMap(keys.load_key(self.key_path))
-            except UsageError:
-                pass
         message = record.getMessage()
         redacted = keys.remap_uid_tokens(message, self.uids)
         if redacted != message:
@@ -600,10 +603,10 @@ def main(args: Sequence[str] | None = None, *, owns_process: bool = False) -> in
                 args=argv, prog_name=PROG, standalone_mode=False, obj=Invocation(tuple(argv), owns_process)
             )
     except click.UsageError as err:
-        click.echo(f"{PROG}: error: {err.format_message()} (see '{PROG} --help')", err=True)
+        click.echo(f"{PROG}: error: {escape_controls(err.format_message())} (see '{PROG} --help')", err=True)
         return int(ExitCode.USAGE)
     except click.ClickException as err:
-        click.echo(f"{PROG}: error: {err.format_message()}", err=True)
+        click.echo(f"{PROG}: error: {escape_controls(err.format_message())}", err=True)
         return err.exit_code
     except interrupt.Interrupted as err:  # before logging was set up, or after it was closed
         click.echo(f"WARNING: {interrupt.message(err.signum)}", err=True)  # as the console shows it

@@ -2,7 +2,8 @@
 
 Shared by the fast paths of discovery (:mod:`orbitct_app.discover`) and de-identification
 (:mod:`orbitct_app.deid.raw`). Only the common case is parsed: a file with preamble and ``DICM``
-in implicit or explicit VR little endian (native or encapsulated pixel data), elements in
+in implicit or explicit VR little endian (native or encapsulated pixel data; a transfer syntax
+pydicom does not know is explicit VR little endian, as PS3.5 says), elements in
 ascending order, sequences encoded as SQ (or implicit VR sequences the dictionary knows). Anything
 else raises :class:`Unsupported`, and the caller takes its pydicom path: Unsupported is never an
 error of the file, it only chooses the path.
@@ -82,6 +83,8 @@ class Part10:
     """Top-level elements before the pixel data."""
     pixel_pos: int
     """File offset of the pixel data element (or of where parsing stopped: the end of ``data``)."""
+    data_start: int = 0
+    """File offset where the data set starts (after the file meta)."""
 
 
 def dictionary_vr(tag: int) -> str:
@@ -106,16 +109,16 @@ def parse_part10(data: bytes) -> Part10:
     meta, pos = meta_values(data)
     syntax = uid_text(meta.get(0x00020010))
     uid = UID(syntax)
-    if not syntax or not uid.is_transfer_syntax or uid.is_deflated or not uid.is_little_endian:
+    if not syntax or (uid.is_transfer_syntax and (uid.is_deflated or not uid.is_little_endian)):
         raise Unsupported("transfer syntax not handled here")
-    implicit = uid.is_implicit_VR
+    implicit = uid.is_implicit_VR if uid.is_transfer_syntax else False  # PS3.5: all others explicit LE
     if pos + 8 > len(data):
         raise Unsupported("no data set")
     first = data[pos + 4 : pos + 6]
     if implicit == (0x40 < first[0] < 0x5B and 0x40 < first[1] < 0x5B):
         raise Unsupported("data set encoded otherwise than its transfer syntax says")
     elements, pixel_pos = parse_dataset(data, pos, len(data), implicit, top=True)
-    return Part10(meta, syntax, implicit, elements, pixel_pos)
+    return Part10(meta, syntax, implicit, elements, pixel_pos, pos)
 
 
 def parse_dataset(
@@ -127,10 +130,14 @@ def parse_dataset(
     top: bool = False,
     undefined_item: bool = False,
     meta: bool = False,
+    depth: int = 0,
 ) -> tuple[list[Element], int]:
     """Elements from ``pos``; stops at ``end``, at the item delimiter of an undefined-length
     item, at the pixel data (``top`` level), or after group 0002 (``meta``: the file meta).
-    Returns the elements and where parsing stopped."""
+    Returns the elements and where parsing stopped. ``depth``: how many sequences hold this
+    data set (deeper than :data:`MAX_NESTING` is Unsupported, never a recursion limit)."""
+    if depth > MAX_NESTING:
+        raise Unsupported("sequences nested too deep")
     elements: list[Element] = []
     last = -1
     first_group = 0x0002 if meta else 0x0008
@@ -172,14 +179,18 @@ def parse_dataset(
         if length == UNDEFINED:
             if vr != SQ and not (vr is None and _is_implicit_sequence(data, tag, start, end)):
                 raise Unsupported("undefined length value that is not a sequence")
-            items, value_end = parse_items(data, start, end, implicit, undefined=True)
+            items, value_end = parse_items(data, start, end, implicit, undefined=True, depth=depth + 1)
             elements.append(Element(tag, vr, True, start, value_end, items))
             pos = value_end + 8  # the sequence delimiter
         else:
             value_end = start + length
             if value_end > end:
                 raise Unsupported("value runs past its data set")
-            elements.append(Element(tag, vr, False, start, value_end))
+            items = None
+            if vr == SQ or (vr is None and dictionary_vr(tag) == SQ):
+                # parsed now: every item checked, nesting bounded (defined lengths too)
+                items, _ = parse_items(data, start, value_end, implicit, undefined=False, depth=depth + 1)
+            elements.append(Element(tag, vr, False, start, value_end, items))
             pos = value_end
     return elements, pos
 
@@ -191,9 +202,12 @@ def _is_implicit_sequence(data: bytes, tag: int, start: int, end: int) -> bool:
     return start + 4 <= end and unpack_tag(data, start) == (0xFFFE, 0xE000)
 
 
-def parse_items(data: bytes, pos: int, end: int, implicit: bool, *, undefined: bool) -> tuple[list[Item], int]:
+def parse_items(
+    data: bytes, pos: int, end: int, implicit: bool, *, undefined: bool, depth: int = 1
+) -> tuple[list[Item], int]:
     """The items of a sequence value from ``pos``; for an undefined length, up to its delimiter
-    (returns the delimiter's offset), else up to ``end``."""
+    (returns the delimiter's offset), else up to ``end``. ``depth``: the nesting of the items'
+    data sets (see :func:`parse_dataset`)."""
     items: list[Item] = []
     while True:
         if not undefined and pos == end:
@@ -215,7 +229,7 @@ def parse_items(data: bytes, pos: int, end: int, implicit: bool, *, undefined: b
             if not (0x40 < first[0] < 0x5B and 0x40 < first[1] < 0x5B):
                 raise Unsupported("implicit VR item in explicit VR data")
         if length == UNDEFINED:
-            elements, pos = parse_dataset(data, pos, end, implicit, undefined_item=True)
+            elements, pos = parse_dataset(data, pos, end, implicit, undefined_item=True, depth=depth)
             if pos + 8 > end or unpack_tag_ul(data, pos) != (0xFFFE, 0xE00D, 0):
                 raise Unsupported("item without its delimiter")
             pos += 8
@@ -224,7 +238,7 @@ def parse_items(data: bytes, pos: int, end: int, implicit: bool, *, undefined: b
             item_end = pos + length
             if item_end > end:
                 raise Unsupported("item runs past its sequence")
-            elements, stop = parse_dataset(data, pos, item_end, implicit)
+            elements, stop = parse_dataset(data, pos, item_end, implicit, depth=depth)
             if stop != item_end:
                 raise Unsupported("defined-length item ends early")
             pos = item_end
@@ -299,6 +313,11 @@ class Extent:
     """A top-level pixel data element (float and double float pixel data included) is there."""
     pixel_value: int | None
     """Offset of the top-level pixel data value when it is native (not encapsulated)."""
+    pixel_start: int | None = None
+    """Offset of the top-level pixel data element (its tag)."""
+    pixel_end: int | None = None
+    """Offset just after the top-level pixel data element (after the sequence delimiter of
+    encapsulated pixel data)."""
 
     @property
     def trailing(self) -> int:
@@ -307,10 +326,13 @@ class Extent:
 
 PIXEL_DATA_TAGS = frozenset({PIXEL_DATA, 0x7FE00008, 0x7FE00009})
 """Pixel Data, Float Pixel Data and Double Float Pixel Data."""
+TRAILING_PADDING = 0xFFFCFFFC
+"""Data Set Trailing Padding: at the top level it has no meaning (PS3.10 7.2), so the data set
+ends where it starts; whatever it holds, and whatever follows it, is trailing data."""
 _DS, _SEQ, _FRAGMENTS = 0, 1, 2
 
 
-def data_set_extent(buf: bytes | memoryview, pos: int, *, implicit: bool, little: bool = True) -> Extent:
+def data_set_extent(buf: bytes | bytearray | memoryview, pos: int, *, implicit: bool, little: bool = True) -> Extent:
     """Walk every element of the data set that starts at ``pos`` in ``buf``, at every depth,
     without decoding a value, and return where it ends.
 
@@ -321,8 +343,10 @@ def data_set_extent(buf: bytes | memoryview, pos: int, *, implicit: bool, little
 
     Bytes after the data set are trailing data, not damage, when they cannot be an element: a
     top-level item or delimiter tag, bytes that are all zero, or anything after a complete
-    top-level pixel data element. Elements without a VR in explicit VR data (allowed inside UN
-    sequences, PS3.5 6.2.2; pydicom then reads on as implicit VR) are walked as implicit VR.
+    top-level pixel data element. A top-level Data Set Trailing Padding element
+    (:data:`TRAILING_PADDING`) ends the data set: it and everything after it are trailing data.
+    Elements without a VR in explicit VR data (allowed inside UN sequences, PS3.5 6.2.2;
+    pydicom then reads on as implicit VR) are walked as implicit VR.
 
     Raises
     ------
@@ -339,6 +363,7 @@ def data_set_extent(buf: bytes | memoryview, pos: int, *, implicit: bool, little
     stack: list[list[Any]] = [[_DS, size, False, implicit, -1]]
     top_start = pos
     pixel_value: int | None = None
+    pixel_start: int | None = None
     pixel_end: int | None = None
     """Where the top-level pixel data element ended (None until it has)."""
     seen_pixels = False
@@ -358,6 +383,8 @@ def data_set_extent(buf: bytes | memoryview, pos: int, *, implicit: bool, little
                     raise Damaged(f"damaged or truncated file: element header cut short at offset {pos}")
                 group, number = tag_at(buf, pos)
                 tag = group << 16 | number
+                if tag == TRAILING_PADDING and len(stack) == 1:
+                    return Extent(pos, size, seen_pixels, pixel_value, pixel_start, pixel_end)
                 if group == 0xFFFE:
                     if tag == ITEM_END and undefined and tag_len_at(buf, pos)[2] == 0:
                         pos += 8
@@ -390,7 +417,10 @@ def data_set_extent(buf: bytes | memoryview, pos: int, *, implicit: bool, little
                             length = us_at(buf, pos + 6)[0]
                             start = pos + 8
                 if len(stack) == 1 and tag in PIXEL_DATA_TAGS:
+                    if seen_pixels:
+                        raise Damaged(f"damaged file: a second pixel data element at offset {pos}")
                     seen_pixels = True
+                    pixel_start = pos
                     pixel_value = start if length != UNDEFINED else None
                 if length == UNDEFINED:
                     if vr in (SQ, "UN") or (vr is None and _implicit_sequence(buf, tag, start, end, tag_at)):
@@ -399,7 +429,9 @@ def data_set_extent(buf: bytes | memoryview, pos: int, *, implicit: bool, little
                     elif tag in PIXEL_DATA_TAGS or vr in ("OB", "OW", None):
                         stack.append([_FRAGMENTS, end, True, frame_implicit, -1])
                     else:
-                        raise Damaged(f"damaged file: undefined length on a value that is not a sequence at offset {pos}")
+                        raise Damaged(
+                            f"damaged file: undefined length on a value that is not a sequence at offset {pos}"
+                        )
                     pos = start
                 else:
                     value_end = start + length
@@ -413,7 +445,7 @@ def data_set_extent(buf: bytes | memoryview, pos: int, *, implicit: bool, little
                         pos = start
                     else:
                         pos = value_end
-                if len(stack) > 2 * MAX_NESTING:
+                if len(stack) > 2 * MAX_NESTING + 1:  # the top level, then a sequence and an item per level
                     raise Damaged(f"damaged file: sequences nested deeper than {MAX_NESTING} levels")
             else:  # the items of a sequence, or the fragments of encapsulated pixel data
                 if pos == end and not undefined:
@@ -452,11 +484,11 @@ def data_set_extent(buf: bytes | memoryview, pos: int, *, implicit: bool, little
             if isinstance(err, struct.error):
                 raise Damaged(f"damaged or truncated file: element header cut short at offset {pos}") from None
             raise Damaged(str(err)) from None
-        return Extent(top_start, size, seen_pixels, pixel_value)
-    return Extent(pos, size, seen_pixels, pixel_value)
+        return Extent(top_start, size, seen_pixels, pixel_value, pixel_start, pixel_end)
+    return Extent(pos, size, seen_pixels, pixel_value, pixel_start, pixel_end)
 
 
-def _implicit_sequence(buf: bytes | memoryview, tag: int, start: int, end: int, tag_at: Any) -> bool:
+def _implicit_sequence(buf: bytes | bytearray | memoryview, tag: int, start: int, end: int, tag_at: Any) -> bool:
     """Whether an implicit VR value of undefined length is a sequence (else encapsulated data)."""
     vr = dictionary_vr(tag)
     if vr:
@@ -464,19 +496,32 @@ def _implicit_sequence(buf: bytes | memoryview, tag: int, start: int, end: int, 
     return start + 4 <= end and tag_at(buf, start) == (0xFFFE, 0xE000) and tag not in PIXEL_DATA_TAGS
 
 
-def _all_zero(buf: bytes | memoryview, start: int, limit: int = 1 << 20) -> bool:
+def _all_zero(buf: bytes | bytearray | memoryview, start: int, limit: int = 1 << 20) -> bool:
     """Whether ``buf`` holds only zero bytes from ``start`` (padding); False beyond ``limit``."""
     if len(buf) - start > limit:
         return False
     return not bytes(buf[start:]).strip(b"\0")
 
 
-MAX_INFLATED_BYTES = 1 << 30
-"""A deflated data set may inflate to at most this many bytes (1 GiB)..."""
-INFLATE_RATIO = 1024
-"""... and to at most this many times its compressed size (a zlib bomb stops at the first)."""
+MAX_INFLATED_BYTES = 256 << 20
+"""A deflated data set never inflates beyond this many bytes (256 MiB) ..."""
+MIN_INFLATE_CAP = 64 << 20
+"""... nor beyond the larger of this (64 MiB) and :data:`INFLATE_RATIO` times its compressed size
+(see :func:`inflate_cap`): a zlib bomb stops at the cap, with its reason."""
+INFLATE_RATIO = 100
+"""Deflate makes CT data sets 2 to 10 times smaller; only a bomb (or a blank image) gets near 100."""
 
 DEFLATED = "1.2.840.10008.1.2.1.99"
+
+
+def inflate_cap(compressed: int) -> int:
+    """How many bytes a deflated data set of ``compressed`` bytes may inflate to."""
+    return min(MAX_INFLATED_BYTES, max(MIN_INFLATE_CAP, INFLATE_RATIO * compressed))
+
+
+def describe_encoding(implicit: bool, little: bool) -> str:
+    """``implicit VR little endian`` and the like."""
+    return f"{'implicit' if implicit else 'explicit'} VR {'little' if little else 'big'} endian"
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -486,21 +531,104 @@ class Structure:
     syntax: str
     """TransferSyntaxUID of the file meta ('' without one)."""
     meta_end: int
-    """Offset where the data set starts (after preamble and file meta)."""
+    """File offset where the data set (or its deflated stream) starts, after preamble and file
+    meta."""
     implicit: bool
+    """The data set's encoding as it reads (which may differ from its transfer syntax's)."""
     little: bool
     encoding_matches: bool
     """False when the data set is encoded otherwise than its transfer syntax says."""
     extent: Extent
-    """The data set's extent; for a deflated file, in the inflated bytes."""
+    """The data set's extent; for a deflated file, in the inflated bytes (starting at 0)."""
+    inflated: bytearray | None = dataclasses.field(default=None, compare=False, repr=False)
+    """A deflated file's inflated data set (None otherwise)."""
+
+    @property
+    def data_start(self) -> int:
+        """Where the data set starts in the bytes of :attr:`extent`."""
+        return 0 if self.syntax == DEFLATED else self.meta_end
+
+    @property
+    def known_syntax(self) -> bool:
+        """Whether pydicom knows the transfer syntax (an empty one counts as known)."""
+        return not self.syntax or UID(self.syntax).is_transfer_syntax
+
+    @property
+    def mismatch(self) -> str:
+        """Why the data set's encoding does not match its transfer syntax ('' when it does)."""
+        if self.encoding_matches:
+            return ""
+        actual = describe_encoding(self.implicit, self.little)
+        if not self.known_syntax:
+            return (f"data set encoding ({actual}) does not match its transfer syntax ({self.syntax}, not "
+                    "known to pydicom: explicit VR little endian, as PS3.5 gives every transfer syntax but "
+                    "the implicit, big endian and deflated ones)")
+        return f"data set encoding ({actual}) does not match its transfer syntax ({UID(self.syntax).name})"
+
+    @property
+    def byte_order_matches(self) -> bool:
+        """False when the data set's byte order is not its transfer syntax's (pydicom reads
+        such a data set as garbage, and cannot write it in the other order)."""
+        if not self.syntax:
+            return True
+        uid = UID(self.syntax)
+        return self.little == (uid.is_little_endian if uid.is_transfer_syntax else True)
+
+    @property
+    def layout(self) -> Layout:
+        """Where the data set and its pixel data element lie (see :class:`Layout`)."""
+        extent = self.extent
+        length = encapsulated = None
+        if extent.pixel_start is not None and extent.pixel_end is not None:
+            encapsulated = extent.pixel_value is None
+            value_start = extent.pixel_start if extent.pixel_value is None else extent.pixel_value
+            length = extent.pixel_end - value_start
+        if self.syntax == DEFLATED:
+            return Layout(extent.end, None, None, deflated=True, pixel_length=length,
+                          encapsulated=bool(encapsulated), data_start=self.meta_end, implicit=self.implicit,
+                          little=self.little)
+        return Layout(extent.end, extent.pixel_start, extent.pixel_end, pixel_length=length,
+                      encapsulated=bool(encapsulated), data_start=self.meta_end, implicit=self.implicit,
+                      little=self.little)
 
 
-def file_structure(buf: bytes | memoryview) -> Structure:
+@dataclasses.dataclass(frozen=True, slots=True)
+class Layout:
+    """Where a file's data set ends and its pixel data element lies: the bytes a de-identified
+    copy is made of (everything after ``end`` is trailing data and is never copied)."""
+
+    end: int
+    """Offset just after the data set's last element: in the file, or for a deflated file in
+    its inflated data set."""
+    pixel_start: int | None = None
+    """File offset of the top-level pixel data element (None when there is none, or deflated)."""
+    pixel_end: int | None = None
+    """File offset just after it."""
+    deflated: bool = False
+    pixel_length: int | None = None
+    """Bytes of the pixel data: the value of native pixel data, the whole element of
+    encapsulated pixel data (None without pixel data)."""
+    encapsulated: bool = False
+    """The pixel data is encapsulated (compressed frames in fragments)."""
+    data_start: int = 0
+    """File offset where the data set starts (after preamble and file meta; for a deflated
+    file, where its deflated stream starts)."""
+    implicit: bool = False
+    """The data set's VR encoding as it reads (which may not be its transfer syntax's)."""
+    little: bool = True
+    """The data set's byte order."""
+
+
+def file_structure(buf: bytes | bytearray | memoryview) -> Structure:
     """Check that ``buf`` (a whole file) holds a file meta and one complete data set.
 
     A file without preamble may start with its file meta or directly with its data set
-    (implicit or explicit VR little endian, as it reads). A deflated data set is inflated within
-    :data:`MAX_INFLATED_BYTES` and :data:`INFLATE_RATIO` times its size.
+    (implicit or explicit VR, little or big endian, as it reads). A deflated data set is
+    inflated within :func:`inflate_cap`. The data set is walked in the encoding it reads in:
+    when that is not its transfer syntax's (an implicit VR data set under an explicit VR
+    transfer syntax, big endian bytes under a little endian one), ``encoding_matches`` says so.
+    A transfer syntax pydicom does not know is taken as explicit VR little endian (PS3.5: every
+    transfer syntax but the implicit, big endian and deflated ones encodes its data set so).
 
     Raises
     ------
@@ -528,41 +656,105 @@ def file_structure(buf: bytes | memoryview) -> Structure:
     syntax = meta.get(0x00020010, b"").decode("latin-1").strip(" \0")
     uid = UID(syntax)
     known = uid.is_transfer_syntax
-    implicit = uid.is_implicit_VR if known else not syntax and _looks_implicit(buf, pos)
-    little = uid.is_little_endian if known else True
-    data: bytes | memoryview = buf
+    data: bytes | bytearray | memoryview = buf
+    start = pos
     if syntax == DEFLATED:
-        data, pos = inflate(buf[pos:], size), 0
+        deflated = buf[pos:]
+        try:
+            data, start = inflate(deflated), 0
+        finally:
+            if isinstance(deflated, memoryview):
+                deflated.release()  # a traceback holding it would keep a memory map from closing
+    if known:
+        implicit, little = uid.is_implicit_VR, uid.is_little_endian
+    else:  # no transfer syntax: as it reads; an unknown one: explicit VR little endian
+        implicit, little = not syntax and _looks_implicit(data, pos), True
     matches = True
-    if pos + 6 <= len(data) and implicit != _looks_implicit(data, pos):
-        matches = False
+    if _reads_other_byte_order(data, start, little):
+        little = not little
+        matches = not syntax
+    if start + 6 <= len(data) and implicit != _looks_implicit(data, start):
         implicit = not implicit
+        matches = not syntax
     return Structure(syntax, pos, implicit, little, matches,
-                     data_set_extent(data, pos, implicit=implicit, little=little))
+                     data_set_extent(data, start, implicit=implicit, little=little),
+                     data if isinstance(data, bytearray) else None)
 
 
-def _looks_implicit(buf: bytes | memoryview, pos: int) -> bool:
+EXPLICIT_LITTLE = "1.2.840.10008.1.2.1"
+
+
+def explicit_prefix(prefix: bytes) -> bytes:
+    """The preamble and file meta of a deflated file with its transfer syntax replaced by
+    Explicit VR Little Endian (padded with NULs to the same length): what pydicom is given to
+    read an inflated data set, which is explicit VR little endian (PS3.5 A.5), without
+    inflating anything itself.
+
+    Raises
+    ------
+    Unsupported
+        When the file meta cannot be parsed here.
+    """
+    start = 132 if prefix[128:132] == b"DICM" else 0
+    elements, _ = parse_dataset(prefix, start, len(prefix), False, meta=True)
+    syntax = next((e for e in elements if e.tag == 0x00020010), None)
+    if syntax is None or syntax.end - syntax.start < len(EXPLICIT_LITTLE):
+        raise Unsupported("no transfer syntax to replace")
+    value = EXPLICIT_LITTLE.encode("ascii").ljust(syntax.end - syntax.start, b"\0")
+    return prefix[: syntax.start] + value + prefix[syntax.end :]
+
+
+def _reads_other_byte_order(buf: bytes | bytearray | memoryview, pos: int, little: bool) -> bool:
+    """Whether the data set at ``pos`` reads in the other byte order: its first group is
+    implausible in ``little``'s order and plausible in the other (every data set starts with a
+    low group, 0008 nearly always; read in the wrong order, 0008 becomes 0800)."""
+    if pos + 4 > len(buf):
+        return False
+    low, high = buf[pos], buf[pos + 1]
+    group, other = (low | high << 8, high | low << 8) if little else (high | low << 8, low | high << 8)
+    return group > 0x00FF and 0x0002 < other <= 0x00FF
+
+
+def _looks_implicit(buf: bytes | bytearray | memoryview, pos: int) -> bool:
     """Whether the element at ``pos`` has no explicit VR (two capital letters) after its tag."""
     if pos + 6 > len(buf):
         return False
     return not (0x40 < buf[pos + 4] < 0x5B and 0x40 < buf[pos + 5] < 0x5B)
 
 
-def inflate(deflated: bytes | memoryview, file_size: int) -> bytes:
-    """Inflate a deflated data set (raw deflate, PS3.5 A.5) within the documented caps.
+def inflate(deflated: bytes | bytearray | memoryview) -> bytearray:
+    """Inflate a deflated data set (raw deflate, PS3.5 A.5) within :func:`inflate_cap`.
+
+    The stream is inflated 1 MiB at a time into one growing buffer, so a bomb takes no more
+    memory than its cap before it is stopped. Bytes after the end of the stream are ignored.
 
     Raises
     ------
     Damaged
-        When the stream is corrupt, or would inflate beyond :data:`MAX_INFLATED_BYTES` or
-        :data:`INFLATE_RATIO` times ``file_size``.
+        When the stream is corrupt, or would inflate beyond its cap.
     """
-    cap = min(MAX_INFLATED_BYTES, INFLATE_RATIO * max(file_size, 1))
+    cap = inflate_cap(len(deflated))
     inflater = zlib.decompressobj(-zlib.MAX_WBITS)
+    out = bytearray()
+    step = 1 << 20
+    view = memoryview(deflated)
     try:
-        out = inflater.decompress(deflated, cap + 1)
+        pos = 0
+        pending = b""
+        while not inflater.eof:
+            if not pending:
+                if pos >= len(view):
+                    break  # the stream ends early: the walk of what it gave says what is missing
+                pending = bytes(view[pos : pos + step])  # a copy: nothing here holds on to a memory map
+                pos += len(pending)
+            out += inflater.decompress(pending, step)
+            pending = inflater.unconsumed_tail
+            if len(out) > cap:
+                raise Damaged(f"deflated data set inflates to more than {cap >> 20} MiB (the limit for a file of "
+                              f"{len(deflated)} compressed bytes: {INFLATE_RATIO} times that, at least "
+                              f"{MIN_INFLATE_CAP >> 20} and at most {MAX_INFLATED_BYTES >> 20} MiB)")
     except zlib.error:
         raise Damaged("damaged file: corrupt deflated data set") from None
-    if len(out) > cap:
-        raise Damaged(f"deflated data set inflates to more than {cap} bytes (the limit for this file)")
+    finally:
+        view.release()
     return out

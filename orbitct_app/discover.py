@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import hashlib
+import io
 import logging
 import mmap
 import os
@@ -22,9 +23,9 @@ import struct
 import warnings
 import zlib
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, Literal, overload
 
 import pydicom
 from pydicom.datadict import dictionary_VR, tag_for_keyword
@@ -38,6 +39,7 @@ from pydicom.valuerep import STR_VR
 from pydicom.values import convert_value
 
 from orbitct_app import dicom_bytes
+from orbitct_app.contrast import CONTRAST_ATTRIBUTES
 from orbitct_app.dicom_bytes import (
     SQ,
     Element,
@@ -47,7 +49,6 @@ from orbitct_app.dicom_bytes import (
     parse_part10,
     uid_text,
 )
-from orbitct_app.contrast import CONTRAST_ATTRIBUTES
 from orbitct_app.errors import NotDicomError, SkipKind
 from orbitct_app.paths import Unusable, iter_exam_files, open_regular
 
@@ -148,6 +149,9 @@ class SliceInfo:
     """For one frame of a multi-frame object (see ``volume.expand_frames``): its 0-based index."""
     overlay_groups: tuple[int, ...] = ()
     """Groups (0x6000-0x601E) of the overlay planes whose data (60xx,3000) the file holds."""
+    layout: dicom_bytes.Layout | None = None
+    """Where the file's data set ends and its pixel data element lies (bytes after the data set
+    are trailing data: never copied)."""
     convolution_kernel: str = ""
     """ConvolutionKernel, its values joined by a backslash (for an Enhanced object, from its CT
     Reconstruction functional group): two reconstructions under one SeriesInstanceUID, split
@@ -386,20 +390,22 @@ def series_key(info: SliceInfo) -> str:
 # --- one file ----------------------------------------------------------------------------------
 
 
-def read_header(path: Path) -> tuple[Dataset, bool, int | None]:
+def read_header(path: Path) -> tuple[Dataset, bool, int | None, dicom_bytes.Layout]:
     """Read a file's DICOM header without its pixel data.
 
     The whole file's structure is checked first (:func:`dicom_bytes.file_structure`: every
-    length within the file, every sequence closed, nesting bounded), so a damaged file is
-    reported as damaged instead of being read as far as its lengths happen to lead. Returns the
-    data set, whether a pixel data element is there, and the file offset of its value when it
-    is uncompressed (None otherwise).
+    length within the file, every sequence closed, nesting bounded, a deflated data set
+    inflated within its cap), so a damaged file is reported as damaged instead of being read as
+    far as its lengths happen to lead, and nothing bigger than :data:`MAX_HEADER_BYTES` is read.
+    Returns the data set, whether a pixel data element is there, the file offset of its value
+    when it is uncompressed (None otherwise) and the file's :class:`~dicom_bytes.Layout`.
 
     Raises
     ------
     NotDicomError
         With a one-line reason when the file is not DICOM, is a DICOMDIR, is damaged or
-        truncated, is a link or special file, or is an image without pixel data.
+        truncated, is a link or special file, has no SOP UIDs, is an image without pixel data,
+        or is encoded in another byte order than its transfer syntax says.
     """
     with open_regular(path) as fp:
         try:
@@ -416,16 +422,25 @@ def read_header(path: Path) -> tuple[Dataset, bool, int | None]:
                     kind=SkipKind.NOT_DICOM,
                 )
             structure = _structure(fp, path)
+            _check_structure(structure)
             fp.seek(0)
             try:
+                source: BinaryIO = fp
+                if structure.inflated is not None:  # its header, inflated once (within the cap)
+                    extent = structure.extent
+                    prefix = dicom_bytes.explicit_prefix(fp.read(structure.meta_end))
+                    end = extent.pixel_start if extent.pixel_start is not None else extent.end
+                    source = io.BytesIO(prefix + structure.inflated[:end])
                 with warnings.catch_warnings(record=True) as caught:
                     warnings.simplefilter("always")
-                    ds = pydicom.dcmread(fp, stop_before_pixels=True, force=not has_preamble)
+                    ds = pydicom.dcmread(source, stop_before_pixels=True, force=not has_preamble)
+                if structure.inflated is not None:
+                    ds.file_meta.TransferSyntaxUID = DeflatedExplicitVRLittleEndian
                 if caught:  # their text can quote header values: count them, never log them
                     logger.debug("%s: pydicom warned %d time(s) reading the header", path.name, len(caught))
             except (InvalidDicomError, EOFError, ValueError, struct.error, OverflowError, RecursionError) as err:
                 raise NotDicomError(f"unreadable DICOM header ({type(err).__name__})") from err
-            except zlib.error as err:
+            except (zlib.error, Unsupported) as err:
                 raise NotDicomError("corrupt deflated data set") from err
         except OSError as err:
             raise NotDicomError(f"cannot read file ({err.strerror or type(err).__name__})") from err
@@ -435,13 +450,48 @@ def read_header(path: Path) -> tuple[Dataset, bool, int | None]:
             kind=SkipKind.MEDIA_INDEX,
         )
     if "SOPInstanceUID" not in ds and "SOPClassUID" not in ds:
-        raise NotDicomError("not a DICOM object (no SOP Class or SOP Instance UID)")
+        raise NotDicomError("no SOP Class UID and no SOP Instance UID: not a DICOM object (a data set "
+                            "without the identity of an instance)")
     has_pixels = structure.extent.pixel_data
     if not has_pixels and _is_image_object(ds):
         # a file cut at an element boundary looks complete: an image without pixels is not
-        raise NotDicomError("damaged or truncated file: an image object without pixel data")
+        raise NotDicomError(f"no pixel data: an image object ({_sop_class_name(_sop_class(ds))}) whose data "
+                            "set ends without its pixel data (truncated at an element boundary, or written without it)")
     deflated = structure.syntax == DeflatedExplicitVRLittleEndian
-    return ds, has_pixels, None if deflated else structure.extent.pixel_value
+    return ds, has_pixels, None if deflated else structure.extent.pixel_value, structure.layout
+
+
+MAX_HEADER_BYTES = 64 << 20
+"""A data set may hold at most this much besides its pixel data (64 MiB; CT headers take a
+few kB to a few MB): everything but the pixel data is read into memory, so this bounds it."""
+
+
+def _check_structure(structure: dicom_bytes.Structure) -> None:
+    """Refuse what the walk found readable but the app cannot honestly handle.
+
+    Raises
+    ------
+    NotDicomError
+        A data set in the other byte order than its transfer syntax's (pydicom reads it as
+        garbage and cannot write it in the other order), a data set that is not explicit VR
+        little endian under a transfer syntax pydicom does not know, or a data set holding more
+        than :data:`MAX_HEADER_BYTES` besides its pixel data.
+    """
+    if not structure.byte_order_matches or (not structure.known_syntax and not structure.encoding_matches):
+        raise NotDicomError(structure.mismatch)
+    extent = structure.extent
+    header = extent.end - structure.data_start
+    if extent.pixel_start is not None and extent.pixel_end is not None:
+        header -= extent.pixel_end - extent.pixel_start
+    if header > MAX_HEADER_BYTES:
+        raise NotDicomError(f"the data set holds {header >> 20} MiB besides its pixel data (at most "
+                            f"{MAX_HEADER_BYTES >> 20} MiB are read into memory)")
+
+
+def _sop_class(ds: Dataset) -> str:
+    """The SOP class of a header: the data set's, else the file meta's."""
+    meta_class = ds.file_meta.get("MediaStorageSOPClassUID", "") if ds.file_meta else ""
+    return str(ds.get("SOPClassUID", "") or meta_class or "").strip("\0 ")
 
 
 def _structure(fp: BinaryIO, path: Path) -> dicom_bytes.Structure:
@@ -487,8 +537,8 @@ def _read_file(path: Path) -> tuple[SliceInfo, Dataset | None]:
     info = fast_slice_info(path)
     if info is not None:
         return info, None
-    ds, has_pixels, pixel_offset = read_header(path)
-    return slice_info(path, ds, has_pixels, pixel_offset), ds
+    ds, has_pixels, pixel_offset, layout = read_header(path)
+    return slice_info(path, ds, has_pixels, pixel_offset, layout), ds
 
 
 # --- the fast path: the header's bytes, no Dataset ------------------------------------------------
@@ -614,7 +664,11 @@ def fast_slice_info(path: Path) -> SliceInfo | None:
             has_pixels, pixel_offset, pixel_end = _check_pixel_data(fp, parsed.syntax, parsed.pixel_pos, size)
             if pixel_end != size:
                 raise Unsupported("bytes after the pixel data")  # the full check decides about them
-        return slice_info(path, header, has_pixels, pixel_offset)  # type: ignore[arg-type]
+        length = pixel_end - (parsed.pixel_pos if pixel_offset is None else pixel_offset)
+        layout = dicom_bytes.Layout(size, parsed.pixel_pos, pixel_end, pixel_length=length,
+                                    encapsulated=pixel_offset is None, data_start=parsed.data_start,
+                                    implicit=parsed.implicit)
+        return slice_info(path, header, has_pixels, pixel_offset, layout)  # type: ignore[arg-type]
     except (Unsupported, NotDicomError, OSError, struct.error, ValueError, IndexError, RecursionError) as err:
         logger.debug("%s: header read by pydicom (%s)", path.name, type(err).__name__)
         return None
@@ -623,8 +677,18 @@ def fast_slice_info(path: Path) -> SliceInfo | None:
 # --- header facts ---------------------------------------------------------------------------------
 
 
-def slice_info(path: Path, ds: Dataset, has_pixels: bool, pixel_offset: int | None = None) -> SliceInfo:
-    """The :class:`SliceInfo` of a header already read; malformed values raise NotDicomError."""
+def slice_info(
+    path: Path, ds: Dataset, has_pixels: bool, pixel_offset: int | None = None,
+    layout: dicom_bytes.Layout | None = None,
+) -> SliceInfo:
+    """The :class:`SliceInfo` of a header already read.
+
+    Raises
+    ------
+    NotDicomError
+        For malformed values, and for pixel data its bytes cannot back (see
+        :func:`pixel_data_problem`).
+    """
     try:
         info = SliceInfo(
             path=path,
@@ -637,9 +701,9 @@ def slice_info(path: Path, ds: Dataset, has_pixels: bool, pixel_offset: int | No
             image_type=tuple(str(v).upper() for v in _as_list(ds.get("ImageType"))),
             instance_number=_int_or_none(ds.get("InstanceNumber")),
             acquisition_number=_int_or_none(ds.get("AcquisitionNumber")),
-            position=_floats_or_none(ds.get("ImagePositionPatient"), 3),  # type: ignore[arg-type]
-            orientation=_floats_or_none(ds.get("ImageOrientationPatient"), 6),  # type: ignore[arg-type]
-            pixel_spacing=_floats_or_none(ds.get("PixelSpacing"), 2),  # type: ignore[arg-type]
+            position=_floats_or_none(ds.get("ImagePositionPatient"), 3),
+            orientation=_floats_or_none(ds.get("ImageOrientationPatient"), 6),
+            pixel_spacing=_floats_or_none(ds.get("PixelSpacing"), 2),
             rows=int(ds.get("Rows", 0) or 0),
             columns=int(ds.get("Columns", 0) or 0),
             n_frames=max(1, _int_or_none(ds.get("NumberOfFrames")) or 1),
@@ -660,10 +724,14 @@ def slice_info(path: Path, ds: Dataset, has_pixels: bool, pixel_offset: int | No
             pixel_offset=pixel_offset,
             frames=frame_geometry(ds),
             overlay_groups=overlay_groups(ds.keys()),
+            layout=layout,
             convolution_kernel=convolution_kernel(ds),
         )
     except (TypeError, ValueError, AttributeError, IndexError) as err:
         raise NotDicomError(f"malformed header value ({type(err).__name__})") from err
+    problem = pixel_data_problem(info)
+    if problem:
+        raise NotDicomError(problem)
     if info.frames:  # a multi-frame object stands at its first frame for series-level checks
         info = info.at_frame(info.frames[0])
     return info
@@ -674,6 +742,59 @@ def overlay_groups(tags: Iterable[int]) -> tuple[int, ...]:
     return tuple(sorted(
         tag >> 16 for tag in tags if tag & 0xFFFF == 0x3000 and 0x6000 <= tag >> 16 <= 0x601E and not tag >> 16 & 1
     ))
+
+
+MAX_FRAME_BYTES = 256 << 20
+"""A frame may declare at most this many bytes (256 MiB: a 11585 x 11585 16-bit image; CT frames
+take 0.5-8 MB, the largest radiographs about 50 MB). Larger ones are refused before anything
+allocates them."""
+ENCAPSULATED_RATIO = 1000
+"""Compressed pixel data must hold at least 1/1000 of what its header declares (plus 1 MiB of
+slack): lossless codecs make CT 2-4 times smaller, lossy ones 10-50 times; only blank frames
+get near 1000."""
+_SUBSAMPLED = frozenset({"YBR_FULL_422", "YBR_PARTIAL_422"})
+
+
+def pixel_data_problem(info: SliceInfo) -> str:
+    """Why the pixel data of a file cannot back what its header declares ('' when it can).
+
+    The declared size is Rows x Columns x SamplesPerPixel x BitsAllocated x NumberOfFrames
+    (two samples per pixel for uncompressed 4:2:2 colour). Native pixel data must hold at least
+    that, and not more than twice that plus 1 MiB; encapsulated pixel data at least
+    1/:data:`ENCAPSULATED_RATIO` of it; no frame may exceed :data:`MAX_FRAME_BYTES`; native
+    and encapsulated pixel data must be what the transfer syntax says. So nothing ever
+    allocates memory for an image its file cannot hold.
+    """
+    layout = info.layout
+    if not info.has_pixel_data or layout is None or layout.pixel_length is None:
+        return ""
+    syntax = UID(info.transfer_syntax)
+    if syntax.is_transfer_syntax:
+        if layout.encapsulated and not syntax.is_compressed:
+            return f"encapsulated (compressed) pixel data under the uncompressed transfer syntax {syntax.name}"
+        if not layout.encapsulated and syntax.is_compressed:
+            return f"uncompressed pixel data under the compressed transfer syntax {syntax.name}"
+    rows, columns, bits = info.rows, info.columns, info.bits_allocated
+    if rows <= 0 or columns <= 0 or bits <= 0:
+        return ""
+    samples = max(1, info.samples_per_pixel)
+    matrix = f"{info.n_frames} frame(s) of {rows} x {columns}, {samples} sample(s) of {bits} bits"
+    frame = (rows * columns * samples * bits + 7) // 8
+    if frame > MAX_FRAME_BYTES:
+        return (f"a frame of {frame >> 20} MiB declared ({matrix}): more than the {MAX_FRAME_BYTES >> 20} MiB "
+                "a frame may have")
+    per_pixel = 2 if samples == 3 and info.photometric in _SUBSAMPLED and not layout.encapsulated else samples
+    declared = (rows * columns * info.n_frames * per_pixel * bits + 7) // 8
+    length = layout.pixel_length
+    if layout.encapsulated:
+        if declared > ENCAPSULATED_RATIO * length + (1 << 20):
+            return (f"compressed pixel data of {length} bytes cannot hold the {declared} bytes its header "
+                    f"declares ({matrix}): more than {ENCAPSULATED_RATIO} times its size")
+    elif length < declared:
+        return f"pixel data shorter than its header declares: {length} bytes for {declared} ({matrix})"
+    elif length > 2 * declared + (1 << 20):
+        return f"pixel data of {length} bytes, more than twice the {declared} its header declares ({matrix})"
+    return ""
 
 
 def convolution_kernel(ds: Dataset) -> str:
@@ -713,9 +834,9 @@ def frame_geometry(ds: Dataset) -> tuple[FrameGeometry, ...]:
     for item in per_frame:
         frames.append(
             FrameGeometry(
-                position=_floats_or_none(macro(item, "PlanePositionSequence", "ImagePositionPatient"), 3),  # type: ignore[arg-type]
-                orientation=_floats_or_none(macro(item, "PlaneOrientationSequence", "ImageOrientationPatient"), 6),  # type: ignore[arg-type]
-                pixel_spacing=_floats_or_none(macro(item, "PixelMeasuresSequence", "PixelSpacing"), 2),  # type: ignore[arg-type]
+                position=_floats_or_none(macro(item, "PlanePositionSequence", "ImagePositionPatient"), 3),
+                orientation=_floats_or_none(macro(item, "PlaneOrientationSequence", "ImageOrientationPatient"), 6),
+                pixel_spacing=_floats_or_none(macro(item, "PixelMeasuresSequence", "PixelSpacing"), 2),
                 rescale_slope=_float_or(macro(item, "PixelValueTransformationSequence", "RescaleSlope"), 1.0),
                 rescale_intercept=_float_or(macro(item, "PixelValueTransformationSequence", "RescaleIntercept"), 0.0),
             )
@@ -729,11 +850,14 @@ def _is_deflated(ds: Dataset) -> bool:
 
 
 def _looks_like_raw_dataset(head: bytes) -> bool:
-    """True when a file without preamble starts like a little-endian DICOM data set."""
+    """True when a file without preamble starts like a DICOM data set (little or big endian)."""
     if len(head) < 8:
         return False
-    group, element = struct.unpack("<HH", head[:4])
-    return group in _NO_PREAMBLE_GROUPS and element < 0x0100
+    for order in ("<HH", ">HH"):
+        group, element = struct.unpack(order, head[:4])
+        if group in _NO_PREAMBLE_GROUPS and element < 0x0100:
+            return True
+    return False
 
 
 def _check_pixel_data(fp: BinaryIO, transfer_syntax: str, offset: int, size: int) -> tuple[bool, int | None, int]:
@@ -843,41 +967,47 @@ def _json_value(value: Any) -> Any:
     return str(value)
 
 
-def _as_list(value: object) -> list[object]:
+def _as_list(value: Any) -> list[Any]:
     if value is None or value == "":
         return []
     if isinstance(value, (str, bytes)):
         return [value]
     try:
-        return list(value)  # type: ignore[call-overload]
+        return list(value)
     except TypeError:
         return [value]
 
 
-def _int_or_none(value: object) -> int | None:
+def _int_or_none(value: Any) -> int | None:
     if value is None or value == "":
         return None
     try:
-        return int(value)  # type: ignore[call-overload]
+        return int(value)
     except (TypeError, ValueError):
         return None
 
 
-def _float_or(value: object, default: float) -> float:
+def _float_or(value: Any, default: float) -> float:
     if value is None or value == "":
         return default
     try:
-        return float(value)  # type: ignore[arg-type]
+        return float(value)
     except (TypeError, ValueError):
         return default
 
 
-def _floats_or_none(value: object, n: int) -> tuple[float, ...] | None:
+@overload
+def _floats_or_none(value: Any, n: Literal[2]) -> tuple[float, float] | None: ...
+@overload
+def _floats_or_none(value: Any, n: Literal[3]) -> tuple[float, float, float] | None: ...
+@overload
+def _floats_or_none(value: Any, n: Literal[6]) -> tuple[float, float, float, float, float, float] | None: ...
+def _floats_or_none(value: Any, n: int) -> tuple[float, ...] | None:
     values = _as_list(value)
     if len(values) != n:
         return None
     try:
-        return tuple(float(v) for v in values)  # type: ignore[arg-type]
+        return tuple(float(v) for v in values)
     except (TypeError, ValueError):
         return None
 

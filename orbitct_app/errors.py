@@ -10,6 +10,8 @@ import warnings
 from pathlib import Path
 from typing import TextIO
 
+from orbitct_app.safe_text import MultilineText
+
 
 class ExitCode(enum.IntEnum):
     """Exit codes of ``orbitct-app`` (documented in the README)."""
@@ -72,9 +74,17 @@ class NotDicomError(OrbitctError):
 
 
 class ExamError(OrbitctError):
-    """An exam cannot be processed as a whole; the message is the reason in the report."""
+    """An exam cannot be processed as a whole; the message is the reason in the report.
+
+    ``rows`` (by table name) are report rows to keep beside the exam's failure row, one per file
+    with its own reason, so that a failed exam still says what each of its files is.
+    """
 
     default_message = "exam cannot be processed"
+
+    def __init__(self, message: str | None = None, *, rows: dict[str, list[dict[str, object]]] | None = None) -> None:
+        super().__init__(message)
+        self.rows = rows or {}
 
 
 class ResourceError(ExamError):
@@ -165,9 +175,10 @@ def _show_warning_withheld(
 
 
 def safe_traceback(err: BaseException) -> str:
-    """The traceback of ``err`` for the log: frames and source lines, the message withheld."""
+    """The traceback of ``err`` for the log: frames and source lines, the message withheld
+    (marked as text logged over several lines on purpose)."""
     frames = "".join(traceback.format_tb(err.__traceback__))
-    return f"Traceback (most recent call last):\n{frames}{one_line(err)}"
+    return MultilineText(f"Traceback (most recent call last):\n{frames}{one_line(err)}")
 
 
 def _where(err: BaseException) -> str:

@@ -13,6 +13,7 @@ import collections
 import dataclasses
 import hashlib
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -136,7 +137,12 @@ def run_exam(exam_dir: Path, options: Options) -> ExamRecord:
     """
     exam = scan_exam(exam_dir)
     if not exam.series and not options.stage.anonymizes:  # (after anonymize, empty is legitimate)
-        raise ExamError(f"no DICOM image files in the exam folder ({len(exam.skipped)} other file(s))")
+        rows: list[dict[str, object]] = [
+            {"dicom_id": exam.dicom_id, "path": str(s.path), "decision": "failed" if s.is_problem else "excluded",
+             "reason": s.reason} for s in exam.skipped
+        ]  # each file with its own reason
+        raise ExamError(f"no DICOM image files in the exam folder ({len(exam.skipped)} other file(s))",
+                        rows={EXTRACT_REPORT.name: rows})
     final_dir = options.nifti_dir / exam.dicom_id
     planned = plan_exam(exam, options)
     candidates = [p for p in planned if p.stack is not None]
@@ -220,7 +226,9 @@ def _plan_series(series: SeriesInfo, options: Options, stem: str) -> list[Planne
             planned.append(Planned({**row, "decision": "excluded", "reason": decision.reason}))
             continue
         name = f"{stem}_part-{stack.part}" if stack.part else stem
-        output_path = str((options.nifti_dir / series.dicom_id / f"{name}{NIFTI_SUFFIX}").relative_to(options.output_dir))
+        output_path = str(
+            (options.nifti_dir / series.dicom_id / f"{name}{NIFTI_SUFFIX}").relative_to(options.output_dir)
+        )
         reason = "; ".join(r for r in (stack.split_reason, _spacing_note(stack)) if r)
         cells = {"decision": "converted", "reason": reason, "output_path": output_path}
         planned.append(Planned({**row, **cells}, stack, f"{name}{NIFTI_SUFFIX}"))
@@ -305,11 +313,11 @@ def convert_stack(stack: Stack, options: Options, path: Path, *, candidates: int
     out = resample(volume, geometry, grid)
     del volume
     affine = grid.affine_ras()
-    shape_ijk: tuple[int, int, int] = tuple(reversed(out.shape))  # type: ignore[assignment]
+    shape_ijk: tuple[int, int, int] = tuple(reversed(out.shape))
     centre_ijk = (np.linalg.inv(grid.affine_lps()) @ np.append(body.centroid_lps, 1.0))[:3]
     # compressing the NIfTI and drawing the QC picture both run in C for the most part: overlap them
     qc_result: list[tuple[Path | None, str]] = []
-    jobs = (
+    jobs: tuple[Callable[[], object], ...] = (
         lambda: write_nifti(path, out, affine),
         lambda: qc_result.append(_write_qc(stack, options, path, out, affine, centre_ijk, cropped)),
     )
@@ -353,7 +361,7 @@ def _write_qc(
         )
         qc.write_png(picture_path, picture)
         return picture_path, qc.thumbnail_data_uri(picture.image)
-    except Exception as err:  # noqa: BLE001 - the NIfTI is good; only its picture is missing
+    except Exception as err:  # the NIfTI is good; only its picture is missing
         if resource_error(err) is not None:
             raise  # no room: the exam fails as a whole
         logger.error("%s: no QC picture for %s: %s", stack.series.dicom_id, path.name, one_line(err))
@@ -407,7 +415,10 @@ def _spacing_note(stack: Stack) -> str:
     gaps = stack.geometry.gaps
     median = float(np.median(gaps))
     if uneven_spacing(float(gaps.min()), median, float(gaps.max())):
-        return f"uneven spacing ({gaps.min():.3g}-{gaps.max():.3g} mm, largest gap {gaps.max():.3g} mm); interpolated between actual positions"
+        return (
+            f"uneven spacing ({gaps.min():.3g}-{gaps.max():.3g} mm, largest gap {gaps.max():.3g} mm); "
+            "interpolated between actual positions"
+        )
     return ""
 
 
@@ -485,7 +496,9 @@ def _sidecar(
         },
         "Processing": {
             "Stage": options.stage.value,
-            "SourceTree": "anonymized copy (profile " + options.profile + ")" if options.stage.anonymizes else "INPUT_DIR as given",
+            "SourceTree": (
+                f"anonymized copy (profile {options.profile})" if options.stage.anonymizes else "INPUT_DIR as given"
+            ),
             "Steps": [
                 "sort slices by position along the normal",
                 "HU from per-slice rescale; padding and values below -1000 HU to -1000",

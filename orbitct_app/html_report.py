@@ -163,13 +163,17 @@ def _exam_view(dicom_id: str, records: dict[str, ExamRecord]) -> ExamView:
                 anonymize_rows[uid] = row
             else:
                 key = (uid, str(row.get("part") or ""))
-                lines[key] = SeriesLine(uid, row.get("series_number"), str(row.get("series_description") or ""), extract=row)
+                lines[key] = SeriesLine(
+                    uid, row.get("series_number"), str(row.get("series_description") or ""), extract=row
+                )
     for uid, row in anonymize_rows.items():
         matched = [line for (u, _), line in lines.items() if u == uid]
         for line in matched:
             line.anonymize = row
         if not matched:
-            lines[(uid, "")] = SeriesLine(uid, row.get("series_number"), str(row.get("series_description") or ""), anonymize=row)
+            lines[(uid, "")] = SeriesLine(
+                uid, row.get("series_number"), str(row.get("series_description") or ""), anonymize=row
+            )
     ordered = sorted(lines.values(), key=lambda s: (_number_key(s.number), s.uid, _number_key(s.part)))
     return ExamView(dicom_id, records, ordered, other)
 
@@ -249,7 +253,9 @@ def _warnings(exams: Sequence[ExamView], anchors: Mapping[str, str]) -> list[Fin
             from orbitct_app.extract import describe_crop, uneven_spacing
 
             smallest, median, largest = (_float(ext.get(k)) for k in ("spacing_min", "spacing_median", "spacing_max"))
-            if None not in (smallest, median, largest) and uneven_spacing(smallest, median, largest):  # type: ignore[arg-type]
+            if smallest is not None and median is not None and largest is not None and uneven_spacing(
+                smallest, median, largest
+            ):
                 add("uneven spacing", f"{label}: slice gaps {smallest:.3g}-{largest:.3g} mm (median {median:.3g} mm)")
             tilt = _float(ext.get("tilt_deg"))
             if tilt is not None and abs(tilt) >= TILT_WARNING_DEG:
@@ -326,9 +332,13 @@ pre { white-space: pre-wrap; word-break: break-all; background: #fff; border: 1p
 def render_page(data: ReportData, runs: Sequence[Mapping[str, Any]], output_dir: Path) -> str:
     """The whole page as a string."""
     anchors = _anchors(data.exams)
-    now = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    now = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
     latest = runs[-1] if runs else None
-    run_note = f" · last run {_e(latest.get('run_id', ''))} ({_e(latest.get('options', {}).get('stage', ''))})" if latest else ""
+    run_note = (
+        f" · last run {_e(latest.get('run_id', ''))} ({_e(latest.get('options', {}).get('stage', ''))})"
+        if latest
+        else ""
+    )
     parts = [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
@@ -337,8 +347,8 @@ def render_page(data: ReportData, runs: Sequence[Mapping[str, Any]], output_dir:
         f"<style>{_CSS}</style></head><body>",
         "<header><h1>orbitct-app report</h1>",
         f"<p>{len(data.exams)} exam(s) · generated {_e(now)} by orbitct-app {_e(__version__)}{run_note}</p></header>",
-        '<nav><a href="#summary">Summary</a><a href="#warnings">Warnings</a>'
-        '<a href="#exams">Exams</a><a href="#runs">Runs, options, versions, timings</a></nav>',
+        ('<nav><a href="#summary">Summary</a><a href="#warnings">Warnings</a>'
+         '<a href="#exams">Exams</a><a href="#runs">Runs, options, versions, timings</a></nav>'),
         "<main>",
         _summary_section(data),
         _warnings_section(data),
@@ -398,7 +408,9 @@ def _summary_section(data: ReportData) -> str:
         )
     if data.input_entries:
         items = "".join(f"<li>{_e(e.name)}: {_e(e.reason)}</li>" for e in data.input_entries)
-        missing += f'<p>{len(data.input_entries)} entr(y/ies) of INPUT_DIR are not exams:</p><ul class="muted">{items}</ul>'
+        missing += (
+            f'<p>{len(data.input_entries)} entr(y/ies) of INPUT_DIR are not exams:</p><ul class="muted">{items}</ul>'
+        )
     return f'<section id="summary"><h2>Summary</h2><div class="cards">{html_cards}</div>{note}{missing}</section>'
 
 
@@ -476,7 +488,8 @@ def _exam_section(exam: ExamView, anchor: str, output_dir: Path) -> str:
         items = "".join(
             f"<tr><td>{_e(stage)}</td><td><code>{_e(row.get('path', ''))}</code></td>"
             f'<td class="{_e(_decision(row, "action") or _decision(row, "decision"))}">'
-            f"{_e(_decision(row, 'action') or _decision(row, 'decision'))}</td><td>{_e(row.get('reason', ''))}</td></tr>"
+            f"{_e(_decision(row, 'action') or _decision(row, 'decision'))}</td>"
+            f"<td>{_e(row.get('reason', ''))}</td></tr>"
             for stage, row in exam.other_rows
         )
         other = (
@@ -502,7 +515,9 @@ def _exam_section(exam: ExamView, anchor: str, output_dir: Path) -> str:
     )
 
 
-def _series_row(line: SeriesLine, has_anonymize: bool, has_extract: bool, output_dir: Path, planned: bool = False) -> str:
+def _series_row(
+    line: SeriesLine, has_anonymize: bool, has_extract: bool, output_dir: Path, planned: bool = False
+) -> str:
     anon, ext = line.anonymize, line.extract
     decision = _decision(ext, "decision")
     number = "" if line.number is None else line.number

@@ -111,7 +111,7 @@ def read_words(image: Image.Image) -> list[Word]:
     RuntimeError
         When the engine fails (its message is not passed on).
     """
-    import pytesseract  # type: ignore[import-untyped]
+    import pytesseract
 
     try:
         table = pytesseract.image_to_data(

@@ -18,7 +18,6 @@ DEFAULT_PROFILE = "orbitct"
 PROFILES = ("orbitct", "basic")
 RETAIN_OPTIONS = ("patient-characteristics", "device-identity", "institution-identity", "safe-private")
 """The basic profile's retain options (``--retain``), as named in :class:`deid.RetainOption`."""
-DATE_MODES = ("remove", "shift")
 PIXEL_TEXT_MODES = ("off", "flag", "drop")
 """``--pixel-text``: skip the check for text burned into pixels, keep and report, or drop."""
 DEFAULT_PIXEL_TEXT = "flag"
@@ -309,8 +308,12 @@ class Options:
                 raise UsageError(f"{flag} must not be inside OUTPUT_DIR: {value}")
             if where.is_relative_to(inp):
                 raise UsageError(f"{flag} must not be inside INPUT_DIR: {value}")
-        if self.deid_key is not None and self.deid_key.exists() and not self.deid_key.is_file():
-            raise UsageError(f"--deid-key is not a file: {self.deid_key}")
+        if self.deid_key is not None and self.deid_key.exists():
+            if not self.deid_key.is_file():
+                raise UsageError(f"--deid-key is not a file: {self.deid_key}")
+            from orbitct_app.deid import keys  # (pydicom: not needed for --help)
+
+            keys.load_key(self.deid_key)  # refused when others can read it or it is weak
         if self.map_dir is not None and self.map_dir.exists() and not self.map_dir.is_dir():
             raise UsageError(f"--map-dir is not a folder: {self.map_dir}")
         if self.phi_list is not None and not self.phi_list.is_file():

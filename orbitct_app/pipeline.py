@@ -26,6 +26,7 @@ from orbitct_app.errors import ExamError, ExitCode, one_line, resource_error, sa
 from orbitct_app.options import Options, Stage, usable_cores
 from orbitct_app.paths import InputEntry, TreeState, exam_problem, list_input, tree_state
 from orbitct_app.reports import ExamRecord
+from orbitct_app.safe_text import ControlCharFilter
 from orbitct_app.threads import set_threads
 
 logger = logging.getLogger(__name__)
@@ -58,7 +59,7 @@ STAGE_NAMES = Stage.ALL.module_names
 
 def stage_module(name: str) -> StageModule:
     """The stage module called ``name`` (``orbitct_app.<name>``)."""
-    return importlib.import_module(f"orbitct_app.{name}")  # type: ignore[return-value]
+    return importlib.import_module(f"orbitct_app.{name}")
 
 
 def stage_modules(stage: Stage) -> list[StageModule]:
@@ -84,10 +85,6 @@ class ExamOutcome:
     @property
     def failed(self) -> bool:
         return any(not r.complete for r in self.records.values())
-
-    @property
-    def errors(self) -> list[str]:
-        return [f"{r.stage}: {r.error}" for r in self.records.values() if not r.complete]
 
 
 @dataclasses.dataclass
@@ -410,7 +407,9 @@ def _run_stage(module: StageModule, dicom_id: str, options: Options, outcome: Ex
         and previous.fingerprint == fingerprint
     ):
         problems = _problems(previous)
-        why = f"the earlier run had {problems}" if problems else stale_reason(previous, module, exam_dir, output, options)
+        why = (
+            f"the earlier run had {problems}" if problems else stale_reason(previous, module, exam_dir, output, options)
+        )
         if not why:
             logger.info("%s: %s already complete; skipped (use --force to redo)", dicom_id, module.NAME)
             outcome.resumed.append(module.NAME)
@@ -435,6 +434,8 @@ def _run_stage(module: StageModule, dicom_id: str, options: Options, outcome: Ex
         logger.error("%s: %s failed: %s", dicom_id, module.NAME, reason)
         logger.debug("%s: %s: %s", dicom_id, module.NAME, safe_traceback(err))
         record = _failed_record(module, dicom_id, reason, fingerprint)
+        for table, more in (err.rows if isinstance(err, ExamError) else {}).items():
+            record.rows.setdefault(table, []).extend(more)  # its files' own rows
     record.fingerprint = fingerprint
     record.seconds = round(time.monotonic() - started, 3)
     return _store(record, module, options)
@@ -644,7 +645,7 @@ def _crashed(dicom_id: str, options: Options, err: BaseException) -> ExamOutcome
 class _Forward(logging.Handler):
     """Hand records from worker processes to this process's loggers (and their handlers)."""
 
-    def handle(self, record: logging.LogRecord) -> bool:  # type: ignore[override]
+    def handle(self, record: logging.LogRecord) -> bool:
         logger_ = logging.getLogger(record.name)
         if logger_.isEnabledFor(record.levelno):
             logger_.handle(record)
@@ -657,7 +658,9 @@ class _Forward(logging.Handler):
 def _worker_init(log_queue: Any, threads: int, converts: bool, alive: Any, stop: Any) -> None:
     interrupt.become_worker(alive, stop)  # first: the main process may already be gone
     root = logging.getLogger("orbitct_app")
-    root.handlers = [logging.handlers.QueueHandler(log_queue)]
+    handler = logging.handlers.QueueHandler(log_queue)
+    handler.addFilter(ControlCharFilter())  # before the message is formatted here, in the worker
+    root.handlers = [handler]
     root.setLevel(logging.DEBUG)
     root.propagate = False
     withhold_warning_text()

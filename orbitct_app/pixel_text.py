@@ -596,7 +596,7 @@ def _decode(info: SliceInfo, frame: int | None) -> Values:
     if array.ndim != 2:
         raise PixelError(f"pixel array with {array.ndim} dimensions where one frame was expected")
     if array.dtype.kind in "iu" and array.dtype.itemsize <= 2:
-        return _narrow(array, array.dtype.itemsize * 8)  # pydicom already kept only the stored bits
+        return _narrow(array, info.bits_stored)  # (pydicom keeps only the stored bits already: no change)
     return array.astype(np.float32)
 
 
@@ -792,14 +792,14 @@ def _lines(ink: NDArray[np.bool_]) -> list[Box]:
         ids = chars[centre == group]
         if len(ids) < _MIN_CHARS:
             continue
-        h = float(np.median(height[ids]))
-        if np.any(height[ids] > 2 * h):
+        median_h = float(np.median(height[ids]))
+        if np.any(height[ids] > 2 * median_h):
             continue  # characters of one line have comparable heights ...
-        ids = ids[height[ids] >= h / 2.5]  # ... and marks (^ ' ") are not characters
+        ids = ids[height[ids] >= median_h / 2.5]  # ... and marks (^ ' ") are not characters
         if len(ids) < _MIN_CHARS:
             continue
         box = Box(int(left[ids].min()), int(top[ids].min()), int(right[ids].max()), int(bottom[ids].max()))
-        if box.height > 1.6 * h or box.width < 2 * box.height:
+        if box.height > 1.6 * median_h or box.width < 2 * box.height:
             continue
         if _strokes(ink, box) < _MIN_STROKES:
             continue
@@ -910,7 +910,8 @@ def make_thumbnail(image: NDArray[np.float32], box: Box, blanked: Sequence[Box])
     picture = picture.resize(size, Image.Resampling.BILINEAR)
     draw = ImageDraw.Draw(picture)
     draw.rectangle(
-        (int(box.left * scale) - 1, int(box.top * scale) - 1, math.ceil(box.right * scale), math.ceil(box.bottom * scale)),
+        (int(box.left * scale) - 1, int(box.top * scale) - 1,
+         math.ceil(box.right * scale), math.ceil(box.bottom * scale)),
         outline=(230, 30, 30), width=2,
     )
     return qc.thumbnail_data_uri(picture, width=THUMBNAIL_WIDTH, max_bytes=12_000)

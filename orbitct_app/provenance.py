@@ -78,8 +78,7 @@ def log_header(options: Options, argv: Sequence[str] | None, run_id: str) -> lis
         f"orbitct-app {__version__} run {run_id}",
         f"command: {command}",
         f"python {platform.python_version()} ({sys.executable}) on {platform.platform()}",
-        f"host: {socket.gethostname()}, usable cores: {len(os.sched_getaffinity(0))}, "
-        f"pid {os.getpid()}",
+        f"host: {socket.gethostname()}, usable cores: {len(os.sched_getaffinity(0))}, pid {os.getpid()}",
         f"dependencies: {deps}",
         f"options: {json.dumps(options.as_record(), sort_keys=True)}",
     ]
@@ -179,7 +178,7 @@ RUN_RECORD_GLOB = "run-*.json"
 
 
 def utc_now() -> datetime.datetime:
-    return datetime.datetime.now(datetime.timezone.utc)
+    return datetime.datetime.now(datetime.UTC)
 
 
 def command_line(options: Options) -> list[str]:
@@ -282,7 +281,7 @@ def run_record(
 
 def run_record_path(output_dir: Path, started: datetime.datetime, run_id: str) -> Path:
     """``OUTPUT_DIR/logs/run-<UTC timestamp>-<run id>.json`` (sorts by start time)."""
-    stamp = started.astimezone(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    stamp = started.astimezone(datetime.UTC).strftime("%Y%m%dT%H%M%SZ")
     return output_dir / "logs" / f"run-{stamp}-{run_id}.json"
 
 

@@ -204,7 +204,8 @@ def render(
     shape_ijk = volume_kji.shape[::-1]
     if centre_ijk is None:
         centre_ijk = _body_centroid_ijk(volume_kji, body_threshold)
-    centre = tuple(int(np.clip(round(float(c)), 0, n - 1)) for c, n in zip(centre_ijk, shape_ijk, strict=True))
+    ci, cj, ck = (int(np.clip(round(float(c)), 0, n - 1)) for c, n in zip(centre_ijk, shape_ijk, strict=True))
+    centre = (ci, cj, ck)
     zooms = np.linalg.norm(affine[:3, :3], axis=0)
 
     width = 3 * _CELL + 4 * _GAP
@@ -246,7 +247,7 @@ def render(
         f"(> {body_threshold:g} HU) · slices through voxel (i, j, k) = {centre}"
     )
     draw.text((_GAP, height - _FOOTER_H + 3), footer, fill=_DIM_TEXT, font=_font(11))
-    return QcPicture(canvas, tuple(panels), centre, title)  # type: ignore[arg-type]
+    return QcPicture(canvas, tuple(panels), centre, title)
 
 
 def write_png(path: Path, picture: QcPicture) -> None:
@@ -316,7 +317,7 @@ def _letter(direction: NDArray[np.float64]) -> str:
 def _slice_2d(volume_kji: NDArray[np.integer], mapping: ViewMapping, index: int) -> NDArray[np.integer]:
     """The slice at ``index`` along the normal axis, as (screen rows, screen columns)."""
     array_axis = {0: 2, 1: 1, 2: 0}  # voxel axis -> array axis of a [k, j, i] volume
-    plane = np.take(volume_kji, index, axis=array_axis[mapping.normal_axis])
+    plane: NDArray[np.integer] = np.take(volume_kji, index, axis=array_axis[mapping.normal_axis])
     # The two remaining array axes keep their order; array axis order is k, j, i.
     remaining = [v for v in (2, 1, 0) if v != mapping.normal_axis]
     if remaining[0] != mapping.vertical_axis:
@@ -338,7 +339,8 @@ def _display_size(shape: tuple[int, ...], row_mm: float, col_mm: float) -> tuple
 def _windowed(hu: NDArray[np.float32], window: Window) -> NDArray[np.uint8]:
     low = window.level - window.width / 2
     scaled = (hu - low) * (255.0 / window.width)
-    return np.clip(scaled, 0, 255).astype(np.uint8)
+    windowed: NDArray[np.uint8] = np.clip(scaled, 0, 255).astype(np.uint8)
+    return windowed
 
 
 def _outline(mask: NDArray[np.bool_], size: tuple[int, int]) -> NDArray[np.bool_]:
@@ -378,7 +380,7 @@ def _body_centroid_ijk(volume_kji: NDArray[np.integer], threshold: float) -> tup
     coarse = volume_kji[:: steps[0], :: steps[1], :: steps[2]] > threshold
     total = int(coarse.sum())
     if total == 0:
-        return tuple((n - 1) / 2 for n in volume_kji.shape[::-1])  # type: ignore[return-value]
+        return tuple((n - 1) / 2 for n in volume_kji.shape[::-1])
     centre = []
     for axis in range(3):
         others = tuple(a for a in range(3) if a != axis)

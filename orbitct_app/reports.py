@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from orbitct_app import atomic, locks
+from orbitct_app.safe_text import csv_cell
 
 logger = logging.getLogger(__name__)
 
@@ -227,7 +228,11 @@ def iter_records(state_dir: Path, stage: str) -> Iterable[ExamRecord]:
 
 
 def to_csv(columns: Sequence[str], rows: Iterable[Mapping[str, Any]]) -> str:
-    """Rows as CSV text with the given columns (missing values empty, extra keys ignored)."""
+    """Rows as CSV text with the given columns (missing values empty, extra keys ignored).
+
+    Every cell that a spreadsheet would run as a formula is neutralised
+    (:func:`~orbitct_app.safe_text.csv_cell`).
+    """
     buffer = io.StringIO()
     writer = csv.DictWriter(
         buffer, fieldnames=list(columns), extrasaction="ignore", restval="", lineterminator="\n"
@@ -244,8 +249,8 @@ def _cell(value: Any) -> Any:
     if isinstance(value, float):
         return f"{value:.6g}"
     if isinstance(value, (list, tuple)):
-        return ";".join(str(_cell(v)) for v in value)
-    return value
+        return csv_cell(";".join(str(_cell(v)) for v in value))
+    return csv_cell(value)
 
 
 @contextlib.contextmanager
@@ -272,7 +277,10 @@ def merge_tables(
         records = list(iter_records(state_dir, table.stage))
         if not records:
             continue
-        rows = [*(extra_rows or {}).get(table.name, []), *(row for record in records for row in record.rows.get(table.name, []))]
+        rows = [
+            *(extra_rows or {}).get(table.name, []),
+            *(row for record in records for row in record.rows.get(table.name, [])),
+        ]
         path = output_dir / table.filename
         if table.optional and not rows:
             path.unlink(missing_ok=True)

@@ -107,7 +107,7 @@ def apply_body_mask(volume: NDArray[np.int16], geometry: StackGeometry, threshol
         col_counts = np.zeros(n_i, dtype=np.int64)
         plane = np.empty((n_j, n_i), dtype=bool)  # slice by slice: no volume-sized temporaries
         for k in ks:
-            component.plane(k, out=plane)
+            component.plane(k, out=plane)  # noqa: F821 - deleted (freed) only after the threads are done
             fill_holes_2d(plane)
             packed[k] = np.packbits(plane, axis=-1)
             rows = plane.sum(axis=1, dtype=np.int64)
@@ -324,7 +324,9 @@ def resample(volume: NDArray[np.int16], geometry: StackGeometry, grid: OutputGri
         if untilted:  # every output slice lies in one input plane gap: blend two whole planes
             planes = _ColumnResampledPlanes(volume, col_base, col_offsets)
             for k in ks:
-                out[k] = _blend_planes(planes, k, float(grid.origin @ normal + k * s_k), offsets, row_base, row_j * j_out)
+                out[k] = _blend_planes(
+                    planes, k, float(grid.origin @ normal + k * s_k), offsets, row_base, row_j * j_out
+                )
             return
         window = _PlaneWindow(volume, col_base, col_offsets)
         for k in ks:
@@ -379,7 +381,9 @@ class _ColumnResampledPlanes:
     Slices are needed in increasing order as the output advances, so older ones are dropped.
     """
 
-    def __init__(self, volume: NDArray[np.int16], col_base: NDArray[np.float64], col_offsets: NDArray[np.float64]) -> None:
+    def __init__(
+        self, volume: NDArray[np.int16], col_base: NDArray[np.float64], col_offsets: NDArray[np.float64]
+    ) -> None:
         self.volume = volume
         self.col_base = col_base
         self.col_offsets = col_offsets
@@ -423,7 +427,9 @@ class _PlaneWindow:
     Slice m lives in slot ``m % size``; the window grows when one request spans more slices.
     """
 
-    def __init__(self, volume: NDArray[np.int16], col_base: NDArray[np.float64], col_offsets: NDArray[np.float64]) -> None:
+    def __init__(
+        self, volume: NDArray[np.int16], col_base: NDArray[np.float64], col_offsets: NDArray[np.float64]
+    ) -> None:
         self.volume = volume
         self.col_base = col_base
         self.col_offsets = col_offsets
@@ -455,7 +461,7 @@ class _PlaneWindow:
         frac = (rows - lo).astype(np.float32)[:, None]
         a = self.planes[slots, lo]
         b = self.planes[slots, hi]
-        result = a + (b - a) * frac
+        result: NDArray[np.float32] = a + (b - a) * frac
         outside = (rows < -1e-6) | (rows > n_rows - 1 + 1e-6)
         if outside.any():
             result[outside] = AIR_HU
@@ -480,7 +486,7 @@ def _lerp(
     result = a + (b - a) * frac.reshape(shape)
     outside = (coords < -1e-6) | (coords > n - 1 + 1e-6)
     if outside.any():
-        index = [slice(None), slice(None)]
-        index[axis] = outside  # type: ignore[call-overload]
+        index: list[slice | NDArray[np.bool_]] = [slice(None), slice(None)]
+        index[axis] = outside
         result[tuple(index)] = AIR_HU
     return result

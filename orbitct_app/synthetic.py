@@ -59,17 +59,19 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-from pydicom.datadict import dictionary_VR
+from numpy.typing import ArrayLike
 from pydicom import dcmread
+from pydicom.datadict import dictionary_VR
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import (
+    UID,
     CTImageStorage,
     DeflatedExplicitVRLittleEndian,
     EnhancedCTImageStorage,
-    LegacyConvertedEnhancedCTImageStorage,
     ExplicitVRLittleEndian,
     ImplicitVRLittleEndian,
     JPEG2000Lossless,
+    LegacyConvertedEnhancedCTImageStorage,
     RLELossless,
     SecondaryCaptureImageStorage,
     generate_uid,
@@ -201,7 +203,7 @@ _ORBITCT_CODES = {
 # small helpers
 
 
-def lps_to_ras(points: np.ndarray | Sequence[float]) -> np.ndarray:
+def lps_to_ras(points: ArrayLike) -> np.ndarray:
     """Convert LPS coordinates to RAS: ``(x, y, z) -> (-x, -y, z)``.
 
     Parameters
@@ -214,7 +216,8 @@ def lps_to_ras(points: np.ndarray | Sequence[float]) -> np.ndarray:
     numpy.ndarray
         The same points in RAS (float64, same shape).
     """
-    return np.asarray(points, dtype=np.float64) * np.array([-1.0, -1.0, 1.0])
+    ras: np.ndarray = np.asarray(points, dtype=np.float64) * np.array([-1.0, -1.0, 1.0])
+    return ras
 
 
 def _vec3(values: Sequence[float | str] | np.ndarray) -> Vec3:
@@ -594,9 +597,9 @@ class Phantom:
 
     def render_plane(
         self,
-        origin_lps: Sequence[float],
-        row_dir: Sequence[float],
-        col_dir: Sequence[float],
+        origin_lps: ArrayLike,
+        row_dir: ArrayLike,
+        col_dir: ArrayLike,
         rows: int,
         cols: int,
         pixel_spacing: tuple[float, float],
@@ -684,7 +687,7 @@ class BurnedText:
         canvas = Image.new("L", (cols, rows), 0)
         draw = ImageDraw.Draw(canvas)
         text = "\n".join(self.lines)
-        left, top, right, bottom = draw.multiline_textbbox((0, 0), text, font=font)
+        left, top, right, bottom = (int(v) for v in draw.multiline_textbbox((0, 0), text, font=font))
         width, height = right - left, bottom - top
         margin = 4
         x = {"left": margin, "right": cols - margin - width, "centre": (cols - width) // 2}[
@@ -1393,7 +1396,7 @@ def _stack(spec: SeriesSpec, phantom: Phantom) -> tuple[np.ndarray, np.ndarray, 
         ipp = centre - (cols - 1) / 2 * dc * row - (rows - 1) / 2 * dr * col
         instance = k + 1 if spec.order == "ascending" else n - k
         loc = float(centre @ direction) if spec.kind != "scout" else 0.0
-        slices.append(_Slice(k, instance, tuple(_fmt(v, 4) for v in ipp), loc))
+        slices.append(_Slice(k, instance, (_fmt(ipp[0], 4), _fmt(ipp[1], 4), _fmt(ipp[2], 4)), loc))
     return row, col, slices
 
 
@@ -1517,7 +1520,7 @@ def _save(ds: Dataset, path: Path, pixels: np.ndarray, transfer_syntax: str) -> 
         ds.compress(transfer_syntax, pixels, generate_instance_uid=False)
     else:
         ds.add_new(0x7FE00010, "OB" if pixels.itemsize == 1 else "OW", pixels.tobytes())
-        meta.TransferSyntaxUID = transfer_syntax
+        meta.TransferSyntaxUID = UID(transfer_syntax)
     path.parent.mkdir(parents=True, exist_ok=True)
     ds.save_as(path, enforce_file_format=True)
 
@@ -1675,7 +1678,7 @@ class _SeriesWriter:
         slope, intercept = self.rescale[instance]
         hu = self._hu_image(sl)
         raw = np.rint((hu - np.float32(intercept)) / np.float32(slope))
-        out = raw.astype(np.uint16 if self.spec.unsigned else np.int16)
+        out: np.ndarray = raw.astype(np.uint16 if self.spec.unsigned else np.int16)
         if self.outside is not None:
             out[self.outside] = self.spec.padding_value
         text = self.spec.burned_text
@@ -1697,7 +1700,8 @@ class _SeriesWriter:
                                            int(spec.rows or 0), int(spec.cols or 0),
                                            spec.pixel_spacing or (1.0, 1.0))
             total += np.clip((hu + 1000.0) / 1000.0, 0.0, None) * np.float32(dx)
-        return np.clip(np.rint(total * 10.0), 0, 4095).astype(np.uint16)
+        scout: np.ndarray = np.clip(np.rint(total * 10.0), 0, 4095).astype(np.uint16)
+        return scout
 
     def _summary_pixels(self, instance: int) -> np.ndarray:
         spec = self.spec
@@ -1772,7 +1776,7 @@ class _SeriesWriter:
         ds = self._header()
         meta = FileMetaDataset()
         meta.MediaStorageSOPClassUID = self.sop_class
-        meta.MediaStorageSOPInstanceUID = self.series_uid
+        meta.MediaStorageSOPInstanceUID = UID(self.series_uid)
         meta.TransferSyntaxUID = (ImplicitVRLittleEndian
                                   if self.spec.transfer_syntax == ImplicitVRLittleEndian
                                   else ExplicitVRLittleEndian)
@@ -1940,9 +1944,9 @@ class _SeriesWriter:
             if legacy:
                 item.ConversionSourceAttributesSequence = [_item(
                     ReferencedSOPClassUID=CTImageStorage, ReferencedSOPInstanceUID=self.classic_sop_uids[instance])]
-                when = start + _dt.timedelta(seconds=0.1 * sl.k)
+                taken = start + _dt.timedelta(seconds=0.1 * sl.k)
                 item.UnassignedPerFrameConvertedAttributesSequence = [_item(
-                    AcquisitionTime=when.strftime("%H%M%S.%f"), ContentTime=when.strftime("%H%M%S"),
+                    AcquisitionTime=taken.strftime("%H%M%S.%f"), ContentTime=taken.strftime("%H%M%S"),
                     InstanceNumber=instance, SliceLocation=_fmt(sl.slice_location, 4))]
             elif original:
                 c = [round(float(v), 4) for v in centre]
@@ -2117,11 +2121,11 @@ def write_exam(
 def _sample_exam(index: int, size: Literal["small", "full"]) -> tuple[list[SeriesSpec], dict[str, Any]]:
     """Series and layout options of sample exam ``index`` (0-based); the variants cycle."""
     full = size == "full"
-    matrix: dict[str, Any] = dict(rows=512, cols=512, pixel_spacing=(0.45, 0.45)) if full else {}
+    matrix: dict[str, Any] = {"rows": 512, "cols": 512, "pixel_spacing": (0.45, 0.45)} if full else {}
     thin: dict[str, Any] = dict(matrix, n_slices=240, slice_step=0.625) if full else {}
     thick: dict[str, Any] = dict(matrix, n_slices=30 if full else 24, slice_step=5.0)
     coronal: dict[str, Any] = dict(matrix, n_slices=60, slice_step=2.0) if full else {}
-    scout_matrix: dict[str, Any] = dict(rows=512, cols=512, pixel_spacing=(0.5, 0.5)) if full else {}
+    scout_matrix: dict[str, Any] = {"rows": 512, "cols": 512, "pixel_spacing": (0.5, 0.5)} if full else {}
     scout = SeriesSpec(kind="scout", series_number=1, **scout_matrix)
     variant = index % 5
     if variant == 0:

@@ -6,6 +6,7 @@ import logging
 import sys
 import time
 from pathlib import Path
+from typing import Literal
 
 import click
 
@@ -26,11 +27,11 @@ _HELP = "Write OUT_DIR, a demo input root of synthetic head CT exams with known 
               help="small: 128x128 series, quick; full: realistic 512x512 at 0.45 mm.")
 @click.option("--enhanced", is_flag=True,
               help="Write every axial and coronal series as one Enhanced CT (multi-frame) file.")
-def _command(out_dir: Path, n_exams: int, seed: int, size: str, enhanced: bool) -> int:
+def _command(out_dir: Path, n_exams: int, seed: int, size: Literal["small", "full"], enhanced: bool) -> int:
     t0 = time.perf_counter()
     try:
         truths = write_sample_dataset(
-            out_dir, n_exams, seed=seed, size=size, enhanced=enhanced  # type: ignore[arg-type]
+            out_dir, n_exams, seed=seed, size=size, enhanced=enhanced
         )
     except FileExistsError as exc:
         raise click.ClickException(f"{exc} (choose an empty OUT_DIR)") from exc

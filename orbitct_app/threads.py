@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import concurrent.futures
+import itertools
 from collections.abc import Callable, Iterable, Iterator
 from typing import TypeVar
 
@@ -39,4 +40,4 @@ def split_range(n: int) -> list[range]:
     """``range(n)`` cut into one contiguous, nearly equal part per allowed thread (none empty)."""
     parts = min(_threads, n) or 1
     bounds = [n * p // parts for p in range(parts + 1)]
-    return [range(a, b) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+    return [range(a, b) for a, b in itertools.pairwise(bounds)]

@@ -13,6 +13,7 @@ padding and values below air become -1000 HU before anything else looks at them.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import logging
 import math
 from collections import defaultdict
@@ -20,8 +21,8 @@ from collections.abc import Sequence
 
 import numpy as np
 import pydicom
-import pydicom.pixels
 from numpy.typing import NDArray
+from pydicom.pixels.utils import pixel_array
 
 from orbitct_app.discover import SeriesInfo, SliceInfo
 from orbitct_app.errors import SeriesError
@@ -86,7 +87,8 @@ class StackGeometry:
     def stack_direction(self) -> NDArray[np.float64]:
         """Unit vector from the first to the last slice position (the table feed when tilted)."""
         d = self.positions[-1] - self.positions[0]
-        return d / np.linalg.norm(d)
+        unit: NDArray[np.float64] = d / np.linalg.norm(d)
+        return unit
 
     @property
     def tilt_deg(self) -> float:
@@ -253,13 +255,16 @@ def _split_at_gaps(
     if cuts.size == 0:
         return [members], limit, ""
     bounds = [0, *cuts.tolist(), len(members)]
-    blocks = [[members[i] for i in order[a:b]] for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+    blocks = [[members[i] for i in order[a:b]] for a, b in itertools.pairwise(bounds)]
     widths = ", ".join(f"{g:.3g}" for g in gaps[cuts[:_GAPS_NAMED] - 1]) + (", ..." if cuts.size > _GAPS_NAMED else "")
     rule = f"--max-gap {limit:g} mm" if max_gap_mm is not None else (
         f"{MAX_GAP_SPACINGS:g} x the median spacing {float(np.median(gaps)):.3g} mm"
     )
     gaps_named = "a slice gap" if cuts.size == 1 else f"{cuts.size} slice gaps"
-    note = f"split at {gaps_named} of {widths} mm (wider than {rule}) into {len(blocks)} parts; nothing interpolated across"
+    note = (
+        f"split at {gaps_named} of {widths} mm (wider than {rule}) into {len(blocks)} parts; "
+        "nothing interpolated across"
+    )
     return blocks, limit, note
 
 
@@ -361,15 +366,17 @@ def _split_passes(members: list[SliceInfo]) -> tuple[list[list[SliceInfo]], tupl
 
 
 def _passes_by_acquisition(members: list[SliceInfo], keys: list[int]) -> list[list[SliceInfo]] | None:
-    groups: dict[int | None, list[int]] = defaultdict(list)
+    groups: dict[int, list[int]] = defaultdict(list)
     for i, s in enumerate(members):
+        if s.acquisition_number is None:
+            return None
         groups[s.acquisition_number].append(i)
-    if len(groups) < 2 or None in groups:
+    if len(groups) < 2:
         return None
     for indices in groups.values():
         if len({keys[i] for i in indices}) != len(indices):
             return None
-    return [[members[i] for i in groups[a]] for a in sorted(groups)]  # type: ignore[type-var]
+    return [[members[i] for i in groups[a]] for a in sorted(groups)]
 
 
 def _geometry(members: Sequence[SliceInfo]) -> StackGeometry:
@@ -446,8 +453,8 @@ def read_pixels(info: SliceInfo) -> NDArray[np.integer]:
         if info.frame_index is None:
             array = pydicom.dcmread(info.path).pixel_array
         else:  # decodes only that frame
-            array = pydicom.pixels.pixel_array(info.path, index=info.frame_index)
-    except Exception as err:  # noqa: BLE001 - decoders raise many types; report one line
+            array = pixel_array(info.path, index=info.frame_index)
+    except Exception as err:  # decoders raise many types; report one line
         syntax = pydicom.uid.UID(info.transfer_syntax)
         name = syntax.name if syntax.is_transfer_syntax else info.transfer_syntax
         raise SeriesError(
@@ -506,6 +513,7 @@ def padding_mask(raw: NDArray[np.integer], info: SliceInfo) -> NDArray[np.bool_]
     if info.padding_value is None:
         return None
     if info.padding_range_limit is None:
-        return raw == info.padding_value
+        padding: NDArray[np.bool_] = raw == info.padding_value
+        return padding
     lo, hi = sorted((info.padding_value, info.padding_range_limit))
     return (raw >= lo) & (raw <= hi)

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import multiprocessing.forkserver
 import os
 import sys
-import multiprocessing.forkserver
 from multiprocessing.context import ForkServerContext
 
 from orbitct_app.errors import UsageError
@@ -27,7 +27,7 @@ def context(stage: Stage) -> ForkServerContext:
     ctx = multiprocessing.get_context("forkserver")
     # the command line too: each worker re-imports the main module (the orbitct-app script)
     ctx.set_forkserver_preload(["orbitct_app.cli", *(f"orbitct_app.{name}" for name in stage.module_names)])
-    return ctx  # type: ignore[return-value]
+    return ctx
 
 
 def start_server(stage: Stage) -> ForkServerContext:

@@ -13,6 +13,7 @@ Try the examples by hand on it::
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -22,7 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
 PACKAGES = ("slurmctld", "slurmd", "slurm-client", "munge")
@@ -263,9 +264,9 @@ class SlurmCluster:
         )
         return result.stdout
 
-    def _wait(self, ready: object, timeout: float, what: str) -> None:
+    def _wait(self, ready: Callable[[], bool], timeout: float, what: str) -> None:
         deadline = time.monotonic() + timeout
-        while not ready():  # type: ignore[operator]
+        while not ready():
             for name, proc in self._procs.items():
                 if proc.poll() is not None:
                     raise RuntimeError(f"{name} exited with {proc.returncode}\n{self.logs()}")
@@ -285,10 +286,8 @@ def main() -> int:
         with SlurmCluster(root) as cluster:
             print(f"SLURM cluster up (node {cluster.node}); in another shell:\n\n"
                   f"    export SLURM_CONF={cluster.conf}\n\nPress Enter to stop it.")
-            try:
+            with contextlib.suppress(KeyboardInterrupt, EOFError):
                 input()
-            except (KeyboardInterrupt, EOFError):
-                pass
     finally:
         shutil.rmtree(root, ignore_errors=True)
     return 0

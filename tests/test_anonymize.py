@@ -14,12 +14,14 @@ import sys
 import time
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any, BinaryIO
 
 import pydicom
 import pytest
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence
 from pydicom.uid import (
+    UID,
     DeflatedExplicitVRLittleEndian,
     ExplicitVRLittleEndian,
     ImplicitVRLittleEndian,
@@ -29,12 +31,13 @@ from pydicom.uid import (
 )
 
 import orbitct_app
-from orbitct_app import __version__, anonymize, pipeline
+from orbitct_app import __version__, anonymize, atomic, pipeline
+from orbitct_app.chunks import Piece
 from orbitct_app.cli import main
 from orbitct_app.deid import ORBITCT, apply_profile, mark_deidentified
 from orbitct_app.errors import DeidError, ExitCode
 from orbitct_app.options import Options, Stage
-from orbitct_app.reports import read_csv
+from orbitct_app.reports import read_csv, read_record
 from orbitct_app.synthetic import ORBITCT_ATTRIBUTES, ExamTruth, SeriesSpec, write_exam
 
 from hostile import write_sr
@@ -109,10 +112,10 @@ def outputs(out: Path, dicom_id: str) -> set[str]:
     return {str(p.relative_to(root)) for p in files_under(root)}
 
 
-def run(inp: Path, out: Path, **kwargs: object) -> pipeline.RunSummary:
+def run(inp: Path, out: Path, **kwargs: Any) -> pipeline.RunSummary:
     kwargs.setdefault("n_procs", 1)
     stage = kwargs.pop("stage", Stage.ANONYMIZE)
-    options = Options(inp, out, stage=stage, **kwargs)  # type: ignore[arg-type]
+    options = Options(inp, out, stage=stage, **kwargs)
     options.validate()
     return pipeline.run(options)
 
@@ -131,7 +134,7 @@ def write_media_index(path: Path, marker: str) -> None:
     ds.FileSetID = "SYNTH"
     ds.DirectoryRecordSequence = Sequence([record])
     ds.file_meta = FileMetaDataset()
-    ds.file_meta.MediaStorageSOPClassUID = "1.2.840.10008.1.3.10"
+    ds.file_meta.MediaStorageSOPClassUID = UID("1.2.840.10008.1.3.10")
     ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
     ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -201,10 +204,14 @@ def phi_input(tmp_path_factory: pytest.TempPathFactory) -> Input:
     return inp
 
 
+Anonymized = tuple[Path, pipeline.RunSummary, str]
+"""The output folder, the run's summary and its log text."""
+
+
 @pytest.fixture(scope="module")
 def anonymized(
     phi_input: Input, tmp_path_factory: pytest.TempPathFactory
-) -> tuple[Path, pipeline.RunSummary, str]:
+) -> Anonymized:
     """The library run over ``phi_input`` (default options), with everything logged."""
     out = tmp_path_factory.mktemp("anon") / "out"
     before = tree_hashes(phi_input.root)
@@ -231,7 +238,7 @@ def anonymized(
 # --- the PHI battery ----------------------------------------------------------------------------
 
 
-def test_battery_no_marker_in_any_output_byte(phi_input: Input, anonymized: tuple) -> None:
+def test_battery_no_marker_in_any_output_byte(phi_input: Input, anonymized: Anonymized) -> None:
     out, summary, _ = anonymized
     assert summary.exit_code == ExitCode.OK
     assert files_under(out / "anonymized")
@@ -239,7 +246,7 @@ def test_battery_no_marker_in_any_output_byte(phi_input: Input, anonymized: tupl
 
 
 def test_battery_every_attribute_replaced_and_nothing_private_at_any_depth(
-    phi_input: Input, anonymized: tuple
+    phi_input: Input, anonymized: Anonymized
 ) -> None:
     out, _, _ = anonymized
     for dicom_id in phi_input.truths:
@@ -254,7 +261,7 @@ def test_battery_every_attribute_replaced_and_nothing_private_at_any_depth(
             assert item.ReferencedStudySequence[0].OperatorsName == ""
 
 
-def test_battery_logs_and_reports_carry_no_identifying_value(phi_input: Input, anonymized: tuple) -> None:
+def test_battery_logs_and_reports_carry_no_identifying_value(phi_input: Input, anonymized: Anonymized) -> None:
     out, _, log_text = anonymized
     assert "exam_001" in log_text and "kept" in log_text
     assert [v for v in phi_input.forbidden if v.decode() in log_text] == []
@@ -287,7 +294,7 @@ def test_battery_through_the_command_line(
 # --- which series survive -----------------------------------------------------------------------
 
 
-def test_short_series_dropped_every_other_series_complete(phi_input: Input, anonymized: tuple) -> None:
+def test_short_series_dropped_every_other_series_complete(phi_input: Input, anonymized: Anonymized) -> None:
     out, summary, _ = anonymized
     for dicom_id, truth in phi_input.truths.items():
         assert outputs(out, dicom_id) == expected_outputs(truth, 10)
@@ -339,7 +346,7 @@ def test_participant_label(phi_input: Input, tmp_path: Path) -> None:
 # --- bytes that must not change -----------------------------------------------------------------
 
 
-def test_pixel_data_and_transfer_syntax_identical(phi_input: Input, anonymized: tuple) -> None:
+def test_pixel_data_and_transfer_syntax_identical(phi_input: Input, anonymized: Anonymized) -> None:
     out, _, _ = anonymized
     syntaxes = set()
     for dicom_id, truth in phi_input.truths.items():
@@ -389,7 +396,7 @@ def test_file_meta_rebuilt_without_private_information(tmp_path: Path) -> None:
     for path in truth.files:
         ds = pydicom.dcmread(path)
         ds.file_meta.SourceApplicationEntityTitle = "PHIAETITLE"
-        ds.file_meta.PrivateInformationCreatorUID = "1.2.3.4"
+        ds.file_meta.PrivateInformationCreatorUID = UID("1.2.3.4")
         ds.file_meta.PrivateInformation = b"PHIPRIVATEMETA"
         del ds.SOPClassUID  # found only in the file meta: copied into the data set
         ds.save_as(path, enforce_file_format=False)
@@ -449,7 +456,7 @@ def test_junk_and_truncated_files_skipped_with_reasons(
     assert len(sr) == 1 and sr[0]["action"] == "dropped" and sr[0]["modality"] == "SR"
     assert sr[0]["reason"].startswith("no pixel data in 12 of 12 file(s)")
     assert leaks(out, [b"PHIDIRECTORYNAME", b"PHIREPORTTEXT", *truth.orbitct_forbidden_bytes]) == []
-    record = pipeline.reports.read_record(out / ".orbitct", "anonymize", "exam_j")
+    record = read_record(out / ".orbitct", "anonymize", "exam_j")
     assert record is not None
     assert record.counts == {
         "kept": 1, "dropped": 2, "skipped": 4, "failed": 3, "files": 12, "deleted": 0, "produced": 1
@@ -465,10 +472,11 @@ def test_a_file_that_fails_to_write_is_a_failure(
     secret = truth.orbitct_forbidden_bytes[0].decode()
     victim_uid = pydicom.dcmread(victim, stop_before_pixels=True).SOPInstanceUID
 
-    def failing_write(fh: io.BufferedWriter, parts: tuple[bytes, ...]) -> None:
-        if victim_uid.encode() in bytes(parts[0]):
+    def failing_write(fh: BinaryIO, parts: list[Piece], source: int | None = None) -> None:
+        first = parts[0]
+        if isinstance(first, bytes) and victim_uid.encode() in first:
             raise ValueError(f"cannot encode {secret}")  # a message quoting a header value
-        real_write(fh, parts)
+        real_write(fh, parts, source)
 
     monkeypatch.setattr(anonymize, "write_output", failing_write)
     out = tmp_path / "out"
@@ -544,7 +552,7 @@ def test_all_extracts_from_the_anonymized_copy(phi_input: Input, tmp_path: Path)
          "--spacing", "4", "--size", "48", "--n-procs", "1"]
     )
     assert code == ExitCode.OK
-    record = pipeline.reports.read_record(out / ".orbitct", "extract", EXAM_A)
+    record = read_record(out / ".orbitct", "extract", EXAM_A)
     assert record is not None and record.fingerprint["source"] == str(out / "anonymized")
     assert read_csv(out / "series_index.csv")
     assert leaks(out, phi_input.truths[EXAM_A].orbitct_forbidden_bytes) == []
@@ -572,7 +580,7 @@ def test_in_place_rewrites_kept_files_and_deletes_the_rest(
         check_deidentified(pydicom.dcmread(exam / rel), "exam_j")
     rows = report(out)
     assert {r["path"]: r["action"] for r in rows if r["path"]} == {
-        **{name: "skipped" for name in HARMLESS_JUNK},
+        **dict.fromkeys(HARMLESS_JUNK, "skipped"),
         "DIRFILE": "deleted",
     }
     assert all(r["reason"].endswith("files deleted") for r in rows if r["action"] == "dropped")
@@ -582,7 +590,7 @@ def test_in_place_rewrites_kept_files_and_deletes_the_rest(
 def test_in_place_leaves_an_unusable_dicom_file_and_says_so(
     junk_input: tuple[Path, ExamTruth, Path], tmp_path: Path
 ) -> None:
-    root, truth, truncated = junk_input
+    root, _, truncated = junk_input
     out = tmp_path / "out"
     assert main([str(root), str(out), "anonymize", "--in-place"]) == ExitCode.FAILED
     assert truncated.exists()
@@ -641,8 +649,8 @@ def test_in_place_killed_mid_run_leaves_whole_files_and_a_rerun_finishes(tmp_pat
     assert 0 < new < len(kept), "the run was not killed mid-way"
     # the rerun completes the job
     assert main([str(root), str(out), "anonymize", "--in-place", "--n-procs", "1"]) == ExitCode.OK
-    assert not [p for p in root.rglob("*") if anonymize.atomic.PARTIAL_MARK in p.name]
-    assert {p for p in files_under(truth.path)} == set(kept)
+    assert not [p for p in root.rglob("*") if atomic.PARTIAL_MARK in p.name]
+    assert set(files_under(truth.path)) == set(kept)
     for path in kept:
         check_deidentified(pydicom.dcmread(path), "exam_k")
     assert leaks(root, truth.orbitct_forbidden_bytes) == []
@@ -652,7 +660,7 @@ def test_in_place_removes_temporary_files_of_a_killed_run(tmp_path: Path) -> Non
     root = tmp_path / "in"
     truth = write_exam(root, "exam_t", [SeriesSpec(kind="axial", n_slices=11, rows=32, cols=32)], seed=9)
     victim = truth.files[0]
-    temp = victim.with_name(f".{victim.name}{anonymize.atomic.PARTIAL_MARK}host-1-0badf00d")
+    temp = victim.with_name(f".{victim.name}{atomic.PARTIAL_MARK}host-1-0badf00d")
     shutil.copy(victim, temp)  # a complete temporary copy: it must not count as a slice
     summary = run(root, tmp_path / "out", in_place=True)
     assert summary.exit_code == ExitCode.OK
@@ -669,13 +677,14 @@ def test_in_place_write_failing_midway_keeps_the_original(
     real_write = anonymize.write_output
     calls = []
 
-    def half_then_fail(fh: io.BufferedWriter, parts: tuple[bytes, ...]) -> None:
+    def half_then_fail(fh: BinaryIO, parts: list[Piece], source: int | None = None) -> None:
         calls.append(1)
         if len(calls) == 5:
-            data = b"".join(parts)
-            fh.write(data[: len(data) // 2])
+            head = parts[0]
+            assert isinstance(head, bytes)
+            fh.write(head[: len(head) // 2])
             raise OSError(28, "No space left on device")
-        real_write(fh, parts)
+        real_write(fh, parts, source)
 
     monkeypatch.setattr(anonymize, "write_output", half_then_fail)
     summary = run(root, tmp_path / "out", in_place=True)
@@ -701,11 +710,11 @@ def test_interrupted_exam_never_appears_half_written(
     real = anonymize.anonymize_file
     calls = []
 
-    def interrupted(*a: object) -> object:
+    def interrupted(*a: Any, **kw: Any) -> object:
         calls.append(1)
         if len(calls) == 20:
             raise KeyboardInterrupt  # like Ctrl-C or a kill in the middle of the exam
-        return real(*a)  # type: ignore[arg-type]
+        return real(*a, **kw)
 
     monkeypatch.setattr(anonymize, "anonymize_file", interrupted)
     assert main([*args, "--force"]) == 130

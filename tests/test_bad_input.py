@@ -7,7 +7,9 @@ import resource
 import signal
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pydicom
 import pytest
@@ -21,9 +23,9 @@ QUICK = ["--spacing", "2", "--size", "128", "-q"]
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _axial(number: int, **kw: object) -> SeriesSpec:
-    small = {"rows": 48, "cols": 48, "pixel_spacing": (5.0, 5.0), "n_slices": 20, "slice_step": 5.0}
-    return SeriesSpec(kind="axial", series_number=number, **{**small, **kw})  # type: ignore[arg-type]
+def _axial(number: int, **kw: Any) -> SeriesSpec:
+    small: dict[str, Any] = {"rows": 48, "cols": 48, "pixel_spacing": (5.0, 5.0), "n_slices": 20, "slice_step": 5.0}
+    return SeriesSpec(kind="axial", series_number=number, **{**small, **kw})
 
 
 def test_missing_geometry_and_mixed_sizes_fail_their_series_only(tmp_path: Path) -> None:
@@ -55,7 +57,7 @@ def test_missing_geometry_and_mixed_sizes_fail_their_series_only(tmp_path: Path)
 
 
 @pytest.fixture
-def read_only_dir(tmp_path: Path):  # type: ignore[no-untyped-def]
+def read_only_dir(tmp_path: Path) -> Iterator[Path]:
     """A folder nobody may write to: read-only permissions, or for root a read-only bind mount."""
     folder = tmp_path / "locked"
     folder.mkdir()
@@ -74,14 +76,15 @@ def read_only_dir(tmp_path: Path):  # type: ignore[no-untyped-def]
         subprocess.run(["umount", str(folder)], capture_output=True)
 
 
-def test_output_folder_that_is_not_writable(tmp_path: Path, read_only_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_output_folder_that_is_not_writable(
+    tmp_path: Path, read_only_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     write_exam(tmp_path / "in", "exam_w", [_axial(2)])
     code = main([str(tmp_path / "in"), str(read_only_dir / "out"), "extract", *QUICK])
     assert code == ExitCode.USAGE
     lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
-    assert lines == [
-        f"orbitct-app: error: OUTPUT_DIR is not writable: {read_only_dir} (permission denied) (see 'orbitct-app --help')"
-    ]
+    said = f"OUTPUT_DIR is not writable: {read_only_dir} (permission denied)"
+    assert lines == [f"orbitct-app: error: {said} (see 'orbitct-app --help')"]
     assert not (read_only_dir / "out").exists()
 
 
@@ -92,8 +95,13 @@ def _small_files_only() -> None:
 
 def test_full_disk_during_a_write(tmp_path: Path) -> None:
     """Writes beyond 96 KB fail (as on a full disk): the NIfTI fails, the run reports it and ends."""
-    write_exam(tmp_path / "in", "exam_d", [_axial(2, rows=128, cols=128, pixel_spacing=(1.9, 1.9), n_slices=40, slice_step=3.0)])
-    command = [sys.executable, "-m", "orbitct_app", str(tmp_path / "in"), str(tmp_path / "out"), "extract", "-q", "--spacing", "1", "--size", "256"]
+    write_exam(
+        tmp_path / "in",
+        "exam_d",
+        [_axial(2, rows=128, cols=128, pixel_spacing=(1.9, 1.9), n_slices=40, slice_step=3.0)],
+    )
+    command = [sys.executable, "-m", "orbitct_app", str(tmp_path / "in"), str(tmp_path / "out"),
+               "extract", "-q", "--spacing", "1", "--size", "256"]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     result = subprocess.run(command, env=env, preexec_fn=_small_files_only, capture_output=True, text=True, timeout=300)
     assert result.returncode == ExitCode.FAILED, result.stderr

@@ -92,7 +92,7 @@ def phi_input(tmp_path_factory: pytest.TempPathFactory) -> Input:
         assert {p.location == "top" for p in truth.planted} == {True, False}
     for series in truths[EXAM_C].series:
         renamed = []
-        for path, uid in zip(series.files, series.sop_instance_uids):
+        for path, uid in zip(series.files, series.sop_instance_uids, strict=True):
             target = path.with_name(f"{uid}.dcm")
             path.rename(target)
             renamed.append(target)
@@ -177,7 +177,7 @@ def test_every_attribute_of_the_table_handled_at_every_depth(basic_run: Run) -> 
             if elem.VR in ("DA", "DT", "TM"):
                 assert elem.value in ("", None), elem.keyword  # dates removed or emptied
             if action is not None and action.value in ("X", "Z"):
-                assert action.value == "Z" and elem.value in ("", None) or (elem.VR == "SQ" and not elem.value), elem
+                assert (action.value == "Z" and elem.value in ("", None)) or (elem.VR == "SQ" and not elem.value), elem
             if elem.VR == "UI" and elem.keyword not in ("SOPClassUID", "ReferencedSOPClassUID", "CodingSchemeUID"):
                 assert str(elem.value).startswith("2.25."), elem.keyword
         assert ds.file_meta.MediaStorageSOPInstanceUID == ds.SOPInstanceUID

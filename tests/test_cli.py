@@ -40,7 +40,7 @@ def test_version(capsys: pytest.CaptureFixture[str]) -> None:
 def _usage_error(capsys: pytest.CaptureFixture[str], args: list[str]) -> str:
     code = main(args)
     err = capsys.readouterr().err
-    assert code == ExitCode.USAGE == 2
+    assert code == ExitCode.USAGE and int(code) == 2
     lines = [line for line in err.splitlines() if line.strip()]
     assert len(lines) == 1, err  # one clear line
     assert lines[0].startswith("orbitct-app: error: ")
@@ -162,7 +162,9 @@ def test_missing_label_file_is_a_usage_error(tmp_path: Path, capsys: pytest.Capt
     assert "cannot read participant labels" in line
 
 
-@pytest.mark.parametrize(("text", "expected"), [("max 100000\n", None), ("150000 100000\n", 2), ("50000 100000", 1), ("garbage", None)])
+@pytest.mark.parametrize(
+    ("text", "expected"), [("max 100000\n", None), ("150000 100000\n", 2), ("50000 100000", 1), ("garbage", None)]
+)
 def test_cgroup_cpu_quota(tmp_path: Path, text: str, expected: int | None) -> None:
     from orbitct_app.options import _cgroup_cpu_quota
 
@@ -191,7 +193,9 @@ def test_foreign_error_messages_are_withheld() -> None:
     assert one_line(PermissionError(13, "Permission denied", "/x")) == "PermissionError: Permission denied"
 
 
-def test_an_internal_error_exits_1_with_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+def test_an_internal_error_exits_1_with_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     from orbitct_app import pipeline
 
     def broken(*args: object, **kwargs: object) -> None:
@@ -199,7 +203,8 @@ def test_an_internal_error_exits_1_with_one_line(tmp_path: Path, monkeypatch: py
 
     monkeypatch.setattr(pipeline, "run", broken)
     (tmp_path / "in").mkdir()
-    assert main([str(tmp_path / "in"), str(tmp_path / "out"), "all"]) == ExitCode.ERROR == 1
+    code = main([str(tmp_path / "in"), str(tmp_path / "out"), "all"])
+    assert code == ExitCode.ERROR and int(code) == 1
     err = capsys.readouterr().err
     assert "internal error: KeyError" in err and "a bug" not in err
     assert "Traceback" in (tmp_path / "out" / "logs" / "orbitct-app.log").read_text()

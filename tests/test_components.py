@@ -3,6 +3,8 @@ where slabs matter: components joined only through a later slab, and edge-only c
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import numpy as np
 import pytest
 from numpy.typing import NDArray
@@ -13,7 +15,7 @@ from orbitct_app.components import LargestComponent, largest_component
 
 
 @pytest.fixture(autouse=True)
-def _restore_threads():  # type: ignore[no-untyped-def]
+def _restore_threads() -> Iterator[None]:
     before = threads.get_threads()
     yield
     threads.set_threads(before)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import io
 import re
-from pathlib import Path
 import struct
+from pathlib import Path
 
 import pydicom
 import pytest
@@ -15,21 +15,25 @@ from pydicom.filebase import DicomBytesIO
 from pydicom.filewriter import write_dataset
 from pydicom.sequence import Sequence
 from pydicom.tag import Tag
-from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian, generate_uid
+from pydicom.uid import UID, ExplicitVRLittleEndian, ImplicitVRLittleEndian, generate_uid
 
 from orbitct_app import options
 from orbitct_app.deid import (
+    BASIC,
     ORBITCT,
     PROFILES,
     Action,
     Profile,
+    RetainOption,
     apply_profile,
+    basic_profile,
     check_pseudonym,
     get_profile,
+    keys,
     mark_deidentified,
     remove_private,
+    table_e1_1,
 )
-from orbitct_app.deid import BASIC, RetainOption, basic_profile, keys, table_e1_1
 from orbitct_app.deid.apply import PRIVATE_RULE
 from orbitct_app.deid.profiles import DUMMY_VALUES, table
 from orbitct_app.errors import DeidError, ProfileError
@@ -57,7 +61,7 @@ _MARKER_VALUE = {
 EXPECTED = {
     "PatientName": "exam_007",
     "PatientID": "exam_007",
-    **{kw: "" for kw in TWELVE[2:]},
+    **dict.fromkeys(TWELVE[2:], ""),
 }
 
 
@@ -130,7 +134,7 @@ def _all_values(ds: Dataset, keyword: str) -> list[str]:
 
 def _to_bytes(ds: Dataset, syntax: str = ExplicitVRLittleEndian) -> bytes:
     ds.file_meta = FileMetaDataset()
-    ds.file_meta.TransferSyntaxUID = syntax
+    ds.file_meta.TransferSyntaxUID = UID(syntax)
     ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID
     ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
     buffer = io.BytesIO()
@@ -151,8 +155,10 @@ def _roundtrip(data: bytes) -> tuple[Dataset, bytes]:
 
 
 def test_orbitct_table_names_exactly_the_twelve_attributes() -> None:
+    """The twelve, and Data Set Trailing Padding (meaningless, so removed wherever it is)."""
     keywords = {pydicom.datadict.keyword_for_tag(tag) for tag in ORBITCT.actions}
-    assert keywords == set(TWELVE)
+    assert keywords == {*TWELVE, "DataSetTrailingPadding"}
+    assert ORBITCT.actions[pydicom.tag.Tag("DataSetTrailingPadding")] is Action.REMOVE
     assert ORBITCT.remove_private
     assert ORBITCT.actions[pydicom.tag.Tag("PatientName")] is Action.REPLACE_PSEUDONYM
     assert ORBITCT.actions[pydicom.tag.Tag("PatientID")] is Action.REPLACE_PSEUDONYM
@@ -451,6 +457,7 @@ def test_key_file_created_once_and_refused_when_short(tmp_path: Path) -> None:
     assert keys.ensure_key(path) == (key, False)
     assert keys.key_fingerprint(key) != keys.key_fingerprint(b"x" * 32)
     (tmp_path / "short").write_text("secret\n")
+    (tmp_path / "short").chmod(0o600)
     with pytest.raises(Exception, match="fewer than 16 bytes"):
         keys.load_key(tmp_path / "short")
 
@@ -489,6 +496,7 @@ def test_basic_walker_remaps_uids_everywhere_and_removes_groups() -> None:
     assert ds.StudyDate == "" and "AcquisitionDateTime" not in ds and "InstanceCreationDate" not in ds
     assert "PatientWeight" not in ds and "RequestAttributesSequence" not in ds
     assert ds.PatientName == "exam_007"
+    assert stats.rules is not None
     assert stats.rules[(int(Tag("SOPInstanceUID")), "U")] == 1
     assert stats.rules[(PRIVATE_RULE, "X")] == 7 and stats.rules[(0x60003000, "X")] == 1
 

@@ -5,23 +5,24 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
+from typing import Any
 
 import pydicom
 import pytest
 from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import DeflatedExplicitVRLittleEndian, ExplicitVRLittleEndian
+from pydicom.uid import UID, DeflatedExplicitVRLittleEndian, ExplicitVRLittleEndian
 
 from orbitct_app.discover import read_slice_info, scan_exam
-from orbitct_app.options import find_exams
 from orbitct_app.errors import NotDicomError, UsageError
-from orbitct_app.synthetic import SeriesSpec, write_exam
+from orbitct_app.options import find_exams
+from orbitct_app.synthetic import ExamTruth, SeriesSpec, write_exam
 
 SMALL_AXIAL = SeriesSpec(kind="axial", rows=32, cols=32, pixel_spacing=(7.0, 7.0), n_slices=12)
 
 
-def _small_exam(root: Path, name: str = "exam_001", **kwargs: object):
+def _small_exam(root: Path, name: str = "exam_001", **kwargs: Any) -> ExamTruth:
     series = [SeriesSpec(kind="scout", series_number=1), SMALL_AXIAL, SeriesSpec(kind="summary")]
-    return write_exam(root, name, series, **kwargs)  # type: ignore[arg-type]
+    return write_exam(root, name, series, **kwargs)
 
 
 def test_nested_extensionless_files_are_found_and_grouped(tmp_path: Path) -> None:
@@ -36,14 +37,14 @@ def test_nested_extensionless_files_are_found_and_grouped(tmp_path: Path) -> Non
     by_number = {s.series_number: s for s in exam.series}
     assert by_number[2].n_files == 12 and by_number[2].modality == "CT"
     # slices of a series are ordered by InstanceNumber and carry their geometry
-    numbers = [s.instance_number for s in by_number[2].slices]
-    assert numbers == sorted(numbers)
+    numbers = [n for s in by_number[2].slices if (n := s.instance_number) is not None]
+    assert len(numbers) == 12 and numbers == sorted(numbers)
     assert all(s.position is not None and s.orientation is not None for s in by_number[2].slices)
 
 
 def _write_dicomdir(path: Path) -> None:
     meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = "1.2.840.10008.1.3.10"
+    meta.MediaStorageSOPClassUID = UID("1.2.840.10008.1.3.10")
     meta.MediaStorageSOPInstanceUID = pydicom.uid.generate_uid()
     meta.TransferSyntaxUID = ExplicitVRLittleEndian
     ds = Dataset()
@@ -158,10 +159,10 @@ def test_unreadable_file_is_skipped(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     victim = truth.series_by_number(2).files[0]
     real_open = os.open
 
-    def deny(path: object, *args: object, **kwargs: object) -> int:
-        if Path(path) == victim:  # type: ignore[arg-type]  # permissions do not stop root: refuse here
+    def deny(path: str | os.PathLike[str], *args: Any, **kwargs: Any) -> int:
+        if Path(path) == victim:  # permissions do not stop root: refuse here
             raise PermissionError(13, "Permission denied", str(path))
-        return real_open(path, *args, **kwargs)  # type: ignore[arg-type]
+        return real_open(path, *args, **kwargs)
 
     monkeypatch.setattr(os, "open", deny)
     exam = scan_exam(truth.path)

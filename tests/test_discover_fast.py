@@ -9,6 +9,7 @@ import shutil
 import warnings
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pydicom
 import pytest
@@ -17,6 +18,7 @@ from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.tag import BaseTag
 from pydicom.uid import (
+    UID,
     DeflatedExplicitVRLittleEndian,
     ExplicitVRLittleEndian,
     ImplicitVRLittleEndian,
@@ -26,7 +28,7 @@ from pydicom.uid import (
 
 from orbitct_app import discover
 from orbitct_app.errors import NotDicomError
-from orbitct_app.synthetic import BurnedText, ExamTruth, SeriesSpec, write_exam
+from orbitct_app.synthetic import BurnedText, ExamTruth, SeriesKind, SeriesSpec, write_exam
 
 PYDICOM_FILES = Path(pydicom.__file__).parent / "data" / "test_files"
 CLASSIC_SYNTAXES = (ExplicitVRLittleEndian, ImplicitVRLittleEndian, RLELossless, JPEG2000Lossless)
@@ -74,11 +76,11 @@ def assert_same(path: Path) -> bool:
     return taken
 
 
-def _small(kind: str = "axial", **kw: object) -> SeriesSpec:
-    size = {} if kind == "summary" else {"rows": 32, "cols": 32, "pixel_spacing": (5.0, 5.0)}
+def _small(kind: SeriesKind = "axial", **kw: Any) -> SeriesSpec:
+    size: dict[str, Any] = {} if kind == "summary" else {"rows": 32, "cols": 32, "pixel_spacing": (5.0, 5.0)}
     if kind in ("axial", "coronal"):
         size["n_slices"] = 4
-    return SeriesSpec(kind=kind, **{**size, **kw})  # type: ignore[arg-type]
+    return SeriesSpec(kind=kind, **{**size, **kw})
 
 
 @pytest.fixture(scope="module")
@@ -89,7 +91,7 @@ def variants(tmp_path_factory: pytest.TempPathFactory) -> dict[str, ExamTruth]:
         _small(series_number=n, transfer_syntax=syntax)
         for n, syntax in enumerate((*CLASSIC_SYNTAXES, DeflatedExplicitVRLittleEndian), start=2)
     ]
-    exams = {
+    exams: dict[str, tuple[list[SeriesSpec], dict[str, Any]]] = {
         "kinds": ([_small("scout", series_number=1), _small(series_number=2), _small("coronal", series_number=3),
                    _small("summary", series_number=4)], {"shuffle_names": True}),
         "syntaxes": (syntaxes, {"nested": True}),
@@ -156,7 +158,7 @@ def test_fast_path_reads_ordinary_files_without_pydicom(
     def refuse(*args: object, **kwargs: object) -> None:
         raise AssertionError("pydicom read an ordinary file's header")
 
-    monkeypatch.setattr(discover.pydicom, "dcmread", refuse)
+    monkeypatch.setattr(pydicom, "dcmread", refuse)  # (the module discover reads with)
     assert [discover.read_slice_info(p) for p in paths] == expected
     assert all(discover.fast_slice_info(p) is not None for p in paths)
 
@@ -199,7 +201,7 @@ def _all(*changes: Callable[[Dataset], None]) -> Callable[[Dataset], None]:
 
 def _meta_class(uid: str) -> Callable[[Dataset], None]:
     def change(ds: Dataset) -> None:
-        ds.file_meta.MediaStorageSOPClassUID = uid
+        ds.file_meta.MediaStorageSOPClassUID = UID(uid)
 
     return change
 

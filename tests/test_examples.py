@@ -26,7 +26,9 @@ ARRAY = SCRIPTS / "orbitct-array.sbatch"
 MERGE = SCRIPTS / "orbitct-merge.sbatch"
 SUBMIT = SCRIPTS / "submit.sh"
 QUICK = ["--spacing", "2", "--size", "128"]
-SMALL = SeriesSpec(kind="axial", series_number=2, rows=64, cols=64, pixel_spacing=(3.8, 3.8), n_slices=24, slice_step=5.0)
+SMALL = SeriesSpec(
+    kind="axial", series_number=2, rows=64, cols=64, pixel_spacing=(3.8, 3.8), n_slices=24, slice_step=5.0
+)
 
 # Records its arguments (one JSON list per call) and exits with $FAKE_RC.
 FAKE = """#!/usr/bin/env bash
@@ -125,7 +127,10 @@ def test_task_i_takes_labels_i_i_plus_n_and_so_on(tmp_path: Path, count: int) ->
 
 def test_zero_based_and_stepped_arrays_map_to_the_same_labels(tmp_path: Path) -> None:
     task = Task(tmp_path, LABELS_TEXT, NAMES)
-    for task_id, env in ((0, {"SLURM_ARRAY_TASK_MIN": "0"}), (4, {"SLURM_ARRAY_TASK_MIN": "0", "SLURM_ARRAY_TASK_STEP": "2"})):
+    for task_id, env in (
+        (0, {"SLURM_ARRAY_TASK_MIN": "0"}),
+        (4, {"SLURM_ARRAY_TASK_MIN": "0", "SLURM_ARRAY_TASK_STEP": "2"}),
+    ):
         assert task.run(task_id, 3, env=env).returncode == 0
         index = task_id // int(env.get("SLURM_ARRAY_TASK_STEP", "1"))
         assert _labels_of(_calls(task.calls)[0]) == NAMES[index::3]
@@ -169,7 +174,11 @@ def test_usage_errors(tmp_path: Path) -> None:
 def test_default_command_is_apptainer_with_cleanenv_and_binds(tmp_path: Path) -> None:
     task = Task(tmp_path, "exam_01\n", ["exam_01"])
     fake_apptainer = _fake(tmp_path / "path", "apptainer")
-    env = {"ORBITCT_CMD": "", "PATH": f"{fake_apptainer.parent}:{os.environ['PATH']}", "ORBITCT_IMAGE": "/images/orbitct-app.sif"}
+    env = {
+        "ORBITCT_CMD": "",
+        "PATH": f"{fake_apptainer.parent}:{os.environ['PATH']}",
+        "ORBITCT_IMAGE": "/images/orbitct-app.sif",
+    }
     assert task.run(1, 1, env=env).returncode == 0
     inp, out = task.inp.resolve(), task.out.resolve()
     (call,) = _calls(task.calls)
@@ -206,13 +215,23 @@ def test_submit_chains_the_array_and_the_merge(tmp_path: Path) -> None:
         "MERGE_SBATCH_OPTS": "--time=0:10:00",
     }
     result = subprocess.run(
-        [str(SUBMIT), "in", "out", "labels.txt", "extract", *QUICK], env=env, cwd=tmp_path, capture_output=True, text=True
+        [str(SUBMIT), "in", "out", "labels.txt", "extract", *QUICK],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
     )
     assert result.returncode == 0, result.stderr
     assert "array job 1001: 11 exam(s) in 4 task(s)" in result.stdout and "merge job 1002" in result.stdout
     array, merge = _calls(task.calls)
     out = str(task.out.resolve())
-    assert array[:5] == ["--parsable", "--array=1-4%2", "--cpus-per-task=4", "--job-name=orbitct", f"--output={out}/logs/task-%A_%a.out"]
+    assert array[:5] == [
+        "--parsable",
+        "--array=1-4%2",
+        "--cpus-per-task=4",
+        "--job-name=orbitct",
+        f"--output={out}/logs/task-%A_%a.out",
+    ]
     assert array[5:7] == ["--partition=p1", "--time=1:00:00"]
     assert array[7:] == [str(ARRAY), str(task.inp.resolve()), out, str(task.labels.resolve()), "extract", *QUICK]
     assert merge[:3] == ["--parsable", "--dependency=afterok:1001", "--kill-on-invalid-dep=yes"]
@@ -221,11 +240,15 @@ def test_submit_chains_the_array_and_the_merge(tmp_path: Path) -> None:
     # defaults: one task per label up to 100, 20 at a time, and the image must exist
     task.calls.unlink()
     del env["ORBITCT_ARRAY_SIZE"], env["ORBITCT_ARRAY_THROTTLE"]
-    result = subprocess.run([str(SUBMIT), "in", "out", "labels.txt"], env=env, cwd=tmp_path, capture_output=True, text=True)
+    result = subprocess.run(
+        [str(SUBMIT), "in", "out", "labels.txt"], env=env, cwd=tmp_path, capture_output=True, text=True
+    )
     assert result.returncode == 0, result.stderr
     assert _calls(task.calls)[0][1] == "--array=1-11%20"
     image.unlink()
-    result = subprocess.run([str(SUBMIT), "in", "out", "labels.txt"], env=env, cwd=tmp_path, capture_output=True, text=True)
+    result = subprocess.run(
+        [str(SUBMIT), "in", "out", "labels.txt"], env=env, cwd=tmp_path, capture_output=True, text=True
+    )
     assert result.returncode == 2 and "image not found" in result.stderr
 
 
@@ -291,7 +314,9 @@ def test_merge_lists_failed_and_unprocessed_exams_by_task(tmp_path: Path) -> Non
     # an exam anonymized whose extraction never ran (the task was killed in between) is
     # incomplete for stage all, although it has a record
     (out / ".orbitct" / "extract" / "exam_d.json").unlink()
-    merge = subprocess.run(["bash", str(MERGE), str(out), "52"], env=_without_slurm(env), capture_output=True, text=True)
+    merge = subprocess.run(
+        ["bash", str(MERGE), str(out), "52"], env=_without_slurm(env), capture_output=True, text=True
+    )
     assert merge.returncode == 3, merge.stdout + merge.stderr
     assert "task 52_3" in merge.stdout and "exam_d: no extract record" in merge.stdout
 

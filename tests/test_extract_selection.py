@@ -10,32 +10,33 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
+from typing import Any
 
 import pydicom
 import pytest
-from pydicom.uid import RLELossless
+from pydicom.uid import UID, RLELossless
 
 from orbitct_app.cli import main
 from orbitct_app.errors import ExitCode
 from orbitct_app.reports import read_csv
 from orbitct_app.synthetic import ExamTruth, SeriesSpec, write_exam
 
-SMALL = {"rows": 64, "cols": 64, "pixel_spacing": (3.8, 3.8)}
+SMALL: dict[str, Any] = {"rows": 64, "cols": 64, "pixel_spacing": (3.8, 3.8)}
 QUICK = ["--spacing", "2", "--size", "128", "-q"]  # 256 mm: the whole phantom head, nothing cropped
 
 
-def thin(number: int, kernel: str = "H30s", manufacturer: str = "SIEMENS", **more: object) -> SeriesSpec:
+def thin(number: int, kernel: str = "H30s", manufacturer: str = "SIEMENS", **more: Any) -> SeriesSpec:
     """1 mm apart, 30 slices (unless ``n_slices`` says otherwise)."""
     values = {"n_slices": 30, **SMALL, **more}
     return SeriesSpec(kind="axial", series_number=number, slice_step=1.0, convolution_kernel=kernel,
-                      manufacturer=manufacturer, **values)  # type: ignore[arg-type]
+                      manufacturer=manufacturer, **values)
 
 
-def thick(number: int, kernel: str = "H30s", manufacturer: str = "SIEMENS", **more: object) -> SeriesSpec:
+def thick(number: int, kernel: str = "H30s", manufacturer: str = "SIEMENS", **more: Any) -> SeriesSpec:
     """3 mm apart, 10 slices (unless ``n_slices`` says otherwise)."""
     values = {"n_slices": 10, **SMALL, **more}
     return SeriesSpec(kind="axial", series_number=number, slice_step=3.0, convolution_kernel=kernel,
-                      manufacturer=manufacturer, **values)  # type: ignore[arg-type]
+                      manufacturer=manufacturer, **values)
 
 
 IOHEXOL = (("ContrastBolusAgent", "IOHEXOL"), ("ContrastBolusRoute", "IV"), ("ContrastBolusVolume", "80"))
@@ -71,7 +72,7 @@ def decisions(rows: dict[int, dict[str, str]]) -> dict[int, str]:
 
 def test_any_is_the_original_behaviour(head_exam: ExamTruth, tmp_path: Path) -> None:
     rows = run(head_exam.path.parent, tmp_path / "out", "--dry-run")
-    assert decisions(rows) == {1: "excluded", **{n: "converted" for n in range(2, 11)}}
+    assert decisions(rows) == {1: "excluded", **dict.fromkeys(range(2, 11), "converted")}
     kernel_class = {n: rows[n]["kernel_class"] for n in range(2, 11)}
     assert kernel_class == {2: "soft", 3: "sharp", 4: "soft", 5: "sharp", 6: "soft", 7: "soft", 8: "soft",
                             9: "unknown", 10: "soft"}
@@ -87,7 +88,10 @@ def test_contrast_without_excludes_tag_and_description_evidence(head_exam: ExamT
     rows = run(head_exam.path.parent, tmp_path / "out", "--contrast", "without", "--dry-run")
     excluded = {n: rows[n]["reason"] for n in rows if rows[n]["decision"] == "excluded" and n != 1}
     assert excluded == {
-        6: "contrast-enhanced (ContrastBolusAgent; ContrastBolusRoute; ContrastBolusVolume): excluded by --contrast without",
+        6: (
+            "contrast-enhanced (ContrastBolusAgent; ContrastBolusRoute; ContrastBolusVolume): "
+            "excluded by --contrast without"
+        ),
         7: "contrast-enhanced (description keyword CTA): excluded by --contrast without",
         10: "contrast-enhanced (ContrastBolusAgentSequence): excluded by --contrast without",
     }
@@ -157,7 +161,7 @@ def test_one_per_exam_falls_back_when_the_choice_does_not_convert(tmp_path: Path
     truth = write_exam(tmp_path / "in", "exam_fb", series, seed=4, plant_phi=False)
     for f in truth.series_by_number(2).files:  # the best candidate cannot be decoded (see test_formats)
         ds = pydicom.dcmread(f)
-        ds.file_meta.TransferSyntaxUID = "1.2.840.10008.1.2.4.81"
+        ds.file_meta.TransferSyntaxUID = UID("1.2.840.10008.1.2.4.81")
         ds.save_as(f)
     plan = run(tmp_path / "in", tmp_path / "plan", "--one-per-exam", "--dry-run")
     assert decisions(plan) == {2: "converted", 3: "excluded", 4: "excluded"}  # the headers cannot tell
@@ -231,7 +235,7 @@ def varied_exams(tmp_path_factory: pytest.TempPathFactory) -> Path:
         SeriesSpec(kind="scout", series_number=1),
         thin(2, "H30s", tilt_deg=15.0),
         thick(3, "BONE", "GE MEDICAL SYSTEMS", n_slices=16),
-        SeriesSpec(kind="coronal", series_number=4, n_slices=12, **SMALL),  # type: ignore[arg-type]
+        SeriesSpec(kind="coronal", series_number=4, n_slices=12, **SMALL),
         thin(5, "H30s", n_slices=2),
         thin(6, "Hr60f", enhanced=True, n_slices=14),
         thin(7, "H60s", series_description="Orbit C+", n_slices=24),
@@ -314,7 +318,10 @@ def test_a_dry_run_writes_the_plan_and_never_makes_a_real_run_skip(head_exam: Ex
 
 
 def test_enhanced_series_take_their_kernel_from_the_functional_groups(tmp_path: Path) -> None:
-    series = [thin(2, "Hr60f", enhanced=True, n_slices=8), thin(3, "H30s", enhanced=True, legacy_converted=True, n_slices=8)]
+    series = [
+        thin(2, "Hr60f", enhanced=True, n_slices=8),
+        thin(3, "H30s", enhanced=True, legacy_converted=True, n_slices=8),
+    ]
     truth = write_exam(tmp_path / "in", "exam_mf", series, seed=6, plant_phi=False)
     assert all("ConvolutionKernel" not in pydicom.dcmread(s.files[0], stop_before_pixels=True) for s in truth.series)
     rows = run(tmp_path / "in", tmp_path / "out", "--kernel", "soft", "--dry-run")

@@ -9,7 +9,7 @@ import nibabel as nib
 import numpy as np
 import pydicom
 import pytest
-from pydicom.uid import ExplicitVRLittleEndian, JPEG2000Lossless, RLELossless
+from pydicom.uid import UID, ExplicitVRLittleEndian, JPEG2000Lossless, RLELossless
 
 from orbitct_app.cli import main
 from orbitct_app.discover import read_slice_info
@@ -28,12 +28,14 @@ def _extract(root: Path, out: Path, *extra: str) -> int:
 
 def _volume(out: Path) -> np.ndarray:
     (row,) = read_csv(out / "series_index.csv")
-    return np.asarray(nib.load(out / row["output_path"]).dataobj)
+    return np.asarray(nib.Nifti1Image.from_filename(out / row["output_path"]).dataobj)
 
 
 @pytest.mark.parametrize("syntax", [RLELossless, JPEG2000Lossless])
 @pytest.mark.parametrize("unsigned", [False, True])
-def test_compressed_series_give_the_same_hu_as_their_uncompressed_twin(tmp_path: Path, syntax: str, unsigned: bool) -> None:
+def test_compressed_series_give_the_same_hu_as_their_uncompressed_twin(
+    tmp_path: Path, syntax: str, unsigned: bool
+) -> None:
     volumes = []
     for name, ts in (("plain", ExplicitVRLittleEndian), ("packed", syntax)):
         spec = SeriesSpec(kind="axial", series_number=2, rows=64, cols=64, pixel_spacing=(3.8, 3.8), n_slices=16,
@@ -54,11 +56,15 @@ def test_real_compressed_files_decode(shared_data: Path, name: str) -> None:
 
 
 def test_an_undecodable_transfer_syntax_fails_its_series_with_the_syntax_named(tmp_path: Path) -> None:
-    truth = write_exam(tmp_path / "in", "exam_u", [SeriesSpec(kind="axial", series_number=2, n_slices=8, rows=32, cols=32,
-                                                              transfer_syntax=RLELossless)], plant_phi=False)
+    truth = write_exam(
+        tmp_path / "in",
+        "exam_u",
+        [SeriesSpec(kind="axial", series_number=2, n_slices=8, rows=32, cols=32, transfer_syntax=RLELossless)],
+        plant_phi=False,
+    )
     for f in truth.series[0].files:  # claim JPEG-LS: no decoder for it is installed
         ds = pydicom.dcmread(f)
-        ds.file_meta.TransferSyntaxUID = "1.2.840.10008.1.2.4.81"
+        ds.file_meta.TransferSyntaxUID = UID("1.2.840.10008.1.2.4.81")
         ds.save_as(f)
     assert _extract(tmp_path / "in", tmp_path / "out") == ExitCode.FAILED
     (row,) = read_csv(tmp_path / "out" / "extract_report.csv")
@@ -68,7 +74,9 @@ def test_an_undecodable_transfer_syntax_fails_its_series_with_the_syntax_named(t
 
 
 def test_acquisition_numbers_alone_do_not_split_a_series(tmp_path: Path) -> None:
-    truth = write_exam(tmp_path / "in", "exam_a", [SeriesSpec(kind="axial", series_number=2, n_slices=24)], plant_phi=False)
+    truth = write_exam(
+        tmp_path / "in", "exam_a", [SeriesSpec(kind="axial", series_number=2, n_slices=24)], plant_phi=False
+    )
     for i, f in enumerate(truth.series[0].files):  # one number per rotation, as GE writes them
         ds = pydicom.dcmread(f)
         ds.AcquisitionNumber = 1 + i // 4
@@ -85,9 +93,11 @@ def test_sidecar_lists_every_source_slice_in_position_order(tmp_path: Path) -> N
     (row,) = read_csv(tmp_path / "out" / "series_index.csv")
     sidecar = json.loads((tmp_path / "out" / row["output_path"].replace(".nii.gz", ".json")).read_text())
     series = truth.series[0]
+    assert series.slice_normal is not None
     normal = np.asarray(series.slice_normal) / np.linalg.norm(series.slice_normal)
     expected = sorted(
-        (float(np.asarray(p) @ normal), uid) for p, uid in zip(series.positions_lps, series.sop_instance_uids, strict=True)
+        (float(np.asarray(p) @ normal), uid)
+        for p, uid in zip(series.positions_lps, series.sop_instance_uids, strict=True)
     )
     listed = [(s["OffsetAlongNormalMM"], s["SOPInstanceUID"]) for s in sidecar["Slices"]]
     assert [uid for _, uid in listed] == [uid for _, uid in expected]

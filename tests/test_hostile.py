@@ -12,16 +12,18 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pydicom
 import pytest
 
-from hostile import DAMAGE, damage, tree_state, write_sr
 from orbitct_app.cli import main
 from orbitct_app.errors import ExitCode
 from orbitct_app.reports import read_csv
 from orbitct_app.synthetic import ExamTruth, SeriesSpec, write_exam
+
+from hostile import DAMAGE, damage, tree_state, write_sr
 
 EXAM = "exam_h"
 N_SLICES = 14
@@ -187,10 +189,10 @@ def test_an_unreadable_folder_is_a_failure_and_its_files_are_left_alone(
     before = hidden.read_bytes()
     real_scandir = os.scandir
 
-    def deny(path: object = ".") -> object:
+    def deny(path: str | os.PathLike[str] = ".") -> Iterator[os.DirEntry[str]]:
         if Path(str(path)) == locked:  # permissions do not stop root: refuse here
             raise PermissionError(13, "Permission denied", str(path))
-        return real_scandir(path)  # type: ignore[arg-type]
+        return real_scandir(path)
 
     monkeypatch.setattr(os, "scandir", deny)
     out = tmp_path / "out"
@@ -273,7 +275,7 @@ def test_write_paths_that_lead_into_input_are_refused(
 def _key(tmp_path: Path) -> Path:
     key = tmp_path / "keys" / "study.key"
     key.parent.mkdir(exist_ok=True)
-    key.write_text("5f" * 32 + "\n")
+    key.write_text(bytes(range(7, 39)).hex() + "\n")
     key.chmod(0o600)
     return key
 
@@ -380,10 +382,10 @@ def test_an_in_place_record_does_not_hold_for_a_file_that_is_identified_again(
     options = Options(root, out, Stage.ANONYMIZE, in_place=True)
     record = read_record(options.state_dir, "anonymize", EXAM)
     assert record is not None
-    assert pipeline.stale_reason(record, anonymize, root / EXAM, None, options) == ""  # type: ignore[arg-type]
+    assert pipeline.stale_reason(record, anonymize, root / EXAM, None, options) == ""
     files[3].write_bytes(original)
     record.input_state = dict(folder_state(root / EXAM).__dict__)  # as if nothing else told
-    reason = pipeline.stale_reason(record, anonymize, root / EXAM, None, options)  # type: ignore[arg-type]
+    reason = pipeline.stale_reason(record, anonymize, root / EXAM, None, options)
     assert reason == f"{files[3].relative_to(root / EXAM)} is not de-identified (restored from a backup?)"
 
 
@@ -461,11 +463,11 @@ def test_a_killed_in_place_run_loses_no_mapping(tmp_path: Path) -> None:
 def test_files_marked_by_another_key_are_never_changed_again(
     templates: dict[str, tuple[Path, ExamTruth]], tmp_path: Path
 ) -> None:
-    root, files = _copy(templates["explicit"], tmp_path)
+    root, _ = _copy(templates["explicit"], tmp_path)
     assert main(_basic(root, tmp_path / "out", _key(tmp_path))) == ExitCode.OK
     before = tree_state(root)
     other = tmp_path / "other.key"
-    other.write_text("a7" * 32 + "\n")
+    other.write_text(bytes(range(100, 132)).hex() + "\n")
     other.chmod(0o600)
     out = tmp_path / "out2"
     assert main(_basic(root, out, other)) == ExitCode.FAILED
@@ -478,11 +480,12 @@ def test_an_exam_whose_files_change_while_it_is_read_fails(
     templates: dict[str, tuple[Path, ExamTruth]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from orbitct_app import anonymize
+    from orbitct_app.discover import Exam
+    from orbitct_app.discover import scan_exam as real_scan
 
     root, files = _copy(templates["explicit"], tmp_path)
-    real_scan = anonymize.scan_exam
 
-    def scan_then_change(exam_dir: Path):  # type: ignore[no-untyped-def]
+    def scan_then_change(exam_dir: Path) -> Exam:
         exam = real_scan(exam_dir)
         shutil.copy(files[0], files[0].parent / "IM_arriving.dcm")  # a transfer still writing
         return exam

@@ -29,6 +29,7 @@ from orbitct_app.cli import main
 from orbitct_app.errors import ExitCode
 from orbitct_app.reports import read_csv, read_record
 from orbitct_app.synthetic import SeriesSpec, write_exam
+
 from fresh_process import comparable_output
 
 APP = Path(sys.executable).with_name("orbitct-app")
@@ -79,7 +80,9 @@ def reference(source: Path, tmp_path_factory: pytest.TempPathFactory) -> Callabl
 
 
 def hashes(root: Path) -> dict[str, str]:
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() for p in root.rglob("*") if p.is_file()}
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() for p in root.rglob("*") if p.is_file()
+    }
 
 
 def temporaries(*roots: Path) -> list[Path]:
@@ -333,9 +336,12 @@ def test_a_signal_never_falls_between_the_two_renames_of_a_staged_folder(
             time.sleep(0.05)  # (the handler runs here if the signal is not deferred)
 
     monkeypatch.setattr(os, "replace", replace_then_signal)
-    with interrupt.handling_signals(), pytest.raises(interrupt.Interrupted) as stopped:
-        with atomic.staged_directory(final) as staging:
-            (staging / "new.txt").write_text("new")
+    with (
+        interrupt.handling_signals(),
+        pytest.raises(interrupt.Interrupted) as stopped,
+        atomic.staged_directory(final) as staging,
+    ):
+        (staging / "new.txt").write_text("new")
     assert stopped.value.signum == signal.SIGTERM and len(renames) == 2  # taken up after both renames
     assert [p.name for p in final.iterdir()] == ["new.txt"]
     assert [p.name for p in tmp_path.iterdir()] == ["exam"]  # the old folder removed on the way out

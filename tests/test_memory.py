@@ -50,7 +50,12 @@ def test_freed_volumes_stay_in_the_process_for_reuse() -> None:
 
 
 @pytest.mark.parametrize(
-    ("name", "value"), [("MALLOC_TRIM_THRESHOLD_", "0"), ("MALLOC_ARENA_MAX", "2"), ("GLIBC_TUNABLES", "glibc.malloc.mmap_threshold=4096")]
+    ("name", "value"),
+    [
+        ("MALLOC_TRIM_THRESHOLD_", "0"),
+        ("MALLOC_ARENA_MAX", "2"),
+        ("GLIBC_TUNABLES", "glibc.malloc.mmap_threshold=4096"),
+    ],
 )
 def test_the_users_malloc_settings_win(monkeypatch: pytest.MonkeyPatch, name: str, value: str) -> None:
     monkeypatch.setenv(name, value)

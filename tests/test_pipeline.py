@@ -18,7 +18,9 @@ from orbitct_app.reports import read_csv
 from orbitct_app.synthetic import SeriesSpec, write_exam
 
 QUICK = ["--spacing", "2", "--size", "128", "-q"]
-SMALL = SeriesSpec(kind="axial", series_number=2, rows=64, cols=64, pixel_spacing=(3.8, 3.8), n_slices=24, slice_step=5.0)
+SMALL = SeriesSpec(
+    kind="axial", series_number=2, rows=64, cols=64, pixel_spacing=(3.8, 3.8), n_slices=24, slice_step=5.0
+)
 
 
 def _exams(root: Path, names: list[str]) -> Path:
@@ -65,7 +67,10 @@ def test_report_stage_lists_missing_and_failed_exams(tmp_path: Path, caplog: pyt
     assert main([str(inp), str(out), "report", "-q"]) == ExitCode.FAILED
     assert "2 exam(s) lack a record of extract" in caplog.text and "exam_b, exam_c" in caplog.text
     assert {r["dicom_id"] for r in read_csv(out / "series_index.csv")} == {"exam_a"}
-    assert main([str(inp), str(out), "extract", *QUICK, "--participant-label", "exam_b", "--participant-label", "exam_c"]) == ExitCode.OK
+    assert (
+        main([str(inp), str(out), "extract", *QUICK, "--participant-label", "exam_b", "--participant-label", "exam_c"])
+        == ExitCode.OK
+    )
     assert main([str(inp), str(out), "report", "-q"]) == ExitCode.OK
     assert {r["dicom_id"] for r in read_csv(out / "series_index.csv")} == {"exam_a", "exam_b", "exam_c"}
 
@@ -129,7 +134,9 @@ def test_killed_run_leaves_no_partial_output_and_rerun_completes(tmp_path: Path)
     assert not [p for p in out.rglob("*") if ".partial-" in p.name]
     assert _names(out) == _names(reference)
     for rel in _names(reference):
-        assert (out / rel).read_bytes() == (reference / rel).read_bytes() or rel.endswith(".nii.gz") and _same_nifti(out / rel, reference / rel)
+        assert (out / rel).read_bytes() == (reference / rel).read_bytes() or (
+            rel.endswith(".nii.gz") and _same_nifti(out / rel, reference / rel)
+        )
 
 
 def _names(root: Path) -> list[str]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any, Literal
 
 import numpy as np
 import pydicom
@@ -17,7 +18,7 @@ from orbitct_app.discover import scan_exam
 from orbitct_app.errors import ExitCode
 from orbitct_app.options import Options, Stage
 from orbitct_app.reports import read_csv
-from orbitct_app.synthetic import BurnedText, SeriesSpec, write_exam
+from orbitct_app.synthetic import BurnedText, SeriesSpec, TextPosition, write_exam
 
 WORDS = ("DOE", "JOHN", "ROE", "JANE", "MUSTERMANN", "ERIKA", "Smith", "Anna", "8812", "2231187", "1970")
 
@@ -62,8 +63,8 @@ def text_exam(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-def run(inp: Path, out: Path, **kwargs: object) -> pipeline.RunSummary:
-    options = Options(inp, out, stage=Stage.ANONYMIZE, n_procs=1, min_slices=10, **kwargs)  # type: ignore[arg-type]
+def run(inp: Path, out: Path, **kwargs: Any) -> pipeline.RunSummary:
+    options = Options(inp, out, stage=Stage.ANONYMIZE, n_procs=1, min_slices=10, **kwargs)
     options.validate()
     return pipeline.run(options)
 
@@ -74,9 +75,11 @@ def run(inp: Path, out: Path, **kwargs: object) -> pipeline.RunSummary:
 @pytest.mark.parametrize("size", [8, 11, 16, 28])
 @pytest.mark.parametrize("polarity", ["white", "black"])
 @pytest.mark.parametrize("position", ["top-left", "bottom-right", "centre"])
-def test_first_pass_finds_rendered_text_of_any_size_polarity_and_place(size: int, polarity: str, position: str) -> None:
-    spec = BurnedText(("PATIENT NAME 12.03.1970", "ID 4471823"), position=position, size=size,  # type: ignore[arg-type]
-                      polarity=polarity)  # type: ignore[arg-type]
+def test_first_pass_finds_rendered_text_of_any_size_polarity_and_place(
+    size: int, polarity: Literal["white", "black"], position: TextPosition
+) -> None:
+    spec = BurnedText(("PATIENT NAME 12.03.1970", "ID 4471823"), position=position, size=size,
+                      polarity=polarity)
     rng = np.random.default_rng(size)
     image = rng.normal(40.0, 12.0, (256, 480)).astype(np.float32)  # soft tissue with noise
     coverage, box = spec.mask(*image.shape)
@@ -186,13 +189,14 @@ def test_every_case_with_text_is_caught_and_none_without(text_exam: Path) -> Non
             else:
                 assert check.finding.words >= 1 and check.finding.confidence >= ocr.MIN_CONFIDENCE
                 assert check.finding.thumbnail.startswith("data:image/jpeg;base64,")
-    series = {s.series_number: s for s in scan_exam(text_exam / "exam_text").series}
-    assert pixel_text.check_series(series[6]).finding.frame == 17  # type: ignore[union-attr]
+    by_number = {s.series_number: s for s in scan_exam(text_exam / "exam_text").series}
+    finding = pixel_text.check_series(by_number[6]).finding
+    assert finding is not None and finding.frame == 17
     # the overlay plane: read before the pixels, which are clean
-    check = pixel_text.check_series(series[OVERLAY])
+    check = pixel_text.check_series(by_number[OVERLAY])
     assert check.finding is not None and check.finding.overlay == 0x6000 and check.overlays == 1
     assert check.finding.frame == 1 and check.frames_text() == "0/40, 1 overlay plane"
-    assert pixel_text.check_series(series[OVERLAY], overlays=False).finding is None
+    assert pixel_text.check_series(by_number[OVERLAY], overlays=False).finding is None
 
 
 @needs_engine
@@ -303,7 +307,9 @@ def test_flag_and_drop_refuse_to_start_without_the_engine(
             message = capsys.readouterr().err
             assert f"--pixel-text {mode} needs an OCR engine" in message and "apt-get install tesseract-ocr" in message
             assert not (tmp_path / f"out-{mode}").exists()
-        assert main([str(text_exam), str(tmp_path / "out-off"), "anonymize", "-q", "--pixel-text", "off"]) == ExitCode.OK
+        assert (
+            main([str(text_exam), str(tmp_path / "out-off"), "anonymize", "-q", "--pixel-text", "off"]) == ExitCode.OK
+        )
     finally:
         ocr.engine_version.cache_clear()
 

@@ -16,7 +16,9 @@ from orbitct_app.progress import Progress
 from orbitct_app.reports import ExamRecord
 from orbitct_app.synthetic import SeriesSpec, write_exam
 
-SMALL = SeriesSpec(kind="axial", series_number=2, rows=64, cols=64, pixel_spacing=(3.8, 3.8), n_slices=24, slice_step=5.0)
+SMALL = SeriesSpec(
+    kind="axial", series_number=2, rows=64, cols=64, pixel_spacing=(3.8, 3.8), n_slices=24, slice_step=5.0
+)
 
 
 class Terminal(io.StringIO):
@@ -112,11 +114,16 @@ def test_pipeline_reports_the_total_first_then_each_exam(tmp_path: Path) -> None
     assert calls == [(0, 2, None), (1, 2, "exam_a"), (2, 2, "exam_b")]
 
 
-def test_cli_draws_the_bar_on_a_terminal_with_log_lines_above_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_cli_draws_the_bar_on_a_terminal_with_log_lines_above_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     inp = _exams(tmp_path / "in", ["exam_a", "exam_b"])
     terminal = Terminal()
     monkeypatch.setattr(sys, "stderr", terminal)
-    assert main([str(inp), str(tmp_path / "out"), "extract", "--spacing", "2", "--size", "96", "--n-procs", "1"]) == ExitCode.OK
+    assert (
+        main([str(inp), str(tmp_path / "out"), "extract", "--spacing", "2", "--size", "96", "--n-procs", "1"])
+        == ExitCode.OK
+    )
     text = terminal.getvalue()
     assert "extract [" in text and "2/2 exams" in text and "2 series (2 converted)" in text
     # what the terminal shows: each line as left by its last carriage return and erase
@@ -131,7 +138,10 @@ def test_cli_draws_the_bar_on_a_terminal_with_log_lines_above_it(tmp_path: Path,
 
 def test_cli_logs_plain_progress_lines_when_not_on_a_terminal(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     inp = _exams(tmp_path / "in", ["exam_a"])
-    assert main([str(inp), str(tmp_path / "out"), "extract", "--spacing", "2", "--size", "96", "--n-procs", "1"]) == ExitCode.OK
+    assert (
+        main([str(inp), str(tmp_path / "out"), "extract", "--spacing", "2", "--size", "96", "--n-procs", "1"])
+        == ExitCode.OK
+    )
     assert "progress: extract 1/1 exams (100%), 1 series (1 converted)" in caplog.text
     assert "\r" not in caplog.text
     log = (tmp_path / "out" / "logs" / "orbitct-app.log").read_text()

@@ -6,6 +6,7 @@ import gzip
 import json
 import tomllib
 from pathlib import Path
+from typing import Literal
 
 import pytest
 
@@ -16,7 +17,9 @@ from orbitct_app.options import Options, Stage
 from orbitct_app.reports import read_csv
 from orbitct_app.synthetic import SeriesSpec, write_exam
 
-SMALL = SeriesSpec(kind="axial", series_number=2, rows=64, cols=64, pixel_spacing=(3.8, 3.8), n_slices=24, slice_step=5.0)
+SMALL = SeriesSpec(
+    kind="axial", series_number=2, rows=64, cols=64, pixel_spacing=(3.8, 3.8), n_slices=24, slice_step=5.0
+)
 CONTAINER_VARIABLES = ("ORBITCT_CONTAINER", "ORBITCT_CONTAINER_IMAGE", "APPTAINER_CONTAINER", "SINGULARITY_CONTAINER")
 
 
@@ -41,12 +44,17 @@ def test_container_detection(no_container: Path) -> None:
     assert provenance.container(
         {"ORBITCT_CONTAINER": "docker", "APPTAINER_CONTAINER": "/scratch/someone/orbitct-app_0.1.0.sif"}, root
     ) == {"Type": "apptainer", "Tag": "orbitct-app_0.1.0.sif"}
-    assert provenance.container({"SINGULARITY_CONTAINER": "/x/app.sif"}, root) == {"Type": "singularity", "Tag": "app.sif"}
+    assert provenance.container({"SINGULARITY_CONTAINER": "/x/app.sif"}, root) == {
+        "Type": "singularity",
+        "Tag": "app.sif",
+    }
     (root / ".dockerenv").touch()
     assert provenance.container({}, root) == {"Type": "docker"}
 
 
-def test_dataset_description_is_a_bids_derivative(no_container: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_dataset_description_is_a_bids_derivative(
+    no_container: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     monkeypatch.setattr(provenance, "container", lambda: None)
     path = provenance.write_dataset_description(tmp_path)
     description = json.loads(path.read_text())
@@ -55,10 +63,12 @@ def test_dataset_description_is_a_bids_derivative(no_container: Path, monkeypatc
     (generated,) = description["GeneratedBy"]
     assert generated == {"Name": "orbitct-app", "Version": __version__, "CodeURL": provenance.CODE_URL}
     pyproject = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())
-    assert provenance.CODE_URL == pyproject["project"]["urls"]["Source"]
+    assert pyproject["project"]["urls"]["Source"] == provenance.CODE_URL
 
 
-def test_dataset_description_names_the_container_and_keeps_added_keys(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_dataset_description_names_the_container_and_keeps_added_keys(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     monkeypatch.setenv("ORBITCT_CONTAINER", "docker")
     monkeypatch.setenv("ORBITCT_CONTAINER_IMAGE", "orbitct/orbitct-app:test")
     (tmp_path / "dataset_description.json").write_text(json.dumps({
@@ -73,10 +83,12 @@ def test_dataset_description_names_the_container_and_keeps_added_keys(monkeypatc
 
 
 @pytest.mark.parametrize(("size", "max_gap"), [(256, None), ("fit", 12.5)])
-def test_options_round_trip_through_the_record(tmp_path: Path, size: int | str, max_gap: float | None) -> None:
+def test_options_round_trip_through_the_record(
+    tmp_path: Path, size: int | Literal["fit"], max_gap: float | None
+) -> None:
     options = Options(
         input_dir=tmp_path / "in", output_dir=tmp_path / "out", stage=Stage.EXTRACT,
-        participant_labels=("exam_1", "exam_2"), thickness=(0.5, 1.5), spacing=0.75, size=size,  # type: ignore[arg-type]
+        participant_labels=("exam_1", "exam_2"), thickness=(0.5, 1.5), spacing=0.75, size=size,
         max_gap=max_gap, body_threshold=-300, n_procs=3, force=True, contrast="without", kernel="soft",
         one_per_exam=True,
     )
@@ -88,12 +100,12 @@ def test_options_round_trip_through_the_record(tmp_path: Path, size: int | str, 
 
 @pytest.mark.parametrize(("size", "max_gap"), [(256, None), ("fit", 12.5)])
 def test_equivalent_command_parses_back_to_the_same_options(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, size: int | str, max_gap: float | None
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, size: int | Literal["fit"], max_gap: float | None
 ) -> None:
     (tmp_path / "in" / "exam_1").mkdir(parents=True)
     options = Options(
         input_dir=tmp_path / "in", output_dir=tmp_path / "out", stage=Stage.ALL, participant_labels=("exam_1",),
-        thickness=(0.5, 1.5), spacing=0.75, size=size, max_gap=max_gap, body_threshold=-300, n_procs=3,  # type: ignore[arg-type]
+        thickness=(0.5, 1.5), spacing=0.75, size=size, max_gap=max_gap, body_threshold=-300, n_procs=3,
         force=True, min_slices=4, profile="orbitct", contrast="with", kernel="sharp", one_per_exam=True,
     )
     seen: list[Options] = []
@@ -142,7 +154,11 @@ def test_each_run_writes_a_record_that_repeats_it(tmp_path: Path) -> None:
         with gzip.open(out / row["output_path"]) as a, gzip.open(again / row["output_path"]) as b:
             assert a.read() == b.read()
     (repeat,) = (again / "logs").glob("run-*.json")
-    assert json.loads(repeat.read_text())["options"] == {**record["options"], "output_dir": str(again), "log_path": str(again / "logs" / "orbitct-app.log")}
+    assert json.loads(repeat.read_text())["options"] == {
+        **record["options"],
+        "output_dir": str(again),
+        "log_path": str(again / "logs" / "orbitct-app.log"),
+    }
 
 
 def test_a_second_run_adds_a_record_and_counts_resumed_exams(tmp_path: Path) -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from numpy.typing import NDArray
-from PIL import Image
+from PIL import Image, PngImagePlugin
 
 from orbitct_app import qc
 
@@ -64,8 +64,8 @@ def marker_position(picture: qc.QcPicture, view: qc.View) -> tuple[float, float]
 
 def render(volume: NDArray[np.int16], affine: NDArray[np.float64]) -> qc.QcPicture:
     shape_ijk = volume.shape[::-1]
-    centre = [(n - 1) / 2 for n in shape_ijk]
-    return qc.render(volume, affine, title="exam_x · series 2 · Head", body_threshold=-200, centre_ijk=centre)
+    i, j, k = ((n - 1) / 2 for n in shape_ijk)
+    return qc.render(volume, affine, title="exam_x · series 2 · Head", body_threshold=-200, centre_ijk=(i, j, k))
 
 
 def test_letters_of_the_standard_affine_are_radiological() -> None:
@@ -90,7 +90,10 @@ def test_a_flipped_affine_flips_the_letters() -> None:
         mapping = qc.view_mapping(affine, view)
         letters = qc.panel_letters(flipped, mapping)  # same layout, other affine
         assert (letters["left"], letters["right"]) == ("L", "R")
-        assert (letters["top"], letters["bottom"]) == (qc.panel_letters(affine, mapping)["top"], qc.panel_letters(affine, mapping)["bottom"])
+        assert (letters["top"], letters["bottom"]) == (
+            qc.panel_letters(affine, mapping)["top"],
+            qc.panel_letters(affine, mapping)["bottom"],
+        )
     flipped_k = flip_axis(affine, 2, SHAPE_KJI[0])
     mapping = qc.view_mapping(affine, "sagittal")
     assert qc.panel_letters(flipped_k, mapping)["top"] == "I"
@@ -191,7 +194,7 @@ def test_png_is_deterministic_titled_and_written_atomically(tmp_path: Path) -> N
     assert first.read_bytes() == second.read_bytes()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a_qc.png", "b_qc.png"]
     with Image.open(first) as image:
-        assert image.format == "PNG"
+        assert isinstance(image, PngImagePlugin.PngImageFile)
         assert image.text["Title"] == "exam_x · series 2 · Head"
         assert image.size == picture.image.size
 

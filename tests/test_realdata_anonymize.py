@@ -69,7 +69,7 @@ def head_run(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> tup
 
 
 def test_scout_and_summary_screens_dropped_axial_series_kept(head_run: tuple[Path, Path]) -> None:
-    exams, out = head_run
+    _, out = head_run
     result = out / "anonymized" / HEAD
     folders = {p.relative_to(result).parts[0] for p in _files(result)}
     assert folders == {"S2010", "S2020"}  # S1000 scout and S4010 summary screens are gone

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import nibabel as nib
@@ -35,7 +36,7 @@ def test_philips_head_series_convert(real_run: Path) -> None:
     assert report[("philips_head_phantom", 100)]["reason"] == "localizer (scout)"
     assert "secondary capture" in report[("philips_head_phantom", 401)]["reason"]
     index = _rows(real_run, "series_index.csv")
-    img = nib.load(real_run / index[("philips_head_phantom", 202)]["output_path"])
+    img = nib.Nifti1Image.from_filename(real_run / index[("philips_head_phantom", 202)]["output_path"])
     assert img.shape[:2] == (512, 512) and np.allclose(img.header.get_zooms(), 0.5)
     data = np.asarray(img.dataobj)
     assert data.min() == -1000 and data.max() > 500  # dense shell present, outside is air
@@ -45,13 +46,13 @@ def test_jpeg2000_series_with_empty_uids_decodes(real_run: Path) -> None:
     (row,) = [r for r in read_csv(real_run / "extract_report.csv") if r["dicom_id"] == "siemens_body_j2k"]
     assert row["decision"] == "converted" and row["series_instance_uid"] == ""
     (index,) = [r for r in read_csv(real_run / "series_index.csv") if r["dicom_id"] == "siemens_body_j2k"]
-    data = np.asarray(nib.load(real_run / index["output_path"]).dataobj)
+    data = np.asarray(nib.Nifti1Image.from_filename(real_run / index["output_path"]).dataobj)
     assert (data > 0).sum() > 1000  # soft tissue decoded, not a blank volume
 
 
-def _alignment(nifti: Path, dicoms: list[pydicom.Dataset], shift_lps: tuple[float, float, float]) -> float:
+def _alignment(nifti: Path, dicoms: Sequence[pydicom.Dataset], shift_lps: tuple[float, float, float]) -> float:
     """Median |HU(NIfTI at the DICOM pixel's world position) - HU(DICOM pixel)| over body pixels."""
-    img = nib.load(nifti)
+    img = nib.Nifti1Image.from_filename(nifti)
     data = np.asarray(img.dataobj).astype(np.float32)
     to_voxel = np.linalg.inv(img.affine)
     rng = np.random.default_rng(0)
@@ -86,13 +87,14 @@ def test_gantry_tilt_lands_where_the_dicom_geometry_says(real_run: Path, shared_
     assert aligned < 45.0
     for axis in range(3):
         for sign in (-1.0, 1.0):
-            shift = [0.0, 0.0, 0.0]
-            shift[axis] = sign
-            assert _alignment(nifti, interior, tuple(shift)) > 1.8 * aligned  # type: ignore[arg-type]
+            x, y, z = (sign if a == axis else 0.0 for a in range(3))
+            assert _alignment(nifti, interior, (x, y, z)) > 1.8 * aligned
 
 
 def test_edge_cases_convert_or_are_excluded_with_a_reason(shared_data: Path, tmp_path: Path) -> None:
-    code = main([str(shared_data / "edge_cases"), str(tmp_path / "out"), "extract", "-q", "--spacing", "1", "--size", "256"])
+    code = main(
+        [str(shared_data / "edge_cases"), str(tmp_path / "out"), "extract", "-q", "--spacing", "1", "--size", "256"]
+    )
     assert code in (ExitCode.OK, ExitCode.NOTHING)
     rows = read_csv(tmp_path / "out" / "extract_report.csv")
     assert {r["dicom_id"] for r in rows} >= {
@@ -175,14 +177,15 @@ def test_no_real_series_is_split_or_cropped_without_cause(real_run: Path, shared
     fraction = float(cropped["siemens_body_j2k"])
     assert 0.1 < fraction < 0.3
     fit = tmp_path / "fit"
-    args = [str(shared_data / "exams"), str(fit), "extract", "-q", "--size", "fit", "--participant-label", "siemens_body_j2k"]
+    label = ["--participant-label", "siemens_body_j2k"]
+    args = [str(shared_data / "exams"), str(fit), "extract", "-q", "--size", "fit", *label]
     assert main(args) == ExitCode.OK
     (row,) = read_csv(fit / "series_index.csv")
     assert row["body_cropped_fraction"] == "0" and int(row["shape_x"]) == 736  # 356 mm: 713 gaps of 0.5 mm
     # the fraction the default grid reported is what lies outside it of the whole body written by fit
-    whole = nib.load(fit / row["output_path"])
+    whole = nib.Nifti1Image.from_filename(fit / row["output_path"])
     (default_row,) = [r for r in read_csv(real_run / "series_index.csv") if r["dicom_id"] == "siemens_body_j2k"]
-    default = nib.load(real_run / default_row["output_path"])
+    default = nib.Nifti1Image.from_filename(real_run / default_row["output_path"])
     body = np.argwhere(np.asarray(whole.dataobj)[::2, ::2, ::2] > -1000) * 2
     ijk = nib.affines.apply_affine(np.linalg.inv(default.affine) @ whole.affine, body)
     outside = (ijk[:, :2] < -0.5).any(axis=1) | (ijk[:, :2] > 511.5).any(axis=1)

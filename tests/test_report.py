@@ -15,10 +15,11 @@ import os
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, PngImagePlugin
 
 from orbitct_app import html_report, qc
 from orbitct_app.cli import main
@@ -28,7 +29,7 @@ from orbitct_app.synthetic import ExamTruth, SeriesSpec, write_exam
 
 CHROMIUM = Path("/usr/bin/chromium")
 QUICK = ["--spacing", "2", "--size", "128", "--min-slices", "5", "--n-procs", "1", "-q"]
-SMALL = dict(rows=64, cols=64, pixel_spacing=(3.8, 3.8), n_slices=24, slice_step=5.0)
+SMALL: dict[str, Any] = {"rows": 64, "cols": 64, "pixel_spacing": (3.8, 3.8), "n_slices": 24, "slice_step": 5.0}
 
 
 @pytest.fixture(scope="module")
@@ -38,16 +39,17 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[ExamTruth]
     truths = [
         write_exam(inp, "exam_a", [
             SeriesSpec(kind="scout", series_number=1),
-            SeriesSpec(kind="axial", series_number=2, **SMALL),  # type: ignore[arg-type]
+            SeriesSpec(kind="axial", series_number=2, **SMALL),
             SeriesSpec(kind="coronal", series_number=3, rows=64, cols=64, n_slices=20),
             SeriesSpec(kind="summary", series_number=999, n_slices=6),  # kept: flagged
         ], seed=1),
         write_exam(inp, "exam_b", [
-            SeriesSpec(kind="axial", series_number=2, tilt_deg=15.0, **SMALL),  # type: ignore[arg-type]
-            SeriesSpec(kind="axial", series_number=3, rows=64, cols=64, pixel_spacing=(3.8, 3.8), n_slices=30, slice_step=2.0),
-            SeriesSpec(kind="axial", series_number=4, **SMALL),  # type: ignore[arg-type]
+            SeriesSpec(kind="axial", series_number=2, tilt_deg=15.0, **SMALL),
+            SeriesSpec(kind="axial", series_number=3, rows=64, cols=64, pixel_spacing=(3.8, 3.8), n_slices=30,
+                       slice_step=2.0),
+            SeriesSpec(kind="axial", series_number=4, **SMALL),
         ], seed=2),
-        write_exam(inp, "exam_c", [SeriesSpec(kind="axial", series_number=5, **SMALL)], seed=3),  # type: ignore[arg-type]
+        write_exam(inp, "exam_c", [SeriesSpec(kind="axial", series_number=5, **SMALL)], seed=3),
     ]
     gap = truths[1].series_by_number(3).files
     gap[10].unlink()  # one missing slice: a 4 mm gap, twice the spacing (uneven, not split)
@@ -118,7 +120,7 @@ def test_every_nifti_has_a_qc_picture_and_a_sidecar_naming_its_source(run: tuple
         picture = qc.qc_path(nifti)
         assert picture.is_file() and picture.parent == nifti.parent
         with Image.open(picture) as image:
-            assert image.format == "PNG"
+            assert isinstance(image, PngImagePlugin.PngImageFile)
             assert f"series {row['series_number']}" in image.text["Title"]
             assert row["series_description"] in image.text["Title"] and row["dicom_id"] in image.text["Title"]
         sidecar = json.loads(nifti.with_name(nifti.name.replace(".nii.gz", ".json")).read_text())
@@ -213,7 +215,9 @@ def test_report_holds_no_identifying_values(run: tuple[Path, list[ExamTruth], in
     assert not [v for v in forbidden if v in data]
 
 
-def test_report_stage_rebuilds_the_page_and_lists_exams_without_a_record(run: tuple[Path, list[ExamTruth], int], tmp_path: Path) -> None:
+def test_report_stage_rebuilds_the_page_and_lists_exams_without_a_record(
+    run: tuple[Path, list[ExamTruth], int], tmp_path: Path
+) -> None:
     out, _, _ = run
     copy = tmp_path / "out"
     shutil.copytree(out, copy)
@@ -221,7 +225,7 @@ def test_report_stage_rebuilds_the_page_and_lists_exams_without_a_record(run: tu
     (copy / "dataset_description.json").unlink()
     inp = out.parent / "in"
     extra = inp / "exam_z"
-    write_exam(inp, "exam_z", [SeriesSpec(kind="axial", series_number=2, **SMALL)], seed=9)  # type: ignore[arg-type]
+    write_exam(inp, "exam_z", [SeriesSpec(kind="axial", series_number=2, **SMALL)], seed=9)
     try:
         assert main([str(inp), str(copy), "report", "-q"]) == ExitCode.FAILED
     finally:
@@ -232,7 +236,9 @@ def test_report_stage_rebuilds_the_page_and_lists_exams_without_a_record(run: tu
     assert json.loads((copy / "dataset_description.json").read_text())["DatasetType"] == "derivative"
 
 
-def test_thumbnail_is_made_from_the_png_when_a_record_has_none(run: tuple[Path, list[ExamTruth], int], tmp_path: Path) -> None:
+def test_thumbnail_is_made_from_the_png_when_a_record_has_none(
+    run: tuple[Path, list[ExamTruth], int], tmp_path: Path
+) -> None:
     out, _, _ = run
     copy = tmp_path / "out"
     shutil.copytree(out, copy)
@@ -250,7 +256,7 @@ def test_thumbnail_is_made_from_the_png_when_a_record_has_none(run: tuple[Path, 
 def test_a_picture_that_cannot_be_drawn_never_fails_the_conversion(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    write_exam(tmp_path / "in", "exam_q", [SeriesSpec(kind="axial", series_number=2, **SMALL)])  # type: ignore[arg-type]
+    write_exam(tmp_path / "in", "exam_q", [SeriesSpec(kind="axial", series_number=2, **SMALL)])
 
     def broken(*_: object, **__: object) -> None:
         raise RuntimeError("no drawing today")
@@ -279,7 +285,9 @@ def _chromium(*args: str, profile: Path) -> subprocess.CompletedProcess[str]:
     )
 
 
-@pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium is not installed (/usr/bin/chromium); .ci/run installs it")
+@pytest.mark.skipif(
+    not CHROMIUM.exists(), reason="Debian's chromium is not installed (/usr/bin/chromium); .ci/run installs it"
+)
 def test_report_renders_in_headless_chromium(run: tuple[Path, list[ExamTruth], int], tmp_path: Path) -> None:
     out, _, _ = run
     url = (out / "report.html").resolve().as_uri()

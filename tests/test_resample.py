@@ -4,7 +4,9 @@ result whatever the number of threads (masking, resampling, NIfTI compression)."
 from __future__ import annotations
 
 import gzip
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Literal
 
 import nibabel as nib
 import numpy as np
@@ -14,12 +16,12 @@ from scipy import ndimage
 
 from orbitct_app import threads
 from orbitct_app.nifti import write_nifti
-from orbitct_app.resample import apply_body_mask, cropped_fraction, output_grid, resample
+from orbitct_app.resample import OutputGrid, apply_body_mask, cropped_fraction, output_grid, resample
 from orbitct_app.volume import AIR_HU, StackGeometry
 
 
 @pytest.fixture(autouse=True)
-def _restore_threads():  # type: ignore[no-untyped-def]
+def _restore_threads() -> Iterator[None]:
     before = threads.get_threads()
     yield
     threads.set_threads(before)
@@ -158,7 +160,7 @@ def test_nifti_is_the_same_volume_whatever_the_number_of_compression_threads(tmp
         threads.set_threads(n)
         path = tmp_path / f"t{n}.nii.gz"
         write_nifti(path, vol, affine)
-        image = nib.load(path)
+        image = nib.Nifti1Image.from_filename(path)
         np.testing.assert_array_equal(np.asarray(image.dataobj).transpose(2, 1, 0), vol)
         np.testing.assert_allclose(image.affine, affine)
         with gzip.open(path) as fh:
@@ -166,23 +168,24 @@ def test_nifti_is_the_same_volume_whatever_the_number_of_compression_threads(tmp
     assert raw[1] == raw[2] == raw[3]  # the same file content, only compressed differently
 
 
-def _grid_coordinates(mask: NDArray[np.bool_], geometry: StackGeometry, grid) -> NDArray[np.float64]:  # type: ignore[no-untyped-def]
+def _grid_coordinates(mask: NDArray[np.bool_], geometry: StackGeometry, grid: OutputGrid) -> NDArray[np.float64]:
     """Every masked voxel's centre in the grid's (i, j, k) voxel coordinates, through its affine."""
     ks, js, is_ = np.nonzero(mask)
     world = geometry.world(ks.astype(float), js.astype(float), is_.astype(float))
-    return nib.affines.apply_affine(np.linalg.inv(grid.affine_lps()), world)
+    ijk: NDArray[np.float64] = nib.affines.apply_affine(np.linalg.inv(grid.affine_lps()), world)
+    return ijk
 
 
 @pytest.mark.parametrize("tilt_mm", [0.0, 0.3, -0.45])
 @pytest.mark.parametrize("size", [24, 37, 60, 96, "fit"])
-def test_cropped_fraction_counts_the_masked_voxels_outside_the_grid(tilt_mm: float, size: int | str) -> None:
+def test_cropped_fraction_counts_the_masked_voxels_outside_the_grid(tilt_mm: float, size: int | Literal["fit"]) -> None:
     """Against a count over every voxel of an independent mask: outside means past the outer
     voxel faces in-plane, or a whole voxel past the end planes along the table axis."""
     vol = _phantom()
     geometry = _geometry(*vol.shape[:2], tilt_mm=tilt_mm)
     mask = _reference_mask(vol, -200)
     body = apply_body_mask(vol, geometry, -200)
-    grid = output_grid(geometry, body, 0.5, size)  # type: ignore[arg-type]
+    grid = output_grid(geometry, body, 0.5, size)
     n_k, n_j, n_i = grid.shape_kji
     ijk = _grid_coordinates(mask, geometry, grid)
     outside = (

@@ -40,7 +40,9 @@ def small(n_slices: int = 20) -> SeriesSpec:
 
 
 def hashes(root: Path) -> dict[str, str]:
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() for p in root.rglob("*") if p.is_file()}
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() for p in root.rglob("*") if p.is_file()
+    }
 
 
 def temporaries(*roots: Path) -> list[Path]:
@@ -152,7 +154,9 @@ def test_an_exam_name_the_profile_cannot_take_fails_alone(
     assert (out / "report.html").is_file() and LONG_NAME in (out / "report.html").read_text()
     assert len(list((out / "logs").glob("run-*.json"))) == 1
     record = read_record(out / ".orbitct", "anonymize", LONG_NAME)
-    assert record is not None and not record.complete and record_path(out / ".orbitct", "anonymize", LONG_NAME).is_file()
+    assert (
+        record is not None and not record.complete and record_path(out / ".orbitct", "anonymize", LONG_NAME).is_file()
+    )
     assert main(args) == ExitCode.FAILED  # a rerun redoes the failed one only
     assert stderr_lines(capsys)[0].startswith(f"ERROR: {LONG_NAME}: anonymize failed")
 
@@ -238,8 +242,8 @@ def test_a_record_or_table_that_cannot_be_written_is_one_line_and_exit_3(
     monkeypatch.setattr(reports, "merge_tables", _full_disk_for("out", reports.merge_tables))
     assert main(args) == ExitCode.FAILED
     assert stderr_lines(capsys) == [
-        f"ERROR: cannot write the run's tables and report in {out}: OSError: No space left on device; once that is "
-        "fixed, `orbitct-app INPUT_DIR OUTPUT_DIR report` writes them"
+        (f"ERROR: cannot write the run's tables and report in {out}: OSError: No space left on device; once that "
+         "is fixed, `orbitct-app INPUT_DIR OUTPUT_DIR report` writes them")
     ]
     assert read_record(out / ".orbitct", "anonymize", "exam_b") is not None
 
@@ -251,7 +255,9 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
         pytest.skip("mounting a small tmpfs needs root")
     mount = tmp_path / "disk"
     mount.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mount)], capture_output=True, text=True)
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mount)], capture_output=True, text=True
+    )
     if done.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
     try:
@@ -263,7 +269,9 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
 _FULL_DISK_LINES = [  # what a full output disk may say, besides the summary line
     re.compile(r"ERROR: exam_\d: (anonymize|extract) failed: " + re.escape(FULL_DISK)),
     re.compile(r"ERROR: exam_\d: (anonymize|extract) failed: cannot write its completion record: .*"),
-    re.compile(r"ERROR: cannot write the log file .* \(OSError: No space left on device\); its lines are lost from here on"),
+    re.compile(
+        r"ERROR: cannot write the log file .* \(OSError: No space left on device\); its lines are lost from here on"
+    ),
     re.compile(r"ERROR: cannot write the run's tables and report in .*: OSError: No space left on device; .*"),
 ]
 
@@ -306,7 +314,10 @@ def test_a_full_output_disk(small_disk: Path, tmp_path: Path) -> None:
     assert done.returncode == ExitCode.FAILED, done.stderr
     assert_said_plainly(done.stderr)
     lines = done.stderr.splitlines()
-    log_line = f"ERROR: cannot write the log file {out / 'logs' / 'orbitct-app.log'} (OSError: No space left on device); its lines are lost from here on"
+    log_line = (
+        f"ERROR: cannot write the log file {out / 'logs' / 'orbitct-app.log'} (OSError: No space left on device); "
+        "its lines are lost from here on"
+    )
     assert lines.count(log_line) == 1
     assert lines[-2].startswith(f"ERROR: cannot write the run's tables and report in {out}: OSError: No space left")
     assert not temporaries(out)
@@ -329,10 +340,10 @@ def test_a_failed_file_is_redone_by_a_rerun_without_force(
     real = anonymize.anonymize_file
     victim = sorted((exams / "exam_b").rglob("*.dcm"))[3]
 
-    def denied(src: Path, *args: Any) -> Any:
+    def denied(src: Path, *args: Any, **kwargs: Any) -> Any:
         if src == victim:
             raise PermissionError(errno.EACCES, os.strerror(errno.EACCES))
-        return real(src, *args)
+        return real(src, *args, **kwargs)
 
     monkeypatch.setattr(anonymize, "anonymize_file", denied)
     out = tmp_path / "out"

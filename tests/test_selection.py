@@ -71,7 +71,11 @@ def test_the_manufacturer_picks_the_vendor_and_without_one_the_vendors_must_agre
     assert classify_kernel("STANDARD", "SIEMENS").kind == "unknown"
     assert classify_kernel("H30s", "GE MEDICAL SYSTEMS").kind == "unknown"
     # ... and found by its own vendor's rules when the Manufacturer is empty or unknown
-    for kernel, vendor, kind in (("STANDARD", "GE", "soft"), ("H60s", "Siemens", "sharp"), ("FC52", "Canon/Toshiba", "sharp")):
+    for kernel, vendor, kind in (
+        ("STANDARD", "GE", "soft"),
+        ("H60s", "Siemens", "sharp"),
+        ("FC52", "Canon/Toshiba", "sharp"),
+    ):
         found = classify_kernel(kernel, "")
         assert (found.kind, found.vendor) == (kind, vendor)
         assert classify_kernel(kernel, "ORBITCT-SYNTH").kind == kind

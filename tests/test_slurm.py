@@ -29,14 +29,16 @@ from orbitct_app.reports import read_csv
 from orbitct_app.synthetic import SeriesSpec, write_exam
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from slurm_cluster import SlurmCluster, missing_requirements  # noqa: E402
+from slurm_cluster import SlurmCluster, missing_requirements
 
 pytestmark = pytest.mark.slurm
 
 REPO = Path(__file__).resolve().parents[1]
 SUBMIT = REPO / "examples" / "slurm" / "submit.sh"
 QUICK = ["--spacing", "2", "--size", "128"]
-SMALL = SeriesSpec(kind="axial", series_number=2, rows=64, cols=64, pixel_spacing=(3.8, 3.8), n_slices=24, slice_step=5.0)
+SMALL = SeriesSpec(
+    kind="axial", series_number=2, rows=64, cols=64, pixel_spacing=(3.8, 3.8), n_slices=24, slice_step=5.0
+)
 NAMES = [f"exam_{i}" for i in range(1, 7)]
 
 
@@ -104,7 +106,7 @@ def test_submit_runs_the_array_and_the_merge_on_slurm(cluster: SlurmCluster, tmp
     index = read_csv(out / "series_index.csv")
     assert len(index) == len(NAMES)
     for row in index:
-        image = nib.load(out / row["output_path"])
+        image = nib.Nifti1Image.from_filename(out / row["output_path"])
         assert image.shape[:2] == (128, 128) and image.header.get_zooms() == (2.0, 2.0, 2.0)
     for task in (1, 2, 3):  # task i took labels i and i+3, with one CPU each
         task_out = (out / "logs" / f"task-{array}_{task}.out").read_text()
@@ -122,7 +124,9 @@ def test_submit_runs_the_array_and_the_merge_on_slurm(cluster: SlurmCluster, tmp
     assert set(tasks.values()) == {"COMPLETED"}, tasks  # failed exams are the merge's to report
     assert merge_job["JobState"] == "FAILED" and merge_job["ExitCode"] == "3:0", merge_out
     assert f"task {array}_1 (log {out.resolve()}/logs/task-{array}_1.log):\n    broken: anonymize failed" in merge_out
-    skipped = sum((out / "logs" / f"task-{array}_{t}.log").read_text().count("already complete; skipped") for t in (1, 2, 3))
+    skipped = sum(
+        (out / "logs" / f"task-{array}_{t}.log").read_text().count("already complete; skipped") for t in (1, 2, 3)
+    )
     assert skipped == 2 * len(NAMES)  # both stages of every earlier exam
     assert sorted({r["dicom_id"] for r in read_csv(out / "series_index.csv")}) == NAMES
     assert "broken" in {r["dicom_id"] for r in read_csv(out / "anonymize_report.csv")}

@@ -5,13 +5,16 @@ from __future__ import annotations
 import itertools
 import math
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pydicom
 import pytest
 from pydicom import config
+from pydicom.dataelem import DataElement
 from pydicom.uid import (
     CTImageStorage,
     EnhancedCTImageStorage,
@@ -67,9 +70,8 @@ def _read_series(files: list[Path]) -> tuple[_Stack, np.ndarray]:
 def _frame_group(ds: pydicom.Dataset, frame: int, keyword: str) -> pydicom.Dataset:
     """The item of functional group ``keyword`` for ``frame`` (0-based): per-frame, else shared."""
     item = ds.PerFrameFunctionalGroupsSequence[frame]
-    if keyword in item:
-        return item[keyword][0]
-    return ds.SharedFunctionalGroupsSequence[0][keyword][0]
+    group: pydicom.Dataset = (item if keyword in item else ds.SharedFunctionalGroupsSequence[0])[keyword][0]
+    return group
 
 
 def _read_enhanced(path: Path) -> tuple[_Stack, np.ndarray]:
@@ -90,14 +92,16 @@ def _read_enhanced(path: Path) -> tuple[_Stack, np.ndarray]:
     hu = np.stack([raw[f].astype(np.float64) * float(rescale[f].RescaleSlope)
                    + float(rescale[f].RescaleIntercept) for f in range(n)])
     order = np.argsort(ipp @ np.cross(iop[:3], iop[3:]), kind="stable")
-    return _Stack(ipp[order], iop, spacings.pop()), hu[order]
+    dr, dc = spacings.pop()
+    return _Stack(ipp[order], iop, (dr, dc)), hu[order]
 
 
 def _world(stack: _Stack, k: np.ndarray, j: np.ndarray, i: np.ndarray) -> np.ndarray:
     """World LPS of voxels (slice k, row j, column i) from IPP, IOP and PixelSpacing only."""
     row, col = stack.iop[:3], stack.iop[3:]
     dr, dc = stack.spacing
-    return stack.ipp[k] + i[:, None] * dc * row + j[:, None] * dr * col
+    world: np.ndarray = stack.ipp[k] + i[:, None] * dc * row + j[:, None] * dr * col
+    return world
 
 
 def _marker_centroids(stack: _Stack, hu: np.ndarray) -> list[tuple[np.ndarray, int]]:
@@ -149,7 +153,7 @@ def test_markers_are_asymmetric_dense_and_inside_the_brain() -> None:
 def test_phantom_regions_at_known_points() -> None:
     ph = Phantom()
     c = np.array(ph.center_lps)
-    a, b, h = ph.head_semi_axes_mm
+    a, b, _ = ph.head_semi_axes_mm
     pts = {
         "air_far": c + [0, 0, 200],
         "air_front": c + [0, -b - 3, 0],
@@ -180,7 +184,7 @@ def test_render_plane_matches_hu_at_on_a_tilted_plane() -> None:
     col = np.array([0.0, math.cos(t), -math.sin(t)])
     origin = np.array(ph.center_lps) - 70 * row - 80 * col + [0, 0, -3.3]
     img = ph.render_plane(origin, row, col, 160, 140, (1.1, 1.0))
-    j, i = np.indices(img.shape)
+    j, i = np.indices(img.shape)[0], np.indices(img.shape)[1]
     pts = origin + i[..., None] * 1.0 * row + j[..., None] * 1.1 * col
     ref = ph.hu_at(pts)
     assert img.shape == (160, 140)
@@ -201,7 +205,7 @@ def test_ras_conversions() -> None:
 
 # non-square pixels (row spacing 1.0 mm along the column direction, column spacing 0.9 mm along
 # the row direction) so that a swap of the two PixelSpacing values is detected
-_GRID = dict(rows=128, cols=128, pixel_spacing=(1.0, 0.9), n_slices=66, slice_step=1.5)
+_GRID: dict[str, Any] = {"rows": 128, "cols": 128, "pixel_spacing": (1.0, 0.9), "n_slices": 66, "slice_step": 1.5}
 _VARIANTS: dict[str, dict[str, object]] = {
     "ascending": {},
     "descending": {"order": "descending"},
@@ -219,7 +223,7 @@ _VARIANTS: dict[str, dict[str, object]] = {
 
 @pytest.fixture(scope="module")
 def variant_exam(tmp_path_factory: pytest.TempPathFactory) -> ExamTruth:
-    specs = [SeriesSpec(series_number=n, **{**_GRID, **v})  # type: ignore[arg-type]
+    specs = [SeriesSpec(series_number=n, **{**_GRID, **v})
              for n, v in enumerate(_VARIANTS.values(), start=1)]
     return write_exam(tmp_path_factory.mktemp("variants"), "variants", specs, seed=11,
                       plant_phi=False)
@@ -343,7 +347,7 @@ def enhanced_exam(tmp_path_factory: pytest.TempPathFactory) -> ExamTruth:
     """The variants of ``variant_exam`` (same seed, dicom_id and series numbers, so the same
     pixels) as Enhanced CT, with identifiers planted, a classic scout and summary capture."""
     specs = [SeriesSpec(kind="scout", series_number=90)]
-    specs += [SeriesSpec(series_number=list(_VARIANTS).index(n) + 1,  # type: ignore[arg-type]
+    specs += [SeriesSpec(series_number=list(_VARIANTS).index(n) + 1,
                          **{**_GRID, **_VARIANTS[n]}) for n in _ENHANCED]
     specs.append(SeriesSpec(kind="summary", series_number=999, n_slices=1))
     return write_exam(tmp_path_factory.mktemp("enhanced"), "variants", specs, seed=11,
@@ -394,8 +398,9 @@ def test_enhanced_files_are_valid_multiframe_part10(enhanced_exam: ExamTruth) ->
         pm = sh.PixelMeasuresSequence[0]
         assert [float(v) for v in pm.PixelSpacing] == [1.0, 0.9]
         assert float(pm.SliceThickness) == 1.5
+        assert s.orientation is not None
         assert [float(v) for v in sh.PlaneOrientationSequence[0].ImageOrientationPatient] == \
-            pytest.approx([*s.orientation[0], *s.orientation[1]])  # type: ignore[index]
+            pytest.approx([*s.orientation[0], *s.orientation[1]])
         assert list(sh.CTImageFrameTypeSequence[0].FrameType) == image_type
         assert ("CTAcquisitionDetailsSequence" in sh) == original
         if original:
@@ -423,7 +428,7 @@ def test_enhanced_files_are_valid_multiframe_part10(enhanced_exam: ExamTruth) ->
             assert content.FrameAcquisitionNumber == 1
             values = list(content.DimensionIndexValues)
             assert len(values) == len(index)
-            for d, v in zip(index, values):
+            for d, v in zip(index, values, strict=True):
                 group = f[d.FunctionalGroupPointer][0]
                 assert int(group[d.DimensionIndexPointer].value) == v
             in_stack.append(int(content.InStackPositionNumber))
@@ -467,7 +472,7 @@ def test_enhanced_frames_equal_the_classic_twin(variant_exam: ExamTruth,
     ds = pydicom.dcmread(enhanced.files[0])
     frames = ds.pixel_array
     slices = [pydicom.dcmread(f) for f in classic.files]  # InstanceNumber order
-    for f, (item, sl) in enumerate(zip(ds.PerFrameFunctionalGroupsSequence, slices)):
+    for f, (item, sl) in enumerate(zip(ds.PerFrameFunctionalGroupsSequence, slices, strict=True)):
         # frame f + 1 is InstanceNumber f + 1: same position (to the character), same pixels
         assert list(item.PlanePositionSequence[0].ImagePositionPatient) == \
             list(sl.ImagePositionPatient)
@@ -568,7 +573,7 @@ def test_enhanced_same_seed_gives_byte_identical_files(tmp_path: Path) -> None:
     # the phantom content does not depend on planting; nothing is planted without it
     assert n.planted == [] and all(s.planted == [] for s in n.series)
     assert b"PHI" not in b"".join(_tree_bytes(n.path).values())
-    for s, t in zip(a.series, n.series):
+    for s, t in zip(a.series, n.series, strict=True):
         assert np.array_equal(pydicom.dcmread(s.files[0]).pixel_array,
                               pydicom.dcmread(t.files[0]).pixel_array)
 
@@ -729,7 +734,7 @@ def test_pixels_do_not_depend_on_planting(tmp_path: Path) -> None:
     with_phi = write_exam(tmp_path / "p", "exam", spec, seed=3, plant_phi=True)
     without = write_exam(tmp_path / "n", "exam", spec, seed=3, plant_phi=False)
     assert without.planted == [] and with_phi.planted
-    for f, g in zip(with_phi.files, without.files):
+    for f, g in zip(with_phi.files, without.files, strict=True):
         assert np.array_equal(pydicom.dcmread(f).pixel_array, pydicom.dcmread(g).pixel_array)
     assert b"PHI" not in b"".join(g.read_bytes() for g in without.files)
 
@@ -738,7 +743,7 @@ def test_pixels_do_not_depend_on_planting(tmp_path: Path) -> None:
 # planted identifiers
 
 
-def _walk(ds: pydicom.Dataset, depth: int = 0, in_private: bool = False):
+def _walk(ds: pydicom.Dataset, depth: int = 0, in_private: bool = False) -> Iterator[tuple[DataElement, int, bool]]:
     """Yield (element, depth, inside_private_sequence) for every element at every depth."""
     for elem in ds:
         yield elem, depth, in_private
@@ -827,13 +832,21 @@ def test_invalid_specs_are_rejected(tmp_path: Path) -> None:
 
 
 def test_manufacturer_and_contrast_bolus_are_written_in_every_file(tmp_path: Path) -> None:
-    bolus = (("ContrastBolusAgent", "IOHEXOL"), ("ContrastBolusVolume", "80"), ("ContrastBolusAgentSequence", "Iohexol"))
+    bolus = (
+        ("ContrastBolusAgent", "IOHEXOL"),
+        ("ContrastBolusVolume", "80"),
+        ("ContrastBolusAgentSequence", "Iohexol"),
+    )
     truth = write_exam(tmp_path, "cb", [SeriesSpec(n_slices=3, rows=16, cols=16, manufacturer="GE MEDICAL SYSTEMS",
                                                    convolution_kernel="BONE", contrast_bolus=bolus),
                                         SeriesSpec(series_number=3, n_slices=3, rows=16, cols=16)], plant_phi=False)
     for f in truth.series[0].files:
         ds = pydicom.dcmread(f, stop_before_pixels=True)
-        assert (ds.Manufacturer, ds.ConvolutionKernel, ds.ContrastBolusAgent) == ("GE MEDICAL SYSTEMS", "BONE", "IOHEXOL")
+        assert (ds.Manufacturer, ds.ConvolutionKernel, ds.ContrastBolusAgent) == (
+            "GE MEDICAL SYSTEMS",
+            "BONE",
+            "IOHEXOL",
+        )
         assert float(ds.ContrastBolusVolume) == 80.0
         assert ds.ContrastBolusAgentSequence[0].CodeMeaning == "Iohexol"
     plain = pydicom.dcmread(truth.series[1].files[0], stop_before_pixels=True)
@@ -848,13 +861,17 @@ def test_wide_phantom_has_markers_near_either_side() -> None:
     by_name = {m.name: m for m in phantom.markers}
     left, right = by_name["lateral_left"], by_name["lateral_right"]
     assert left.center_lps == (cx + 195.0, cy, cz) and right.center_lps == (cx - 195.0, cy, cz)  # +x is left
-    points = np.array([left.center_lps, right.center_lps, (cx + 219.0, cy, cz), (cx + 221.0, cy, cz), (cx, cy + 129.0, cz)])
+    points = np.array(
+        [left.center_lps, right.center_lps, (cx + 219.0, cy, cz), (cx + 221.0, cy, cz), (cx, cy + 129.0, cz)]
+    )
     assert phantom.hu_at(points).tolist() == [phantom.marker_hu] * 2 + [phantom.hu_scalp, -1000.0, phantom.hu_scalp]
 
 
 @pytest.mark.parametrize("enhanced", [False, True])
 def test_extra_gaps_leave_blocks_apart_centred_on_the_axis(tmp_path: Path, enhanced: bool) -> None:
-    spec = SeriesSpec(kind="axial", rows=16, cols=16, n_slices=8, slice_step=2.0, extra_gaps=((3, 1.0), (5, 20.0)), enhanced=enhanced)
+    spec = SeriesSpec(
+        kind="axial", rows=16, cols=16, n_slices=8, slice_step=2.0, extra_gaps=((3, 1.0), (5, 20.0)), enhanced=enhanced
+    )
     truth = write_exam(tmp_path, "gaps", [spec], plant_phi=False)
     z = sorted(p[2] for p in truth.series[0].positions_lps)
     assert np.diff(z).tolist() == pytest.approx([2.0, 2.0, 3.0, 2.0, 22.0, 2.0, 2.0])

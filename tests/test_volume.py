@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
+from numpy.typing import NDArray
 
 from orbitct_app.discover import SeriesInfo, SliceInfo
 from orbitct_app.errors import SeriesError
 from orbitct_app.volume import AIR_HU, plan_stacks, to_hu
 
 
-def _info(**changes: object) -> SliceInfo:
+def _info(**changes: Any) -> SliceInfo:
     base = SliceInfo(
         path=Path("x"), sop_instance_uid="1.2.3", sop_class_uid="1.2.840.10008.5.1.4.1.1.2", series_uid="1.2",
         series_number=2, series_description="", modality="CT", image_type=("ORIGINAL", "PRIMARY", "AXIAL"),
@@ -23,12 +25,12 @@ def _info(**changes: object) -> SliceInfo:
         rescale_slope=1.0, rescale_intercept=-1024.0, padding_value=None, padding_range_limit=None,
         burned_in_annotation="", has_pixel_data=True,
     )
-    return dataclasses.replace(base, **changes)  # type: ignore[arg-type]
+    return dataclasses.replace(base, **changes)
 
 
 def test_rescale_rounds_and_clips_to_air() -> None:
     raw = np.array([[0, 24, 1024, 1064], [3000, 100, 4095, 1025]], dtype=np.uint16)
-    out = np.empty(raw.shape, dtype=np.int16)
+    out: NDArray[np.int16] = np.empty(raw.shape, dtype=np.int16)
     to_hu(raw, _info(), out=out)
     assert out.tolist() == [[-1000, -1000, 0, 40], [1976, -924, 3071, 1]]
     to_hu(raw, _info(rescale_slope=0.5, rescale_intercept=-1000.5), out=out)
@@ -37,7 +39,7 @@ def test_rescale_rounds_and_clips_to_air() -> None:
 
 def test_padding_becomes_air_even_when_its_value_looks_like_tissue() -> None:
     raw = np.array([[3000, 1064], [2990, 2000]], dtype=np.uint16)
-    out = np.empty(raw.shape, dtype=np.int16)
+    out: NDArray[np.int16] = np.empty(raw.shape, dtype=np.int16)
     to_hu(raw, _info(padding_value=3000), out=out)
     assert out.tolist() == [[AIR_HU, 40], [1966, 976]]
     to_hu(raw, _info(padding_value=3000, padding_range_limit=2990), out=out)
@@ -81,12 +83,15 @@ def test_missing_geometry_is_a_series_error() -> None:
 def test_direct_pixel_read_equals_pydicom(tmp_path: Path, unsigned: bool, bits_stored: int, syntax: str | None) -> None:
     """The fast path reads exactly what pydicom's pixel_array gives, high bits included."""
     import pydicom
+    from pydicom.uid import UID
 
     from orbitct_app.discover import read_slice_info
     from orbitct_app.synthetic import SeriesSpec, write_exam
     from orbitct_app.volume import read_pixels
 
-    truth = write_exam(tmp_path, "e", [SeriesSpec(kind="axial", rows=16, cols=24, n_slices=3, unsigned=unsigned)], plant_phi=False)
+    truth = write_exam(
+        tmp_path, "e", [SeriesSpec(kind="axial", rows=16, cols=24, n_slices=3, unsigned=unsigned)], plant_phi=False
+    )
     path = truth.series[0].files[1]
     ds = pydicom.dcmread(path)
     raw = ds.pixel_array.astype(np.int32)
@@ -97,7 +102,7 @@ def test_direct_pixel_read_equals_pydicom(tmp_path: Path, unsigned: bool, bits_s
     ds.BitsStored, ds.HighBit = bits_stored, bits_stored - 1
     ds.PixelData = raw.astype("<u2" if unsigned else "<i2").tobytes()
     if syntax:
-        ds.file_meta.TransferSyntaxUID = syntax
+        ds.file_meta.TransferSyntaxUID = UID(syntax)
         ds.save_as(path, implicit_vr=True, little_endian=True)
     else:
         ds.save_as(path)
@@ -110,7 +115,9 @@ def test_direct_pixel_read_equals_pydicom(tmp_path: Path, unsigned: bool, bits_s
 
 def _at(zs: list[float], **changes: object) -> list[SliceInfo]:
     """One slice at each z (an axial stack), SOP Instance UIDs in order."""
-    return [_info(position=(0.0, 0.0, z), instance_number=i, sop_instance_uid=f"1.{i}", **changes) for i, z in enumerate(zs)]
+    return [
+        _info(position=(0.0, 0.0, z), instance_number=i, sop_instance_uid=f"1.{i}", **changes) for i, z in enumerate(zs)
+    ]
 
 
 def test_a_gap_wider_than_three_median_spacings_splits_the_stack() -> None:

@@ -25,7 +25,7 @@ from pydicom.tag import BaseTag
 
 from orbitct_app.deid.keys import shift_date
 from orbitct_app.deid.profiles import DUMMY_VALUES, Action, Profile
-from orbitct_app.dicom_bytes import dictionary_vr
+from orbitct_app.dicom_bytes import MAX_NESTING, dictionary_vr
 from orbitct_app.errors import DeidError
 
 logger = logging.getLogger(__name__)
@@ -160,17 +160,34 @@ def mark_deidentified(
 ) -> None:
     """Record at top level that ``ds`` was de-identified, and how (PS3.15 E.1.1).
 
-    Sets PatientIdentityRemoved to ``YES`` and DeidentificationMethod to ``method`` (replacing
-    earlier values, so a repeated run does not pile them up). With ``codes`` (CID 7050 code
-    values and meanings), DeidentificationMethodCodeSequence holds one item per code; with
-    ``temporal``, LongitudinalTemporalInformationModified is set to it.
+    Sets PatientIdentityRemoved to ``YES``. DeidentificationMethod becomes its earlier values
+    followed by ``method`` (see :func:`merge_methods`: a file de-identified elsewhere keeps
+    saying so, and a repeated run does not pile values up). With ``codes`` (CID 7050 code
+    values and meanings), DeidentificationMethodCodeSequence keeps its earlier items and gains
+    one item per code whose value is not there yet; with ``temporal``,
+    LongitudinalTemporalInformationModified is set to it.
     """
+    ours = [method] if isinstance(method, str) else list(method)
+    earlier = ds.get("DeidentificationMethod")
+    if earlier is None or earlier == "":
+        earlier_values: list[str] = []
+    else:
+        earlier_values = [str(earlier)] if isinstance(earlier, str) else [str(v) for v in earlier]
     ds.PatientIdentityRemoved = "YES"
-    ds.DeidentificationMethod = method if isinstance(method, str) else list(method)
+    merged = merge_methods(earlier_values, ours)
+    ds.DeidentificationMethod = merged[0] if len(merged) == 1 else merged
     if codes:
-        ds.DeidentificationMethodCodeSequence = list(_code_items(tuple(codes)))
+        items = list(ds.get("DeidentificationMethodCodeSequence") or [])
+        present = {str(item.get("CodeValue", "") or "").strip() for item in items}
+        items += [item for item in _code_items(tuple(codes)) if item.CodeValue not in present]
+        ds.DeidentificationMethodCodeSequence = items
     if temporal:
         ds.LongitudinalTemporalInformationModified = temporal
+
+
+def merge_methods(earlier: Sequence[str], ours: Sequence[str]) -> list[str]:
+    """DeidentificationMethod values: the earlier ones, then ours, each once, none empty."""
+    return list(dict.fromkeys(v for v in (*earlier, *ours) if v))
 
 
 @functools.lru_cache(maxsize=64)
@@ -189,7 +206,9 @@ def _code_items(codes: tuple[tuple[str, str], ...]) -> tuple[Dataset, ...]:
 # --- the walk ---------------------------------------------------------------------------------
 
 
-def _walk(ds: Dataset, profile: Profile, ctx: _Context) -> None:
+def _walk(ds: Dataset, profile: Profile, ctx: _Context, depth: int = 0) -> None:
+    if depth > MAX_NESTING:  # files are refused deeper in discovery: never a recursion limit here
+        raise DeidError(f"sequences nested deeper than {MAX_NESTING} levels")
     actions = profile.actions
     stats = ctx.stats
     rules = stats.rules
@@ -222,7 +241,7 @@ def _walk(ds: Dataset, profile: Profile, ctx: _Context) -> None:
                 raise DeidError(f"sequence {tag} could not be parsed, so its items cannot be checked")
             stats.sequences += 1
             for item in elem.value:
-                _walk(item, profile, ctx)
+                _walk(item, profile, ctx, depth + 1)
 
 
 def _safe_private_tags(ds: Dataset, profile: Profile) -> frozenset[BaseTag]:
@@ -284,11 +303,12 @@ def _apply(ds: Dataset, tag: BaseTag, action: Action, ctx: _Context) -> None:
             return  # whole-day offsets leave times of day as they are
         values = _values(ds[tag].value) if vr in ("DA", "DT") else None
         shifted = [shift_date(v, ctx.date_offset) for v in values] if values is not None else [None]
-        if any(v is None for v in shifted):
+        dates = [v for v in shifted if v is not None]
+        if len(dates) != len(shifted):
             del ds[tag]  # unparsable or not a date: removed, as without the option
             stats.removed += 1
             return
-        value = "\\".join(shifted)  # type: ignore[arg-type]
+        value = "\\".join(dates)
     elif action is Action.REPLACE_PSEUDONYM:
         value = ctx.pseudonym
     elif action is Action.DUMMY and vr in DUMMY_VALUES:

@@ -10,7 +10,15 @@ For every file under an exam's de-identified folder it reports
   in its path;
 - ``phi_string``: a string of the user's list (``--phi-list``: names, IDs ...) anywhere in the
   file's bytes (case-insensitive) or in its path;
+- ``trailing_data``: bytes after the end of the data set (after its last valid element): a
+  writer that appends is a finding;
+- ``preamble``: a 128-byte preamble that is not zero (the app always writes zeros);
 - ``unreadable``: a file that looks like DICOM but cannot be parsed (its bytes are still searched).
+
+The audit reads files with a scanner of its own (:class:`_Scan`, and :func:`_walk` for the
+structure), sharing only constants with the writer and with discovery's walk, so a mistake there
+is not repeated here. A file's header is read into memory; its pixel data only in bounded pieces
+(the phi list search).
 
 A finding names the file, the check, the tag and keyword, and where in the sequences it sits,
 never the offending value: for a listed string only its line number in the list.
@@ -22,33 +30,47 @@ earlier output, re-reading the original UIDs from INPUT_DIR.
 
 from __future__ import annotations
 
+import bisect
+import contextlib
 import dataclasses
+import errno
 import hashlib
 import io
+import os
 import re
 import struct
 import warnings
+import zlib
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
+from typing import Any, BinaryIO, cast
 
 import pydicom
 from pydicom import config as pydicom_config
 from pydicom.datadict import keyword_for_tag
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
-from pydicom.uid import UID_dictionary
+from pydicom.filereader import read_dataset
+from pydicom.tag import BaseTag
+from pydicom.uid import UID_dictionary  # type: ignore[attr-defined]  # public, not marked as re-exported
 
 from orbitct_app.deid.apply import _may_be_sequence, _safe_private_tags
 from orbitct_app.deid.profiles import DUMMY_VALUES, Action, Profile, is_structural_uid
-from orbitct_app.dicom_bytes import dictionary_vr
+from orbitct_app.dicom_bytes import (  # constants only: the audit reads with a scanner of its own
+    INFLATE_RATIO,
+    MAX_INFLATED_BYTES,
+    MAX_NESTING,
+    MIN_INFLATE_CAP,
+    dictionary_vr,
+)
+from orbitct_app.discover import MAX_HEADER_BYTES
 from orbitct_app.errors import OrbitctError
-from orbitct_app.paths import iter_exam_files, read_regular
+from orbitct_app.paths import iter_exam_files, open_regular
 
 MIN_PHI_LENGTH = 4
 """Shorter entries of a phi list are ignored: they would match by chance (a sex, an initial)."""
 
 _UID_TOKEN = re.compile(rb"[0-9]+(?:\.[0-9]+)+")
-_PIXEL_TAG_LE = b"\xe0\x7f\x10\x00"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -100,31 +122,6 @@ def phi_list_digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
 
 
-def original_uids(exam_dir: Path) -> set[str]:
-    """Every instance UID value in the headers of an exam's files (not the UIDs of classes,
-    syntaxes or coding schemes, nor any UID registered in the standard)."""
-    found: set[str] = set()
-    for path in _regular_files(exam_dir):
-        try:
-            ds = _read(read_regular(path))
-        except OrbitctError:
-            continue
-        if ds is None:
-            continue
-        try:
-            for elem, _, _ in _iter_elements(ds, ""):
-                if elem.VR == "UI" and not is_structural_uid(elem.keyword):
-                    for value in _text_values(elem.value):
-                        if value and value not in UID_dictionary:
-                            found.add(value)
-        except Exception:  # noqa: BLE001 - an unparsable element: take what was read
-            pass
-        meta = getattr(ds, "file_meta", None)
-        if meta is not None and meta.get("MediaStorageSOPInstanceUID"):
-            found.add(str(meta.MediaStorageSOPInstanceUID).strip("\0 "))
-    return found
-
-
 def _regular_files(folder: Path) -> list[Path]:
     """The regular files under ``folder``, sorted; links and special files are never opened."""
     return sorted(p for p in iter_exam_files(folder) if isinstance(p, Path))
@@ -174,70 +171,432 @@ class Written:
     """False when the bytes could not be parsed: the file is audited from disk."""
 
 
-def _phi_string_findings(rel: str, rel_bytes: bytes, data: bytes, phi: PhiList) -> list[Finding]:
-    """Entries of the phi list in a file's path and in its bytes (case-insensitive)."""
+@dataclasses.dataclass(frozen=True)
+class FileRegion:
+    """Bytes of a written file that are not held in memory (the pixel data a writer copied from
+    its source): the audit reads them from the file itself, in bounded pieces, when it needs
+    them."""
+
+    path: Path
+    offset: int
+    length: int
+
+
+_CHUNK = 8 << 20
+"""The most the audit reads from a file at a time (the phi list search)."""
+
+
+class _Stream:
+    """A file's bytes as parts (bytes in memory, regions of files on disk), read in pieces."""
+
+    def __init__(self, parts: Sequence[bytes | bytearray | FileRegion], fds: Mapping[Path, int] | None = None) -> None:
+        self.parts = [p for p in parts if (p.length if isinstance(p, FileRegion) else len(p))]
+        self.starts: list[int] = []
+        size = 0
+        for part in self.parts:
+            self.starts.append(size)
+            size += part.length if isinstance(part, FileRegion) else len(part)
+        self.size = size
+        self._fds = dict(fds or {})
+        self._opened: list[BinaryIO] = []
+
+    def __enter__(self) -> _Stream:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for fh in self._opened:
+            fh.close()
+
+    def _fd(self, path: Path) -> int:
+        if path not in self._fds:
+            fh = open_regular(path)
+            self._opened.append(fh)
+            self._fds[path] = fh.fileno()
+        return self._fds[path]
+
+    def read(self, offset: int, n: int) -> bytes:
+        """Up to ``n`` bytes from ``offset`` (fewer at the end)."""
+        out = []
+        end = min(self.size, offset + n)
+        index = max(0, bisect.bisect_right(self.starts, offset) - 1)
+        while offset < end and index < len(self.parts):
+            part, start = self.parts[index], self.starts[index]
+            if isinstance(part, FileRegion):
+                want = min(end, start + part.length) - offset
+                data = os.pread(self._fd(part.path), want, part.offset + offset - start)
+                if len(data) != want:
+                    raise OSError(errno.EIO, "the file is shorter than written")
+            else:
+                data = bytes(part[offset - start : end - start])
+            out.append(data)
+            offset += len(data)
+            index += 1
+        return b"".join(out)
+
+    def chunks(self) -> Iterator[bytes]:
+        """All the bytes, at most :data:`_CHUNK` at a time."""
+        for offset in range(0, self.size, _CHUNK):
+            yield self.read(offset, _CHUNK)
+
+
+class _Unreadable(Exception):
+    """The bytes are not a data set the audit can read (the message says why, never a value)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class _Shape:
+    """What a Part 10 file holds, as the audit's own walk finds it."""
+
+    meta: dict[int, bytes]
+    prefix: bytes
+    """Preamble and file meta."""
+    body: bytes
+    """The data set up to its end, without its top-level pixel data element."""
+    implicit: bool
+    little: bool
+    deflated: bool
+    trailing: int
+    """Bytes after the data set's last valid element (and after the deflated stream of a
+    deflated file, its one pad byte aside)."""
+    trailing_at: str
+    inflated: bytearray | None = None
+    """The inflated data set of a deflated file (the phi list is searched there too)."""
+
+
+_PIXEL_TAGS = frozenset({0x7FE00010, 0x7FE00008, 0x7FE00009})
+
+
+def _shape(stream: _Stream) -> _Shape:
+    """Walk the file with the audit's own reader: where its data set ends, and its bytes
+    without the pixel data element (read into memory: at most :data:`MAX_HEADER_BYTES`).
+
+    Raises
+    ------
+    _Unreadable
+        When it is not a Part 10 file the audit can read.
+    """
+    head = stream.read(0, 1 << 20)
+    if len(head) < 132 or head[128:132] != b"DICM":
+        raise _Unreadable("no Part 10 preamble")
+    try:
+        meta, meta_end = _scan_meta(head)
+    except _Scan.Unplain:
+        raise _Unreadable("file meta cannot be parsed") from None
+    syntax = meta.get(0x00020010, b"").rstrip(b"\0 ")
+    little = syntax != b"1.2.840.10008.1.2.2"
+    deflated = syntax == b"1.2.840.10008.1.2.1.99"
+    trailing_deflated = 0
+    if deflated:
+        data, used = _inflate(stream, meta_end)
+        trailing_deflated = stream.size - meta_end - used
+        if trailing_deflated == 1 and used % 2 and stream.read(meta_end + used, 1) == b"\0":
+            trailing_deflated = 0  # the pad byte that makes the deflated stream even (PS3.5 A.5)
+        read: Any = lambda offset, n: bytes(data[offset : offset + n])  # noqa: E731
+        start, size = 0, len(data)
+    else:
+        read, start, size = stream.read, meta_end, stream.size
+    first = read(start, 6)
+    implicit = len(first) < 6 or not (0x40 < first[4] < 0x5B and 0x40 < first[5] < 0x5B)
+    end, pixel, why = _walk(read, start, size, implicit, little)
+    parts = [read(start, pixel[0] - start), read(pixel[1], end - pixel[1])] if pixel else [read(start, end - start)]
+    if sum(len(p) for p in parts) > MAX_HEADER_BYTES:
+        raise _Unreadable(f"its data set holds more than {MAX_HEADER_BYTES >> 20} MiB besides its pixel data")
+    if size > end:
+        where = f"offset {end} of the inflated data set" if deflated else f"offset {end}"
+        where += f": {why}" if why else ""
+    else:
+        where = f"offset {stream.size - trailing_deflated}"
+    return _Shape(meta, head[:meta_end], b"".join(parts), implicit, little, deflated,
+                  size - end + trailing_deflated, where, data if deflated else None)
+
+
+def _inflate(stream: _Stream, start: int) -> tuple[bytearray, int]:
+    """The inflated data set of a deflated file, and how many compressed bytes it took; within
+    the cap every reader of this app keeps (the shared constants, computed here)."""
+    compressed = stream.size - start
+    cap = min(MAX_INFLATED_BYTES, max(MIN_INFLATE_CAP, INFLATE_RATIO * compressed))
+    inflater = zlib.decompressobj(-zlib.MAX_WBITS)
+    out = bytearray()
+    pos = start
+    pending = b""
+    try:
+        while not inflater.eof:
+            if not pending:
+                pending = stream.read(pos, 1 << 20)
+                pos += len(pending)
+                if not pending:
+                    raise _Unreadable("the deflated data set ends early")
+            out += inflater.decompress(pending, 1 << 20)  # a step at a time: never twice the data set
+            pending = inflater.unconsumed_tail
+            if len(out) > cap:
+                raise _Unreadable(f"the deflated data set inflates to more than {cap >> 20} MiB")
+    except zlib.error:
+        raise _Unreadable("corrupt deflated data set") from None
+    return out, pos - start - len(inflater.unused_data)
+
+
+def _walk(read: Any, pos: int, size: int, implicit: bool, little: bool) -> tuple[int, tuple[int, int] | None, str]:
+    """Where the data set from ``pos`` ends (after its last valid top-level element: ascending
+    tags, lengths within the file, undefined lengths closed), its top-level pixel data element
+    (start, end), and why the element after the end is not valid ('' when nothing follows or it
+    is no element at all). Iterative: no depth of nesting reaches a recursion limit."""
+    order = "<" if little else ">"
+    last = -1
+    pixel = None
+    why = ""
+    while pos + 8 <= size:
+        head = read(pos, 12)
+        group, number = struct.unpack_from(order + "HH", head)
+        tag = group << 16 | number
+        if group == 0xFFFE or tag <= last:
+            break
+        parsed = _element_header(head, order, implicit)
+        if parsed is None:
+            break
+        vr, length, header = parsed
+        if length == 0xFFFFFFFF:
+            try:
+                end = _undefined_end(read, pos + header, size, order, implicit, vr, tag)
+            except _Unreadable as err:
+                why = str(err)
+                break
+        else:
+            end = pos + header + length
+            if end > size:
+                break
+        if tag in _PIXEL_TAGS:
+            pixel = (pos, end)
+        last, pos = tag, end
+    return pos, pixel, why
+
+
+def _element_header(head: bytes, order: str, implicit: bool) -> tuple[str | None, int, int] | None:
+    """(VR, value length, header length) of the element whose first bytes are ``head``."""
+    if len(head) < 8:
+        return None
+    if implicit:
+        return None, struct.unpack_from(order + "L", head, 4)[0], 8
+    vr = head[4:6]
+    if vr in _VR_32:
+        return (vr.decode(), struct.unpack_from(order + "L", head, 8)[0], 12) if len(head) >= 12 else None
+    if vr in _VR_16:
+        return vr.decode(), struct.unpack_from(order + "H", head, 6)[0], 8
+    return None
+
+
+def _undefined_end(read: Any, pos: int, size: int, order: str, implicit: bool, vr: str | None, tag: int) -> int:
+    """Where an undefined-length value starting at ``pos`` ends (after its sequence delimiter)."""
+    if vr in ("SQ", "UN") or (vr is None and tag not in _PIXEL_TAGS):
+        stack = [("items", implicit or vr == "UN")]
+    elif vr in ("OB", "OW", None):
+        stack = [("fragments", implicit)]
+    else:
+        raise _Unreadable("undefined length on a value that is not a sequence")
+    while stack:
+        if len(stack) > 2 * MAX_NESTING:
+            raise _Unreadable(f"sequences nested deeper than {MAX_NESTING} levels")
+        kind, item_implicit = stack[-1]
+        head = read(pos, 12)
+        if len(head) < 8:
+            raise _Unreadable("a sequence is not closed")
+        group, number, length = struct.unpack_from(order + "HHL", head)
+        tag = group << 16 | number
+        if kind != "item":
+            if tag == 0xFFFEE0DD:
+                pos += 8
+                stack.pop()
+                continue
+            if tag != 0xFFFEE000:
+                raise _Unreadable("a sequence holds something other than items")
+            pos += 8
+            if length == 0xFFFFFFFF:
+                if kind == "fragments":
+                    raise _Unreadable("a fragment of undefined length")
+                stack.append(("item", item_implicit))
+            else:
+                pos += length
+        elif tag == 0xFFFEE00D:
+            pos += 8
+            stack.pop()
+        else:
+            parsed = _element_header(head, order, item_implicit)
+            if parsed is None:
+                raise _Unreadable("an element cannot be parsed")
+            element_vr, length, header = parsed
+            pos += header
+            if length == 0xFFFFFFFF:
+                if element_vr in ("SQ", "UN") or (element_vr is None and tag not in _PIXEL_TAGS):
+                    stack.append(("items", item_implicit or element_vr == "UN"))
+                elif element_vr in ("OB", "OW", None):
+                    stack.append(("fragments", item_implicit))
+                else:
+                    raise _Unreadable("undefined length on a value that is not a sequence")
+            else:
+                pos += length
+        if pos > size:
+            raise _Unreadable("a length runs past the end of the file")
+    return pos
+
+
+def _phi_string_findings(rel: str, rel_bytes: bytes, stream: _Stream, phi: PhiList) -> list[Finding]:
+    """Entries of the phi list in a file's path and in its bytes (case-insensitive), searched
+    in bounded pieces that overlap by the longest entry."""
     findings = [
         Finding(rel, "phi_string", detail=f"phi list line {number}, in the file path")
         for number, text in phi.entries
         if text in rel_bytes.lower()
     ]
-    if phi:
-        lowered = data.lower()
-        findings.extend(
-            Finding(rel, "phi_string", detail=f"phi list line {number}") for number, text in phi.entries if text in lowered
-        )
+    if not phi:
+        return findings
+    overlap = max(len(text) for _, text in phi.entries) - 1
+    found: set[int] = set()
+    carry = b""
+    for chunk in stream.chunks():
+        window = carry + chunk.lower()
+        found.update(number for number, text in phi.entries if number not in found and text in window)
+        carry = window[-overlap:] if overlap else b""
+    findings.extend(Finding(rel, "phi_string", detail=f"phi list line {number}")
+                    for number, _ in phi.entries if number in found)
     return findings
 
 
 def audit_written(
-    parts: Sequence[bytes | memoryview], rel: str, profile: Profile, pseudonym: str, phi: PhiList
+    parts: Sequence[bytes | FileRegion], rel: str, profile: Profile, pseudonym: str, phi: PhiList
 ) -> Written:
-    """Audit a file's bytes as they are written (the concatenation of ``parts``), without
-    reading it back.
+    """Audit a file as it was written (the concatenation of ``parts``: bytes held in memory and
+    regions of the file itself), without reading its header back.
 
-    The checks are those of :func:`audit_file`, on a data set parsed here by pydicom,
-    independently of the writer, except the original-UID check: the original UIDs of an exam
-    are known only when all its files are done, so the UID-like tokens are kept for
-    :func:`audit_tree`. Whatever follows the parsed header must be one pixel data element
-    ending the file; anything else makes the file one to audit from disk, elements after the
-    pixel data included.
+    The checks are those of :func:`audit_file`, on a data set parsed here (by the audit's own
+    scanner, or by pydicom), independently of the writer, except the original-UID check: the
+    original UIDs of an exam are known only when all its files are done, so the UID-like tokens
+    are kept for :func:`audit_tree`.
     """
-    findings: list[Finding] = []
+    with _Stream(parts) as stream:
+        findings, tokens, complete = _audit_stream(stream, rel, profile, pseudonym, phi, None)
+    return Written(findings, frozenset(tokens), complete)
+
+
+def audit_file(
+    path: Path, rel: str, profile: Profile, pseudonym: str, originals: set[bytes], phi: PhiList
+) -> list[Finding]:
+    """Audit one file on disk (see the module docstring for the checks)."""
+    try:
+        with open_regular(path) as fh:
+            size = os.fstat(fh.fileno()).st_size
+            with _Stream([FileRegion(path, 0, size)], {path: fh.fileno()}) as stream:
+                return _audit_stream(stream, rel, profile, pseudonym, phi, originals)[0]
+    except OrbitctError as err:
+        return [Finding(rel, "unreadable", detail=str(err))]
+    except OSError as err:
+        return [Finding(rel, "unreadable", detail=f"cannot read file ({err.strerror or type(err).__name__})")]
+    except Exception as err:  # noqa: BLE001 - a file the audit cannot read is a finding, never a crash
+        return [Finding(rel, "unreadable", detail=f"cannot be audited ({type(err).__name__})")]
+
+
+def _audit_stream(
+    stream: _Stream, rel: str, profile: Profile, pseudonym: str, phi: PhiList, originals: set[bytes] | None
+) -> tuple[list[Finding], set[bytes], bool]:
+    """The findings of one file, the UID-like tokens of its header and path, and whether its
+    data set could be parsed. With ``originals`` (a file read from disk), the original-UID
+    check is made here too."""
     rel_bytes = rel.encode("utf-8", "replace")
-    tokens: set[bytes] = set()
-    whole = b"".join(parts) if (phi or profile.needs_key) else b""
-    if profile.needs_key:  # only a profile that remaps UIDs has originals to look for
-        end = whole.rfind(_PIXEL_TAG_LE)
-        tokens.update(_UID_TOKEN.findall(whole if end < 0 else whole[: end + 8]))
-        tokens.update(_UID_TOKEN.findall(rel_bytes))
-    findings.extend(_phi_string_findings(rel, rel_bytes, whole, phi))
-    head = bytes(parts[0])
-    scanned = _Scan.of(head, profile, pseudonym, rel)
-    if scanned is not None:
-        checked, header_end, implicit = scanned
-        rest = [memoryview(head)[header_end:], *(memoryview(p) for p in parts[1:])]
-    else:  # not the plain encoding the scan reads: pydicom parses it
-        fp = io.BytesIO(head)
-        ds = _read_from(fp)
+    findings = [Finding(rel, "original_uid", detail="in the file path")
+                for token in _UID_TOKEN.findall(rel_bytes) if originals and token in originals]
+    findings += _phi_string_findings(rel, rel_bytes, stream, phi)
+    tokens = set(_UID_TOKEN.findall(rel_bytes)) if profile.needs_key or originals else set()
+    try:
+        shape = _shape(stream)
+    except _Unreadable as err:
+        if stream.read(128, 4) == b"DICM" or rel.lower().endswith(".dcm"):
+            findings.append(Finding(rel, "unreadable", detail=f"cannot be parsed as DICOM: {err}"))
+        return findings, tokens, False
+    if shape.inflated is not None and phi:  # the deflated bytes hide text: search the data set too
+        known = {f.detail for f in findings}
+        findings += [f for f in _phi_string_findings(rel, b"", _Stream([shape.inflated]), phi)
+                     if f.detail not in known]
+    if shape.trailing:
+        findings.append(Finding(rel, "trailing_data", detail=f"{shape.trailing} byte(s) after the end of "
+                                f"the data set ({shape.trailing_at})"))
+    if shape.prefix[:128].strip(b"\0"):
+        findings.append(Finding(rel, "preamble", detail="the 128-byte preamble is not zero"))
+    header = shape.prefix + shape.body
+    hits: set[bytes] = set()
+    if profile.needs_key or originals:
+        tokens.update(_UID_TOKEN.findall(header))
+        hits = originals.intersection(tokens) if originals else set()
+    scanned = None if shape.deflated or not shape.little else _Scan.of(header, profile, pseudonym, rel)
+    ds = None
+    if scanned is not None and scanned[1] == len(header):
+        findings += scanned[0]
+    else:
+        ds = _read_body(shape)
         if ds is None:
-            return Written(findings, frozenset(tokens), False)
+            findings.append(Finding(rel, "unreadable", detail="its data set cannot be parsed"))
+            return findings, tokens, False
         try:
-            checked = _check_dataset(ds, rel, profile, pseudonym, "") + _check_meta(ds, rel, set())
-        except Exception:  # noqa: BLE001 - an element that cannot be parsed: audited from disk
-            return Written(findings, frozenset(tokens), False)
-        syntax = str(getattr(ds, "file_meta", {}).get("TransferSyntaxUID", "") or "")
-        if syntax in _NOT_PLAIN:  # what follows the pixel data is not in view here
-            return Written(findings, frozenset(tokens), False)
-        implicit = syntax == "1.2.840.10008.1.2"
-        rest = [memoryview(head)[fp.tell():], *(memoryview(p) for p in parts[1:])]
-    rest = [r for r in rest if len(r)]
-    if len(rest) > 1 or (rest and not _only_pixel_data(rest[0], implicit)):
-        return Written(findings, frozenset(tokens), False)
-    return Written(findings + checked, frozenset(tokens), True)
+            findings += _check_dataset(ds, rel, profile, pseudonym, "") + _meta_findings(shape.meta, rel, set())
+        except Exception:  # noqa: BLE001 - an element that cannot be parsed: the file is unreadable
+            findings.append(Finding(rel, "unreadable", detail="an element cannot be parsed"))
+            return findings, tokens, False
+    if hits:
+        if ds is None:
+            ds = _read_body(shape)
+        located: list[Finding] = []
+        if ds is not None:
+            with contextlib.suppress(Exception):
+                located = _uid_locations(ds, rel, hits, "")
+        located += [f for f in _meta_findings(shape.meta, rel, hits) if f.check == "original_uid"]
+        findings += located or [Finding(rel, "original_uid", detail=f"{len(hits)} original UID(s) in the bytes")]
+    return findings, tokens, True
 
 
-_NOT_PLAIN = frozenset({"1.2.840.10008.1.2.1.99", "1.2.840.10008.1.2.2"})
-"""Deflated and big endian: what follows their header is checked from disk."""
+def _read_body(shape: _Shape) -> Dataset | None:
+    """The data set (without pixel data) as pydicom reads it, or None when it cannot."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with pydicom_config.disable_value_validation():
+                return read_dataset(io.BytesIO(shape.body), shape.implicit, shape.little)
+    except Exception:  # noqa: BLE001 - any parsing problem makes the file unreadable
+        return None
+
+
+def _meta_findings(meta: Mapping[int, bytes], rel: str, hits: set[bytes]) -> list[Finding]:
+    """Private information in the file meta; an original UID as its MediaStorageSOPInstanceUID."""
+    findings = [Finding(rel, "private", _tag(tag), keyword_for_tag(tag), "file meta")
+                for tag in (0x00020100, 0x00020102) if tag in meta]
+    if meta.get(0x00020003, b"").rstrip(b"\0 ") in hits:
+        findings.append(Finding(rel, "original_uid", "(0002,0003)", "MediaStorageSOPInstanceUID", "file meta"))
+    return findings
+
+
+def original_uids(exam_dir: Path) -> set[str]:
+    """Every instance UID value in the headers of an exam's files (not the UIDs of classes,
+    syntaxes or coding schemes, nor any UID registered in the standard); each file is read
+    as the audit reads it (its header only, a deflated one within its cap)."""
+    found: set[str] = set()
+    for path in _regular_files(exam_dir):
+        try:
+            with open_regular(path) as fh:
+                size = os.fstat(fh.fileno()).st_size
+                with _Stream([FileRegion(path, 0, size)], {path: fh.fileno()}) as stream:
+                    shape = _shape(stream)
+        except (OrbitctError, OSError, _Unreadable):
+            continue
+        ds = _read_body(shape)
+        if ds is not None:
+            try:
+                for elem, _, _ in _iter_elements(ds, ""):
+                    if elem.VR == "UI" and not is_structural_uid(elem.keyword):
+                        for value in _text_values(elem.value):
+                            if value and value not in UID_dictionary:
+                                found.add(value)
+            except Exception:  # noqa: BLE001 - an unparsable element: take what was read
+                pass
+        instance = shape.meta.get(0x00020003, b"").decode("ascii", "replace").strip("\0 ")
+        if instance:
+            found.add(instance)
+    return found
 
 
 class _Scan:
@@ -264,6 +623,8 @@ class _Scan:
         self.rel = rel
         self.implicit = implicit
         self.findings: list[Finding] = []
+        self.depth = 0
+        """Data sets open (nested items): deeper than :data:`MAX_NESTING` is left to pydicom."""
 
     @classmethod
     def of(cls, data: bytes, profile: Profile, pseudonym: str, rel: str) -> tuple[list[Finding], int, bool] | None:
@@ -312,6 +673,15 @@ class _Scan:
     def dataset(self, pos: int, end: int, location: str, *, top: bool = False, item: bool = False) -> int:
         """Check the elements from ``pos``; returns where they end (the pixel data at top level,
         the item delimiter of an undefined-length item)."""
+        self.depth += 1
+        try:
+            return self._dataset(pos, end, location, top=top, item=item)
+        finally:
+            self.depth -= 1
+
+    def _dataset(self, pos: int, end: int, location: str, *, top: bool, item: bool) -> int:
+        if self.depth > MAX_NESTING + 1:
+            raise self.Unplain
         profile = self.profile
         where = location or "top"
         last = -1
@@ -350,9 +720,9 @@ class _Scan:
                                              "repeating group that should be removed"))
                 continue
             if not sequence:
-                action = profile.actions.get(tag)
+                action = profile.actions.get(cast(BaseTag, tag))  # (an int finds the same entry)
                 if action in _CHECKED:
-                    problem = self.violates(action, start, value_end)
+                    problem: str | None = self.violates(action, start, value_end)
                     if problem:
                         self.findings.append(
                             Finding(self.rel, "attribute", _tag(tag), keyword_for_tag(tag), where, problem)
@@ -360,7 +730,7 @@ class _Scan:
                 continue
             if items is None:
                 items, _ = self.items(start, value_end, undefined=False)
-            action = profile.actions.get(tag)
+            action = profile.actions.get(cast(BaseTag, tag))
             if action in _CHECKED:
                 problem = (
                     "present (the profile removes it)" if action is Action.REMOVE
@@ -395,7 +765,7 @@ class _Scan:
         """The items of a sequence value: (start, end, undefined length) each, and where the
         value ends (the sequence delimiter for an undefined length)."""
         data = self.data
-        found = []
+        found: list[tuple[int, int, bool]] = []
         while True:
             if not undefined and pos == end:
                 return found, pos
@@ -421,6 +791,15 @@ class _Scan:
 
     def skip_item(self, pos: int, end: int) -> int:
         """Where an undefined-length item starting at ``pos`` ends (its delimiter)."""
+        self.depth += 1
+        try:
+            return self._skip_item(pos, end)
+        finally:
+            self.depth -= 1
+
+    def _skip_item(self, pos: int, end: int) -> int:
+        if self.depth > MAX_NESTING + 1:
+            raise self.Unplain
         while True:
             tag, _, start, length = self.element(pos, end)
             if tag == 0xFFFEE00D:
@@ -471,95 +850,6 @@ _VR_32 = frozenset(
 )
 
 
-def _only_pixel_data(tail: memoryview, implicit: bool) -> bool:
-    """Whether ``tail`` is exactly one pixel data element (little endian), native or
-    encapsulated; elements after it would otherwise escape the header checks."""
-    if len(tail) < 12 or bytes(tail[:4]) != _PIXEL_TAG_LE:
-        return False
-    if implicit:
-        (length,) = struct.unpack_from("<L", tail, 4)
-        start = 8
-    else:
-        (length,) = struct.unpack_from("<L", tail, 8)
-        start = 12
-    if length != 0xFFFFFFFF:
-        return start + length == len(tail)
-    pos = start
-    while pos + 8 <= len(tail):
-        group, element, item_length = struct.unpack_from("<HHL", tail, pos)
-        if (group, element) == (0xFFFE, 0xE0DD):
-            return pos + 8 == len(tail)
-        if (group, element) != (0xFFFE, 0xE000) or item_length == 0xFFFFFFFF:
-            return False
-        pos += 8 + item_length
-    return False
-
-
-def audit_file(
-    path: Path, rel: str, profile: Profile, pseudonym: str, originals: set[bytes], phi: PhiList
-) -> list[Finding]:
-    """Audit one file (see the module docstring for the checks)."""
-    findings: list[Finding] = []
-    try:
-        data = read_regular(path)
-    except OrbitctError as err:
-        return [Finding(rel, "unreadable", detail=str(err))]
-    # the path itself
-    rel_bytes = rel.encode("utf-8", "replace")
-    for token in _UID_TOKEN.findall(rel_bytes):
-        if token in originals:
-            findings.append(Finding(rel, "original_uid", detail="in the file path"))
-    findings.extend(_phi_string_findings(rel, rel_bytes, data, phi))
-    # the bytes
-    hits: set[bytes] = set()
-    if originals:
-        end = data.rfind(_PIXEL_TAG_LE)
-        header = data if end < 0 else data[: end + 8]
-        hits = originals.intersection(_UID_TOKEN.findall(header))
-    # the parsed data set
-    fp = io.BytesIO(data)
-    ds = _read_from(fp)
-    if ds is None:
-        if hits:
-            findings.append(Finding(rel, "original_uid", detail=f"{len(hits)} original UID(s) in the bytes"))
-        if data[128:132] == b"DICM" or path.suffix.lower() == ".dcm":
-            findings.append(Finding(rel, "unreadable", detail="cannot be parsed as DICOM"))
-        return findings
-    try:
-        findings += _check_dataset(ds, rel, profile, pseudonym, "")
-        if hits:
-            located = _uid_locations(ds, rel, hits, "")
-            findings += located or [
-                Finding(rel, "original_uid", detail=f"{len(hits)} original UID(s) in the bytes")
-            ]
-    except Exception:  # noqa: BLE001 - an element that cannot be parsed: the file is unreadable
-        findings.append(Finding(rel, "unreadable", detail="an element cannot be parsed"))
-        if hits:
-            findings.append(Finding(rel, "original_uid", detail=f"{len(hits)} original UID(s) in the bytes"))
-        return findings
-    tail = memoryview(data)[fp.tell():]
-    syntax = str(getattr(ds, "file_meta", {}).get("TransferSyntaxUID", "") or "")
-    if syntax in _NOT_PLAIN or (len(tail) and not _only_pixel_data(tail, syntax == "1.2.840.10008.1.2")):
-        findings += _check_after_pixel_data(data, rel, profile, pseudonym)
-    return findings + _check_meta(ds, rel, hits)
-
-
-def _check_after_pixel_data(data: bytes, rel: str, profile: Profile, pseudonym: str) -> list[Finding]:
-    """The checks of the elements after the pixel data (trailing padding, private groups ...)."""
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            with pydicom_config.disable_value_validation():
-                full = pydicom.dcmread(io.BytesIO(data), force=True)
-                trailing = Dataset()
-                for tag in full.keys():  # noqa: SIM118 - iterating a Dataset gives elements
-                    if tag > 0x7FE00010:
-                        trailing[tag] = full.get_item(tag)
-                return _check_dataset(trailing, rel, profile, pseudonym, "after pixel data")
-    except Exception:  # noqa: BLE001 - what cannot be parsed cannot be shown clean
-        return [Finding(rel, "unreadable", detail="elements after the pixel data cannot be parsed")]
-
-
 def _check_meta(ds: Dataset, rel: str, hits: set[bytes]) -> list[Finding]:
     findings = []
     meta = getattr(ds, "file_meta", None)
@@ -597,7 +887,7 @@ def _check_dataset(ds: Dataset, rel: str, profile: Profile, pseudonym: str, loca
             continue
         action = profile.actions.get(tag)
         if action in _CHECKED:
-            problem = _violates(ds, tag, raw, action, pseudonym)  # type: ignore[arg-type]
+            problem = _violates(ds, tag, raw, action, pseudonym)
             if problem:
                 findings.append(Finding(rel, "attribute", _tag(tag), keyword_for_tag(tag), where, problem))
                 continue
@@ -665,7 +955,7 @@ def _text_values(value: object) -> list[str]:
 
 def _iter_elements(
     ds: Dataset, location: str, profile: Profile | None = None
-) -> Iterator[tuple[pydicom.DataElement, str, frozenset]]:
+) -> Iterator[tuple[pydicom.DataElement, str, frozenset[BaseTag]]]:
     safe = _safe_private_tags(ds, profile) if profile is not None and profile.safe_private else frozenset()
     for elem in ds:
         yield elem, location or "top", safe
@@ -682,7 +972,7 @@ def _read(data: bytes) -> Dataset | None:
 
 def _read_from(fp: io.BytesIO) -> Dataset | None:
     """The header of a Part 10 file up to its pixel data (``fp`` then stands there)."""
-    if fp.getbuffer()[128:132] != b"DICM":
+    if bytes(fp.getbuffer()[128:132]) != b"DICM":
         return None
     try:
         with warnings.catch_warnings():

@@ -9,6 +9,10 @@ key (at least 16 bytes). When the file does not exist it is created with 32 rand
 hexadecimal characters), readable by its owner only, atomically (a hard link of a complete
 temporary file), so SLURM tasks starting together all end up with the one key. The key never
 appears in logs, reports or outputs; only :func:`key_fingerprint` (an HMAC of a constant) does.
+
+A key file others can read or write is refused (whoever reads it can re-identify the data set,
+whoever writes it can change every UID), with the fix (``chmod 600 PATH``); so is a key whose
+bytes carry too little entropy (:func:`key_problem`).
 """
 
 from __future__ import annotations
@@ -20,13 +24,19 @@ import hmac
 import os
 import re
 import secrets
+import shlex
+import stat
 from pathlib import Path
 
-from pydicom.uid import UID_dictionary
+from pydicom.uid import UID_dictionary  # type: ignore[attr-defined]  # public, not marked as re-exported
 
 from orbitct_app.errors import UsageError
 
 MIN_KEY_BYTES = 16
+MIN_DISTINCT_BYTES = 16
+"""A key must hold at least this many distinct byte values (of its decoded bytes, when it is
+hexadecimal text). 32 random bytes, as the app makes them, hold about 30; fewer than 16 happens
+to them with a probability of about 3e-17."""
 UID_ROOT = "2.25."
 MAX_SHIFT_DAYS = 3652
 """Dates move back by 365 to 3652 days (one to ten years), the same for all of a patient's dates."""
@@ -71,20 +81,56 @@ def ensure_key(path: Path) -> tuple[bytes, bool]:
 
 
 def load_key(path: Path) -> bytes:
-    """The key held by the file at ``path``.
+    """The key held by the file at ``path`` (its bytes, trailing whitespace stripped: the HMAC
+    key, exactly as it always was; the checks below never change it).
 
     Raises
     ------
     UsageError
-        If the file cannot be read or holds fewer than 16 bytes.
+        If the file cannot be read, can be read or written by its group or others, holds fewer
+        than 16 bytes, or carries too little entropy (:func:`key_problem`).
     """
     try:
+        mode = path.stat().st_mode
         key = path.read_bytes().rstrip()
     except OSError as err:
         raise UsageError(f"cannot read the de-identification key {path}: {err.strerror}") from err
-    if len(key) < MIN_KEY_BYTES:
-        raise UsageError(f"the de-identification key {path} holds fewer than {MIN_KEY_BYTES} bytes")
+    if mode & 0o066:
+        raise UsageError(
+            f"the de-identification key {path} can be read or written by others (mode {stat.S_IMODE(mode):04o}); "
+            f"make it private with: chmod 600 {shlex.quote(str(path))}"
+        )
+    problem = key_problem(key)
+    if problem:
+        raise UsageError(
+            f"the de-identification key {path} {problem}: make a new one from 32 random bytes (remove the "
+            "file and orbitct-app creates one, or: openssl rand -hex 32); a new key gives new UIDs"
+        )
     return key
+
+
+def key_problem(key: bytes) -> str:
+    """Why ``key`` is too weak to keep UIDs and dates secret ('' when it is not): fewer than
+    :data:`MIN_KEY_BYTES` bytes, or fewer than :data:`MIN_DISTINCT_BYTES` distinct byte values
+    in its material, its decoded bytes when it is hexadecimal text (all bytes equal included)."""
+    if len(key) < MIN_KEY_BYTES:
+        return f"holds fewer than {MIN_KEY_BYTES} bytes"
+    material = key_material(key)
+    distinct = len(set(material))
+    if distinct < MIN_DISTINCT_BYTES:
+        what = "hexadecimal key's bytes" if material is not key else "key's bytes"
+        return (f"carries too little entropy: its {what} take {distinct} distinct value(s), "
+                f"at least {MIN_DISTINCT_BYTES} are needed")
+    return ""
+
+
+_HEX = re.compile(rb"(?:[0-9a-fA-F]{2})+")
+
+
+def key_material(key: bytes) -> bytes:
+    """The bytes a key's entropy is judged on: its decoded bytes when it is hexadecimal text
+    (as the keys the app makes are), else the bytes themselves."""
+    return bytes.fromhex(key.decode("ascii")) if _HEX.fullmatch(key) else key
 
 
 def key_fingerprint(key: bytes) -> str:

@@ -20,6 +20,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from orbitct_app import atomic, locks
+from orbitct_app.safe_text import csv_cell
 
 UID_MAP = "uid_map.csv"
 PATIENT_MAP = "patient_id_map.csv"
@@ -27,10 +28,12 @@ _PARTS = ".parts"
 
 
 def _csv(header: Iterable[str], rows: Iterable[Iterable[str]]) -> str:
+    """CSV text, every cell a spreadsheet would run as a formula neutralised (a PatientID such
+    as ``=1+1`` is written ``'=1+1``; see :func:`~orbitct_app.safe_text.csv_cell`)."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(header)
-    writer.writerows(rows)
+    writer.writerows([csv_cell(cell) for cell in row] for row in rows)
     return buffer.getvalue()
 
 

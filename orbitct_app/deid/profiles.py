@@ -29,6 +29,10 @@ AccessionNumber           SH    empty
 An attribute is only replaced where it is present; absent attributes are not added. Empty is a
 valid value for every one of them (all are Type 2 or 3 in the CT and patient modules).
 
+Both profiles also remove Data Set Trailing Padding (FFFC,FFFC) wherever it is: it has no
+meaning (PS3.10 7.2), so whatever it holds can only be something that should not travel. (At the
+top level the data set ends where it starts: the anonymize stage never copies it.)
+
 The ``basic`` profile is PS3.15 Annex E's Basic Application Level Confidentiality Profile: every
 attribute of Table E.1-1 (:mod:`orbitct_app.deid.table_e1_1`) with its Basic Profile action,
 modified by the retain options chosen (:class:`RetainOption`, :func:`basic_profile`).
@@ -42,10 +46,11 @@ import functools
 from collections.abc import Iterable, Mapping
 from types import MappingProxyType
 
-from pydicom.datadict import DicomDictionary, dictionary_VR, tag_for_keyword
-from pydicom.tag import BaseTag
+from pydicom.datadict import DicomDictionary, dictionary_VR, tag_for_keyword  # type: ignore[attr-defined]
+from pydicom.tag import BaseTag, Tag
 
 from orbitct_app.deid import table_e1_1
+from orbitct_app.dicom_bytes import TRAILING_PADDING
 from orbitct_app.errors import ProfileError
 
 
@@ -209,6 +214,7 @@ ORBITCT = Profile(
         InstitutionName=Action.EMPTY,
         InstitutionAddress=Action.EMPTY,
         AccessionNumber=Action.EMPTY,
+        DataSetTrailingPadding=Action.REMOVE,
     ),
 )
 """The default profile (see the module docstring for the values written)."""
@@ -337,7 +343,8 @@ def _basic_profile(retain: frozenset[RetainOption], shift_dates: bool) -> Profil
         elif vr == "UI" and not is_structural_uid(keyword):
             actions[BaseTag(tag)] = Action.REMAP_UID
     for keyword in ("PatientName", "PatientID"):
-        actions[BaseTag(tag_for_keyword(keyword))] = Action.REPLACE_PSEUDONYM  # type: ignore[arg-type]
+        actions[Tag(keyword)] = Action.REPLACE_PSEUDONYM
+    actions[BaseTag(TRAILING_PADDING)] = Action.REMOVE
     codes = [BASIC_PROFILE_CODE]
     notes = ["dates shifted" if shift_dates else "dates removed"]
     if shift_dates:

@@ -1,18 +1,19 @@
-"""De-identify a DICOM file's bytes directly: the fast path of the anonymize stage.
+"""De-identify a DICOM file's header bytes directly: the fast path of the anonymize stage.
 
 The profile (:mod:`orbitct_app.deid.profiles`) is applied to the encoded elements, at every depth,
-without building pydicom objects: elements left alone are copied with their value bytes, new
-values are encoded as pydicom's writer encodes them, and the pixel data element is copied raw.
-The result is byte for byte what :func:`orbitct_app.anonymize.anonymize_file`'s pydicom path
-(``dcmread``, :func:`~orbitct_app.deid.apply.apply_profile`, ``write_part10``) writes; the tests
+without building pydicom objects: elements left alone are copied with their value bytes, and new
+values are encoded as pydicom's writer encodes them. The pixel data element is not here: the
+anonymize stage copies it from the source file (:func:`orbitct_app.anonymize.pixel_pieces`). The
+result is byte for byte what :func:`orbitct_app.anonymize.anonymize_file`'s pydicom path
+(``dcmread``, :func:`~orbitct_app.deid.apply.apply_profile`, ``encode_part10``) writes; the tests
 compare the two on every kind of input the project has.
 
 Only the common case is handled: a Part 10 file (preamble and ``DICM``) in implicit or explicit
-VR little endian (native or encapsulated pixel data), elements in ascending order, standard
-sequences encoded as SQ, an ASCII-compatible character set, and the pixel data element last in
-the file. Anything else (deflated or big-endian data, elements after the pixel data such as
-trailing padding or private groups, sequences stored as UN, undefined-length values that are
-not sequences, duplicate or unsorted tags, a profile keeping safe private attributes ...) raises
+VR little endian, elements in ascending order, standard sequences encoded as SQ, an
+ASCII-compatible character set, and no element after the pixel data. Anything else (deflated or
+big-endian data, elements after the pixel data such as private groups, sequences stored as UN,
+undefined-length values that are not sequences, duplicate or unsorted tags, a profile keeping
+safe private attributes, an earlier DeidentificationMethodCodeSequence to extend ...) raises
 :class:`Unsupported`, and the caller takes the full pydicom path. Unsupported is never an error
 of the file: it only chooses the path.
 
@@ -28,14 +29,15 @@ import struct
 from collections.abc import Callable
 from typing import Any
 
+from pydicom.dataelem import RawDataElement
+from pydicom.tag import BaseTag
 from pydicom.valuerep import EXPLICIT_VR_LENGTH_32
+from pydicom.values import convert_value
 
-from orbitct_app.deid.apply import DeidStats
+from orbitct_app.deid.apply import DeidStats, merge_methods
 from orbitct_app.deid.keys import shift_date
 from orbitct_app.deid.profiles import DUMMY_VALUES, Action, Profile
 from orbitct_app.dicom_bytes import (
-    ITEM,
-    SEQ_END,
     SQ,
     UNDEFINED,
     Element,
@@ -46,8 +48,6 @@ from orbitct_app.dicom_bytes import (
     parse_items,
     parse_part10,
     uid_text,
-    unpack_tag_ul,
-    unpack_ul,
 )
 
 __all__ = ["Element", "Item", "Plan", "Result", "Unsupported", "deidentify", "file_meta_bytes"]
@@ -162,6 +162,8 @@ class _Walker:
         self.actions = _actions(plan.profile)
         self.offset = date_offset
         self.stats = DeidStats()
+        self.depth = 0
+        """Sequences open around the data set being walked (see ``parse_dataset``'s depth)."""
 
     def target_vr(self, elem: Element) -> str:
         vr = _target_vr_of(elem.tag)
@@ -228,11 +230,18 @@ class _Walker:
         ]
 
     def sequence(self, elem: Element) -> bytes:
+        self.depth += 1
+        try:
+            return self._sequence(elem)
+        finally:
+            self.depth -= 1
+
+    def _sequence(self, elem: Element) -> bytes:
         if elem.vr not in (None, SQ):
             raise Unsupported("sequence with another VR")
         items = elem.items
         if items is None:
-            items, _ = parse_items(self.data, elem.start, elem.end, self.implicit, undefined=False)
+            items, _ = parse_items(self.data, elem.start, elem.end, self.implicit, undefined=False, depth=self.depth)
         self.stats.sequences += 1
         parts = []
         for item in items:
@@ -278,10 +287,11 @@ class _Walker:
                 stats.removed += 1
                 return None
             shifted = [shift_date(v, self.offset) for v in self.strings(elem, vr)]
-            if any(v is None for v in shifted):
+            dates = [v for v in shifted if v is not None]
+            if len(dates) != len(shifted):
                 stats.removed += 1
                 return None
-            value = "\\".join(shifted)  # type: ignore[arg-type]
+            value = "\\".join(dates)
         elif action is Action.REPLACE_PSEUDONYM:
             value = self.plan.pseudonym
         elif action is Action.DUMMY and vr in DUMMY_VALUES:
@@ -305,8 +315,8 @@ def _code_sequence(codes: tuple[tuple[str, str], ...], implicit: bool) -> bytes:
             + _new_element(0x00080104, "LO", meaning, implicit)
         )
         parts.append(_item_header(0xFFFE, 0xE000, len(body)) + body)
-    value = b"".join(parts)
-    return _header(_DEIDENTIFICATION_CODES, SQ, len(value), implicit) + value
+    items = b"".join(parts)
+    return _header(_DEIDENTIFICATION_CODES, SQ, len(items), implicit) + items
 
 
 # --- the file -------------------------------------------------------------------------------------
@@ -314,11 +324,12 @@ def _code_sequence(codes: tuple[tuple[str, str], ...], implicit: bool) -> bytes:
 
 @dataclasses.dataclass
 class Result:
-    """The de-identified file and what changed."""
+    """The de-identified header and what changed."""
 
-    parts: tuple[bytes, memoryview]
-    """The file's bytes in two parts: preamble, file meta and data set up to the pixel data;
-    then the pixel data element, a view of the source's bytes (copied raw)."""
+    head: bytes
+    """Preamble, file meta and the data set's elements up to the pixel data (or its end)."""
+    implicit: bool
+    """Whether the data set is implicit VR (the pixel data element is encoded so)."""
     stats: DeidStats
 
 
@@ -338,7 +349,8 @@ def file_meta_bytes(sop_class: str, sop_instance: str, syntax: str, version_name
 
 
 def deidentify(data: bytes, plan: Plan, *, version_name: str, implementation_uid: str) -> Result:
-    """De-identify a whole Part 10 file held in ``data``.
+    """De-identify the header of a Part 10 file: ``data`` holds the file up to its top-level
+    pixel data element (or up to the end of its data set when it has none).
 
     Raises
     ------
@@ -346,14 +358,13 @@ def deidentify(data: bytes, plan: Plan, *, version_name: str, implementation_uid
         When the file needs the full pydicom path (see the module docstring).
     """
     parsed = parse_part10(data)
-    meta, syntax, implicit, elements, pixel_pos = (
-        parsed.meta, parsed.syntax, parsed.implicit, parsed.elements, parsed.pixel_pos
-    )
-    pixel_end = _pixel_element(data, pixel_pos, implicit)
-    if pixel_end != len(data):
-        raise Unsupported("elements after the pixel data")
+    meta, syntax, implicit, elements = parsed.meta, parsed.syntax, parsed.implicit, parsed.elements
+    if parsed.pixel_pos != len(data):
+        raise Unsupported("pixel data inside the header")
 
-    by_tag = {e.tag: e for e in elements if e.tag in (_SPECIFIC_CHARACTER_SET, _SOP_CLASS, _SOP_INSTANCE, _PATIENT_ID)}
+    wanted = (_SPECIFIC_CHARACTER_SET, _SOP_CLASS, _SOP_INSTANCE, _PATIENT_ID, _DEIDENTIFICATION_METHOD,
+              _DEIDENTIFICATION_CODES)
+    by_tag = {e.tag: e for e in elements if e.tag in wanted}
     charset = by_tag.get(_SPECIFIC_CHARACTER_SET)
     if charset is not None and not ascii_identity(data[charset.start : charset.end]):
         raise Unsupported("character set that does not keep ASCII")
@@ -405,7 +416,12 @@ def deidentify(data: bytes, plan: Plan, *, version_name: str, implementation_uid
         final[tag] = _new_element(tag, "UI", value, implicit)
     for tag, vr, value in plan.marks:
         if tag == _DEIDENTIFICATION_CODES:
+            if _DEIDENTIFICATION_CODES in by_tag:
+                raise Unsupported("earlier de-identification codes to keep")  # the pydicom path merges them
             final[tag] = _code_sequence(value, implicit)
+        elif tag == _DEIDENTIFICATION_METHOD:
+            earlier = _text_values(data, by_tag.get(tag), "LO", implicit)
+            final[tag] = _new_element(tag, vr, "\\".join(merge_methods(earlier, value)), implicit)
         elif isinstance(value, (list, tuple)):
             final[tag] = _new_element(tag, vr, "\\".join(value), implicit)
         else:
@@ -415,41 +431,23 @@ def deidentify(data: bytes, plan: Plan, *, version_name: str, implementation_uid
         implementation_uid,
     )
     head += b"".join(final[tag] for tag in sorted(final))
-    return Result((head, memoryview(data)[pixel_pos:pixel_end]), walker.stats)
+    return Result(head, implicit, walker.stats)
 
 
-def _pixel_element(data: bytes, pos: int, implicit: bool) -> int:
-    """The end of the pixel data element at ``pos``, when its encoding is the one pydicom writes
-    (reserved bytes zero, a delimiter of length zero), so it can be copied as it is."""
-    size = len(data)
-    if pos + 8 > size:
-        raise Unsupported("no pixel data")
-    if implicit:
-        length = unpack_ul(data, pos + 4)[0]
-        start = pos + 8
-    else:
-        raw_vr = data[pos + 4 : pos + 6]
-        if raw_vr not in (b"OB", b"OW", b"UN") or pos + 12 > size:
-            raise Unsupported("pixel data with an unusual VR")
-        length = unpack_ul(data, pos + 8)[0]
-        start = pos + 12
-        if data[pos + 6 : pos + 8] != b"\0\0":
-            raise Unsupported("pixel data header with reserved bytes set")
-    if length != UNDEFINED:
-        if start + length > size:
-            raise Unsupported("pixel data cut short")
-        return start + length
-    # encapsulated: walk the fragments to the sequence delimiter
-    at = start
-    while True:
-        if at + 8 > size:
-            raise Unsupported("encapsulated pixel data cut short")
-        group, number, item_length = unpack_tag_ul(data, at)
-        tag = group << 16 | number
-        if tag == SEQ_END:
-            if item_length != 0:
-                raise Unsupported("pixel data delimiter with a length")
-            return at + 8
-        if tag != ITEM or item_length == UNDEFINED:
-            raise Unsupported("malformed encapsulated pixel data")
-        at += 8 + item_length
+def _text_values(data: bytes, elem: Element | None, vr: str, implicit: bool) -> list[str]:
+    """The values of a top-level text element as pydicom reads them ([] when absent)."""
+    if elem is None:
+        return []
+    if elem.vr not in (None, vr) or elem.items is not None:
+        raise Unsupported("an earlier value with another VR")
+    value = data[elem.start : elem.end]
+    if not value.isascii() or b"\x1b" in value:
+        raise Unsupported("an earlier value that is not plain ASCII")
+    raw = RawDataElement(BaseTag(elem.tag), vr, len(value), value, 0, implicit, True)
+    try:
+        converted = convert_value(vr, raw, None)
+    except Exception as err:
+        raise Unsupported("an earlier value pydicom does not convert plainly") from err
+    if converted is None or converted == "":
+        return []
+    return [str(converted)] if isinstance(converted, str) else [str(v) for v in converted]

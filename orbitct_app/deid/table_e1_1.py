@@ -25,8 +25,8 @@ and X/Z/U*. :mod:`orbitct_app.deid.profiles` turns each code into one :class:`Ac
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from types import MappingProxyType
-from typing import Mapping
 
 OPTION_COLUMNS = ("pat", "dev", "inst", "dates")
 """The option columns transcribed, in the order they are documented above."""

@@ -136,8 +136,8 @@ def check(out: Path, exams: list[str], stage: str, uid: int, gid: int, size: int
         st = path.lstat()
         if (st.st_uid, st.st_gid) != (uid, gid):
             owners[str(path)] = f"{st.st_uid}:{st.st_gid}"
-    for path, owner in sorted(owners.items())[:10]:
-        problems.append(f"{path} belongs to {owner}, expected {uid}:{gid}")
+    for name, owner in sorted(owners.items())[:10]:
+        problems.append(f"{name} belongs to {owner}, expected {uid}:{gid}")
     if len(owners) > 10:
         problems.append(f"... and {len(owners) - 10} more paths with the wrong owner")
     return problems
