@@ -239,7 +239,8 @@ def test_overlay_planes_are_checked_where_the_profile_keeps_them(tmp_path: Path)
     write_exam(tmp_path / "in", "exam_overlay", [SeriesSpec(kind="axial", series_number=2, n_slices=12,
                                                             burned_text=text)], seed=8)
     key = tmp_path / "key"
-    key.write_bytes(b"0123456789abcdef0123456789abcdef")
+    key.write_bytes(b"0123456789abcdefghijklmnopqrstuv")
+    key.chmod(0o600)  # a key others can read is refused
     for profile, flagged in (("orbitct", True), ("basic", False)):  # basic removes the groups 60xx
         out = tmp_path / profile
         summary = run(tmp_path / "in", out, profile=profile, deid_key=key if profile == "basic" else None)
