@@ -5,7 +5,8 @@ Run through ``benchmarks/run.sh`` (it builds the tool environment). Everything i
 ``--reps`` times in alternation (so background load hits all of them alike) and the median wall
 time is reported. The peak resident memory of the whole process tree comes from one more run of
 each tool: sampling /proc every 20 ms costs about a tenth of a core, which would slow the runs
-that use both cores more than the others, so timed runs are not sampled.
+that use both cores more than the others, so timed runs are not sampled. The machine's 1-minute
+load average is read before every repetition and reported with the results.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import argparse
 import datetime
 import os
 import platform
+import re
 import shutil
 import statistics
 import subprocess
@@ -30,7 +32,9 @@ BIN = Path(sys.executable).parent
 PAGE = os.sysconf("SC_PAGE_SIZE")
 WIDE_BODY_MM = (440.0, 260.0)
 """Width and depth of the wide-body phantom."""
-GROUPS = ("extract", "anonymize", "scaling", "wide", "plan")
+GROUPS = ("extract", "anonymize", "scaling", "wide", "plan", "pixeltext")
+CHECK_LOG = re.compile(r"pixel text check in ([0-9.]+) s: .*frames checked (\d+)/")
+"""The DEBUG line the anonymize stage logs per series checked for text: seconds, frames."""
 
 
 @dataclass
@@ -44,6 +48,8 @@ class Tool:
     make_output_dir: bool = False
     walls: list[float] = field(default_factory=list)
     peaks: list[float] = field(default_factory=list)
+    checks: list[list[tuple[float, int]]] = field(default_factory=list)
+    """Per timed run: (seconds, frames) of each series' pixel text check, from the run's log."""
 
     @property
     def wall(self) -> float:
@@ -114,6 +120,10 @@ def measure(tool: Tool, *, memory: bool = False) -> None:
         print(f"  {tool.name:<22} {peak:7.0f} MB peak", flush=True)
     else:
         tool.walls.append(wall)
+        log = tool.output / "logs" / "orbitct-app.log"
+        if log.is_file():
+            found = CHECK_LOG.findall(log.read_text(encoding="utf-8", errors="replace"))
+            tool.checks.append([(float(seconds), int(frames)) for seconds, frames in found])
         print(f"  {tool.name:<22} {wall:7.2f} s", flush=True)
 
 
@@ -166,7 +176,7 @@ def generate(quick: bool, groups: Sequence[str]) -> tuple[Path, Path, list[Path]
 
     n_slices = 120 if quick else 240
     single = WORK / f"single-{n_slices}"
-    if not single.exists() and {"extract", "anonymize"} & set(groups):
+    if not single.exists() and {"extract", "anonymize", "pixeltext"} & set(groups):
         spec = SeriesSpec(kind="axial", series_number=2, rows=512, cols=512, pixel_spacing=(0.45, 0.45),
                           n_slices=n_slices, slice_step=0.625)
         write_exam(single, "exam_full", [SeriesSpec(kind="scout", series_number=1), spec], seed=11)
@@ -175,7 +185,7 @@ def generate(quick: bool, groups: Sequence[str]) -> tuple[Path, Path, list[Path]
     for n_exams in (4, 8) if quick else (6, 24):
         exam_set = WORK / f"set-{n_exams}x{per_exam}"
         # every other exam gantry-tilted (15 degrees)
-        if not exam_set.exists() and {"scaling", "plan"} & set(groups):
+        if not exam_set.exists() and {"scaling", "plan", "pixeltext"} & set(groups):
             for i in range(n_exams):
                 spec = SeriesSpec(kind="axial", series_number=2, rows=512, cols=512, pixel_spacing=(0.45, 0.45),
                                   n_slices=per_exam, slice_step=1.25, tilt_deg=(0.0, 15.0)[i % 2])
@@ -276,13 +286,27 @@ def main() -> None:
              out / f"plan{n}")
         for n in (1, 2)
     ]
+    # the default (--pixel-text flag) next to --pixel-text off, one process, the 240 files and the exam sets
+    pixel_text = [
+        Tool(f"anonymize {what}{', --pixel-text off' if off else ''}",
+             [app, str(data), str(out / f"pt-{key}-{'off' if off else 'flag'}"), "anonymize", "-q", "--n-procs", "1",
+              *(["--pixel-text", "off"] if off else [])],
+             out / f"pt-{key}-{'off' if off else 'flag'}")
+        for key, what, data in [("single", f"{n_files} files", single),
+                                *((s.name, f"{n} exams", s) for s in exam_sets
+                                  for n in [sum(1 for p in s.iterdir() if p.is_dir()) if s.is_dir() else 0])]
+        for off in (False, True)
+    ]
     groups: list[tuple[str, list[Tool]]] = [
-        ("extract", extract), ("anonymize", anonymize), ("scaling", scaling), ("wide", wide_body), ("plan", plan)
+        ("extract", extract), ("anonymize", anonymize), ("scaling", scaling), ("wide", wide_body), ("plan", plan),
+        ("pixeltext", pixel_text),
     ]
     if args.only:
         groups = [(name, tools) for name, tools in groups if name in args.only]
+    loads: list[float] = []
     for rep in range(args.reps):
-        print(f"repetition {rep + 1}/{args.reps}", flush=True)
+        loads.append(load_average())
+        print(f"repetition {rep + 1}/{args.reps} (load average {loads[-1]:.2f})", flush=True)
         for _, tools in groups:
             for tool in tools:
                 measure(tool)
@@ -290,6 +314,7 @@ def main() -> None:
     for _, tools in groups:
         for tool in tools:
             measure(tool, memory=True)
+    print(f"1-minute load average before the repetitions: {load_text(loads)}")
     if args.only:
         for name, tools in groups:
             print(f"\n{name}:\n" + "\n".join(result_rows(tools, tools[0])))
@@ -297,8 +322,20 @@ def main() -> None:
             print("\n" + "\n".join(wide_body_lines(wide_body, wide)))
         if "plan" in args.only:
             print("\n" + "\n".join(plan_lines(plan, largest)))
+        if "pixeltext" in args.only:
+            print("\n" + "\n".join(pixel_text_lines(pixel_text)))
         return
-    write_results(groups, n_files, single, exam_sets, args, Path(app), wide)
+    write_results(groups, n_files, single, exam_sets, args, Path(app), wide, loads)
+
+
+def load_average() -> float:
+    """The machine's 1-minute load average (other sessions share it)."""
+    with open("/proc/loadavg") as fh:
+        return float(fh.read().split()[0])
+
+
+def load_text(loads: list[float]) -> str:
+    return f"{min(loads):.1f}-{max(loads):.1f} (median {statistics.median(loads):.1f})" if loads else "not read"
 
 
 def result_rows(tools: list[Tool], reference: Tool, per_file: int | None = None) -> list[str]:
@@ -355,9 +392,48 @@ def plan_lines(tools: list[Tool], exam_set: Path) -> list[str]:
     ]
 
 
+def pixel_text_pairs(tools: list[Tool]) -> list[tuple[Tool, Tool]]:
+    """(default, --pixel-text off) per data set."""
+    return [(tools[i], tools[i + 1]) for i in range(0, len(tools), 2)]
+
+
+def pixel_text_lines(tools: list[Tool]) -> list[str]:
+    """The pixel text section: the default next to --pixel-text off, and what the check of each
+    series cost (the seconds the anonymize stage logs per series, over every timed run)."""
+    costs = []
+    for default, _ in pixel_text_pairs(tools):
+        checks = [check for run in default.checks for check in run]
+        if not checks:
+            costs.append(f"- {default.name}: no check logged")
+            continue
+        seconds = [c for c, _ in checks]
+        per_frame = statistics.median(c / max(1, frames) for c, frames in checks)
+        costs.append(
+            f"- {default.name.removeprefix('anonymize ')}: {len(checks) // max(1, len(default.checks))} series of "
+            f"{statistics.median(f for _, f in checks):.0f} frames per run; median {statistics.median(seconds):.3f} s "
+            f"per series (range {min(seconds):.3f}-{max(seconds):.3f} s over {len(default.checks)} runs), "
+            f"{1000 * per_frame:.2f} ms per frame"
+        )
+    return [
+        "## Pixel text check (`--pixel-text`)",
+        "",
+        ("`anonymize --n-procs 1` with the default (`--pixel-text flag`: every kept series checked for "
+         "text in its pixels) next to `--pixel-text off`, in alternation."),
+        "",
+        "| run | median s | min s | peak RSS MB | time / --pixel-text off |",
+        "|---|---|---|---|---|",
+        *(line for default, off in pixel_text_pairs(tools) for line in result_rows([default, off], off)),
+        "",
+        "The check per series (the time the anonymize stage logs for it at DEBUG):",
+        "",
+        *costs,
+    ]
+
+
 def write_results(groups: list[tuple[str, list[Tool]]], n_files: int, single: Path, exam_sets: list[Path],
-                  args: argparse.Namespace, app: Path, wide: Path) -> None:
-    (extract, anonymize, scaling, wide_body, plan) = (g[1] for g in groups)
+                  args: argparse.Namespace, app: Path, wide: Path, loads: list[float]) -> None:
+    (extract, anonymize, scaling, wide_body, plan, pixel_text) = (g[1] for g in groups)
+    text_on, text_off = pixel_text_pairs(pixel_text)[0]
     ours, baseline, d2n = extract
     anon, cp, dicognito, dicom_anonymizer = anonymize
     pairs = [(scaling[i], scaling[i + 1]) for i in range(0, len(scaling), 2)]  # (1 process, 2) per set
@@ -385,6 +461,7 @@ def write_results(groups: list[tuple[str, list[Tool]]], n_files: int, single: Pa
             "seconds (unsampled runs), memory the peak resident set of the whole process tree "
             "(one more run each, sampled every 20 ms)."
         ),
+        f"- The machine is shared: its 1-minute load average before the repetitions was {load_text(loads)}.",
         "",
         "## Extract one series (DICOM -> NIfTI)",
         "",
@@ -413,6 +490,8 @@ def write_results(groups: list[tuple[str, list[Tool]]], n_files: int, single: Pa
         "",
         *plan_lines(plan, exam_sets[-1]),
         "",
+        *pixel_text_lines(pixel_text),
+        "",
         "## Targets",
         "",
         (f"- extract at least 8x faster than the baseline: {ratio(ours, baseline):.1f}x — "
@@ -431,6 +510,10 @@ def write_results(groups: list[tuple[str, list[Tool]]], n_files: int, single: Pa
             f"- (`--n-procs 2` on the small set for reference, {one.name.split(', ')[1]}: {ratio(two, one):.2f}x; "
             "start-up and the last exam weigh more there)"
             for one, two in pairs[:-1]
+        ),
+        (
+            f"- anonymize with the pixel text check (the default) within 1.5x of `--pixel-text off` ({n_files} files): "
+            f"{ratio(text_off, text_on):.2f}x — {check(ratio(text_off, text_on) <= 1.5)}"
         ),
         f"- (dicom-anonymizer for reference: orbitct-app is {ratio(anon, dicom_anonymizer):.1f}x faster)",
         "",

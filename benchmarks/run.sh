@@ -3,7 +3,7 @@
 # dcm2niix (-z y) and two Python anonymizers. Builds benchmarks/work/app (the app and its pinned
 # dependencies) and benchmarks/work/venv (the other tools), generates the data, writes
 # benchmarks/RESULTS.md.
-# Usage: benchmarks/run.sh [--reps N] [--quick] [--only extract|anonymize|scaling|wide ...]
+# Usage: benchmarks/run.sh [--reps N] [--quick] [--only extract|anonymize|scaling|wide|plan|pixeltext ...]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mkdir -p benchmarks/work

@@ -147,6 +147,8 @@ class SliceInfo:
     """Per-frame geometry of a multi-frame (Enhanced) object, from its functional groups."""
     frame_index: int | None = None
     """For one frame of a multi-frame object (see ``volume.expand_frames``): its 0-based index."""
+    overlay_groups: tuple[int, ...] = ()
+    """Groups (0x6000-0x601E) of the overlay planes whose data (60xx,3000) the file holds."""
     layout: dicom_bytes.Layout | None = None
     """Where the file's data set ends and its pixel data element lies (bytes after the data set
     are trailing data: never copied)."""
@@ -590,6 +592,10 @@ class _FastHeader:
     def __contains__(self, keyword: str) -> bool:
         return _KEYWORD_TAGS[keyword][0] in self._elements
 
+    def keys(self) -> Iterable[int]:
+        """The tags of the top-level elements (as ``Dataset.keys``)."""
+        return self._elements.keys()
+
     def get(self, keyword: str, default: Any = None) -> Any:
         """The value of ``keyword`` as pydicom gives it, ``default`` when absent."""
         try:
@@ -717,6 +723,7 @@ def slice_info(
             deidentification_method=tuple(str(v).strip() for v in _as_list(ds.get("DeidentificationMethod"))),
             pixel_offset=pixel_offset,
             frames=frame_geometry(ds),
+            overlay_groups=overlay_groups(ds.keys()),
             layout=layout,
             convolution_kernel=convolution_kernel(ds),
         )
@@ -728,6 +735,13 @@ def slice_info(
     if info.frames:  # a multi-frame object stands at its first frame for series-level checks
         info = info.at_frame(info.frames[0])
     return info
+
+
+def overlay_groups(tags: Iterable[int]) -> tuple[int, ...]:
+    """The repeating groups 60xx (0x6000-0x601E, even) among ``tags`` that hold Overlay Data."""
+    return tuple(sorted(
+        tag >> 16 for tag in tags if tag & 0xFFFF == 0x3000 and 0x6000 <= tag >> 16 <= 0x601E and not tag >> 16 & 1
+    ))
 
 
 MAX_FRAME_BYTES = 256 << 20

@@ -13,13 +13,16 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import importlib.util
 import logging
 import re
 import shutil
 import subprocess
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
-from PIL import Image
+if TYPE_CHECKING:
+    from PIL import Image
 
 logger = logging.getLogger(__name__)
 
@@ -51,26 +54,46 @@ class Word:
 
 @functools.lru_cache(maxsize=1)
 def engine_version() -> str | None:
-    """Tesseract's version, or None when the program or its English model is missing."""
+    """Tesseract's version, or None when the program or its English model is missing.
+
+    Every run with the check pays this before its first exam, so both questions go to one start
+    of the program (``--version --list-langs``: Tesseract 5 answers both); a version that prints
+    only one of the answers is asked the other on its own."""
     program = shutil.which(PROGRAM)
     if program is None:
         return None
+    output = _ask(program, "--version", "--list-langs")
+    version = _VERSION.search(output or "")
+    if output is not None and "List of available languages" not in output:
+        output = _ask(program, "--list-langs")
+    if output is None or LANGUAGE not in _languages(output):
+        return None
+    if version is None:
+        version = _VERSION.search(_ask(program, "--version") or "")
+    return version.group(1) if version else "unknown"
+
+
+_VERSION = re.compile(r"tesseract\s+v?(\d\S*)")
+
+
+def _ask(program: str, *options: str) -> str | None:
+    """What the program prints (stdout and stderr) for ``options``; None when it fails."""
     try:
-        version = subprocess.run([program, "--version"], capture_output=True, text=True, timeout=_TIMEOUT_S)
-        langs = subprocess.run([program, "--list-langs"], capture_output=True, text=True, timeout=_TIMEOUT_S)
+        done = subprocess.run([program, *options], capture_output=True, text=True, timeout=_TIMEOUT_S, check=False)
     except (OSError, subprocess.SubprocessError):
         return None
-    if version.returncode != 0 or LANGUAGE not in langs.stdout.split():
-        return None
-    match = re.search(r"tesseract\s+v?(\S+)", version.stdout + version.stderr)
-    return match.group(1) if match else "unknown"
+    return done.stdout + done.stderr if done.returncode == 0 else None
+
+
+def _languages(output: str) -> list[str]:
+    """The models listed after ``List of available languages ...:``."""
+    _, found, rest = output.partition("List of available languages")
+    return [line.strip() for line in rest.splitlines()[1:]] if found else []
 
 
 def engine_problem() -> str | None:
     """Why the OCR engine cannot run here (one line), or None when it can."""
-    try:
-        import pytesseract  # noqa: F401 - a pinned dependency; absent only in a broken install
-    except ImportError:
+    if importlib.util.find_spec("pytesseract") is None:  # a pinned dependency: absent only in a broken install
         return f"the Python package pytesseract is not installed; {INSTALL_HINT}"
     program = shutil.which(PROGRAM)
     if program is None:
@@ -99,13 +122,14 @@ def read_words(image: Image.Image) -> list[Word]:
     return _words(table)
 
 
-def _words(table: dict[str, Sequence[object]]) -> list[Word]:
+def _words(table: Mapping[str, Sequence[object]]) -> list[Word]:
+    """The words of pytesseract's table (numbers, or their text) with enough confidence."""
     words = []
-    for text, conf, left, top, width, height in zip(
-        table["text"], table["conf"], table["left"], table["top"], table["width"], table["height"], strict=True
-    ):
-        confidence = float(conf)
+    columns = [table[key] for key in ("text", "conf", "left", "top", "width", "height")]
+    for text, conf, *box in zip(*columns, strict=True):
+        confidence = float(str(conf))
         if confidence < MIN_CONFIDENCE or sum(c.isalnum() for c in str(text)) < MIN_CHARACTERS:
             continue
-        words.append(Word(int(left), int(top), int(width), int(height), confidence))
+        left, top, width, height = (int(float(str(v))) for v in box)
+        words.append(Word(left, top, width, height, confidence))
     return words

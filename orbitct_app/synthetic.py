@@ -652,6 +652,9 @@ class BurnedText:
     instances : tuple of int, optional
         The images (InstanceNumbers, frame numbers of an enhanced series) that carry it; all when
         None.
+    overlay : bool
+        Draw the text in an overlay plane (6000,3000) of each image instead of into its pixels
+        (classic files only; the pixels stay clean and BurnedInAnnotation says NO for CT).
     """
 
     lines: tuple[str, ...]
@@ -659,6 +662,7 @@ class BurnedText:
     size: int = 12
     polarity: Literal["white", "black"] = "white"
     instances: tuple[int, ...] | None = None
+    overlay: bool = False
 
     def __post_init__(self) -> None:
         if not self.lines:
@@ -754,7 +758,8 @@ class SeriesSpec:
         ``ContrastBolusAgentSequence`` writes one coded item whose CodeMeaning is the value.
     burned_text : BurnedText, optional
         Text rendered into the pixels (a name and date in a corner, a summary or dose screen);
-        such a series says BurnedInAnnotation YES. The scout cannot carry it.
+        such a series says BurnedInAnnotation YES. Or drawn in an overlay plane
+        (``BurnedText(overlay=True)``). The scout cannot carry it.
     """
 
     kind: SeriesKind = "axial"
@@ -794,6 +799,8 @@ class SeriesSpec:
             raise ValueError("legacy_converted needs enhanced=True (it is a multi-frame object)")
         if self.burned_text is not None and self.kind == "scout":
             raise ValueError("a scout cannot carry burned-in text")
+        if self.burned_text is not None and self.burned_text.overlay and self.enhanced:
+            raise ValueError("text in an overlay plane is written for classic (single-frame) files only")
         if self.order not in ("ascending", "descending"):
             raise ValueError(f"order must be 'ascending' or 'descending', got {self.order!r}")
         if self.transfer_syntax not in SUPPORTED_TRANSFER_SYNTAXES:
@@ -1488,6 +1495,20 @@ def _burn(image: np.ndarray, text: BurnedText, high: float, low: float) -> None:
     image[...] = np.rint(blended).astype(image.dtype)
 
 
+def _add_overlay(ds: Dataset, text: BurnedText, rows: int, cols: int) -> None:
+    """Draw ``text`` in overlay plane 6000 of ``ds`` (graphics, the image's size, at its origin)."""
+    from pydicom.pixels.utils import pack_bits
+
+    coverage, _ = text.mask(rows, cols)
+    ds.add_new(0x60000010, "US", rows)  # OverlayRows
+    ds.add_new(0x60000011, "US", cols)  # OverlayColumns
+    ds.add_new(0x60000040, "CS", "G")  # OverlayType: graphics
+    ds.add_new(0x60000050, "SS", [1, 1])  # OverlayOrigin
+    ds.add_new(0x60000100, "US", 1)  # OverlayBitsAllocated
+    ds.add_new(0x60000102, "US", 0)  # OverlayBitPosition
+    ds.add_new(0x60003000, "OW", pack_bits((coverage >= 0.5).astype(np.uint8)))  # OverlayData
+
+
 def _save(ds: Dataset, path: Path, pixels: np.ndarray, transfer_syntax: str) -> None:
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = ds.SOPClassUID
@@ -1661,7 +1682,7 @@ class _SeriesWriter:
         if self.outside is not None:
             out[self.outside] = self.spec.padding_value
         text = self.spec.burned_text
-        if text is not None and text.on(instance):
+        if text is not None and not text.overlay and text.on(instance):
             high, low = (round((hu_value - intercept) / slope) for hu_value in (HU_MAX, HU_MIN))
             _burn(out, text, high, low)
         return out
@@ -1707,7 +1728,7 @@ class _SeriesWriter:
             width = max(1, (cols - x0 - 8) * (3 + (n * 7 + instance) % 5) // 8)
             img[y : y + line_h, x0 : x0 + width, :] = (200, 200, 200) if n % 2 else (255, 255, 128)
         text = spec.burned_text
-        if text is not None and text.on(instance):
+        if text is not None and not text.overlay and text.on(instance):
             for channel in range(3):
                 _burn(img[:, :, channel], text, 255, 0)
         return img
@@ -1730,7 +1751,7 @@ class _SeriesWriter:
             ds.PixelRepresentation = 0
             return ds
         _ct_attributes(ds, spec, ex)
-        if spec.burned_text is not None:
+        if spec.burned_text is not None and not spec.burned_text.overlay:
             ds.BurnedInAnnotation = "YES"
         row_s, col_s = _orientation(spec)
         ds.ImageOrientationPatient = [*row_s, *col_s]
@@ -1786,6 +1807,9 @@ class _SeriesWriter:
             else:
                 ds.SliceLocation = _fmt(sl.slice_location, 4)
                 pixels = self._ct_pixels(instance)
+        text = spec.burned_text
+        if text is not None and text.overlay and text.on(instance):
+            _add_overlay(ds, text, int(spec.rows or 0), int(spec.cols or 0))
         _save(ds, path, pixels, spec.transfer_syntax)
 
     # -- Enhanced CT --------------------------------------------------------------------------

@@ -28,7 +28,7 @@ from pydicom.uid import (
 
 from orbitct_app import discover
 from orbitct_app.errors import NotDicomError
-from orbitct_app.synthetic import ExamTruth, SeriesKind, SeriesSpec, write_exam
+from orbitct_app.synthetic import BurnedText, ExamTruth, SeriesKind, SeriesSpec, write_exam
 
 PYDICOM_FILES = Path(pydicom.__file__).parent / "data" / "test_files"
 CLASSIC_SYNTAXES = (ExplicitVRLittleEndian, ImplicitVRLittleEndian, RLELossless, JPEG2000Lossless)
@@ -104,6 +104,9 @@ def variants(tmp_path_factory: pytest.TempPathFactory) -> dict[str, ExamTruth]:
         "enhanced": ([_small("scout", series_number=1), _small(series_number=2, padding=True),
                       _small("coronal", series_number=3, transfer_syntax=RLELossless)], {"enhanced": True}),
         "no_phi": ([_small(series_number=2)], {"plant_phi": False}),
+        "overlays": ([_small(series_number=n, transfer_syntax=syntax, burned_text=BurnedText(("AB 12",), size=8,
+                                                                                            overlay=True))
+                      for n, syntax in enumerate((ExplicitVRLittleEndian, ImplicitVRLittleEndian), start=2)], {}),
         "contrast": ([_small(series_number=2, manufacturer="GE MEDICAL SYSTEMS", convolution_kernel="BONE",
                              contrast_bolus=(("ContrastBolusAgent", "IOHEXOL"), ("ContrastBolusVolume", "80"),
                                              ("ContrastBolusAgentSequence", "Iohexol"))),
@@ -124,6 +127,9 @@ def test_every_generated_variant_gives_the_same_slice_info(variants: dict[str, E
                 )
     assert taken == set(CLASSIC_SYNTAXES)  # the common cases take the fast path ...
     assert declined == {"enhanced", DeflatedExplicitVRLittleEndian}  # ... and only those are left
+    overlays = [discover.read_slice_info(path).overlay_groups for s in variants["overlays"].series for path in s.files]
+    assert overlays == [(0x6000,)] * 8
+    assert discover.read_slice_info(variants["no_phi"].series[0].files[0]).overlay_groups == ()
 
 
 def test_scan_exam_is_the_same_with_and_without_the_fast_path(

@@ -43,8 +43,13 @@ CASES = [
                                        "DLP 845.2 mGy*cm"), position="centre", size=14, polarity="black")),
     # a 12-image summary capture without text (bars and a picture)
     SeriesSpec(kind="summary", series_number=8, n_slices=12),
+    # clean pixels, a name and date in an overlay plane (60xx,3000) of every image
+    SeriesSpec(kind="axial", series_number=9, n_slices=40,
+               burned_text=BurnedText(("ROE^JANE", "1970-03-12"), position="bottom-left", size=11, overlay=True)),
 ]
-WITH_TEXT = {3, 4, 5, 6, 7}
+WITH_TEXT = {3, 4, 5, 6, 7, 9}
+OVERLAY = 9
+"""The series whose text is in an overlay plane only."""
 
 needs_engine = pytest.mark.skipif(ocr.engine_problem() is not None, reason=str(ocr.engine_problem()))
 
@@ -88,6 +93,38 @@ def test_first_pass_finds_rendered_text_of_any_size_polarity_and_place(
     ink = np.argwhere(coverage > 0.5)
     covered = [any(b.left - 2 <= x < b.right + 2 and b.top - 2 <= y < b.bottom + 2 for b in lines) for y, x in ink]
     assert np.mean(covered) >= 0.6, (size, polarity, position, lines)  # the lines cover most of the text
+    # the gate before it lets the frame through, as int16 values (how frames are read) too
+    for values in (image.astype(np.float32), np.rint(image / 2).astype(np.int16)):
+        assert pixel_text._passes_gate(values[None], pixel_text.contrast_thresholds(values[None])) == [True]
+
+
+@pytest.mark.parametrize(("text", "size"), [("D'ARCY", 12), ("ID: 4471823", 36), ("MUELLER^HANS 1956", 20)])
+def test_marks_in_a_line_do_not_hide_it(text: str, size: int) -> None:
+    """An apostrophe, a colon's dot or a caret is a component too small to be a character: it is
+    left out of the line, not a reason to drop the line."""
+    coverage, box = BurnedText((text,), size=size).mask(128, 480)
+    image = np.random.default_rng(size).normal(40.0, 12.0, coverage.shape).astype(np.float32)
+    image = (image * (1 - coverage) + 3000.0 * coverage).astype(np.float32)
+    (line,) = pixel_text.find_text_lines(image)
+    assert line.width >= 0.8 * (box[2] - box[0]), (line, box)  # the line, not a piece of it
+
+
+def test_the_gate_stops_no_frame_the_first_pass_finds_text_in(text_exam: Path) -> None:
+    """The gate scans every third row; a text line makes at least three busy rows in a row, so
+    whatever the first pass finds in a frame, the gate let that frame through."""
+    series = {s.series_number: s for s in scan_exam(text_exam / "exam_text").series}
+    found = 0
+    for number in (3, 4, 5, 6, 7):
+        plan = pixel_text._plan(series[number])
+        frames = [pixel_text._read_item(item) for item in plan]
+        for (_, _, whole), values, threshold in zip(plan, frames, pixel_text._gate(plan, frames), strict=True):
+            assert not isinstance(values, pixel_text.PixelError)
+            image = values.astype(np.float32)
+            lines = pixel_text.find_text_lines(image) if whole else pixel_text._band_lines(image)
+            if lines:
+                found += 1
+                assert threshold is not None, number
+    assert found >= 40 + 40 + 40 + 1 + 12  # the text is in every frame but the coronal's
 
 
 def test_first_pass_stays_quiet_on_generated_ct_without_text(text_exam: Path) -> None:
@@ -99,6 +136,30 @@ def test_first_pass_stays_quiet_on_generated_ct_without_text(text_exam: Path) ->
             assert pixel_text.find_text_lines(image) == [], (series.series_number, info.path.name, frame)
             quiet += 1
     assert quiet == 40 + 12
+
+
+def test_frames_are_read_at_their_offset_as_pydicom_decodes_them(tmp_path: Path) -> None:
+    write_exam(tmp_path, "e", [SeriesSpec(kind="axial", series_number=2, n_slices=2, unsigned=True),  # 12 bits
+                               SeriesSpec(kind="axial", series_number=3, n_slices=2),  # signed, 16 bits: halved
+                               SeriesSpec(kind="axial", series_number=4, n_slices=2, transfer_syntax=RLELossless)],
+               seed=1)
+    # bits above BitsStored (old-style overlay bits) are not the image's
+    noisy = next((tmp_path / "e").rglob("S002/*"))
+    ds = pydicom.dcmread(noisy)
+    assert ds.BitsStored == 12
+    clean = ds.pixel_array.copy()
+    ds.PixelData = (clean | np.uint16(0xA000)).tobytes()
+    ds.save_as(noisy)
+    for series in scan_exam(tmp_path / "e").series:
+        assert (series.slices[0].pixel_offset is None) is (series.series_number == 4)  # RLE: decoded
+        for info in series.slices:
+            expected = clean if info.path == noisy else pydicom.dcmread(info.path).pixel_array
+            expected = expected.astype(np.int32) >> (1 if info.bits_stored > 15 else 0)
+            values = pixel_text.read_values(info, None)
+            assert values.dtype == np.int16 and np.array_equal(values, expected), info.path
+            b = info.rows // pixel_text.BAND_FRACTION
+            bands = pixel_text.read_values(info, None, pixel_text.BAND_FRACTION)
+            assert np.array_equal(bands, np.concatenate([expected[:b], expected[-b:]]))
 
 
 def test_sampling_of_a_long_axial_series_and_of_the_others(text_exam: Path) -> None:
@@ -128,9 +189,14 @@ def test_every_case_with_text_is_caught_and_none_without(text_exam: Path) -> Non
             else:
                 assert check.finding.words >= 1 and check.finding.confidence >= ocr.MIN_CONFIDENCE
                 assert check.finding.thumbnail.startswith("data:image/jpeg;base64,")
-    coronal = next(s for s in scan_exam(text_exam / "exam_text").series if s.series_number == 6)
-    finding = pixel_text.check_series(coronal).finding
+    by_number = {s.series_number: s for s in scan_exam(text_exam / "exam_text").series}
+    finding = pixel_text.check_series(by_number[6]).finding
     assert finding is not None and finding.frame == 17
+    # the overlay plane: read before the pixels, which are clean
+    check = pixel_text.check_series(by_number[OVERLAY])
+    assert check.finding is not None and check.finding.overlay == 0x6000 and check.overlays == 1
+    assert check.finding.frame == 1 and check.frames_text() == "0/40, 1 overlay plane"
+    assert pixel_text.check_series(by_number[OVERLAY], overlays=False).finding is None
 
 
 @needs_engine
@@ -141,9 +207,10 @@ def test_flag_reports_without_the_words_and_keeps_the_pixels(text_exam: Path, tm
     for number, row in rows.items():
         assert row["action"] == "kept", row
         assert ("pixel_text" in row["flags"].split(";")) is (number in WITH_TEXT), row
-        assert re.fullmatch(r"\d+/\d+( \(.*\))?", row["frames_checked"]), row
+        assert re.fullmatch(r"\d+/\d+( \(.*\))?(, \d+ overlay planes?)?", row["frames_checked"]), row
         if number in WITH_TEXT:
-            assert re.match(r"text in frame \d+ of \d+: \d+ word\(s\), box x \d+-\d+, y \d+-\d+, confidence \d+",
+            where = "overlay plane 6000 of frame 1" if number == OVERLAY else r"frame \d+"
+            assert re.match(rf"text in {where} of \d+: \d+ word\(s\), box x \d+-\d+, y \d+-\d+, confidence \d+",
                             row["pixel_text"]), row
         else:
             assert row["pixel_text"] == "no text found"
@@ -164,6 +231,30 @@ def test_flag_reports_without_the_words_and_keeps_the_pixels(text_exam: Path, tm
         assert pydicom.dcmread(path).PixelData == pydicom.dcmread(source).PixelData
         assert path.read_bytes() == (tmp_path / "off" / path.relative_to(out)).read_bytes()
     assert all(r["pixel_text"] == "" for r in read_csv(tmp_path / "off" / "anonymize_report.csv"))
+
+
+@needs_engine
+def test_overlay_planes_are_checked_where_the_profile_keeps_them(tmp_path: Path) -> None:
+    text = BurnedText(("DOE^JOHN", "1970-03-12"), size=10, overlay=True)
+    write_exam(tmp_path / "in", "exam_overlay", [SeriesSpec(kind="axial", series_number=2, n_slices=12,
+                                                            burned_text=text)], seed=8)
+    key = tmp_path / "key"
+    key.write_bytes(b"0123456789abcdefghijklmnopqrstuv")
+    key.chmod(0o600)  # a key others can read is refused
+    for profile, flagged in (("orbitct", True), ("basic", False)):  # basic removes the groups 60xx
+        out = tmp_path / profile
+        summary = run(tmp_path / "in", out, profile=profile, deid_key=key if profile == "basic" else None)
+        assert summary.exit_code is ExitCode.OK
+        (row,) = read_csv(out / "anonymize_report.csv")
+        assert row["action"] == "kept" and ("pixel_text" in row["flags"].split(";")) is flagged, row
+        written = sorted((out / "anonymized").rglob("*.dcm"))
+        assert len(written) == 12
+        assert all((0x6000, 0x3000) in pydicom.dcmread(p) for p in written) is flagged
+        if flagged:
+            assert row["pixel_text"].startswith("text in overlay plane 6000 of frame 1 of 12:"), row
+            assert row["frames_checked"] == "0/12, 1 overlay plane"  # every image has the same plane
+        else:
+            assert row["pixel_text"] == "no text found" and row["frames_checked"] == "12/12 (12 whole)", row
 
 
 @needs_engine
@@ -222,3 +313,39 @@ def test_flag_and_drop_refuse_to_start_without_the_engine(
         )
     finally:
         ocr.engine_version.cache_clear()
+
+
+@pytest.mark.parametrize(
+    ("script", "version"),
+    [
+        # Tesseract 5 answers both questions in one start
+        (('echo "tesseract 5.3.0"; echo " leptonica-1.82.0"\n'
+          'case "$*" in *--list-langs*) printf \'List of available languages in "/x/" (2):\\neng\\nosd\\n\';; esac'),
+         "5.3.0"),
+        # a version that lists the models only, whatever else it is asked: its version asked alone
+        (('if [ "$*" = "--version" ]; then echo "tesseract 4.1.1"; exit 0; fi\n'
+          'printf \'List of available languages in "/x/" (1):\\neng\\n\''), "4.1.1"),
+        # no English model
+        ('echo "tesseract 5.3.0"; printf \'List of available languages in "/x/" (1):\\nosd\\n\'', None),
+        # a program that fails
+        ("exit 1", None),
+    ],
+)
+def test_the_engine_version_and_model_are_asked_of_the_program(
+    script: str, version: str | None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    program = tmp_path / "bin" / ocr.PROGRAM
+    program.parent.mkdir()
+    program.write_text(f"#!/bin/sh\n{script}\n")
+    program.chmod(0o755)
+    monkeypatch.setenv("PATH", str(program.parent))
+    ocr.engine_version.cache_clear()
+    try:
+        assert ocr.engine_version() == version
+        problem = ocr.engine_problem()
+        assert (problem is None) is (version is not None)
+        if problem is not None:
+            assert "does not run or lacks its English model" in problem
+    finally:
+        ocr.engine_version.cache_clear()
+

@@ -770,9 +770,10 @@ class _ExamWork:
         from orbitct_app import pixel_text  # numpy and the decoders: only when the check runs
 
         started = time.monotonic()
-        check = pixel_text.check_series(series)
+        # overlay planes only where the profile keeps them (basic removes the groups 60xx)
+        check = pixel_text.check_series(series, overlays=not self.profile.removes_group(0x6000))
         self.pixel_checks[series.key] = check
-        logger.debug("%s: %s: pixel text check in %.2f s: %s", self.exam.dicom_id, self.label(series),
+        logger.debug("%s: %s: pixel text check in %.3f s: %s", self.exam.dicom_id, self.label(series),
                      time.monotonic() - started, check.summary())
         if check.finding is not None or not check.complete:
             logger.warning("%s: %s: %s", self.exam.dicom_id, self.label(series), check.summary())

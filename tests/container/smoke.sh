@@ -17,7 +17,8 @@
 #             as $RUN_USER with the input mounted read-only (buildah run ignores ENTRYPOINT, so the
 #             command is named; its default --pixel-text flag runs the image's Tesseract), and
 #             `anonymize --pixel-text off` alone into a second folder (the command keeps numpy
-#             out of such a run: this checks it in the image's own environment);
+#             out of such a run: this checks it in the image's own environment); a generated
+#             series with a name burned into its pixels must be flagged (the image's Tesseract reads);
 #             nothing may be written in the container outside the outputs and /tmp
 #   5. check  tests/container/check_outputs.py: de-identified DICOM and NIfTI files per exam,
 #             series_index.csv, reports and the log in the mounted outputs, every file owned by
@@ -239,6 +240,21 @@ crun -v "$IN:/data:ro" -v "$OUT_ANON:/out" "$CONTAINER" -- "${ANON_CMD[@]}" >"$W
 grep -q "numpy left unloaded" "$OUT_ANON/logs/orbitct-app.log" \
   || fail "the anonymize run loaded numpy (no 'numpy left unloaded' in its log)"
 say "run: ${ANON_CMD[*]} without numpy"
+# the image's Tesseract reads: a generated series with a name burned into its pixels is flagged
+TEXT="$WORK/text"
+rm -rf "$TEXT"
+mkdir -p "$TEXT/in" "$TEXT/out"
+chown "$RUN_USER" "$TEXT/in" "$TEXT/out"
+crun -v "$TEXT/in:/data" "$CONTAINER" -- python3 -c 'from pathlib import Path
+from orbitct_app.synthetic import BurnedText, SeriesSpec, write_exam
+text = BurnedText(("DOE^JOHN", "1970-03-12"), size=11)
+write_exam(Path("/data"), "exam_text", [SeriesSpec(kind="axial", series_number=2, n_slices=12, burned_text=text)])' \
+  || fail "writing a series with text burned into its pixels"
+crun -v "$TEXT/in:/data:ro" -v "$TEXT/out:/out" "$CONTAINER" -- orbitct-app /data /out anonymize -q --n-procs 1 \
+  >"$WORK/text.log" 2>&1 || { sed 's/^/    | /' "$WORK/text.log"; fail "anonymize of the series with text"; }
+grep -q "text in frame [0-9]* of 12" "$TEXT/out/anonymize_report.csv" \
+  || fail "the image's Tesseract did not find the text burned into a generated series"
+say "run: the image's Tesseract found the text burned into a generated series"
 
 # nothing written in the container's file system except under /tmp (the tmpfs under --read-only);
 # buildah itself makes the mount points and /etc/hosts, /etc/resolv.conf, /etc/hostname
