@@ -87,7 +87,8 @@ from orbitct_app.discover import Exam, SeriesInfo, SkippedFile, SliceInfo, read_
 from orbitct_app.errors import DeidError, ExamError, OrbitctError, SkipKind, resource_error
 from orbitct_app.options import Options
 from orbitct_app.paths import iter_exam_files, open_regular
-from orbitct_app.reports import ANONYMIZE_REPORT, DEID_AUDIT, DRY_RUN, ExamRecord, Row
+from orbitct_app.report.records import ExamRecord, Row, read_record
+from orbitct_app.report.tables import ANONYMIZE_REPORT, DEID_AUDIT, DRY_RUN
 
 logger = logging.getLogger(__name__)
 
@@ -400,7 +401,6 @@ def audit_only_exam(exam_dir: Path, options: Options, profile: Profile) -> ExamR
 
     The exam's stored anonymize record keeps its rows; its audit rows and count are replaced.
     """
-    from orbitct_app import reports  # a stage module reads its own record here, nothing else
 
     dicom_id = exam_dir.name
     out = options.anonymized_dir / dicom_id
@@ -408,7 +408,7 @@ def audit_only_exam(exam_dir: Path, options: Options, profile: Profile) -> ExamR
         raise ExamError("no de-identified folder to audit (run anonymize first)")
     originals = audit.original_uids(exam_dir) if profile.needs_key else set()
     rows = run_audit(out, dicom_id, options, profile, dicom_id, originals)
-    record = reports.read_record(options.state_dir, NAME, dicom_id)
+    record = read_record(options.state_dir, NAME, dicom_id)
     if record is None:
         record = ExamRecord(dicom_id=dicom_id, stage=NAME, status="complete", fingerprint={}, rows={})
     record.rows[DEID_AUDIT.name] = rows

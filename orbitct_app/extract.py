@@ -24,7 +24,8 @@ from orbitct_app.discover import Exam, SeriesInfo, SliceInfo, scan_exam
 from orbitct_app.errors import ExamError, NotConvertible, SeriesError, one_line, resource_error
 from orbitct_app.nifti import NIFTI_SUFFIX, output_stem, write_nifti, write_sidecar
 from orbitct_app.options import DEFAULT_CONTRAST, DEFAULT_KERNEL, SIZE_FIT, Options
-from orbitct_app.reports import EXTRACT_REPORT, SERIES_INDEX, ExamRecord, Row
+from orbitct_app.report.records import ExamRecord, Row
+from orbitct_app.report.tables import EXTRACT_REPORT, SERIES_INDEX
 from orbitct_app.resample import apply_body_mask, cropped_fraction, output_grid, resample
 from orbitct_app.selection import orientation_label
 from orbitct_app.threads import thread_map

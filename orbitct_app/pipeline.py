@@ -20,12 +20,14 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
-from orbitct_app import __version__, atomic, html_report, interrupt, locks, memory, provenance, reports, workers
+from orbitct_app import __version__, atomic, interrupt, locks, memory, provenance, workers
 from orbitct_app.deid import keys, mapping
 from orbitct_app.errors import ExamError, ExitCode, one_line, resource_error, safe_traceback, withhold_warning_text
 from orbitct_app.options import Options, Stage, usable_cores
 from orbitct_app.paths import InputEntry, TreeState, exam_problem, list_input, tree_state
-from orbitct_app.reports import ExamRecord
+from orbitct_app.report.html import REPORT_NAME, write_report
+from orbitct_app.report.records import ExamRecord, Row, read_record, write_record
+from orbitct_app.report.tables import ANONYMIZE_REPORT, EXTRACT_REPORT, TABLES, merge_lock, merge_tables
 from orbitct_app.safe_text import ControlCharFilter
 from orbitct_app.threads import set_threads
 
@@ -41,7 +43,7 @@ class StageModule(Protocol):
 
     def run_exam(self, exam_dir: Path, options: Options) -> ExamRecord: ...
 
-    def failure_rows(self, dicom_id: str, reason: str) -> dict[str, list[reports.Row]]: ...
+    def failure_rows(self, dicom_id: str, reason: str) -> dict[str, list[Row]]: ...
 
     def summarize(self, record: ExamRecord) -> str: ...
 
@@ -266,18 +268,18 @@ def _write_run_outputs(
     else:
         expected = tuple(m.NAME for m in stage_modules(options.stage))
     listing = list_input(options.input_dir)
-    with reports.merge_lock(options.state_dir):
-        for name in (*(t.filename for t in reports.TABLES), html_report.REPORT_NAME, provenance.DATASET_DESCRIPTION):
+    with merge_lock(options.state_dir):
+        for name in (*(t.filename for t in TABLES), REPORT_NAME, provenance.DATASET_DESCRIPTION):
             atomic.remove_stale(options.output_dir, name)  # left by a killed run (only this lock's holder writes them)
         mark = time.monotonic()
-        tables = reports.merge_tables(options.state_dir, options.output_dir, input_rows(listing.ignored))
+        tables = merge_tables(options.state_dir, options.output_dir, input_rows(listing.ignored))
         provenance.write_dataset_description(options.output_dir)
         phases["tables"] = round(time.monotonic() - mark, 3)
         summary = RunSummary(outcomes, tables, time.monotonic() - started, expected, interrupted=interrupted)
         record = _run_record(options, summary, run_id, argv, started_at, phases)
         mark = time.monotonic()
         runs = [r for r in provenance.read_run_records(options.output_dir) if r.get("run_id") != run_id]
-        summary.report = html_report.write_report(
+        summary.report = write_report(
             options.output_dir, options.state_dir, runs=[*runs, record], exam_names=listing.names,
             input_entries=listing.ignored,
         )
@@ -330,13 +332,13 @@ def _run_record(
     )
 
 
-def input_rows(entries: Sequence[InputEntry]) -> dict[str, list[reports.Row]]:
+def input_rows(entries: Sequence[InputEntry]) -> dict[str, list[Row]]:
     """Report rows for the top-level entries of INPUT_DIR that are not exams (hidden folders,
     plain and special files, links to files): in both stage tables, by name in ``path``."""
     rows = [{"dicom_id": "", "path": e.name, "reason": e.reason} for e in entries]
     return {
-        reports.ANONYMIZE_REPORT.name: [{**row, "action": "skipped"} for row in rows],
-        reports.EXTRACT_REPORT.name: [{**row, "decision": "skipped"} for row in rows],
+        ANONYMIZE_REPORT.name: [{**row, "action": "skipped"} for row in rows],
+        EXTRACT_REPORT.name: [{**row, "decision": "skipped"} for row in rows],
     }
 
 
@@ -362,7 +364,7 @@ def stored_outcome(dicom_id: str, options: Options) -> ExamOutcome:
     """What earlier runs recorded for one exam (every stage that has a record)."""
     outcome = ExamOutcome(dicom_id)
     for name in STAGE_NAMES:
-        record = reports.read_record(options.state_dir, name, dicom_id)
+        record = read_record(options.state_dir, name, dicom_id)
         if record is not None:
             outcome.records[name] = record
             outcome.resumed.append(name)
@@ -396,7 +398,7 @@ def process_exam(dicom_id: str, options: Options) -> ExamOutcome:
 def _run_stage(module: StageModule, dicom_id: str, options: Options, outcome: ExamOutcome) -> ExamRecord:
     """One stage of one exam: its completed record when it still holds, else a new record."""
     fingerprint = {"version": __version__, **module.fingerprint(options)}
-    previous = reports.read_record(options.state_dir, module.NAME, dicom_id)
+    previous = read_record(options.state_dir, module.NAME, dicom_id)
     exam_dir = stage_source(module, options) / dicom_id
     output = module.output_folder(dicom_id, options)
     if (
@@ -487,7 +489,7 @@ def _store(record: ExamRecord, module: StageModule, options: Options) -> ExamRec
     the exam already failed: its line is said) and return a failed record in its place (the exam
     then fails in this run's summary; a rerun redoes it)."""
     try:
-        reports.write_record(options.state_dir, record)
+        write_record(options.state_dir, record)
     except OSError as err:
         reason = f"cannot write its completion record: {one_line(err)}"
         log = logger.error if record.complete else logger.debug
@@ -632,7 +634,7 @@ def _crashed(dicom_id: str, options: Options, err: BaseException) -> ExamOutcome
     outcome = ExamOutcome(dicom_id)
     reason = f"worker process died: {one_line(err)}"
     for module in stage_modules(options.stage):
-        record = reports.read_record(options.state_dir, module.NAME, dicom_id)
+        record = read_record(options.state_dir, module.NAME, dicom_id)
         if record is None or not record.complete:
             fingerprint = {"version": __version__, **module.fingerprint(options)}
             record = _store(_failed_record(module, dicom_id, reason, fingerprint), module, options)

@@ -7,7 +7,7 @@ descriptions, PatientIDs in the mapping files), so they can be written to act:
   to Excel and LibreOffice (``=HYPERLINK(...)``, ``=cmd|' /C calc'!A0``). :func:`csv_cell`
   neutralises it as OWASP recommends (CSV Injection): a single quote is put before it, so the
   cell is shown as the text it is. Plain numbers (``-200``, ``+1.5e3``) are left as they are.
-  Every CSV the app writes goes through it (``reports.to_csv``, the mapping files).
+  Every CSV the app writes goes through it (``to_csv``, the mapping files).
 - A newline or another control character in a name would make one log line look like two (a
   forged line), or move the cursor on a terminal. :class:`ControlCharFilter`, on every handler of
   the app's logging, escapes them in a record's arguments (``\\n``, ``\\x1b``): the format strings

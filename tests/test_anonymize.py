@@ -37,7 +37,8 @@ from orbitct_app.cli import main
 from orbitct_app.deid import ORBITCT, apply_profile, mark_deidentified
 from orbitct_app.errors import DeidError, ExitCode
 from orbitct_app.options import Options, Stage
-from orbitct_app.reports import read_csv, read_record
+from orbitct_app.report.records import read_record
+from orbitct_app.report.tables import read_csv
 from orbitct_app.synthetic import ORBITCT_ATTRIBUTES, ExamTruth, SeriesSpec, write_exam
 
 from hostile import write_sr

@@ -35,7 +35,7 @@ from orbitct_app.deid import ORBITCT, Action, DeidStats, Profile, audit, basic_p
 from orbitct_app.dicom_bytes import LONG_VRS, parse_part10
 from orbitct_app.errors import DeidError, ExitCode
 from orbitct_app.options import Options, Stage
-from orbitct_app.reports import read_csv
+from orbitct_app.report.tables import read_csv
 from orbitct_app.synthetic import ExamTruth, SeriesSpec, write_exam
 
 from fresh_process import comparable_output, run_cli

@@ -16,7 +16,7 @@ import pytest
 
 from orbitct_app.cli import main
 from orbitct_app.errors import ExitCode
-from orbitct_app.reports import read_csv
+from orbitct_app.report.tables import read_csv
 from orbitct_app.synthetic import SeriesSpec, write_exam
 
 QUICK = ["--spacing", "2", "--size", "128", "-q"]

@@ -24,7 +24,7 @@ from orbitct_app.cli import main
 from orbitct_app.deid import audit, basic_profile, keys
 from orbitct_app.errors import ExitCode
 from orbitct_app.options import Options, Stage
-from orbitct_app.reports import read_csv
+from orbitct_app.report.tables import read_csv
 from orbitct_app.synthetic import ExamTruth, SeriesSpec, write_exam
 
 EXAM_A, EXAM_B, EXAM_C = "exam_001", "exam_002", "exam_003"

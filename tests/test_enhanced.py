@@ -16,7 +16,7 @@ from pydicom.uid import RLELossless
 
 from orbitct_app.cli import main
 from orbitct_app.errors import ExitCode
-from orbitct_app.reports import read_csv
+from orbitct_app.report.tables import read_csv
 from orbitct_app.synthetic import ExamTruth, SeriesSpec, write_exam
 
 FINE: dict[str, Any] = {"rows": 160, "cols": 160, "pixel_spacing": (1.4, 1.45), "n_slices": 96, "slice_step": 1.0}

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from orbitct_app.reports import read_csv
+from orbitct_app.report.tables import read_csv
 from orbitct_app.synthetic import SeriesSpec, write_exam
 
 REPO = Path(__file__).resolve().parents[1]

@@ -21,7 +21,7 @@ from scipy.spatial import cKDTree
 
 from orbitct_app.cli import main
 from orbitct_app.errors import ExitCode
-from orbitct_app.reports import read_csv
+from orbitct_app.report.tables import read_csv
 from orbitct_app.synthetic import ExamTruth, Phantom, SeriesSpec, Sphere, write_exam
 from orbitct_app.volume import AIR_HU
 

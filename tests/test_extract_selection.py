@@ -18,7 +18,7 @@ from pydicom.uid import UID, RLELossless
 
 from orbitct_app.cli import main
 from orbitct_app.errors import ExitCode
-from orbitct_app.reports import read_csv
+from orbitct_app.report.tables import read_csv
 from orbitct_app.synthetic import ExamTruth, SeriesSpec, write_exam
 
 SMALL: dict[str, Any] = {"rows": 64, "cols": 64, "pixel_spacing": (3.8, 3.8)}

@@ -15,7 +15,7 @@ from orbitct_app.cli import main
 from orbitct_app.discover import read_slice_info
 from orbitct_app.errors import ExitCode
 from orbitct_app.nifti import output_stem, safe_name
-from orbitct_app.reports import read_csv
+from orbitct_app.report.tables import read_csv
 from orbitct_app.synthetic import SeriesSpec, write_exam
 from orbitct_app.volume import read_pixels
 

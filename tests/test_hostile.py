@@ -20,7 +20,7 @@ import pytest
 
 from orbitct_app.cli import main
 from orbitct_app.errors import ExitCode
-from orbitct_app.reports import read_csv
+from orbitct_app.report.tables import read_csv
 from orbitct_app.synthetic import ExamTruth, SeriesSpec, write_exam
 
 from hostile import DAMAGE, damage, tree_state, write_sr
@@ -373,7 +373,7 @@ def test_an_in_place_record_does_not_hold_for_a_file_that_is_identified_again(
     from orbitct_app import anonymize, pipeline
     from orbitct_app.options import Options, Stage
     from orbitct_app.paths import tree_state as folder_state
-    from orbitct_app.reports import read_record
+    from orbitct_app.report.records import read_record
 
     root, files = _copy(templates["explicit"], tmp_path)
     original = files[3].read_bytes()

@@ -29,7 +29,7 @@ from orbitct_app import __version__, anonymize, chunks, dicom_bytes, discover
 from orbitct_app.cli import main
 from orbitct_app.deid import ORBITCT, audit, basic_profile, keys, raw
 from orbitct_app.errors import ExitCode, UsageError
-from orbitct_app.reports import read_csv
+from orbitct_app.report.tables import read_csv
 from orbitct_app.safe_text import csv_cell, escape_controls
 from orbitct_app.synthetic import SeriesSpec, write_exam
 

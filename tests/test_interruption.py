@@ -27,7 +27,8 @@ import pytest
 from orbitct_app import atomic, interrupt
 from orbitct_app.cli import main
 from orbitct_app.errors import ExitCode
-from orbitct_app.reports import read_csv, read_record
+from orbitct_app.report.records import read_record
+from orbitct_app.report.tables import read_csv
 from orbitct_app.synthetic import SeriesSpec, write_exam
 
 from fresh_process import comparable_output

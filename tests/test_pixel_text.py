@@ -17,7 +17,7 @@ from orbitct_app.cli import main
 from orbitct_app.discover import scan_exam
 from orbitct_app.errors import ExitCode
 from orbitct_app.options import Options, Stage
-from orbitct_app.reports import read_csv
+from orbitct_app.report.tables import read_csv
 from orbitct_app.synthetic import BurnedText, SeriesSpec, TextPosition, write_exam
 
 WORDS = ("DOE", "JOHN", "ROE", "JANE", "MUSTERMANN", "ERIKA", "Smith", "Anna", "8812", "2231187", "1970")

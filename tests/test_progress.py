@@ -13,7 +13,7 @@ from orbitct_app.cli import main
 from orbitct_app.errors import ExitCode
 from orbitct_app.pipeline import ExamOutcome
 from orbitct_app.progress import Progress
-from orbitct_app.reports import ExamRecord
+from orbitct_app.report.records import ExamRecord
 from orbitct_app.synthetic import SeriesSpec, write_exam
 
 SMALL = SeriesSpec(

@@ -14,7 +14,7 @@ from orbitct_app import __version__, provenance
 from orbitct_app.cli import main
 from orbitct_app.errors import ExitCode
 from orbitct_app.options import Options, Stage
-from orbitct_app.reports import read_csv
+from orbitct_app.report.tables import read_csv
 from orbitct_app.synthetic import SeriesSpec, write_exam
 
 SMALL = SeriesSpec(

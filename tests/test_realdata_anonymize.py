@@ -15,7 +15,7 @@ from orbitct_app import anonymize, pipeline
 from orbitct_app.deid import ORBITCT, apply_profile, mark_deidentified
 from orbitct_app.errors import ExitCode
 from orbitct_app.options import Options, Stage
-from orbitct_app.reports import read_csv
+from orbitct_app.report.tables import read_csv
 
 from fresh_process import comparable_output, run_cli
 

@@ -13,7 +13,7 @@ from pydicom.dataset import Dataset
 from orbitct_app.cli import main
 from orbitct_app.deid import Action, audit, basic_profile, keys
 from orbitct_app.errors import ExitCode
-from orbitct_app.reports import read_csv
+from orbitct_app.report.tables import read_csv
 
 pytestmark = pytest.mark.realdata
 

@@ -21,10 +21,11 @@ import numpy as np
 import pytest
 from PIL import Image, PngImagePlugin
 
-from orbitct_app import html_report, qc
+from orbitct_app import qc
 from orbitct_app.cli import main
 from orbitct_app.errors import ExitCode
-from orbitct_app.reports import read_csv
+from orbitct_app.report.html import write_report
+from orbitct_app.report.tables import read_csv
 from orbitct_app.synthetic import ExamTruth, SeriesSpec, write_exam
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -248,7 +249,7 @@ def test_thumbnail_is_made_from_the_png_when_a_record_has_none(
             row.pop("qc_thumbnail", None)
             row.pop("qc_path", None)
         record.write_text(json.dumps(data))
-    html_report.write_report(copy, copy / ".orbitct")
+    write_report(copy, copy / ".orbitct")
     page = parse((copy / "report.html").read_text(encoding="utf-8"))
     assert len(page.images) == 5 and all(src.startswith("data:image/jpeg;base64,") for src in page.images)
 

@@ -22,10 +22,11 @@ from typing import Any
 import pydicom
 import pytest
 
-from orbitct_app import anonymize, atomic, extract, qc, reports
+from orbitct_app import anonymize, atomic, extract, pipeline, qc
 from orbitct_app.cli import main
 from orbitct_app.errors import ExitCode
-from orbitct_app.reports import ExamRecord, read_csv, read_record, record_path
+from orbitct_app.report.records import ExamRecord, iter_records, read_record, record_path, write_record
+from orbitct_app.report.tables import merge_tables, read_csv
 from orbitct_app.synthetic import SeriesSpec, write_exam
 
 QUICK = ["--spacing", "4", "--size", "64", "-q"]
@@ -101,7 +102,7 @@ def test_record_names_hold_any_exam_name(tmp_path: Path) -> None:
     state = tmp_path / ".orbitct"
     names = ["exam_1", "sub-01.CT+2", "exam 1", "ÉXAM", ".hidden", "-x", LONG_NAME, "a" * 128, "a" * 129]
     for name in names:
-        reports.write_record(state, ExamRecord(name, "anonymize", "complete", {}, counts={"files": 1}))
+        write_record(state, ExamRecord(name, "anonymize", "complete", {}, counts={"files": 1}))
     files = sorted(p.name for p in (state / "anonymize").iterdir())
     plain = ["a" * 128 + ".json", "exam_1.json", "sub-01.CT+2.json"]
     assert [f for f in files if not f.startswith("~")] == plain
@@ -111,13 +112,13 @@ def test_record_names_hold_any_exam_name(tmp_path: Path) -> None:
         record = read_record(state, "anonymize", name)
         assert record is not None and record.dicom_id == name
         assert json.loads(record_path(state, "anonymize", name).read_text())["dicom_id"] == name
-    assert [r.dicom_id for r in reports.iter_records(state, "anonymize")] == sorted(names)
+    assert [r.dicom_id for r in iter_records(state, "anonymize")] == sorted(names)
     # a record from before hashed names ("exam 1.json") is read, and gives way to the new one
     legacy = state / "anonymize" / "exam 1.json"
     record_path(state, "anonymize", "exam 1").rename(legacy)
     assert read_record(state, "anonymize", "exam 1") is not None
-    reports.write_record(state, ExamRecord("exam 1", "anonymize", "failed", {}, error="new"))
-    assert [r.error for r in reports.iter_records(state, "anonymize") if r.dicom_id == "exam 1"] == ["new"]
+    write_record(state, ExamRecord("exam 1", "anonymize", "failed", {}, error="new"))
+    assert [r.error for r in iter_records(state, "anonymize") if r.dicom_id == "exam 1"] == ["new"]
 
 
 def test_the_merge_script_finds_records_by_the_same_names(tmp_path: Path) -> None:
@@ -224,22 +225,22 @@ def test_a_record_or_table_that_cannot_be_written_is_one_line_and_exit_3(
 ) -> None:
     out = tmp_path / "out"
     args = [str(exams), str(out), "anonymize", *QUICK, "--n-procs", "1"]
-    real_write_record = reports.write_record
+    real_write_record = write_record
 
-    def write_record(state: Path, record: ExamRecord) -> Path:
+    def full_for_exam_b(state: Path, record: ExamRecord) -> Path:
         if record.dicom_id == "exam_b":
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
         return real_write_record(state, record)
 
-    monkeypatch.setattr(reports, "write_record", write_record)
+    monkeypatch.setattr(pipeline, "write_record", full_for_exam_b)
     assert main(args) == ExitCode.FAILED
     assert stderr_lines(capsys) == [
         "ERROR: exam_b: anonymize failed: cannot write its completion record: OSError: No space left on device",
         "ERROR: 1 exam(s) failed: exam_b",
     ]
     assert read_record(out / ".orbitct", "anonymize", "exam_b") is None  # redone by a rerun
-    monkeypatch.setattr(reports, "write_record", real_write_record)
-    monkeypatch.setattr(reports, "merge_tables", _full_disk_for("out", reports.merge_tables))
+    monkeypatch.setattr(pipeline, "write_record", real_write_record)
+    monkeypatch.setattr(pipeline, "merge_tables", _full_disk_for("out", merge_tables))
     assert main(args) == ExitCode.FAILED
     assert stderr_lines(capsys) == [
         (f"ERROR: cannot write the run's tables and report in {out}: OSError: No space left on device; once that "

@@ -25,10 +25,11 @@ from pathlib import Path
 import nibabel as nib
 import pytest
 
-from orbitct_app.reports import read_csv
 from orbitct_app.synthetic import SeriesSpec, write_exam
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from orbitct_app.report.tables import read_csv
+
 from slurm_cluster import SlurmCluster, missing_requirements
 
 pytestmark = pytest.mark.slurm

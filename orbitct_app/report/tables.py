@@ -1,10 +1,8 @@
-"""The run's tables: their columns, per-exam fragments, and the merge into top-level CSVs.
+"""The run's tables: their columns, and their merge from the exams' records into top-level CSVs.
 
-Every exam and stage writes one fragment (a JSON completion record holding its report rows) under
-``OUTPUT_DIR/.orbitct/<stage>/<dicom_id>.json`` (a hashed name for other exam names, see
-:func:`record_path`), atomically. The top-level CSVs are rebuilt from
-all fragments at the end of every run and replaced atomically, so concurrent runs over disjoint
-exams (SLURM array tasks) end with complete tables, and a rerun knows which exams are done.
+The top-level CSVs are rebuilt from every exam's record (:mod:`orbitct_app.report.records`) at
+the end of every run and replaced atomically, under a lock, so concurrent runs over disjoint
+exams (SLURM array tasks) end with complete tables.
 """
 
 from __future__ import annotations
@@ -12,17 +10,14 @@ from __future__ import annotations
 import contextlib
 import csv
 import dataclasses
-import hashlib
 import io
-import json
 import logging
-import os
-import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from orbitct_app import atomic, locks
+from orbitct_app.report.records import Row, iter_records
 from orbitct_app.safe_text import csv_cell
 
 logger = logging.getLogger(__name__)
@@ -134,98 +129,6 @@ DRY_RUN = Table(
 )
 """``--dry-run``: per series, how often each rule of the profile would apply."""
 TABLES = (ANONYMIZE_REPORT, DEID_AUDIT, DRY_RUN, EXTRACT_REPORT, SERIES_INDEX)
-
-Row = dict[str, Any]
-
-
-@dataclasses.dataclass
-class ExamRecord:
-    """What one stage did to one exam: its status, the options it ran with, and its rows."""
-
-    dicom_id: str
-    stage: str
-    status: str  # "complete" or "failed"
-    fingerprint: dict[str, Any]
-    rows: dict[str, list[Row]] = dataclasses.field(default_factory=dict)
-    error: str = ""
-    counts: dict[str, int] = dataclasses.field(default_factory=dict)
-    seconds: float = 0.0
-    input_state: dict[str, Any] | None = None
-    """The exam folder the stage read, as it was (:class:`orbitct_app.paths.TreeState`): a
-    completed record holds only while the folder still is so."""
-    output_state: dict[str, Any] | None = None
-    """The exam's output folder as the stage left it (None when it writes none)."""
-
-    @property
-    def complete(self) -> bool:
-        return self.status == "complete"
-
-
-PLAIN_RECORD_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._+-]{0,127}")
-"""Exam names whose record is ``<dicom_id>.json``; any other gets a hashed name."""
-
-
-def record_path(state_dir: Path, stage: str, dicom_id: str) -> Path:
-    """Where the record of an exam and stage is kept.
-
-    ``<stage>/<dicom_id>.json`` when the name is at most 128 ASCII letters, digits and ``._+-``
-    (not starting with ``.``, ``+`` or ``-``); otherwise ``<stage>/~<40 hex digits of a SHA-256 of
-    the name's UTF-8 bytes>.json``, so that any exam name the input file system holds has a record
-    the output file system can hold. The record itself holds the name.
-    """
-    if PLAIN_RECORD_NAME.fullmatch(dicom_id):
-        return state_dir / stage / f"{dicom_id}.json"
-    digest = hashlib.sha256(os.fsencode(dicom_id)).hexdigest()[:40]
-    return state_dir / stage / f"~{digest}.json"
-
-
-def write_record(state_dir: Path, record: ExamRecord) -> Path:
-    """Store an exam's record atomically and return its path (first removing temporary files
-    that a killed run left for it)."""
-    path = record_path(state_dir, record.stage, record.dicom_id)
-    atomic.remove_stale(path.parent, path.name)
-    atomic.write_text(path, json.dumps(dataclasses.asdict(record), indent=1, sort_keys=True))
-    return path
-
-
-def read_record(state_dir: Path, stage: str, dicom_id: str) -> ExamRecord | None:
-    """The stored record of an exam and stage, or None when absent or unreadable."""
-    path = record_path(state_dir, stage, dicom_id)
-    record = _read(path)
-    if record is None and path.name.startswith("~"):  # written before hashed names, if it could be
-        legacy = state_dir / stage / f"{dicom_id}.json"
-        with contextlib.suppress(OSError):
-            if legacy.is_file():
-                record = _read(legacy)
-    return record if record is not None and record.dicom_id == dicom_id else None
-
-
-def _read(path: Path) -> ExamRecord | None:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-        return ExamRecord(**data)
-    except FileNotFoundError:
-        return None
-    except (OSError, ValueError, TypeError) as err:
-        logger.warning("ignoring unreadable record %s (%s)", path, err)
-        return None
-
-
-def iter_records(state_dir: Path, stage: str) -> Iterable[ExamRecord]:
-    """All readable records of a stage, one per exam, sorted by exam."""
-    folder = state_dir / stage
-    if not folder.is_dir():
-        return []
-    records: dict[str, ExamRecord] = {}
-    for path in sorted(folder.glob("*.json")):
-        record = _read(path)
-        if record is None:
-            continue
-        # a record from before hashed names gives way to the one at the exam's record path
-        if record.dicom_id not in records or path == record_path(state_dir, stage, record.dicom_id):
-            records[record.dicom_id] = record
-    return [records[name] for name in sorted(records)]
-
 
 def to_csv(columns: Sequence[str], rows: Iterable[Mapping[str, Any]]) -> str:
     """Rows as CSV text with the given columns (missing values empty, extra keys ignored).

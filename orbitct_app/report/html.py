@@ -28,9 +28,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from orbitct_app import __version__, atomic, reports
+from orbitct_app import __version__, atomic
 from orbitct_app.paths import InputEntry
-from orbitct_app.reports import ExamRecord, Row
+from orbitct_app.report.records import ExamRecord, Row, iter_records
+from orbitct_app.report.tables import ANONYMIZE_REPORT, EXTRACT_REPORT
 
 # qc, extract and PIL (numpy, cc3d, nibabel) are imported where a converted series needs them,
 # so that an anonymize-only run never loads the numeric libraries.
@@ -107,7 +108,7 @@ def collect(
     """Gather the records of every exam (and the exams of ``exam_names`` without a record)."""
     by_exam: dict[str, dict[str, ExamRecord]] = {}
     for stage in ("anonymize", "extract"):
-        for record in reports.iter_records(state_dir, stage):
+        for record in iter_records(state_dir, stage):
             by_exam.setdefault(record.dicom_id, {})[stage] = record
     exams = [_exam_view(dicom_id, by_exam[dicom_id]) for dicom_id in sorted(by_exam)]
     missing = sorted(set(exam_names) - set(by_exam))
@@ -154,7 +155,7 @@ def _exam_view(dicom_id: str, records: dict[str, ExamRecord]) -> ExamView:
     anonymize_rows: dict[str, Row] = {}
     other: list[tuple[str, Row]] = []
     for stage, record in records.items():
-        table = reports.ANONYMIZE_REPORT.name if stage == "anonymize" else reports.EXTRACT_REPORT.name
+        table = ANONYMIZE_REPORT.name if stage == "anonymize" else EXTRACT_REPORT.name
         for row in record.rows.get(table, []):
             uid = str(row.get("series_instance_uid") or "")
             if not uid:
@@ -200,7 +201,7 @@ def _totals(exams: Sequence[ExamView]) -> dict[str, int]:
         for line in exam.lines:
             seen.add((exam.dicom_id, line.uid))
         for record in exam.records.values():
-            table = reports.ANONYMIZE_REPORT.name if record.stage == "anonymize" else reports.EXTRACT_REPORT.name
+            table = ANONYMIZE_REPORT.name if record.stage == "anonymize" else EXTRACT_REPORT.name
             for row in record.rows.get(table, []):
                 outcome = str(row.get("action") or row.get("decision") or "")
                 if outcome in ("kept", "dropped", "converted", "excluded", "failed"):
