@@ -17,9 +17,9 @@ import click
 import pytest
 from packaging.requirements import Requirement
 
-from orbitct_app import reports
 from orbitct_app.cli import command
 from orbitct_app.errors import ExitCode
+from orbitct_app.report import tables
 
 REPO = Path(__file__).resolve().parents[1]
 DOCS = REPO / "docs"
@@ -216,12 +216,12 @@ def test_the_usage_table_names_only_real_options() -> None:
 
 
 def test_exit_codes_are_the_code_s_in_readme_and_usage() -> None:
-    tables = [
+    exit_tables = [
         table_rows(text, "| code | meaning |")
         for text in ((REPO / "README.md").read_text(encoding="utf-8"), read("usage.md"))
     ]
-    assert tables[0] == tables[1]
-    codes = {int(code) for row in tables[0] for code in row[0].split(",")}
+    assert exit_tables[0] == exit_tables[1]
+    codes = {int(code) for row in exit_tables[0] for code in row[0].split(",")}
     assert codes == {code.value for code in ExitCode}
 
 
@@ -235,7 +235,7 @@ def test_columns_are_the_tables_columns() -> None:
         match = re.match(r"- `([\w.]+\.csv)`: (.*)", item, re.S)
         if match:
             documented[match.group(1)] = tuple(re.findall(r"`(\w+)`", match.group(2)))
-    assert documented == {table.filename: table.columns for table in reports.TABLES}
+    assert documented == {table.filename: table.columns for table in tables.TABLES}
 
 
 def test_the_limits_name_real_constants_and_functions() -> None:
