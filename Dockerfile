@@ -1,8 +1,8 @@
 # syntax=docker/dockerfile:1
 #
 # orbitct-app container image: Debian bookworm's Python 3.11 and one virtual environment with the
-# pinned, hash-checked dependencies of requirements/lock.txt plus the app. The README's "Docker and
-# Singularity/Apptainer" section has the build and run commands.
+# pinned, hash-checked dependencies of requirements/lock.txt plus the app. docs/containers.md has the
+# build and run commands.
 #
 #   docker build -t orbitct-app .
 #   docker run --rm --user "$(id -u):$(id -g)" -v /path/to/dicom:/data:ro -v /path/to/out:/out \

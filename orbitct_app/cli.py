@@ -407,8 +407,8 @@ def leave_numpy_unloaded() -> bool:
 
     For an anonymize run with ``--pixel-text off``: it never decodes pixel data, but pydicom (for
     which numpy is optional) imports numpy and, with it, its pixel decoders and their libraries
-    whenever numpy is installed. Leaving them out took a 240-file anonymize from 0.95 s to 0.70 s (medians of 7 on
-    the benchmark machine), more when the libraries are no longer in the page cache. A ``None``
+    whenever numpy is installed. Leaving them out makes an anonymize run markedly faster, more so when the libraries
+    are no longer in the page cache (the figures: ``docs/performance.md``). A ``None``
     entry in ``sys.modules`` makes ``import numpy`` raise ImportError (the import system's
     documented way to block a module), which pydicom handles as numpy being absent. Only for a
     process that runs nothing else (:attr:`Invocation.owns_process`), and only before pydicom is

@@ -14,7 +14,7 @@ from orbitct_app.safe_text import MultilineText
 
 
 class ExitCode(enum.IntEnum):
-    """Exit codes of ``orbitct-app`` (documented in the README)."""
+    """Exit codes of ``orbitct-app`` (documented in the README and ``docs/usage.md``)."""
 
     OK = 0
     """Every exam was processed; every series has a recorded decision."""

@@ -26,7 +26,7 @@ def prefer_small_pages() -> None:
     """Ask numpy not to request transparent huge pages, unless the user has chosen.
 
     The pages' first touch dominates for volumes filled once and freed soon after, and huge pages
-    did not pay back: on the measured VM extract took about 25 % longer with them. numpy reads the
+    did not pay back: on the measured VM extract was slower with them (``docs/performance.md``). numpy reads the
     variable when it is first imported; worker processes inherit it.
     """
     os.environ.setdefault("NUMPY_MADVISE_HUGEPAGE", "0")
@@ -37,8 +37,8 @@ def keep_freed_memory() -> bool:
     for the next series, instead of returning it to the system (True when applied).
 
     The process's resident memory then stays near its peak, one series' worth, until it exits;
-    page faults of a six-exam run fell from about 460,000 to 100,000 and its time by about 9 % on
-    the measured VM. Nothing is changed when the C library is not glibc, or when the user has set
+    a run then pays far fewer page faults and takes less time (on the measured VM; the figures are in
+    ``docs/performance.md``). Nothing is changed when the C library is not glibc, or when the user has set
     a ``glibc.malloc`` tunable or any ``MALLOC_*`` variable. Call it in processes the app owns (the
     command line does, and so does each worker); a library caller may choose for its own process.
     """

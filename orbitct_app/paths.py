@@ -1,6 +1,6 @@
 """What the app reads: exam folders and regular files under INPUT_DIR, never through a link.
 
-The policy (README, "What it does with hostile input"):
+The policy (``docs/hostile-input.md``):
 
 - A symbolic link is never followed, wherever it is under INPUT_DIR: an exam folder that is a
   link is refused (the exam fails with the reason), a link inside an exam is reported as a

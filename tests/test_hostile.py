@@ -1,9 +1,9 @@
 """The hostile-input battery: damaged files, links, special files and paths that lead elsewhere.
 
 Every case asserts exactly what exists afterwards (in INPUT_DIR, OUTPUT_DIR and outside them),
-the report rows and the exit code. The cases and their outcomes are listed in the README's
-"What it does with hostile input" table. Interrupted runs, full disks and long names are in
-``test_interrupts.py``.
+the report rows and the exit code. The cases and their outcomes are listed in the table of
+``docs/hostile-input.md``. Interrupted runs, full disks and long names are in
+``test_interruption.py`` and ``test_resources.py``.
 """
 
 from __future__ import annotations

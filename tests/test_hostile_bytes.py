@@ -2,8 +2,8 @@
 forged log lines, and reasons that say what happened.
 
 Every hostile file is generated here (``tests/hostile.py``), never copied from a corpus; every
-case asserts exactly what exists afterwards. The README's "What it does with hostile input"
-table lists them.
+case asserts exactly what exists afterwards. The table of ``docs/hostile-input.md`` lists
+them.
 """
 
 from __future__ import annotations

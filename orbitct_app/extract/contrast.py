@@ -1,6 +1,6 @@
 """Whether a series is contrast-enhanced, and the evidence, from its header alone.
 
-Two kinds of evidence, both documented in the README:
+Two kinds of evidence, both documented in ``docs/extraction.md``:
 
 - **Attributes.** The Contrast/Bolus module (PS3.3 C.7.6.4) is written when contrast media was
   used; its agent is Type 2, so scanners often write the module with empty values for a plain

@@ -8,7 +8,7 @@ When the Manufacturer is empty or names another vendor, every vendor's rules are
 class is given only when they agree (kernel names of different vendors do not overlap:
 ``STANDARD`` is GE's, ``H30s`` Siemens's, ``FC13`` Canon's).
 
-Sources (the README's kernel table lists the same):
+Sources (the kernel table of ``docs/extraction.md`` lists the same):
 
 - Siemens: names are a family (B body, H head, I/J iterative body/head, Q quantitative,
   U ultra-high resolution; a second letter r/f/l/v/c/... gives the variant) and a resolution

@@ -20,7 +20,8 @@ from orbitct_app.threads import get_threads
 NIFTI_SUFFIX = ".nii.gz"
 _VOX_OFFSET = 352
 _COMPRESSLEVEL = 1
-"""isal (igzip) level 1: standard gzip, about six times faster than zlib level 1 at equal size."""
+"""isal (igzip) level 1: standard gzip, several times faster than zlib level 1 at equal size
+(``docs/performance.md``)."""
 
 
 def nifti_header(shape_ijk: tuple[int, int, int], affine_ras: NDArray[np.float64]) -> nib.Nifti1Header:
@@ -56,8 +57,8 @@ def write_nifti(path: Path, volume_kji: NDArray[np.int16], affine_ras: NDArray[n
 
 def _gzip_writer(path: Path) -> Any:
     """A gzip writer on this process's threads: with more than one, blocks are compressed in
-    parallel (one gzip stream, the same bytes on every run; about 0.1 s less for a 150 MB volume
-    on two threads). One thread compresses in the caller, which is faster than handing it over."""
+    parallel (one gzip stream, the same bytes on every run; the gain is in ``docs/performance.md``).
+    One thread compresses in the caller, which is faster than handing it over."""
     threads = get_threads()
     if threads > 1:
         return igzip_threaded.open(path, "wb", compresslevel=_COMPRESSLEVEL, threads=threads)

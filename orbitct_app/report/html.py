@@ -8,8 +8,8 @@ every run and by the ``report`` stage.
 Self-contained and offline: styles are inline, there is no script, and every picture is a
 small JPEG thumbnail embedded as a ``data:`` URI (at most
 :data:`orbitct_app.extract.qc.THUMBNAIL_MAX_BYTES` each, typically 14-18 KB) that links to the full QC
-PNG by a relative path. The page makes no network request; a 1000-exam dataset with two
-series each gives a page of about 50 MB (built in about 2 s), which a browser opens.
+PNG by a relative path. The page makes no network request; a dataset of 1000 exams gives a page a
+browser opens (its size and build time: ``docs/performance.md``).
 
 It shows what the CSVs show and nothing more: exam folder names (``dicom_id``), series numbers,
 descriptions and UIDs, decisions, reasons, counts, options and versions. No other header value
