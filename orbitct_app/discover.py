@@ -6,7 +6,7 @@ exports often have no extension. Everything that is not a usable DICOM file is r
 :class:`SkippedFile` with a one-line reason.
 
 An ordinary file's header facts are read from its first bytes (:func:`fast_slice_info`, with
-:mod:`orbitct_app.dicom_bytes`); every other file, and every file with a problem, is read by pydicom
+:mod:`orbitct_app.dicomio.parse`); every other file, and every file with a problem, is read by pydicom
 (:func:`read_header`), which gives the same facts and decides the reasons.
 """
 
@@ -38,13 +38,21 @@ from pydicom.uid import UID, DeflatedExplicitVRLittleEndian
 from pydicom.valuerep import STR_VR
 from pydicom.values import convert_value
 
-from orbitct_app import dicom_bytes
-from orbitct_app.dicom_bytes import (
+from orbitct_app.dicomio.parse import (
+    ITEM,
+    PIXEL_DATA_TAGS,
+    SEQ_END,
     SQ,
+    UNDEFINED,
+    Damaged,
     Element,
+    Layout,
     Part10,
+    Structure,
     Unsupported,
     ascii_identity,
+    explicit_prefix,
+    file_structure,
     parse_part10,
     uid_text,
 )
@@ -149,7 +157,7 @@ class SliceInfo:
     """For one frame of a multi-frame object (see ``volume.expand_frames``): its 0-based index."""
     overlay_groups: tuple[int, ...] = ()
     """Groups (0x6000-0x601E) of the overlay planes whose data (60xx,3000) the file holds."""
-    layout: dicom_bytes.Layout | None = None
+    layout: Layout | None = None
     """Where the file's data set ends and its pixel data element lies (bytes after the data set
     are trailing data: never copied)."""
     convolution_kernel: str = ""
@@ -390,15 +398,15 @@ def series_key(info: SliceInfo) -> str:
 # --- one file ----------------------------------------------------------------------------------
 
 
-def read_header(path: Path) -> tuple[Dataset, bool, int | None, dicom_bytes.Layout]:
+def read_header(path: Path) -> tuple[Dataset, bool, int | None, Layout]:
     """Read a file's DICOM header without its pixel data.
 
-    The whole file's structure is checked first (:func:`dicom_bytes.file_structure`: every
+    The whole file's structure is checked first (:func:`file_structure`: every
     length within the file, every sequence closed, nesting bounded, a deflated data set
     inflated within its cap), so a damaged file is reported as damaged instead of being read as
     far as its lengths happen to lead, and nothing bigger than :data:`MAX_HEADER_BYTES` is read.
     Returns the data set, whether a pixel data element is there, the file offset of its value
-    when it is uncompressed (None otherwise) and the file's :class:`~dicom_bytes.Layout`.
+    when it is uncompressed (None otherwise) and the file's :class:`~orbitct_app.dicomio.parse.Layout`.
 
     Raises
     ------
@@ -428,7 +436,7 @@ def read_header(path: Path) -> tuple[Dataset, bool, int | None, dicom_bytes.Layo
                 source: BinaryIO = fp
                 if structure.inflated is not None:  # its header, inflated once (within the cap)
                     extent = structure.extent
-                    prefix = dicom_bytes.explicit_prefix(fp.read(structure.meta_end))
+                    prefix = explicit_prefix(fp.read(structure.meta_end))
                     end = extent.pixel_start if extent.pixel_start is not None else extent.end
                     source = io.BytesIO(prefix + structure.inflated[:end])
                 with warnings.catch_warnings(record=True) as caught:
@@ -466,7 +474,7 @@ MAX_HEADER_BYTES = 64 << 20
 few kB to a few MB): everything but the pixel data is read into memory, so this bounds it."""
 
 
-def _check_structure(structure: dicom_bytes.Structure) -> None:
+def _check_structure(structure: Structure) -> None:
     """Refuse what the walk found readable but the app cannot honestly handle.
 
     Raises
@@ -494,13 +502,13 @@ def _sop_class(ds: Dataset) -> str:
     return str(ds.get("SOPClassUID", "") or meta_class or "").strip("\0 ")
 
 
-def _structure(fp: BinaryIO, path: Path) -> dicom_bytes.Structure:
+def _structure(fp: BinaryIO, path: Path) -> Structure:
     """The checked structure of an open file (read through a read-only memory map)."""
     with mmap.mmap(fp.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
         view = memoryview(mapped)
         try:
-            return dicom_bytes.file_structure(view)
-        except dicom_bytes.Damaged as err:
+            return file_structure(view)
+        except Damaged as err:
             if path.name.upper() == "DICOMDIR" or MEDIA_STORAGE_DIRECTORY.encode() in bytes(view[:512]):
                 raise NotDicomError(
                     "DICOMDIR / media index file (not an image; may name the patient)",
@@ -643,7 +651,7 @@ def fast_slice_info(path: Path) -> SliceInfo | None:
     """The header facts of an ordinary file from its first bytes, without pydicom's reader.
 
     The result equals ``slice_info(path, *read_header(path))``. Returns None for every file this
-    path does not handle (see :mod:`orbitct_app.dicom_bytes`; also media index files, files
+    path does not handle (see :mod:`orbitct_app.dicomio.parse`; also media index files, files
     without SOP UIDs, multi-frame objects with functional groups, headers longer than
     :data:`FAST_HEAD_BYTES`) and for every file with a problem: :func:`read_header` then reads
     it, and decides or reports it.
@@ -665,7 +673,7 @@ def fast_slice_info(path: Path) -> SliceInfo | None:
             if pixel_end != size:
                 raise Unsupported("bytes after the pixel data")  # the full check decides about them
         length = pixel_end - (parsed.pixel_pos if pixel_offset is None else pixel_offset)
-        layout = dicom_bytes.Layout(size, parsed.pixel_pos, pixel_end, pixel_length=length,
+        layout = Layout(size, parsed.pixel_pos, pixel_end, pixel_length=length,
                                     encapsulated=pixel_offset is None, data_start=parsed.data_start,
                                     implicit=parsed.implicit)
         return slice_info(path, header, has_pixels, pixel_offset, layout)  # type: ignore[arg-type]
@@ -679,7 +687,7 @@ def fast_slice_info(path: Path) -> SliceInfo | None:
 
 def slice_info(
     path: Path, ds: Dataset, has_pixels: bool, pixel_offset: int | None = None,
-    layout: dicom_bytes.Layout | None = None,
+    layout: Layout | None = None,
 ) -> SliceInfo:
     """The :class:`SliceInfo` of a header already read.
 
@@ -875,7 +883,7 @@ def _check_pixel_data(fp: BinaryIO, transfer_syntax: str, offset: int, size: int
     implicit = syntax.is_implicit_VR if syntax.is_transfer_syntax else False
     end = "<" if little else ">"
     group, element = struct.unpack(end + "HH", head[:4])
-    if (group << 16 | element) not in dicom_bytes.PIXEL_DATA_TAGS:
+    if (group << 16 | element) not in PIXEL_DATA_TAGS:
         return False, None, offset
     if implicit:
         (length,) = struct.unpack(end + "L", head[4:8])
@@ -885,7 +893,7 @@ def _check_pixel_data(fp: BinaryIO, transfer_syntax: str, offset: int, size: int
             raise NotDicomError("truncated file: pixel data element header cut short")
         (length,) = struct.unpack(end + "L", head[8:12])
         value_start = offset + 12
-    if length != dicom_bytes.UNDEFINED:
+    if length != UNDEFINED:
         if value_start + length > size:
             raise NotDicomError(
                 f"truncated file: pixel data needs {length} bytes, file holds "
@@ -901,9 +909,9 @@ def _check_pixel_data(fp: BinaryIO, transfer_syntax: str, offset: int, size: int
             raise NotDicomError("truncated file: compressed pixel data ends without delimiter")
         tag_group, tag_element, item_length = struct.unpack(end + "HHL", item)
         tag = tag_group << 16 | tag_element
-        if tag == dicom_bytes.SEQ_END:
+        if tag == SEQ_END:
             return True, None, pos + 8
-        if tag != dicom_bytes.ITEM or item_length == dicom_bytes.UNDEFINED:
+        if tag != ITEM or item_length == UNDEFINED:
             raise NotDicomError("malformed compressed pixel data (bad item tag)")
         pos += 8 + item_length
         if pos > size:

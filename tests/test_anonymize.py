@@ -33,9 +33,9 @@ from pydicom.uid import (
 import orbitct_app
 from orbitct_app import __version__, atomic, pipeline
 from orbitct_app.anonymize import stage as anonymize
-from orbitct_app.chunks import Piece
 from orbitct_app.cli import main
 from orbitct_app.deid import ORBITCT, apply_profile, mark_deidentified
+from orbitct_app.dicomio.chunks import Piece
 from orbitct_app.errors import DeidError, ExitCode
 from orbitct_app.options import Options, Stage
 from orbitct_app.report.records import read_record

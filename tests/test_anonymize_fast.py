@@ -30,10 +30,11 @@ from pydicom.uid import (
 )
 
 import orbitct_app
-from orbitct_app import chunks, dicom_bytes, pipeline
+from orbitct_app import pipeline
 from orbitct_app.anonymize import stage as anonymize
 from orbitct_app.deid import ORBITCT, Action, DeidStats, Profile, audit, basic_profile, raw
-from orbitct_app.dicom_bytes import LONG_VRS, parse_part10
+from orbitct_app.dicomio.chunks import Piece
+from orbitct_app.dicomio.parse import LONG_VRS, Layout, parse_part10
 from orbitct_app.errors import DeidError, ExitCode
 from orbitct_app.options import Options, Stage
 from orbitct_app.report.tables import read_csv
@@ -60,7 +61,7 @@ def secrets_for(profile: Profile) -> anonymize.Secrets:
 
 
 WritePath = Callable[
-    [int, dicom_bytes.Layout, Profile, str, anonymize.Secrets], tuple[list[chunks.Piece], DeidStats]
+    [int, Layout, Profile, str, anonymize.Secrets], tuple[list[Piece], DeidStats]
 ]
 """anonymize.fast_pieces or anonymize.pydicom_pieces."""
 

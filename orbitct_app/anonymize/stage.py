@@ -68,8 +68,7 @@ from pydicom.uid import (
 )
 from pydicom.valuerep import EXPLICIT_VR_LENGTH_32
 
-from orbitct_app import __version__, atomic, dicom_bytes
-from orbitct_app.chunks import Piece, Span, read_exactly, write_pieces
+from orbitct_app import __version__, atomic
 from orbitct_app.deid import (
     DeidStats,
     Profile,
@@ -83,6 +82,17 @@ from orbitct_app.deid import (
     raw,
 )
 from orbitct_app.deid.apply import PRIVATE_RULE
+from orbitct_app.dicomio.chunks import Piece, Span, read_exactly, write_pieces
+from orbitct_app.dicomio.parse import (
+    LONG_VRS,
+    SHORT_VRS,
+    Damaged,
+    Layout,
+    describe_encoding,
+    explicit_prefix,
+    file_structure,
+    inflate,
+)
 from orbitct_app.discover import Exam, SeriesInfo, SkippedFile, SliceInfo, read_slice_info, scan_exam
 from orbitct_app.errors import DeidError, ExamError, OrbitctError, SkipKind, UsageError, resource_error
 from orbitct_app.options import Options
@@ -646,7 +656,7 @@ class _ExamWork:
 
     # --- pieces ---------------------------------------------------------------------------
 
-    def _replace_in_place(self, path: Path, *args: Any, layout: dicom_bytes.Layout | None = None) -> None:
+    def _replace_in_place(self, path: Path, *args: Any, layout: Layout | None = None) -> None:
         """Replace one file in place; with ``--map-dir`` its new mappings are journaled before
         the file is replaced, so an interrupted run never loses the link to an original."""
         journal = None
@@ -701,7 +711,7 @@ class _ExamWork:
                                   else skipped.reason)
 
     def _one_file(self, series: SeriesInfo, rel: Path, work: Callable[..., Any], *paths: Any,
-                  audit_rel: str | None = None, layout: dicom_bytes.Layout | None = None) -> None:
+                  audit_rel: str | None = None, layout: Layout | None = None) -> None:
         """Run ``work`` on one file; with ``audit_rel``, audit the bytes it wrote (by that path
         relative to the exam's output folder) as soon as the file is complete (before it is
         moved into place), and keep that audit once ``work`` succeeded.
@@ -848,14 +858,14 @@ def anonymize_file(
     secrets: Secrets | None = None,
     written: Written | None = None,
     *,
-    layout: dicom_bytes.Layout | None = None,
+    layout: Layout | None = None,
 ) -> DeidStats:
     """De-identify ``src`` with ``profile`` and write the result to ``dst``.
 
     Only the data set is written: the bytes after it (trailing padding, garbage after the last
     element, anything after a complete pixel data element) never reach ``dst``. The header
     (everything but the pixel data) is read into memory; the pixel data element is copied from
-    ``src`` in bounded chunks (:mod:`orbitct_app.chunks`), never decoded, so memory stays flat
+    ``src`` in bounded chunks (:mod:`orbitct_app.dicomio.chunks`), never decoded, so memory stays flat
     whatever the size of the file. The transfer syntax is kept; the file meta is rebuilt
     consistent with the data set (see :func:`file_meta_for`). ``dst`` is written directly (and
     removed again if writing fails); the caller makes its appearance atomic.
@@ -947,15 +957,15 @@ def _audit_parts(pieces: Sequence[Piece], dst: Path) -> tuple[bytes | audit.File
     return tuple(parts)
 
 
-def _layout_of(fd: int) -> dicom_bytes.Layout:
+def _layout_of(fd: int) -> Layout:
     """The layout of an open file, walked here (callers that did not discover the file)."""
     if os.fstat(fd).st_size == 0:
         raise DeidError("empty file (0 bytes)")
     with mmap.mmap(fd, 0, access=mmap.ACCESS_READ) as mapped:
         view = memoryview(mapped)
         try:
-            structure = dicom_bytes.file_structure(view)
-        except dicom_bytes.Damaged as err:
+            structure = file_structure(view)
+        except Damaged as err:
             raise DeidError(str(err)) from None
         finally:
             view.release()
@@ -964,7 +974,7 @@ def _layout_of(fd: int) -> dicom_bytes.Layout:
     return structure.layout
 
 
-def _deidentified(fd: int, layout: dicom_bytes.Layout, profile: Profile, pseudonym: str,
+def _deidentified(fd: int, layout: Layout, profile: Profile, pseudonym: str,
                   secrets: Secrets) -> tuple[list[Piece], DeidStats]:
     """The pieces of the de-identified file: the fast path where it applies, else pydicom's."""
     if not layout.deflated:
@@ -978,7 +988,7 @@ def _deidentified(fd: int, layout: dicom_bytes.Layout, profile: Profile, pseudon
     return pydicom_pieces(fd, layout, profile, pseudonym, secrets)
 
 
-def fast_pieces(fd: int, layout: dicom_bytes.Layout, profile: Profile, pseudonym: str,
+def fast_pieces(fd: int, layout: Layout, profile: Profile, pseudonym: str,
                 secrets: Secrets) -> tuple[list[Piece], DeidStats]:
     """The fast path: the header de-identified on its bytes (:func:`raw.deidentify`), the pixel
     data element copied.
@@ -1003,7 +1013,7 @@ def fast_pieces(fd: int, layout: dicom_bytes.Layout, profile: Profile, pseudonym
     return pieces, result.stats
 
 
-def pydicom_pieces(fd: int, layout: dicom_bytes.Layout, profile: Profile, pseudonym: str,
+def pydicom_pieces(fd: int, layout: Layout, profile: Profile, pseudonym: str,
                    secrets: Secrets) -> tuple[list[Piece], DeidStats]:
     """The pydicom path: the data set read without its pixel data (:func:`_read_dataset`),
     de-identified (:func:`deidentify_dataset`) and encoded with the pixel data element copied
@@ -1013,7 +1023,7 @@ def pydicom_pieces(fd: int, layout: dicom_bytes.Layout, profile: Profile, pseudo
     return encode_part10(ds, _pixels_of(fd, layout, ds)), stats
 
 
-def _header_and_tail(fd: int, layout: dicom_bytes.Layout) -> tuple[bytes, bytes]:
+def _header_and_tail(fd: int, layout: Layout) -> tuple[bytes, bytes]:
     """The file's bytes before its pixel data element (all of its data set when it has none),
     and its data set's bytes after it (elements after the pixel data)."""
     if layout.pixel_start is None or layout.pixel_end is None:
@@ -1026,7 +1036,7 @@ def _parse(data: bytes) -> Dataset:
     return pydicom.dcmread(io.BytesIO(data), force=True)
 
 
-def _read_dataset(fd: int, layout: dicom_bytes.Layout) -> Dataset:
+def _read_dataset(fd: int, layout: Layout) -> Dataset:
     """The file's data set as pydicom reads it, without its pixel data (unless deflated) and
     without anything after its end.
 
@@ -1042,14 +1052,14 @@ def _read_dataset(fd: int, layout: dicom_bytes.Layout) -> Dataset:
     return ds
 
 
-def _read_deflated(fd: int, layout: dicom_bytes.Layout) -> Dataset:
+def _read_deflated(fd: int, layout: Layout) -> Dataset:
     """See :func:`_read_dataset`."""
-    head = dicom_bytes.explicit_prefix(read_exactly(fd, 0, layout.data_start))
+    head = explicit_prefix(read_exactly(fd, 0, layout.data_start))
     with mmap.mmap(fd, 0, access=mmap.ACCESS_READ) as mapped:
         view = memoryview(mapped)
         deflated = view[layout.data_start :]
         try:
-            stream = dicom_bytes.inflate(deflated)
+            stream = inflate(deflated)
         finally:
             deflated.release()
             view.release()
@@ -1106,13 +1116,13 @@ class _Pixels:
     """The source's pixel data element, to be copied into a file pydicom encodes."""
 
     fd: int
-    layout: dicom_bytes.Layout
+    layout: Layout
     implicit: bool
     little: bool
     bits_allocated: int
 
 
-def _pixels_of(fd: int, layout: dicom_bytes.Layout, ds: Dataset) -> _Pixels | None:
+def _pixels_of(fd: int, layout: Layout, ds: Dataset) -> _Pixels | None:
     if layout.pixel_start is None:
         return None
     bits = ds.get("BitsAllocated", 16)
@@ -1120,7 +1130,7 @@ def _pixels_of(fd: int, layout: dicom_bytes.Layout, ds: Dataset) -> _Pixels | No
 
 
 def pixel_pieces(
-    fd: int, layout: dicom_bytes.Layout, *, implicit: bool, little: bool, to_implicit: bool | None = None,
+    fd: int, layout: Layout, *, implicit: bool, little: bool, to_implicit: bool | None = None,
     bits_allocated: int = 16,
 ) -> list[Piece]:
     """The source's top-level pixel data element as pydicom writes it: its header rebuilt (in
@@ -1138,9 +1148,9 @@ def pixel_pieces(
     group, number = struct.unpack_from(order + "HH", head)
     vr_code = head[4:6]
     vr: str | None = None
-    if not implicit and vr_code in dicom_bytes.LONG_VRS and len(head) >= 12:
+    if not implicit and vr_code in LONG_VRS and len(head) >= 12:
         vr, length, value = vr_code.decode("ascii"), struct.unpack_from(order + "L", head, 8)[0], start + 12
-    elif not implicit and vr_code in dicom_bytes.SHORT_VRS:
+    elif not implicit and vr_code in SHORT_VRS:
         vr, length, value = vr_code.decode("ascii"), struct.unpack_from(order + "H", head, 6)[0], start + 8
     else:
         length, value = struct.unpack_from(order + "L", head, 4)[0], start + 8
@@ -1245,7 +1255,7 @@ def _fill_uids_from_meta(ds: Dataset) -> None:
 
 def _dry_file(path: Path, rules: collections.Counter[tuple[int, str]], profile: Profile,
               pseudonym: str, secrets: Secrets, written: object = None, *,
-              layout: dicom_bytes.Layout | None = None) -> None:
+              layout: Layout | None = None) -> None:
     """De-identify ``path`` in memory only and add the rules applied to ``rules``."""
     try:
         with _quiet_pydicom(), open_regular(path) as source:
@@ -1336,7 +1346,7 @@ def encode_part10(ds: Dataset, pixels: _Pixels | None = None) -> list[Piece]:
         raise ValueError("a deflated data set is encoded whole, its pixel data included")
     implicit, little = transfer_syntax_encoding(syntax)
     if pixels is not None and pixels.little != little:
-        raise DeidError(f"data set encoding ({dicom_bytes.describe_encoding(pixels.implicit, pixels.little)}) "
+        raise DeidError(f"data set encoding ({describe_encoding(pixels.implicit, pixels.little)}) "
                         f"does not match its transfer syntax ({syntax.name}): its byte order cannot be changed")
     pieces: list[Piece] = []
     buffer = io.BytesIO()
@@ -1440,7 +1450,7 @@ def _raw_header(elem: RawDataElement, implicit: bool, order: str) -> bytes | Non
 
 def _replace_in_place(path: Path, profile: Profile, pseudonym: str, secrets: Secrets | None = None,
                       written: Written | None = None, *, before_replace: Callable[[], None] | None = None,
-                      layout: dicom_bytes.Layout | None = None) -> None:
+                      layout: Layout | None = None) -> None:
     """Replace ``path`` by its de-identified version: either the old or the new file, never half.
 
     ``before_replace`` runs once the new file is complete, before it takes the old one's place.
@@ -1455,7 +1465,7 @@ def _replace_in_place(path: Path, profile: Profile, pseudonym: str, secrets: Sec
 
 
 def copy_unchanged(src: Path, dst: Path, profile: Profile, pseudonym: str, secrets: Secrets | None = None,
-                   written: Written | None = None, *, layout: dicom_bytes.Layout | None = None) -> None:
+                   written: Written | None = None, *, layout: Layout | None = None) -> None:
     """Copy a file this key already de-identified for this exam as it is (its UIDs and dates
     are the new ones: mapping them again would make them others), in bounded chunks: its data
     set only, without what may have been appended to it (a deflated file is copied whole; the

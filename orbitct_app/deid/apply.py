@@ -25,7 +25,7 @@ from pydicom.tag import BaseTag
 
 from orbitct_app.deid.keys import shift_date
 from orbitct_app.deid.profiles import DUMMY_VALUES, Action, Profile
-from orbitct_app.dicom_bytes import MAX_NESTING, dictionary_vr
+from orbitct_app.dicomio.parse import MAX_NESTING, dictionary_vr
 from orbitct_app.errors import DeidError
 
 logger = logging.getLogger(__name__)

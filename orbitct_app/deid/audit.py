@@ -56,7 +56,7 @@ from pydicom.uid import UID_dictionary  # type: ignore[attr-defined]  # public, 
 
 from orbitct_app.deid.apply import _may_be_sequence, _safe_private_tags
 from orbitct_app.deid.profiles import DUMMY_VALUES, Action, Profile, is_structural_uid
-from orbitct_app.dicom_bytes import (  # constants only: the audit reads with a scanner of its own
+from orbitct_app.dicomio.parse import (  # constants only: the audit reads with a scanner of its own
     INFLATE_RATIO,
     MAX_INFLATED_BYTES,
     MAX_NESTING,

@@ -17,7 +17,7 @@ safe private attributes, an earlier DeidentificationMethodCodeSequence to extend
 :class:`Unsupported`, and the caller takes the full pydicom path. Unsupported is never an error
 of the file: it only chooses the path.
 
-The elements are read by :mod:`orbitct_app.dicom_bytes`. No value of the file ever goes into an
+The elements are read by :mod:`orbitct_app.dicomio.parse`. No value of the file ever goes into an
 exception message.
 """
 
@@ -37,7 +37,7 @@ from pydicom.values import convert_value
 from orbitct_app.deid.apply import DeidStats, merge_methods
 from orbitct_app.deid.keys import shift_date
 from orbitct_app.deid.profiles import DUMMY_VALUES, Action, Profile
-from orbitct_app.dicom_bytes import (
+from orbitct_app.dicomio.parse import (
     SQ,
     UNDEFINED,
     Element,
