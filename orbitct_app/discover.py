@@ -44,18 +44,14 @@ from orbitct_app.dicomio.parse import (
     SEQ_END,
     SQ,
     UNDEFINED,
-    Damaged,
     Element,
-    Layout,
     Part10,
-    Structure,
     Unsupported,
     ascii_identity,
-    explicit_prefix,
-    file_structure,
     parse_part10,
     uid_text,
 )
+from orbitct_app.dicomio.structure import Damaged, Layout, Structure, explicit_prefix, file_structure
 from orbitct_app.errors import NotDicomError, SkipKind
 from orbitct_app.extract.contrast import CONTRAST_ATTRIBUTES
 from orbitct_app.paths import Unusable, iter_exam_files, open_regular
@@ -406,7 +402,7 @@ def read_header(path: Path) -> tuple[Dataset, bool, int | None, Layout]:
     inflated within its cap), so a damaged file is reported as damaged instead of being read as
     far as its lengths happen to lead, and nothing bigger than :data:`MAX_HEADER_BYTES` is read.
     Returns the data set, whether a pixel data element is there, the file offset of its value
-    when it is uncompressed (None otherwise) and the file's :class:`~orbitct_app.dicomio.parse.Layout`.
+    when it is uncompressed (None otherwise) and the file's :class:`~orbitct_app.dicomio.structure.Layout`.
 
     Raises
     ------

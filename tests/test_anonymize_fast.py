@@ -34,7 +34,8 @@ from orbitct_app import pipeline
 from orbitct_app.anonymize import stage as anonymize
 from orbitct_app.deid import ORBITCT, Action, DeidStats, Profile, audit, basic_profile, raw
 from orbitct_app.dicomio.chunks import Piece
-from orbitct_app.dicomio.parse import LONG_VRS, Layout, parse_part10
+from orbitct_app.dicomio.parse import LONG_VRS, parse_part10
+from orbitct_app.dicomio.structure import Layout
 from orbitct_app.errors import DeidError, ExitCode
 from orbitct_app.options import Options, Stage
 from orbitct_app.report.tables import read_csv

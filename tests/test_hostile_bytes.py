@@ -30,7 +30,8 @@ from orbitct_app.anonymize import stage as anonymize
 from orbitct_app.cli import main
 from orbitct_app.deid import ORBITCT, audit, basic_profile, keys, raw
 from orbitct_app.dicomio.chunks import CHUNK_BYTES, Piece, read_chunks
-from orbitct_app.dicomio.parse import Damaged, file_structure, parse_part10
+from orbitct_app.dicomio.parse import parse_part10
+from orbitct_app.dicomio.structure import Damaged, file_structure
 from orbitct_app.errors import ExitCode, UsageError
 from orbitct_app.report.tables import read_csv
 from orbitct_app.safe_text import csv_cell, escape_controls

@@ -83,16 +83,8 @@ from orbitct_app.deid import (
 )
 from orbitct_app.deid.apply import PRIVATE_RULE
 from orbitct_app.dicomio.chunks import Piece, Span, read_exactly, write_pieces
-from orbitct_app.dicomio.parse import (
-    LONG_VRS,
-    SHORT_VRS,
-    Damaged,
-    Layout,
-    describe_encoding,
-    explicit_prefix,
-    file_structure,
-    inflate,
-)
+from orbitct_app.dicomio.parse import LONG_VRS, SHORT_VRS
+from orbitct_app.dicomio.structure import Damaged, Layout, describe_encoding, explicit_prefix, file_structure, inflate
 from orbitct_app.discover import Exam, SeriesInfo, SkippedFile, SliceInfo, read_slice_info, scan_exam
 from orbitct_app.errors import DeidError, ExamError, OrbitctError, SkipKind, UsageError, resource_error
 from orbitct_app.options import Options
