@@ -35,6 +35,7 @@ from orbitct_app import __version__, atomic, pipeline
 from orbitct_app.anonymize import stage as anonymize
 from orbitct_app.cli import main
 from orbitct_app.deid import ORBITCT, apply_profile, mark_deidentified
+from orbitct_app.dicomio import write
 from orbitct_app.dicomio.chunks import Piece
 from orbitct_app.errors import DeidError, ExitCode
 from orbitct_app.options import Options, Stage
@@ -409,7 +410,7 @@ def test_file_meta_rebuilt_without_private_information(tmp_path: Path) -> None:
         ds = pydicom.dcmread(path)
         assert ds.SOPClassUID == "1.2.840.10008.5.1.4.1.1.2"
         check_deidentified(ds, "exam_m")
-        assert ds.file_meta.ImplementationVersionName == anonymize.IMPLEMENTATION_VERSION_NAME
+        assert ds.file_meta.ImplementationVersionName == write.IMPLEMENTATION_VERSION_NAME
 
 
 # --- junk, failures and exit codes --------------------------------------------------------------
@@ -727,13 +728,13 @@ def test_interrupted_exam_never_appears_half_written(
 def _both_writers(path: Path) -> tuple[bytes, bytes]:
     """A de-identified file written by write_part10 and by pydicom.dcmwrite."""
     results = []
-    for write in (anonymize.write_part10, lambda fh, ds: pydicom.dcmwrite(fh, ds, enforce_file_format=True)):
+    for writer in (write.write_part10, lambda fh, ds: pydicom.dcmwrite(fh, ds, enforce_file_format=True)):
         ds = pydicom.dcmread(path)
         apply_profile(ds, ORBITCT, pseudonym="exam_x")
         mark_deidentified(ds, "test")
-        ds.file_meta = anonymize.file_meta_for(ds)
+        ds.file_meta = write.file_meta_for(ds)
         buffer = io.BytesIO()
-        write(buffer, ds)
+        writer(buffer, ds)
         results.append(buffer.getvalue())
     return results[0], results[1]
 

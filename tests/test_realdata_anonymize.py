@@ -14,6 +14,7 @@ from pydicom.uid import JPEG2000Lossless
 from orbitct_app import pipeline
 from orbitct_app.anonymize import stage as anonymize
 from orbitct_app.deid import ORBITCT, apply_profile, mark_deidentified
+from orbitct_app.dicomio import write
 from orbitct_app.errors import ExitCode
 from orbitct_app.options import Options, Stage
 from orbitct_app.report.tables import read_csv
@@ -162,13 +163,13 @@ def test_single_files_with_fake_identifying_fields(shared_data: Path, tmp_path: 
 def test_fast_writer_writes_exactly_what_pydicom_writes(shared_data: Path) -> None:
     def both_writers(path: Path) -> list[bytes]:
         results = []
-        for write in (anonymize.write_part10, lambda fh, ds: pydicom.dcmwrite(fh, ds, enforce_file_format=True)):
+        for writer in (write.write_part10, lambda fh, ds: pydicom.dcmwrite(fh, ds, enforce_file_format=True)):
             ds = pydicom.dcmread(path)
             apply_profile(ds, ORBITCT, pseudonym="exam_x")
             mark_deidentified(ds, "test")
-            ds.file_meta = anonymize.file_meta_for(ds)
+            ds.file_meta = write.file_meta_for(ds)
             buffer = io.BytesIO()
-            write(buffer, ds)
+            writer(buffer, ds)
             results.append(buffer.getvalue())
         return results
 

@@ -44,29 +44,19 @@ import io
 import logging
 import mmap
 import os
-import struct
 import time
 import warnings
-import zlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, BinaryIO, cast
+from typing import Any, BinaryIO
 
 import pydicom
 from pydicom import config as pydicom_config
-from pydicom.dataelem import DataElement, RawDataElement
-from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.filebase import DicomFileLike
-from pydicom.filewriter import correct_ambiguous_vr, write_data_element, write_file_meta_info
+from pydicom.dataset import Dataset
 from pydicom.uid import (
     PYDICOM_IMPLEMENTATION_UID,
-    UID,
     DeflatedExplicitVRLittleEndian,
-    ExplicitVRBigEndian,
-    ExplicitVRLittleEndian,
-    ImplicitVRLittleEndian,
 )
-from pydicom.valuerep import EXPLICIT_VR_LENGTH_32
 
 from orbitct_app import __version__, atomic
 from orbitct_app.deid import (
@@ -83,8 +73,14 @@ from orbitct_app.deid import (
 )
 from orbitct_app.deid.apply import PRIVATE_RULE
 from orbitct_app.dicomio.chunks import Piece, Span, read_exactly, write_pieces
-from orbitct_app.dicomio.parse import LONG_VRS, SHORT_VRS
-from orbitct_app.dicomio.structure import Damaged, Layout, describe_encoding, explicit_prefix, file_structure, inflate
+from orbitct_app.dicomio.structure import Damaged, Layout, explicit_prefix, file_structure, inflate
+from orbitct_app.dicomio.write import (
+    IMPLEMENTATION_VERSION_NAME,
+    encode_part10,
+    file_meta_for,
+    pixel_pieces,
+    source_pixels,
+)
 from orbitct_app.discover import Exam, SeriesInfo, SkippedFile, SliceInfo, read_slice_info, scan_exam
 from orbitct_app.errors import DeidError, ExamError, OrbitctError, SkipKind, UsageError, resource_error
 from orbitct_app.options import Options
@@ -95,9 +91,6 @@ from orbitct_app.report.tables import ANONYMIZE_REPORT, DEID_AUDIT, DRY_RUN
 logger = logging.getLogger(__name__)
 
 NAME = "anonymize"
-
-IMPLEMENTATION_VERSION_NAME = f"ORBITCT_{__version__}"[:16]
-"""ImplementationVersionName of the files written (SH, at most 16 characters)."""
 
 FLAG_BURNED_IN = "burned_in_annotation"
 FLAG_SECONDARY_CAPTURE = "secondary_capture"
@@ -859,13 +852,14 @@ def anonymize_file(
     (everything but the pixel data) is read into memory; the pixel data element is copied from
     ``src`` in bounded chunks (:mod:`orbitct_app.dicomio.chunks`), never decoded, so memory stays flat
     whatever the size of the file. The transfer syntax is kept; the file meta is rebuilt
-    consistent with the data set (see :func:`file_meta_for`). ``dst`` is written directly (and
-    removed again if writing fails); the caller makes its appearance atomic.
+    consistent with the data set (see :func:`~orbitct_app.dicomio.write.file_meta_for`). ``dst``
+    is written directly (and removed again if writing fails); the caller makes its appearance
+    atomic.
 
     The common case is de-identified on the header's bytes (:mod:`orbitct_app.deid.raw`); any
     other file (deflated or big-endian data, elements after the pixel data, sequences stored
     as UN, earlier de-identification codes ...) is read with pydicom and encoded by
-    :func:`encode_part10`. Both give the same bytes where both apply.
+    :func:`~orbitct_app.dicomio.write.encode_part10`. Both give the same bytes where both apply.
 
     Parameters
     ----------
@@ -1009,10 +1003,10 @@ def pydicom_pieces(fd: int, layout: Layout, profile: Profile, pseudonym: str,
                    secrets: Secrets) -> tuple[list[Piece], DeidStats]:
     """The pydicom path: the data set read without its pixel data (:func:`_read_dataset`),
     de-identified (:func:`deidentify_dataset`) and encoded with the pixel data element copied
-    (:func:`encode_part10`)."""
+    (:func:`~orbitct_app.dicomio.write.encode_part10`)."""
     ds = _read_dataset(fd, layout)
     stats = deidentify_dataset(ds, profile, pseudonym, secrets)
-    return encode_part10(ds, _pixels_of(fd, layout, ds)), stats
+    return encode_part10(ds, source_pixels(fd, layout, ds)), stats
 
 
 def _header_and_tail(fd: int, layout: Layout) -> tuple[bytes, bytes]:
@@ -1101,74 +1095,6 @@ class _BufferReader(io.RawIOBase):
     def close(self) -> None:
         self._view.release()
         super().close()
-
-
-@dataclasses.dataclass(frozen=True)
-class _Pixels:
-    """The source's pixel data element, to be copied into a file pydicom encodes."""
-
-    fd: int
-    layout: Layout
-    implicit: bool
-    little: bool
-    bits_allocated: int
-
-
-def _pixels_of(fd: int, layout: Layout, ds: Dataset) -> _Pixels | None:
-    if layout.pixel_start is None:
-        return None
-    bits = ds.get("BitsAllocated", 16)
-    return _Pixels(fd, layout, layout.implicit, layout.little, int(bits) if isinstance(bits, int) else 16)
-
-
-def pixel_pieces(
-    fd: int, layout: Layout, *, implicit: bool, little: bool, to_implicit: bool | None = None,
-    bits_allocated: int = 16,
-) -> list[Piece]:
-    """The source's top-level pixel data element as pydicom writes it: its header rebuilt (in
-    the target encoding ``to_implicit``, the source's by default), its value a span of the
-    source copied raw, and for encapsulated pixel data the sequence delimiter.
-
-    A header written in explicit VR from an implicit VR source gets the VR pydicom gives it:
-    OB for encapsulated pixel data and for 8 bits or fewer, OW above (OF and OD for float and
-    double float pixel data).
-    """
-    start, end = layout.pixel_start, layout.pixel_end
-    assert start is not None and end is not None
-    order = "<" if little else ">"
-    head = read_exactly(fd, start, min(12, end - start))
-    group, number = struct.unpack_from(order + "HH", head)
-    vr_code = head[4:6]
-    vr: str | None = None
-    if not implicit and vr_code in LONG_VRS and len(head) >= 12:
-        vr, length, value = vr_code.decode("ascii"), struct.unpack_from(order + "L", head, 8)[0], start + 12
-    elif not implicit and vr_code in SHORT_VRS:
-        vr, length, value = vr_code.decode("ascii"), struct.unpack_from(order + "H", head, 6)[0], start + 8
-    else:
-        length, value = struct.unpack_from(order + "L", head, 4)[0], start + 8
-    undefined = length == _UNDEFINED_LENGTH
-    value_length = end - 8 - value if undefined else length
-    if value + value_length + (8 if undefined else 0) != end:
-        raise DeidError("the pixel data element is not where discovery found it (the file changed while read)")
-    target_implicit = implicit if to_implicit is None else to_implicit
-    if not target_implicit and (vr is None or target_implicit != implicit):
-        tag = group << 16 | number
-        vr = {0x7FE00008: "OF", 0x7FE00009: "OD"}.get(tag, "OB" if undefined or bits_allocated <= 8 else "OW")
-    header = struct.pack(order + "HH", group, number)
-    if target_implicit:
-        header += struct.pack(order + "L", length)
-    elif vr in EXPLICIT_VR_LENGTH_32:
-        header += vr.encode("ascii") + struct.pack(order + "HL", 0, length)
-    elif not undefined and length <= 0xFFFF and vr is not None:
-        header += vr.encode("ascii") + struct.pack(order + "H", length)
-    else:  # a long value of a short VR: pydicom writes it as UN
-        header += b"UN" + struct.pack(order + "HL", 0, length)
-    pieces: list[Piece] = [header]
-    if value_length:
-        pieces.append(Span(value, value_length))
-    if undefined:
-        pieces.append(struct.pack(order + "HHL", 0xFFFE, 0xE0DD, 0))
-    return pieces
 
 
 def _plan(profile: Profile, pseudonym: str, secrets: Secrets) -> raw.Plan:
@@ -1261,185 +1187,6 @@ def _dry_file(path: Path, rules: collections.Counter[tuple[int, str]], profile: 
     rules.update(stats.rules or {})
 
 
-def file_meta_for(ds: Dataset) -> FileMetaDataset:
-    """A fresh, consistent File Meta Information for ``ds`` as read from a file.
-
-    The transfer syntax is the one the file was read with. MediaStorageSOPClassUID and
-    MediaStorageSOPInstanceUID are the data set's SOPClassUID and SOPInstanceUID; where the data
-    set's value is empty the old file meta's value is used and copied into the data set. Every
-    other element of the old file meta (source and sending AE titles, private information) is
-    dropped.
-
-    Raises
-    ------
-    DeidError
-        If neither the data set nor the old file meta gives a SOP Class or SOP Instance UID.
-    """
-    old = getattr(ds, "file_meta", None) or FileMetaDataset()
-    syntax = str(old.get("TransferSyntaxUID", "") or "")
-    if not syntax:  # a data set without file meta: the encoding it was read with
-        implicit, little = ds.original_encoding
-        if implicit:
-            syntax = ImplicitVRLittleEndian
-        else:
-            syntax = ExplicitVRBigEndian if little is False else ExplicitVRLittleEndian
-    meta = FileMetaDataset()
-    meta.FileMetaInformationVersion = b"\x00\x01"
-    for meta_keyword, keyword in (
-        ("MediaStorageSOPClassUID", "SOPClassUID"),
-        ("MediaStorageSOPInstanceUID", "SOPInstanceUID"),
-    ):
-        value = str(ds.get(keyword, "") or "").strip("\0 ")
-        if not value:
-            value = str(old.get(meta_keyword, "") or "").strip("\0 ")
-            if not value:
-                raise DeidError(f"no {'SOP Class UID' if keyword == 'SOPClassUID' else 'SOP Instance UID'} "
-                                "in the data set or its file meta")
-            setattr(ds, keyword, value)
-        setattr(meta, meta_keyword, UID(value))
-    meta.TransferSyntaxUID = UID(syntax)
-    meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
-    meta.ImplementationVersionName = IMPLEMENTATION_VERSION_NAME
-    return meta
-
-
-def transfer_syntax_encoding(syntax: str) -> tuple[bool, bool]:
-    """(implicit VR, little endian) of a transfer syntax's data set; a syntax pydicom does not
-    know (Deflated Image Frame Compression, newer or private ones) is explicit VR little endian,
-    as PS3.5 gives every transfer syntax but the implicit, big endian and deflated ones."""
-    uid = UID(syntax)
-    if uid.is_transfer_syntax:
-        return uid.is_implicit_VR, uid.is_little_endian
-    return False, True
-
-
-def write_part10(fh: BinaryIO, ds: Dataset) -> None:
-    """Write ``ds`` (with its pixel data, if any) as a Part 10 file to ``fh`` (see
-    :func:`encode_part10`)."""
-    write_output(fh, encode_part10(ds))
-
-
-def encode_part10(ds: Dataset, pixels: _Pixels | None = None) -> list[Piece]:
-    """``ds`` and its (consistent) file meta as a DICOM Part 10 file, in pieces.
-
-    The bytes are those of ``pydicom.dcmwrite(fh, ds, enforce_file_format=True)`` with a zero
-    preamble (never the source's), written faster: elements still raw as read (nearly all of
-    them) are copied with their header instead of going through pydicom's per-element encoder.
-    A data set whose encoding (implicit or explicit VR) or character set changes is encoded
-    element by element as pydicom's writer does; a transfer syntax pydicom does not know is
-    explicit VR little endian (:func:`transfer_syntax_encoding`). With ``pixels``, the source's
-    pixel data element (not in ``ds``) is put in its place among the elements
-    (:func:`pixel_pieces`). A deflated data set (pixel data included) is deflated as it is
-    encoded, never held encoded in memory.
-    """
-    syntax = UID(ds.file_meta.TransferSyntaxUID)
-    deflated = syntax == DeflatedExplicitVRLittleEndian
-    if deflated and pixels is not None:
-        raise ValueError("a deflated data set is encoded whole, its pixel data included")
-    implicit, little = transfer_syntax_encoding(syntax)
-    if pixels is not None and pixels.little != little:
-        raise DeidError(f"data set encoding ({describe_encoding(pixels.implicit, pixels.little)}) "
-                        f"does not match its transfer syntax ({syntax.name}): its byte order cannot be changed")
-    pieces: list[Piece] = []
-    buffer = io.BytesIO()
-    fp = DicomFileLike(buffer)
-    fp.is_implicit_VR, fp.is_little_endian = implicit, little
-    buffer.write(b"\0" * 128 + b"DICM")
-    write_file_meta_info(fp, ds.file_meta, enforce_standard=True)
-    sink = _Deflater() if deflated else None
-    if sink is not None:  # the data set is deflated as it is encoded (PS3.5 A.5), never held whole
-        fp = DicomFileLike(sink)
-        fp.is_implicit_VR, fp.is_little_endian = implicit, little
-    encoded = ds.original_encoding != (implicit, little) or ds.original_character_set != ds._character_set
-    if encoded:  # the same test and correction as pydicom's writer
-        ds = correct_ambiguous_vr(ds, little)
-    encodings = ds.get("SpecificCharacterSet", "iso8859")
-    order = "<" if little else ">"
-    pixel_tag = None
-    if pixels is not None:
-        pixel_tag = struct.unpack_from(order + "HH", read_exactly(pixels.fd, pixels.layout.pixel_start or 0, 4))
-        pixel_tag = pixel_tag[0] << 16 | pixel_tag[1]
-    out: Any = sink if sink is not None else buffer
-    for tag in [*sorted(ds.keys()), None]:
-        if pixels is not None and pixel_tag is not None and (tag is None or tag > pixel_tag):
-            pieces.append(buffer.getvalue())
-            pieces += pixel_pieces(pixels.fd, pixels.layout, implicit=pixels.implicit, little=pixels.little,
-                                   to_implicit=implicit, bits_allocated=pixels.bits_allocated)
-            out = buffer = io.BytesIO()
-            fp = DicomFileLike(buffer)
-            fp.is_implicit_VR, fp.is_little_endian = implicit, little
-            pixel_tag = None
-        if tag is None:
-            break
-        if tag.element == 0 and tag.group > 6:
-            continue  # retired group lengths are not written (PS3.5 7.2)
-        if encoded:
-            write_data_element(fp, ds[tag], encodings)
-            continue
-        elem = cast("DataElement | RawDataElement", ds.get_item(tag))  # pydicom's overload omits raw ones
-        if not isinstance(elem, RawDataElement) or (header := _raw_header(elem, implicit, order)) is None:
-            write_data_element(fp, ds[tag], encodings)
-            continue
-        out.write(header)
-        out.write(elem.value or b"")  # (_raw_header gives None for a None value)
-        if elem.length == _UNDEFINED_LENGTH:
-            out.write(struct.pack(order + "HHL", 0xFFFE, 0xE0DD, 0))
-    if sink is not None:
-        buffer.write(sink.finish())
-    if buffer.tell():
-        pieces.append(buffer.getvalue())
-    return pieces
-
-
-class _Deflater:
-    """A write-only file that deflates what is written to it (raw deflate, as pydicom writes a
-    deflated data set: default level, padded to an even length with one NUL)."""
-
-    def __init__(self) -> None:
-        self._compressor = zlib.compressobj(wbits=-zlib.MAX_WBITS)
-        self._parts: list[bytes] = []
-        self._written = 0
-
-    def write(self, data: bytes | bytearray | memoryview, /) -> int:
-        self._parts.append(self._compressor.compress(data))
-        self._written += len(data)
-        return len(data)
-
-    def tell(self) -> int:
-        return self._written
-
-    def seek(self, offset: int, whence: int = 0) -> int:
-        raise io.UnsupportedOperation("a deflating stream cannot seek")
-
-    def finish(self) -> bytes:
-        out = b"".join(self._parts) + self._compressor.flush()
-        return out + b"\0" if len(out) % 2 else out
-
-
-_UNDEFINED_LENGTH = 0xFFFFFFFF
-
-
-def _raw_header(elem: RawDataElement, implicit: bool, order: str) -> bytes | None:
-    """Tag, VR and length of a raw element as pydicom writes them; None to let pydicom do it."""
-    if elem.value is None:
-        return None
-    undefined = elem.length == _UNDEFINED_LENGTH
-    length = _UNDEFINED_LENGTH if undefined else len(elem.value)
-    tag = struct.pack(order + "HH", elem.tag >> 16, elem.tag & 0xFFFF)
-    if implicit:
-        return tag + struct.pack(order + "L", length)
-    vr = elem.VR
-    if vr is None or len(vr) != 2 or not vr.isascii():
-        return None
-    if vr in EXPLICIT_VR_LENGTH_32:
-        return tag + vr.encode() + struct.pack(order + "HL", 0, length)
-    if undefined:
-        return tag + vr.encode() + struct.pack(order + "L", length)
-    if length > 0xFFFF:
-        return None  # pydicom writes it as UN
-    return tag + vr.encode() + struct.pack(order + "H", length)
-
-
 def _replace_in_place(path: Path, profile: Profile, pseudonym: str, secrets: Secrets | None = None,
                       written: Written | None = None, *, before_replace: Callable[[], None] | None = None,
                       layout: Layout | None = None) -> None:
@@ -1500,7 +1247,6 @@ __all__ = [
     "decide_series",
     "deidentify_dataset",
     "failure_rows",
-    "file_meta_for",
     "fingerprint",
     "finish",
     "FLAG_PIXEL_TEXT",
@@ -1520,5 +1266,4 @@ __all__ = [
     "source",
     "stale_reason",
     "summarize",
-    "write_part10",
 ]

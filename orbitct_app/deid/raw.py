@@ -3,7 +3,7 @@
 The profile (:mod:`orbitct_app.deid.profiles`) is applied to the encoded elements, at every depth,
 without building pydicom objects: elements left alone are copied with their value bytes, and new
 values are encoded as pydicom's writer encodes them. The pixel data element is not here: the
-anonymize stage copies it from the source file (:func:`orbitct_app.anonymize.stage.pixel_pieces`). The
+anonymize stage copies it from the source file (:func:`orbitct_app.dicomio.write.pixel_pieces`). The
 result is byte for byte what :func:`orbitct_app.anonymize.stage.anonymize_file`'s pydicom path
 (``dcmread``, :func:`~orbitct_app.deid.apply.apply_profile`, ``encode_part10``) writes; the tests
 compare the two on every kind of input the project has.
@@ -38,6 +38,9 @@ from orbitct_app.deid.apply import DeidStats, merge_methods
 from orbitct_app.deid.keys import shift_date
 from orbitct_app.deid.profiles import DUMMY_VALUES, Action, Profile
 from orbitct_app.dicomio.parse import (
+    ITEM,
+    ITEM_END,
+    SEQ_END,
     SQ,
     UNDEFINED,
     Element,
@@ -49,6 +52,7 @@ from orbitct_app.dicomio.parse import (
     parse_part10,
     uid_text,
 )
+from orbitct_app.dicomio.write import element_header, item_header
 
 __all__ = ["Element", "Item", "Plan", "Result", "Unsupported", "deidentify", "file_meta_bytes"]
 
@@ -66,12 +70,9 @@ _TEXT_VRS = frozenset(
     {"AE", "AS", "CS", "DA", "DS", "DT", "IS", "LO", "LT", "PN", "SH", "ST", "TM", "UC", "UI", "UR", "UT"}
 )
 _NUMBER_FORMATS = {"FL": "<f", "FD": "<d", "SL": "<l", "SS": "<h", "SV": "<q", "UL": "<L", "US": "<H", "UV": "<Q"}
-_ITEM_END_BYTES = struct.pack("<HHL", 0xFFFE, 0xE00D, 0)
-_SEQ_END_BYTES = struct.pack("<HHL", 0xFFFE, 0xE0DD, 0)
-_UNDEFINED_ITEM = struct.pack("<HHL", 0xFFFE, 0xE000, UNDEFINED)
-_item_header = struct.Struct("<HHL").pack
-
-_pack_tag = struct.Struct("<HH").pack
+_ITEM_END_BYTES = item_header(ITEM_END, 0)
+_SEQ_END_BYTES = item_header(SEQ_END, 0)
+_UNDEFINED_ITEM = item_header(ITEM, UNDEFINED)
 
 
 # --- parsed elements ------------------------------------------------------------------------------
@@ -81,14 +82,10 @@ _pack_tag = struct.Struct("<HH").pack
 
 
 def _header(tag: int, vr: str, length: int, implicit: bool) -> bytes:
-    head = _pack_tag(tag >> 16, tag & 0xFFFF)
-    if implicit:
-        return head + struct.pack("<L", length)
-    if vr in EXPLICIT_VR_LENGTH_32:
-        return head + vr.encode("ascii") + struct.pack("<HL", 0, length)
-    if length > 0xFFFF:
+    head = element_header(tag, vr, length, implicit=implicit)
+    if head is None:
         raise Unsupported("value too long for its VR")  # pydicom would write it as UN
-    return head + vr.encode("ascii") + struct.pack("<H", length)
+    return head
 
 
 def _pad(value: bytes, pad: bytes = b" ") -> bytes:
@@ -253,7 +250,7 @@ class _Walker:
             if item.undefined:
                 parts.append(_UNDEFINED_ITEM + body + _ITEM_END_BYTES)
             else:
-                parts.append(_item_header(0xFFFE, 0xE000, len(body)) + body)
+                parts.append(item_header(ITEM, len(body)) + body)
         value = b"".join(parts)
         if elem.undefined:
             return _header(elem.tag, SQ, UNDEFINED, self.implicit) + value + _SEQ_END_BYTES
@@ -314,7 +311,7 @@ def _code_sequence(codes: tuple[tuple[str, str], ...], implicit: bool) -> bytes:
             + _new_element(0x00080102, "SH", "DCM", implicit)
             + _new_element(0x00080104, "LO", meaning, implicit)
         )
-        parts.append(_item_header(0xFFFE, 0xE000, len(body)) + body)
+        parts.append(item_header(ITEM, len(body)) + body)
     items = b"".join(parts)
     return _header(_DEIDENTIFICATION_CODES, SQ, len(items), implicit) + items
 
