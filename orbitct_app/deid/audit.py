@@ -56,7 +56,16 @@ from pydicom.uid import UID_dictionary  # type: ignore[attr-defined]  # public, 
 
 from orbitct_app.deid.apply import _may_be_sequence, _safe_private_tags
 from orbitct_app.deid.profiles import DUMMY_VALUES, Action, Profile, is_structural_uid
-from orbitct_app.dicomio.parse import MAX_NESTING, dictionary_vr
+from orbitct_app.dicomio.parse import (
+    DELIMITER_GROUP,
+    ITEM,
+    ITEM_END,
+    MAX_NESTING,
+    PIXEL_DATA_TAGS,
+    SEQ_END,
+    UNDEFINED,
+    dictionary_vr,
+)
 
 # constants only from dicomio: the audit reads with a scanner of its own
 from orbitct_app.dicomio.structure import INFLATE_RATIO, MAX_INFLATED_BYTES, MIN_INFLATE_CAP
@@ -260,7 +269,6 @@ class _Shape:
     """The inflated data set of a deflated file (the phi list is searched there too)."""
 
 
-_PIXEL_TAGS = frozenset({0x7FE00010, 0x7FE00008, 0x7FE00009})
 
 
 def _shape(stream: _Stream) -> _Shape:
@@ -345,13 +353,13 @@ def _walk(read: Any, pos: int, size: int, implicit: bool, little: bool) -> tuple
         head = read(pos, 12)
         group, number = struct.unpack_from(order + "HH", head)
         tag = group << 16 | number
-        if group == 0xFFFE or tag <= last:
+        if group == DELIMITER_GROUP or tag <= last:
             break
         parsed = _element_header(head, order, implicit)
         if parsed is None:
             break
         vr, length, header = parsed
-        if length == 0xFFFFFFFF:
+        if length == UNDEFINED:
             try:
                 end = _undefined_end(read, pos + header, size, order, implicit, vr, tag)
             except _Unreadable as err:
@@ -361,7 +369,7 @@ def _walk(read: Any, pos: int, size: int, implicit: bool, little: bool) -> tuple
             end = pos + header + length
             if end > size:
                 break
-        if tag in _PIXEL_TAGS:
+        if tag in PIXEL_DATA_TAGS:
             pixel = (pos, end)
         last, pos = tag, end
     return pos, pixel, why
@@ -383,7 +391,7 @@ def _element_header(head: bytes, order: str, implicit: bool) -> tuple[str | None
 
 def _undefined_end(read: Any, pos: int, size: int, order: str, implicit: bool, vr: str | None, tag: int) -> int:
     """Where an undefined-length value starting at ``pos`` ends (after its sequence delimiter)."""
-    if vr in ("SQ", "UN") or (vr is None and tag not in _PIXEL_TAGS):
+    if vr in ("SQ", "UN") or (vr is None and tag not in PIXEL_DATA_TAGS):
         stack = [("items", implicit or vr == "UN")]
     elif vr in ("OB", "OW", None):
         stack = [("fragments", implicit)]
@@ -399,20 +407,20 @@ def _undefined_end(read: Any, pos: int, size: int, order: str, implicit: bool, v
         group, number, length = struct.unpack_from(order + "HHL", head)
         tag = group << 16 | number
         if kind != "item":
-            if tag == 0xFFFEE0DD:
+            if tag == SEQ_END:
                 pos += 8
                 stack.pop()
                 continue
-            if tag != 0xFFFEE000:
+            if tag != ITEM:
                 raise _Unreadable("a sequence holds something other than items")
             pos += 8
-            if length == 0xFFFFFFFF:
+            if length == UNDEFINED:
                 if kind == "fragments":
                     raise _Unreadable("a fragment of undefined length")
                 stack.append(("item", item_implicit))
             else:
                 pos += length
-        elif tag == 0xFFFEE00D:
+        elif tag == ITEM_END:
             pos += 8
             stack.pop()
         else:
@@ -421,8 +429,8 @@ def _undefined_end(read: Any, pos: int, size: int, order: str, implicit: bool, v
                 raise _Unreadable("an element cannot be parsed")
             element_vr, length, header = parsed
             pos += header
-            if length == 0xFFFFFFFF:
-                if element_vr in ("SQ", "UN") or (element_vr is None and tag not in _PIXEL_TAGS):
+            if length == UNDEFINED:
+                if element_vr in ("SQ", "UN") or (element_vr is None and tag not in PIXEL_DATA_TAGS):
                     stack.append(("items", item_implicit or element_vr == "UN"))
                 elif element_vr in ("OB", "OW", None):
                     stack.append(("fragments", item_implicit))
@@ -656,7 +664,7 @@ class _Scan:
         if pos + 8 > end:
             raise self.Unplain
         group, number = struct.unpack_from("<HH", data, pos)
-        if self.implicit or group == 0xFFFE:  # delimiters have no VR
+        if self.implicit or group == DELIMITER_GROUP:  # delimiters have no VR
             return group << 16 | number, None, pos + 8, struct.unpack_from("<L", data, pos + 4)[0]
         vr = data[pos + 4 : pos + 6]
         if vr in _VR_32:
@@ -684,19 +692,19 @@ class _Scan:
         last = -1
         while pos < end:
             tag, vr, start, length = self.element(pos, end)
-            if tag >> 16 == 0xFFFE:
-                if item and tag == 0xFFFEE00D:
+            if tag >> 16 == DELIMITER_GROUP:
+                if item and tag == ITEM_END:
                     return pos
                 raise self.Unplain
-            if top and tag in (0x7FE00010, 0x7FE00009, 0x7FE00008):
+            if top and tag in PIXEL_DATA_TAGS:
                 return pos
             if tag <= last or tag >> 16 < 0x0008:
                 raise self.Unplain
             last = tag
-            sequence = vr == "SQ" or (vr is None and (length == 0xFFFFFFFF or dictionary_vr(tag) == "SQ"))
-            if vr == "UN" and (length == 0xFFFFFFFF or dictionary_vr(tag) == "SQ"):
+            sequence = vr == "SQ" or (vr is None and (length == UNDEFINED or dictionary_vr(tag) == "SQ"))
+            if vr == "UN" and (length == UNDEFINED or dictionary_vr(tag) == "SQ"):
                 raise self.Unplain  # pydicom reads it as an implicit VR sequence
-            if length == 0xFFFFFFFF:
+            if length == UNDEFINED:
                 if not sequence:
                     raise self.Unplain
                 items, value_end = self.items(start, end, undefined=True)
@@ -769,14 +777,14 @@ class _Scan:
             if pos + 8 > end:
                 raise self.Unplain
             group, number, length = struct.unpack_from("<HHL", data, pos)
-            if undefined and (group, number) == (0xFFFE, 0xE0DD):
+            if undefined and (group << 16 | number) == SEQ_END:
                 return found, pos
-            if (group, number) != (0xFFFE, 0xE000):
+            if (group << 16 | number) != ITEM:
                 raise self.Unplain
             pos += 8
             if not self.implicit and length and pos + 6 <= end and not _looks_explicit(data, pos):
                 raise self.Unplain  # pydicom reads such an item as implicit VR
-            if length == 0xFFFFFFFF:
+            if length == UNDEFINED:
                 item_end = self.skip_item(pos, end)
                 found.append((pos, item_end, True))
                 pos = item_end + 8
@@ -799,9 +807,9 @@ class _Scan:
             raise self.Unplain
         while True:
             tag, _, start, length = self.element(pos, end)
-            if tag == 0xFFFEE00D:
+            if tag == ITEM_END:
                 return pos
-            if length == 0xFFFFFFFF:
+            if length == UNDEFINED:
                 _, value_end = self.items(start, end, undefined=True)
                 pos = value_end + 8
             else:
@@ -831,7 +839,7 @@ def _scan_meta(data: bytes) -> tuple[dict[int, bytes], int]:
             start = pos + 8
         else:
             raise _Scan.Unplain
-        if length == 0xFFFFFFFF or start + length > len(data):
+        if length == UNDEFINED or start + length > len(data):
             raise _Scan.Unplain
         meta[group << 16 | number] = data[start : start + length]
         pos = start + length

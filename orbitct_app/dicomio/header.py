@@ -20,14 +20,21 @@ from pydicom.uid import UID
 from pydicom.valuerep import STR_VR
 from pydicom.values import convert_value
 
-from orbitct_app.dicomio.parse import SQ, Element, Part10, Unsupported, ascii_identity
+from orbitct_app.dicomio.parse import (
+    DOUBLE_FLOAT_PIXEL_DATA,
+    FLOAT_PIXEL_DATA,
+    SQ,
+    Element,
+    Part10,
+    Unsupported,
+    ascii_identity,
+)
 
 FAST_HEAD_BYTES = 64 * 1024
 """How much of a file the fast path reads: a header that does not end within it takes the
 pydicom path."""
 
 _SPECIFIC_CHARACTER_SET = 0x00080005
-_FLOAT_PIXEL_DATA = (0x7FE00008, 0x7FE00009)
 
 
 def keyword_tags(keywords: Iterable[str]) -> dict[str, tuple[int, str]]:
@@ -58,7 +65,7 @@ class FastHeader:
         charset = self._elements.get(_SPECIFIC_CHARACTER_SET)
         if charset is not None and not ascii_identity(data[charset.start : charset.end]):
             raise Unsupported("character set that does not keep ASCII")
-        if any(tag in self._elements for tag in _FLOAT_PIXEL_DATA):
+        if any(tag in self._elements for tag in (FLOAT_PIXEL_DATA, DOUBLE_FLOAT_PIXEL_DATA)):
             raise Unsupported("float pixel data")  # pydicom's header ends there
 
     def __contains__(self, keyword: str) -> bool:

@@ -30,12 +30,19 @@ class Unsupported(Exception):
 
 
 UNDEFINED = 0xFFFFFFFF
+"""The undefined length: a sequence, item or encapsulated value closed by a delimiter."""
+DELIMITER_GROUP = 0xFFFE
+"""The group of items and delimiters (they have no VR, in every transfer syntax)."""
 ITEM = 0xFFFEE000
 ITEM_END = 0xFFFEE00D
+"""Item Delimitation Item: closes an item of undefined length."""
 SEQ_END = 0xFFFEE0DD
+"""Sequence Delimitation Item: closes a sequence (or encapsulated pixel data) of undefined length."""
 PIXEL_DATA = 0x7FE00010
+FLOAT_PIXEL_DATA = 0x7FE00008
+DOUBLE_FLOAT_PIXEL_DATA = 0x7FE00009
 SQ = "SQ"
-PIXEL_DATA_TAGS = frozenset({PIXEL_DATA, 0x7FE00008, 0x7FE00009})
+PIXEL_DATA_TAGS = frozenset({PIXEL_DATA, FLOAT_PIXEL_DATA, DOUBLE_FLOAT_PIXEL_DATA})
 """Pixel Data, Float Pixel Data and Double Float Pixel Data."""
 TRAILING_PADDING = 0xFFFCFFFC
 """Data Set Trailing Padding: at the top level it has no meaning (PS3.10 7.2), so the data set
@@ -53,6 +60,9 @@ unpack_tag = struct.Struct("<HH").unpack_from
 unpack_ul = struct.Struct("<L").unpack_from
 unpack_us = struct.Struct("<H").unpack_from
 unpack_tag_ul = struct.Struct("<HHL").unpack_from
+_ITEM_PAIR = divmod(ITEM, 0x10000)
+_ITEM_END_HEADER = (*divmod(ITEM_END, 0x10000), 0)
+_DELIMITER_GROUP_BYTES = DELIMITER_GROUP.to_bytes(2, "little")
 
 
 @dataclasses.dataclass(slots=True)
@@ -154,7 +164,7 @@ def parse_dataset(
         tag = group << 16 | number
         if meta and group != 0x0002:
             return elements, pos
-        if group == 0xFFFE:
+        if group == DELIMITER_GROUP:
             if tag == ITEM_END and undefined_item:
                 return elements, pos
             raise Unsupported("delimiter out of place")
@@ -205,7 +215,7 @@ def _is_implicit_sequence(data: bytes, tag: int, start: int, end: int) -> bool:
     vr = dictionary_vr(tag)
     if vr:
         return vr == SQ
-    return start + 4 <= end and unpack_tag(data, start) == (0xFFFE, 0xE000)
+    return start + 4 <= end and unpack_tag(data, start) == _ITEM_PAIR
 
 
 def parse_items(
@@ -229,14 +239,14 @@ def parse_items(
         if tag != ITEM:
             raise Unsupported("not an item")
         pos += 8
-        if not implicit and length and pos + 6 <= end and data[pos : pos + 2] != b"\xfe\xff":
+        if not implicit and length and pos + 6 <= end and data[pos : pos + 2] != _DELIMITER_GROUP_BYTES:
             # pydicom reads an item whose first element has no valid VR as implicit VR
             first = data[pos + 4 : pos + 6]
             if not (0x40 < first[0] < 0x5B and 0x40 < first[1] < 0x5B):
                 raise Unsupported("implicit VR item in explicit VR data")
         if length == UNDEFINED:
             elements, pos = parse_dataset(data, pos, end, implicit, undefined_item=True, depth=depth)
-            if pos + 8 > end or unpack_tag_ul(data, pos) != (0xFFFE, 0xE00D, 0):
+            if pos + 8 > end or unpack_tag_ul(data, pos) != _ITEM_END_HEADER:
                 raise Unsupported("item without its delimiter")
             pos += 8
             items.append(Item(True, elements))

@@ -17,6 +17,7 @@ from typing import Any
 from pydicom.uid import UID
 
 from orbitct_app.dicomio.parse import (
+    DELIMITER_GROUP,
     ITEM,
     ITEM_END,
     MAX_NESTING,
@@ -124,7 +125,7 @@ def data_set_extent(buf: bytes | bytearray | memoryview, pos: int, *, implicit: 
                 tag = group << 16 | number
                 if tag == TRAILING_PADDING and len(stack) == 1:
                     return Extent(pos, size, seen_pixels, pixel_value, pixel_start, pixel_end)
-                if group == 0xFFFE:
+                if group == DELIMITER_GROUP:
                     if tag == ITEM_END and undefined and tag_len_at(buf, pos)[2] == 0:
                         pos += 8
                         stack.pop()
@@ -232,7 +233,7 @@ def _implicit_sequence(buf: bytes | bytearray | memoryview, tag: int, start: int
     vr = dictionary_vr(tag)
     if vr:
         return vr == SQ
-    return start + 4 <= end and tag_at(buf, start) == (0xFFFE, 0xE000) and tag not in PIXEL_DATA_TAGS
+    return start + 4 <= end and tag_at(buf, start) == divmod(ITEM, 0x10000) and tag not in PIXEL_DATA_TAGS
 
 
 def _all_zero(buf: bytes | bytearray | memoryview, start: int, limit: int = 1 << 20) -> bool:

@@ -31,7 +31,7 @@ from pydicom.valuerep import EXPLICIT_VR_LENGTH_32
 
 from orbitct_app import __version__
 from orbitct_app.dicomio.chunks import Piece, Span, read_exactly, write_pieces
-from orbitct_app.dicomio.parse import SEQ_END, UNDEFINED
+from orbitct_app.dicomio.parse import DOUBLE_FLOAT_PIXEL_DATA, FLOAT_PIXEL_DATA, SEQ_END, UNDEFINED
 from orbitct_app.dicomio.pixels import PIXEL_HEADER_BYTES, pixel_element
 from orbitct_app.dicomio.structure import Layout, describe_encoding
 from orbitct_app.errors import DeidError
@@ -290,7 +290,8 @@ def pixel_pieces(
     vr = element.vr
     target_implicit = implicit if to_implicit is None else to_implicit
     if not target_implicit and (vr is None or target_implicit != implicit):
-        vr = {0x7FE00008: "OF", 0x7FE00009: "OD"}.get(element.tag, "OB" if undefined or bits_allocated <= 8 else "OW")
+        native = "OB" if undefined or bits_allocated <= 8 else "OW"
+        vr = {FLOAT_PIXEL_DATA: "OF", DOUBLE_FLOAT_PIXEL_DATA: "OD"}.get(element.tag, native)
     header = None
     if target_implicit or vr in EXPLICIT_VR_LENGTH_32 or (not undefined and vr is not None):
         header = element_header(element.tag, vr, element.length, implicit=target_implicit, little=little)
