@@ -26,9 +26,9 @@ from pydicom.sequence import Sequence
 from pydicom.uid import UID, DeflatedExplicitVRLittleEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian, RLELossless
 
 from orbitct_app import __version__, discover
-from orbitct_app.anonymize import stage as anonymize
 from orbitct_app.cli import main
 from orbitct_app.deid import ORBITCT, audit, basic_profile, keys, raw
+from orbitct_app.deid import files as deid_files
 from orbitct_app.dicomio.chunks import CHUNK_BYTES, Piece, read_chunks
 from orbitct_app.dicomio.parse import parse_part10
 from orbitct_app.dicomio.structure import Damaged, file_structure
@@ -310,7 +310,7 @@ def test_a_big_sparse_file_is_copied_in_bounded_chunks_and_stays_sparse(tmp_path
     parts: list[tuple[bytes | audit.FileRegion, ...]] = []
     tracemalloc.start()
     try:
-        anonymize.anonymize_file(files[0], dst, ORBITCT, EXAM, written=parts.append)
+        deid_files.anonymize_file(files[0], dst, ORBITCT, EXAM, written=parts.append)
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
@@ -672,12 +672,12 @@ def test_earlier_de_identification_is_kept_alike_by_both_paths(tmp_path: Path) -
     ds.save_as(files[0], enforce_file_format=True)
     data = files[0].read_bytes()
     for profile in (ORBITCT, basic_profile()):
-        secrets_ = anonymize.Secrets.for_profile(profile, bytes(range(32)) if profile.needs_key else None)
+        secrets_ = deid_files.Secrets.for_profile(profile, bytes(range(32)) if profile.needs_key else None)
         with open(files[0], "rb") as fh:
-            layout = anonymize._layout_of(fh.fileno())
-            fast, _ = anonymize.fast_pieces(fh.fileno(), layout, profile, EXAM, secrets_)
-            slow, _ = anonymize.pydicom_pieces(fh.fileno(), layout, profile, EXAM,
-                                               anonymize.Secrets.for_profile(profile, secrets_.key))
+            layout = deid_files._layout_of(fh.fileno())
+            fast, _ = deid_files.fast_pieces(fh.fileno(), layout, profile, EXAM, secrets_)
+            slow, _ = deid_files.pydicom_pieces(fh.fileno(), layout, profile, EXAM,
+                                               deid_files.Secrets.for_profile(profile, secrets_.key))
         def joined(pieces: list[Piece]) -> bytes:
             return b"".join(p if isinstance(p, bytes) else data[p.offset : p.offset + p.length] for p in pieces)
         assert joined(fast) == joined(slow)

@@ -4,7 +4,7 @@ The profile (:mod:`orbitct_app.deid.profiles`) is applied to the encoded element
 without building pydicom objects: elements left alone are copied with their value bytes, and new
 values are encoded as pydicom's writer encodes them. The pixel data element is not here: the
 anonymize stage copies it from the source file (:func:`orbitct_app.dicomio.write.pixel_pieces`). The
-result is byte for byte what :func:`orbitct_app.anonymize.stage.anonymize_file`'s pydicom path
+result is byte for byte what :func:`orbitct_app.deid.files.anonymize_file`'s pydicom path
 (``dcmread``, :func:`~orbitct_app.deid.apply.apply_profile`, ``encode_part10``) writes; the tests
 compare the two on every kind of input the project has.
 
