@@ -523,37 +523,31 @@ class _ExamWork:
         atomic.remove_stale(root, self.exam.dicom_id)
         made: set[Path] = set()
         with atomic.staged_directory(final) as staging:
-            for series, decision in self.decisions:
-                self._series_row(series, decision)
-                if not decision.keep:
-                    continue
-                for info in series.slices:
-                    rel = self.public_rel(info.path.relative_to(self.exam.path))
-                    prior = self.prior(info)
-                    if prior == "other":
-                        self._marked_elsewhere(series, rel, "not copied")
-                        continue
-                    target = staging / rel
-                    if target.parent not in made:
-                        target.parent.mkdir(parents=True, exist_ok=True)
-                        made.add(target.parent)
-                    work = copy_unchanged if prior == "ours" else anonymize_file
-                    self._one_file(series, rel, work, info.path, target, audit_rel=str(rel), layout=info.layout)
-            self._skipped_files("staged")
+
+            def one(series: SeriesInfo, info: SliceInfo, rel: Path, prior: str) -> None:
+                if prior == "other":
+                    self._marked_elsewhere(series, rel, "not copied")
+                    return
+                target = staging / rel
+                if target.parent not in made:
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    made.add(target.parent)
+                work = copy_unchanged if prior == "ours" else anonymize_file
+                self._one_file(series, rel, work, info.path, target, audit_rel=str(rel), layout=info.layout)
+
+            self._each_file("staged", one)
 
     def run_dry(self) -> None:
         """De-identify every kept file in memory and count the rules per series; write nothing."""
-        for series, decision in self.decisions:
-            self._series_row(series, decision)
-            if not decision.keep:
-                continue
-            rules: collections.Counter[tuple[int, str]] = collections.Counter()
-            for info in series.slices:
-                rel = self.public_rel(info.path.relative_to(self.exam.path))
-                if self.prior(info) == "other":
-                    self._marked_elsewhere(series, rel, "would not be copied")
-                elif not self.prior(info):
-                    self._one_file(series, rel, dry_file, info.path, rules, layout=info.layout)
+        rules: collections.Counter[tuple[int, str]] = collections.Counter()
+
+        def one(series: SeriesInfo, info: SliceInfo, rel: Path, prior: str) -> None:
+            if prior == "other":
+                self._marked_elsewhere(series, rel, "would not be copied")
+            elif not prior:
+                self._one_file(series, rel, dry_file, info.path, rules, layout=info.layout)
+
+        def counted(series: SeriesInfo) -> None:
             cells = self.public_cells(series)
             for (tag, action), count in sorted(rules.items()):
                 self.dry_rows.append(
@@ -567,28 +561,52 @@ class _ExamWork:
                         "count": count,
                     }
                 )
-        self._skipped_files("dry")
+            rules.clear()
+
+        self._each_file("dry", one, series_done=counted)
 
     def run_in_place(self) -> None:
         """Replace kept files atomically; delete dropped series and media index files."""
+
+        def one(series: SeriesInfo, info: SliceInfo, rel: Path, prior: str) -> None:
+            if prior == "ours":  # done by an interrupted run: never mapped twice
+                self.counts["unchanged"] += 1
+            elif prior == "other":
+                self._marked_elsewhere(series, rel, "left unchanged")
+            else:
+                self._one_file(series, rel, self._replace_in_place, info.path,
+                               audit_rel=str(info.path.relative_to(self.exam.path)), layout=info.layout)
+
+        def dropped(info: SliceInfo, rel: Path) -> None:
+            self._delete(rel, info.path, None)
+
+        self._each_file("in_place", one, dropped=dropped)
+
+    def _each_file(
+        self,
+        mode: str,
+        one: Callable[[SeriesInfo, SliceInfo, Path, str], None],
+        *,
+        dropped: Callable[[SliceInfo, Path], None] | None = None,
+        series_done: Callable[[SeriesInfo], None] | None = None,
+    ) -> None:
+        """The walk the three ways of writing share: each series gets its row; each file of a
+        kept series goes to ``one`` with its public path relative to the exam (see
+        :meth:`public_rel`) and its earlier mark (see :meth:`prior`), then ``series_done`` runs;
+        each file of a dropped series goes to ``dropped`` (when given); last, the files that are
+        not de-identified (:meth:`_skipped_files`, in ``mode``)."""
         for series, decision in self.decisions:
             self._series_row(series, decision)
-            if decision.keep:
-                for info in series.slices:
-                    rel = self.public_rel(info.path.relative_to(self.exam.path))
-                    prior = self.prior(info)
-                    if prior == "ours":  # done by an interrupted run: never mapped twice
-                        self.counts["unchanged"] += 1
-                    elif prior == "other":
-                        self._marked_elsewhere(series, rel, "left unchanged")
-                    else:
-                        self._one_file(series, rel, self._replace_in_place, info.path,
-                                       audit_rel=str(info.path.relative_to(self.exam.path)), layout=info.layout)
-            else:
-                for info in series.slices:
-                    rel = self.public_rel(info.path.relative_to(self.exam.path))
-                    self._delete(rel, info.path, None)
-        self._skipped_files("in_place")
+            if not decision.keep:
+                if dropped is not None:
+                    for info in series.slices:
+                        dropped(info, self.public_rel(info.path.relative_to(self.exam.path)))
+                continue
+            for info in series.slices:
+                one(series, info, self.public_rel(info.path.relative_to(self.exam.path)), self.prior(info))
+            if series_done is not None:
+                series_done(series)
+        self._skipped_files(mode)
 
     # --- pieces ---------------------------------------------------------------------------
 
