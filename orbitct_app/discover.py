@@ -42,7 +42,7 @@ from orbitct_app.dicomio.parse import (
     uid_text,
 )
 from orbitct_app.dicomio.pixels import PIXEL_HEADER_BYTES, Incomplete, pixel_data_end, pixel_element
-from orbitct_app.dicomio.structure import Damaged, Layout, Structure, explicit_prefix, file_structure
+from orbitct_app.dicomio.structure import MAX_HEADER_BYTES, Damaged, Layout, Structure, explicit_prefix, file_structure
 from orbitct_app.errors import NotDicomError, SkipKind
 from orbitct_app.extract.contrast import CONTRAST_ATTRIBUTES
 from orbitct_app.paths import Unusable, iter_exam_files, open_regular
@@ -454,11 +454,6 @@ def read_header(path: Path) -> tuple[Dataset, bool, int | None, Layout]:
                             "set ends without its pixel data (truncated at an element boundary, or written without it)")
     deflated = structure.syntax == DeflatedExplicitVRLittleEndian
     return ds, has_pixels, None if deflated else structure.extent.pixel_value, structure.layout
-
-
-MAX_HEADER_BYTES = 64 << 20
-"""A data set may hold at most this much besides its pixel data (64 MiB; CT headers take a
-few kB to a few MB): everything but the pixel data is read into memory, so this bounds it."""
 
 
 def _check_structure(structure: Structure) -> None:

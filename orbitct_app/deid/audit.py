@@ -56,7 +56,7 @@ from pydicom.uid import UID_dictionary  # type: ignore[attr-defined]  # public, 
 
 from orbitct_app.deid.apply import _may_be_sequence, _safe_private_tags
 from orbitct_app.deid.profiles import DUMMY_VALUES, Action, Profile, is_structural_uid
-from orbitct_app.dicomio.parse import (
+from orbitct_app.dicomio.parse import (  # constants only: the audit reads with a scanner of its own
     DELIMITER_GROUP,
     ITEM,
     ITEM_END,
@@ -66,10 +66,7 @@ from orbitct_app.dicomio.parse import (
     UNDEFINED,
     dictionary_vr,
 )
-
-# constants only from dicomio: the audit reads with a scanner of its own
-from orbitct_app.dicomio.structure import INFLATE_RATIO, MAX_INFLATED_BYTES, MIN_INFLATE_CAP
-from orbitct_app.discover import MAX_HEADER_BYTES
+from orbitct_app.dicomio.structure import INFLATE_RATIO, MAX_HEADER_BYTES, MAX_INFLATED_BYTES, MIN_INFLATE_CAP
 from orbitct_app.errors import OrbitctError
 from orbitct_app.paths import iter_exam_files, open_regular
 

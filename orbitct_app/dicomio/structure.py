@@ -35,6 +35,10 @@ from orbitct_app.dicomio.parse import (
     unpack_us,
 )
 
+MAX_HEADER_BYTES = 64 << 20
+"""A data set may hold at most this much besides its pixel data (64 MiB; CT headers take a
+few kB to a few MB): everything but the pixel data is read into memory, so this bounds it."""
+
 
 class Damaged(Exception):
     """The bytes of a file do not hold a complete data set; the message says what is wrong and
