@@ -33,6 +33,7 @@ import orbitct_app
 from orbitct_app import pipeline
 from orbitct_app.deid import ORBITCT, Action, DeidStats, Profile, audit, basic_profile, raw
 from orbitct_app.deid import files as deid_files
+from orbitct_app.dicomio import write
 from orbitct_app.dicomio.chunks import Piece
 from orbitct_app.dicomio.parse import LONG_VRS, parse_part10
 from orbitct_app.dicomio.structure import Layout
@@ -218,7 +219,7 @@ def test_file_meta_as_pydicom_writes_it() -> None:
         buffer = DicomBytesIO()
         buffer.is_little_endian, buffer.is_implicit_VR = True, False
         write_file_meta_info(buffer, meta, enforce_standard=True)
-        ours = raw.file_meta_bytes(sop_class, instance, ExplicitVRLittleEndian, version, PYDICOM_IMPLEMENTATION_UID)
+        ours = write.file_meta_bytes(sop_class, instance, ExplicitVRLittleEndian, version, PYDICOM_IMPLEMENTATION_UID)
         assert ours == b"\0" * 128 + b"DICM" + buffer.getvalue()
 
 

@@ -25,7 +25,7 @@ from pydicom.tag import BaseTag
 
 from orbitct_app.deid.keys import shift_date
 from orbitct_app.deid.profiles import DUMMY_VALUES, Action, Profile
-from orbitct_app.dicomio.parse import MAX_NESTING, UNDEFINED, dictionary_vr
+from orbitct_app.dicomio.parse import MAX_NESTING, TEXT_VRS, UNDEFINED, dictionary_vr
 from orbitct_app.errors import DeidError
 
 logger = logging.getLogger(__name__)
@@ -34,9 +34,6 @@ PSEUDONYM_MAX_LENGTH = 64
 """Longest pseudonym: the maximum length of a PN component group and of LO."""
 
 _PIXEL_DATA = BaseTag(0x7FE00010)
-_TEXT_VRS = frozenset(
-    {"AE", "AS", "CS", "DA", "DS", "DT", "IS", "LO", "LT", "PN", "SH", "ST", "TM", "UC", "UI", "UR", "UT"}
-)
 
 
 @dataclasses.dataclass
@@ -315,7 +312,7 @@ def _apply(ds: Dataset, tag: BaseTag, action: Action, ctx: _Context) -> None:
     elif vr == "SQ":
         value = []
     else:  # EMPTY, or DUMMY for a VR without a dummy value (UI, binary)
-        value = "" if vr in _TEXT_VRS else None
+        value = "" if vr in TEXT_VRS else None
     # A new element replaces the old one: the old value is never decoded.
     ds[tag] = DataElement(tag, vr, value)
     stats.replaced += 1

@@ -51,6 +51,10 @@ MAX_NESTING = 64
 """Deepest sequence nesting a file may have (items within sequences within items ...). Real
 objects nest a handful of levels; a file nested deeper is refused before any reader recurses."""
 
+TEXT_VRS = frozenset(
+    {"AE", "AS", "CS", "DA", "DS", "DT", "IS", "LO", "LT", "PN", "SH", "ST", "TM", "UC", "UI", "UR", "UT"}
+)
+"""The VRs whose value is text (an empty value is '', not None, as pydicom holds it)."""
 LONG_VRS = frozenset(vr.encode() for vr in EXPLICIT_VR_LENGTH_32)
 SHORT_VRS = frozenset(vr for vr in ENCODED_VR if vr not in LONG_VRS)
 VR_CODES = {vr: (vr.decode("ascii"), vr in LONG_VRS) for vr in LONG_VRS | SHORT_VRS}

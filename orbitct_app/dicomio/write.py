@@ -1,7 +1,9 @@
 """DICOM Part 10 files written: the file meta, the data set, the source's pixel data element.
 
-The one encoder of element headers (:func:`element_header`, also used by the fast path
-:mod:`orbitct_app.deid.raw`) and of item and delimiter headers (:func:`item_header`). A data set
+The one encoder of element headers (:func:`element_header`) and of item and delimiter headers
+(:func:`item_header`); new values and the File Meta Information as the fast path
+(:mod:`orbitct_app.deid.raw`) writes them (:func:`new_element`, :func:`file_meta_bytes`), the
+bytes pydicom's writer gives. A data set
 read by pydicom is encoded by :func:`encode_part10`, the bytes pydicom's writer gives, faster;
 the source's pixel data element is never decoded: its header is rebuilt and its value copied
 (:func:`pixel_pieces`, as :class:`~orbitct_app.dicomio.chunks.Span` pieces).
@@ -10,6 +12,7 @@ the source's pixel data element is never decoded: its header is rebuilt and its 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import io
 import struct
 import zlib
@@ -31,13 +34,22 @@ from pydicom.valuerep import EXPLICIT_VR_LENGTH_32
 
 from orbitct_app import __version__
 from orbitct_app.dicomio.chunks import Piece, Span, read_exactly, write_pieces
-from orbitct_app.dicomio.parse import DOUBLE_FLOAT_PIXEL_DATA, FLOAT_PIXEL_DATA, SEQ_END, UNDEFINED
+from orbitct_app.dicomio.parse import (
+    DOUBLE_FLOAT_PIXEL_DATA,
+    FLOAT_PIXEL_DATA,
+    SEQ_END,
+    TEXT_VRS,
+    UNDEFINED,
+    Unsupported,
+)
 from orbitct_app.dicomio.pixels import PIXEL_HEADER_BYTES, pixel_element
 from orbitct_app.dicomio.structure import Layout, describe_encoding
 from orbitct_app.errors import DeidError
 
 IMPLEMENTATION_VERSION_NAME = f"ORBITCT_{__version__}"[:16]
 """ImplementationVersionName of the files written (SH, at most 16 characters)."""
+
+_NUMBER_FORMATS = {"FL": "<f", "FD": "<d", "SL": "<l", "SS": "<h", "SV": "<q", "UL": "<L", "US": "<H", "UV": "<Q"}
 
 _PACKS = {
     little: (struct.Struct(f"{order}HH").pack, struct.Struct(f"{order}L").pack,
@@ -68,6 +80,63 @@ def element_header(tag: int, vr: str | None, length: int, *, implicit: bool, lit
     if length > 0xFFFF:
         return None
     return head + vr.encode("ascii") + pack_us(length)
+
+
+def plain_header(tag: int, vr: str, length: int, implicit: bool) -> bytes:
+    """:func:`element_header` in little endian for the fast path (:mod:`orbitct_app.deid.raw`).
+
+    Raises
+    ------
+    Unsupported
+        For a value too long for its short VR (pydicom would write it as UN).
+    """
+    head = element_header(tag, vr, length, implicit=implicit)
+    if head is None:
+        raise Unsupported("value too long for its VR")  # pydicom would write it as UN
+    return head
+
+
+def _pad(value: bytes, pad: bytes = b" ") -> bytes:
+    return value + pad if len(value) % 2 else value
+
+
+def encode_value(vr: str, value: Any) -> bytes:
+    """The bytes pydicom's writer gives a new element of ``vr`` holding ``value``.
+
+    ``value`` is a str (ASCII: pseudonym, dummy, UID, date), a number, None or "" (empty).
+    """
+    if value is None or value == "":
+        return b""
+    if isinstance(value, str):
+        if vr not in TEXT_VRS or not value.isascii():
+            raise Unsupported("text value not ASCII, or for a binary VR")
+        return _pad(value.encode("ascii"), b"\0" if vr == "UI" else b" ")
+    fmt = _NUMBER_FORMATS.get(vr)
+    if fmt is None:
+        raise Unsupported("number for a VR without a number format")
+    return struct.pack(fmt, value)
+
+
+@functools.lru_cache(maxsize=4096)
+def new_element(tag: int, vr: str, value: Any, implicit: bool) -> bytes:
+    """A whole new element, little endian (pseudonyms, empty and dummy values repeat: built once)."""
+    encoded = encode_value(vr, value)
+    return plain_header(tag, vr, len(encoded), implicit) + encoded
+
+
+def file_meta_bytes(sop_class: str, sop_instance: str, syntax: str, version_name: str,
+                    implementation_uid: str) -> bytes:
+    """Preamble, ``DICM`` and the File Meta Information, as pydicom's ``write_file_meta_info``
+    writes them (``enforce_standard=True``)."""
+    body = (
+        b"\x02\x00\x01\x00OB\x00\x00\x02\x00\x00\x00\x00\x01"
+        + new_element(0x00020002, "UI", sop_class, False)
+        + new_element(0x00020003, "UI", sop_instance, False)
+        + new_element(0x00020010, "UI", syntax, False)
+        + new_element(0x00020012, "UI", implementation_uid, False)
+        + new_element(0x00020013, "SH", version_name, False)
+    )
+    return b"\0" * 128 + b"DICM" + b"\x02\x00\x00\x00UL\x04\x00" + struct.pack("<L", len(body)) + body
 
 
 def item_header(tag: int, length: int, *, little: bool = True) -> bytes:
