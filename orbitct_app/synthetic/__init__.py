@@ -1,0 +1,41 @@
+"""Synthetic head CT exams written as DICOM, with their ground truth (being split into modules)."""
+
+from orbitct_app.synthetic.phantom import (
+    BASIC_ATTRIBUTES,
+    ORBITCT_ATTRIBUTES,
+    PRIVATE_CREATOR,
+    BurnedText,
+    ExamTruth,
+    ExpectedSkip,
+    Phantom,
+    PlantedValue,
+    SeriesKind,
+    SeriesSpec,
+    SeriesTruth,
+    Sphere,
+    _sample_exam,
+    default_series,
+    lps_to_ras,
+    write_exam,
+    write_sample_dataset,
+)
+
+__all__ = [
+    "BASIC_ATTRIBUTES",
+    "ORBITCT_ATTRIBUTES",
+    "PRIVATE_CREATOR",
+    "BurnedText",
+    "ExamTruth",
+    "ExpectedSkip",
+    "Phantom",
+    "PlantedValue",
+    "SeriesKind",
+    "SeriesSpec",
+    "SeriesTruth",
+    "Sphere",
+    "_sample_exam",
+    "default_series",
+    "lps_to_ras",
+    "write_exam",
+    "write_sample_dataset",
+]
