@@ -58,7 +58,7 @@ class SeriesSpec:
     slice_thickness : float
         SliceThickness; defaults to ``slice_step``.
     tilt_deg : float
-        Gantry tilt (axial only); see the module docstring for the sign convention.
+        Gantry tilt (axial only); see the package docstring for the sign convention.
     order : {"ascending", "descending"}
         InstanceNumber 1 at the lowest (ascending) or highest (descending) z (y for coronal).
     transfer_syntax : str
@@ -88,7 +88,7 @@ class SeriesSpec:
         (ORIGINAL) or RESAMPLED (DERIVED).
     legacy_converted : bool
         With ``enhanced``: write Legacy Converted Enhanced CT (PS3.3 A.70) instead of Enhanced CT;
-        ImageType stays that of the classic files (see the module docstring).
+        ImageType stays that of the classic files (see the package docstring).
     manufacturer : str
         Manufacturer (default :data:`MANUFACTURER`): with ``convolution_kernel``, what decides the
         kernel class (``SIEMENS`` with ``H60s``, ``GE MEDICAL SYSTEMS`` with ``BONE`` ...).
