@@ -685,7 +685,7 @@ def test_sample_dataset_files_are_valid_part10(tmp_path: Path) -> None:
 
 
 def test_full_size_sample_is_realistic_without_writing_it(tmp_path: Path) -> None:
-    from orbitct_app.synthetic import _sample_exam
+    from orbitct_app.synthetic.exam import _sample_exam
 
     thin = [_sample_exam(i, "full")[0][1].resolved() for i in range(4)]
     assert all(s.kind == "axial" and (s.rows, s.cols) == (512, 512) for s in thin)
