@@ -896,7 +896,7 @@ def make_thumbnail(image: NDArray[np.float32], box: Box, blanked: Sequence[Box])
     blanked (so that its words cannot be read from the picture), the text's box drawn in red."""
     from PIL import Image, ImageDraw
 
-    from orbitct_app.extract import qc
+    from orbitct_app import pictures
 
     lo, hi = np.percentile(image, (1, 99.5))
     if hi <= lo:
@@ -914,5 +914,5 @@ def make_thumbnail(image: NDArray[np.float32], box: Box, blanked: Sequence[Box])
          math.ceil(box.right * scale), math.ceil(box.bottom * scale)),
         outline=(230, 30, 30), width=2,
     )
-    return qc.thumbnail_data_uri(picture, width=THUMBNAIL_WIDTH, max_bytes=12_000)
+    return pictures.thumbnail_data_uri(picture, width=THUMBNAIL_WIDTH, max_bytes=12_000)
 
