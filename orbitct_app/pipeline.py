@@ -20,7 +20,7 @@ from typing import Any
 
 from orbitct_app import __version__, atomic, interrupt, locks, memory, provenance, stages, workers
 from orbitct_app.errors import ExamError, ExitCode, one_line, resource_error, safe_traceback, withhold_warning_text
-from orbitct_app.options import Options, Stage, usable_cores
+from orbitct_app.options import Options, Stage
 from orbitct_app.paths import InputEntry, TreeState, exam_problem, list_input, tree_state
 from orbitct_app.report.html import REPORT_NAME, write_report
 from orbitct_app.report.records import (
@@ -33,7 +33,7 @@ from orbitct_app.report.records import (
 )
 from orbitct_app.report.tables import ANONYMIZE_REPORT, EXTRACT_REPORT, TABLES, AnonymizeRow, ExtractRow, Row
 from orbitct_app.safe_text import ControlCharFilter
-from orbitct_app.threads import set_threads
+from orbitct_app.threads import set_threads, usable_cores
 
 logger = logging.getLogger(__name__)
 

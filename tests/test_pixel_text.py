@@ -12,7 +12,8 @@ import pydicom
 import pytest
 from pydicom.uid import JPEG2000Lossless, RLELossless
 
-from orbitct_app import ocr, pipeline, pixel_text
+from orbitct_app import pipeline
+from orbitct_app.anonymize import ocr, pixel_text
 from orbitct_app.cli import main
 from orbitct_app.discover import scan_exam
 from orbitct_app.errors import ExitCode

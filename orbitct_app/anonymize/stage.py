@@ -338,7 +338,7 @@ def decide_series(series: SeriesInfo, min_slices: int, *, drop_burned_in: bool =
 def decide_pixel_text(decision: SeriesDecision, check: Any, mode: str) -> SeriesDecision:
     """A kept series' decision once its pixels were checked for text (``--pixel-text``).
 
-    ``check`` is the :class:`~orbitct_app.pixel_text.SeriesCheck` of the series. Text found: the
+    ``check`` is the :class:`~orbitct_app.anonymize.pixel_text.SeriesCheck` of the series. Text found: the
     series is flagged (``flag``) or dropped (``drop``). Frames that could not be decoded: flagged
     as unchecked, or dropped under ``drop`` (what cannot be checked is not passed on).
     """
@@ -768,7 +768,7 @@ class _ExamWork:
         """``--pixel-text``: look for text in the pixels of a kept series (see :mod:`pixel_text`)."""
         if not decision.keep:
             return decision
-        from orbitct_app import pixel_text  # numpy and the decoders: only when the check runs
+        from orbitct_app.anonymize import pixel_text  # numpy and the decoders: only when the check runs
 
         started = time.monotonic()
         # overlay planes only where the profile keeps them (basic removes the groups 60xx)

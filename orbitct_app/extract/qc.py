@@ -29,7 +29,7 @@ from PIL import Image, ImageDraw, ImageFont
 from PIL.PngImagePlugin import PngInfo
 
 from orbitct_app import __version__, atomic
-from orbitct_app.extract.resample import fill_holes_2d
+from orbitct_app.extract.mask import fill_holes_2d
 
 View = Literal["axial", "coronal", "sagittal"]
 VIEWS: tuple[View, ...] = ("axial", "coronal", "sagittal")

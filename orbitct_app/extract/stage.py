@@ -23,7 +23,7 @@ from orbitct_app import atomic, memory, pictures, provenance
 from orbitct_app.discover import Exam, SeriesInfo, SliceInfo, scan_exam
 from orbitct_app.errors import ExamError, NotConvertible, SeriesError, one_line, resource_error
 from orbitct_app.extract import qc, selection
-from orbitct_app.extract.nifti import NIFTI_SUFFIX, output_stem, write_nifti, write_sidecar
+from orbitct_app.extract.nifti import NIFTI_SUFFIX, SIDECAR_KEYWORDS, output_stem, write_nifti, write_sidecar
 from orbitct_app.extract.resample import apply_body_mask, cropped_fraction, output_grid, resample
 from orbitct_app.extract.selection import orientation_label
 from orbitct_app.extract.volume import AIR_HU, Stack, load_hu, plan_stacks
@@ -164,7 +164,7 @@ def run_exam(exam_dir: Path, options: Options) -> ExamRecord:
         If an output cannot be written for lack of room (full disk, quota): the exam fails as a
         whole and its staged folder is discarded.
     """
-    exam = scan_exam(exam_dir)
+    exam = scan_exam(exam_dir, SIDECAR_KEYWORDS)
     if not exam.series and not options.stage.anonymizes:  # (after anonymize, empty is legitimate)
         rows = [
             ExtractRow(dicom_id=exam.dicom_id, path=str(s.path), decision="failed" if s.is_problem else "excluded",
