@@ -84,6 +84,8 @@ class _State:
     in_exam: bool = False
     interrupting: bool = False
     stop: multiprocessing.connection.Connection | None = None
+    run_over: bool = False
+    """The main process's run has ended: a signal now changes nothing."""
 
 
 _state = _State()
@@ -92,6 +94,8 @@ _section = threading.RLock()
 
 
 def _on_signal(signum: int, frame: FrameType | None) -> None:
+    if _state.run_over:
+        return  # the handlers are being put back: nothing more to stop (see handling_signals)
     if _state.depth:
         _state.pending = signum  # taken up when the steps are done
         return
@@ -115,9 +119,14 @@ def handling_signals(*, then_ignore: bool = False) -> Iterator[None]:
         yield
         return
     previous = {signum: signal.signal(signum, _on_signal) for signum in SIGNALS}
+    _state.run_over = False
     try:
         yield
     finally:
+        # From here a signal, or one a thread still at work passes on (see uninterrupted), raises
+        # nothing: raised while the handlers are put back, it would leave one of ours in place to
+        # raise again while the interpreter shuts down.
+        _state.run_over = True
         for signum, handler in previous.items():
             if then_ignore:
                 signal.signal(signum, signal.SIG_IGN)
@@ -187,6 +196,7 @@ def become_worker(
     once.
     """
     _state.worker = True
+    _state.run_over = False  # (forked from a process whose run may have ended)
     _state.stop = stop
     for signum in SIGNALS:
         signal.signal(signum, _on_signal)

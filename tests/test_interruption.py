@@ -362,3 +362,36 @@ def test_a_rerun_removes_the_temporary_files_a_killed_run_left(source: Path, tmp
         path.write_bytes(b"half")
     assert main([*args, "--force"]) == ExitCode.OK
     assert not temporaries(out)
+
+
+@pytest.mark.parametrize("then_ignore", [True, False])
+def test_a_signal_while_the_handlers_are_put_back_leaves_none_of_ours_behind(
+    monkeypatch: pytest.MonkeyPatch, then_ignore: bool
+) -> None:
+    """The run is over: a SIGTERM now (sent by SLURM, or passed on by a thread still at work)
+    raises nothing, and neither signal is left to our handler, which would raise again while the
+    interpreter shuts down ("Exception ignored in: <module 'threading'>" on stderr)."""
+    real_signal = signal.signal
+    before = {signum: signal.getsignal(signum) for signum in interrupt.SIGNALS}
+    restores: list[int] = []
+
+    def signal_on_first_restore(signum: int, handler: object) -> object:
+        previous = real_signal(signum, handler)  # type: ignore[arg-type]
+        if handler is not interrupt._on_signal:
+            restores.append(signum)
+            if len(restores) == 1:  # one handler put back, the other not yet
+                os.kill(os.getpid(), signal.SIGTERM)
+                time.sleep(0.05)  # (the handler runs here)
+        return previous
+
+    monkeypatch.setattr(signal, "signal", signal_on_first_restore)
+    try:
+        with interrupt.handling_signals(then_ignore=then_ignore):
+            pass
+        assert restores == list(interrupt.SIGNALS)  # both put back: the loop was not cut short
+        for signum in interrupt.SIGNALS:
+            expected = signal.SIG_IGN if then_ignore else before[signum]
+            assert signal.getsignal(signum) == expected
+    finally:
+        for signum, handler in before.items():
+            real_signal(signum, handler)
