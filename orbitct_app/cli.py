@@ -36,10 +36,10 @@ from orbitct_app.options import (
     SIZE_FIT,
     Options,
     Stage,
-    usable_cores,
 )
 from orbitct_app.progress import Progress
 from orbitct_app.safe_text import ControlCharFilter, escape_controls
+from orbitct_app.threads import usable_cores
 
 logger = logging.getLogger(__name__)
 

@@ -62,23 +62,6 @@ SECONDARY_CAPTURE_CLASSES = frozenset(
     }
 )
 
-SIDECAR_KEYWORDS = (
-    "Modality",
-    "Manufacturer",
-    "ManufacturerModelName",
-    "ConvolutionKernel",
-    "KVP",
-    "XRayTubeCurrent",
-    "SliceThickness",
-    "GantryDetectorTilt",
-    "ReconstructionDiameter",
-    "SpiralPitchFactor",
-    "BodyPartExamined",
-    "PatientPosition",
-    "ContrastBolusAgent",
-)
-"""Series attributes copied to NIfTI sidecars: technical, never identifying."""
-
 _NO_PREAMBLE_GROUPS = (0x0002, 0x0008)
 
 
@@ -187,7 +170,7 @@ class SeriesInfo:
     """SeriesInstanceUID as found in the files ('' when absent)."""
     slices: tuple[SliceInfo, ...]
     attributes: dict[str, Any] = dataclasses.field(default_factory=dict)
-    """Technical attributes of the first file, for sidecars (see ``SIDECAR_KEYWORDS``)."""
+    """Technical attributes of the first file, for sidecars (those :func:`scan_exam` is asked for)."""
     contrast_facts: dict[str, Any] = dataclasses.field(default_factory=dict)
     """The Contrast/Bolus attributes of the first file (see :func:`contrast_facts`): only for
     deciding whether the series is contrast-enhanced, never written anywhere."""
@@ -251,11 +234,12 @@ class Exam:
 # --- exams -------------------------------------------------------------------------------------
 
 
-def scan_exam(exam_dir: Path) -> Exam:
+def scan_exam(exam_dir: Path, attribute_keywords: Sequence[str] = ()) -> Exam:
     """Read the header of every file of one exam and group the DICOM files into series.
 
     Non-DICOM and unreadable files become :class:`SkippedFile` records; nothing raises for
-    bad files.
+    bad files. ``attribute_keywords``: the attributes of each series' first file to keep in
+    :attr:`SeriesInfo.attributes` (see :func:`sidecar_attributes`).
     """
     dicom_id = exam_dir.name
     slices: list[SliceInfo] = []
@@ -282,7 +266,7 @@ def scan_exam(exam_dir: Path) -> Exam:
         slices.append(info)
         if key not in attributes:
             assert ds is not None  # read above for the first file of each series
-            attributes[key] = sidecar_attributes(ds)
+            attributes[key] = sidecar_attributes(ds, attribute_keywords)
             contrast[key] = contrast_facts(ds)
     series = []
     for group in group_series(dicom_id, slices, attributes, contrast):
@@ -777,15 +761,16 @@ def _looks_like_raw_dataset(head: bytes) -> bool:
     return False
 
 
-def sidecar_attributes(ds: Dataset) -> dict[str, Any]:
-    """Technical attributes of a header for the NIfTI sidecar, as JSON-ready values.
+def sidecar_attributes(ds: Dataset, keywords: Sequence[str]) -> dict[str, Any]:
+    """The attributes ``keywords`` of a header (technical ones, for the NIfTI sidecar), as
+    JSON-ready values; those absent or empty are left out.
 
     An Enhanced CT object keeps its ConvolutionKernel in the CT Reconstruction functional group,
     a Legacy Converted one among its unassigned converted attributes (shared, else the first
     frame's): it is taken from there when the top level has none.
     """
     result: dict[str, Any] = {}
-    for keyword in SIDECAR_KEYWORDS:
+    for keyword in keywords:
         value = ds.get(keyword)
         if keyword == "ConvolutionKernel" and (value is None or value == ""):
             value = _functional_group_value(ds, _KERNEL_MACROS, keyword)

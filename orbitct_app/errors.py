@@ -8,7 +8,7 @@ import logging
 import traceback
 import warnings
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 from orbitct_app.safe_text import MultilineText
 
@@ -76,13 +76,14 @@ class NotDicomError(OrbitctError):
 class ExamError(OrbitctError):
     """An exam cannot be processed as a whole; the message is the reason in the report.
 
-    ``rows`` (by table name) are report rows to keep beside the exam's failure row, one per file
-    with its own reason, so that a failed exam still says what each of its files is.
+    ``rows`` (by table name) are report rows (:mod:`orbitct_app.report.tables`) to keep beside
+    the exam's failure row, one per file with its own reason, so that a failed exam still says
+    what each of its files is.
     """
 
     default_message = "exam cannot be processed"
 
-    def __init__(self, message: str | None = None, *, rows: dict[str, list[dict[str, object]]] | None = None) -> None:
+    def __init__(self, message: str | None = None, *, rows: dict[str, list[Any]] | None = None) -> None:
         super().__init__(message)
         self.rows = rows or {}
 

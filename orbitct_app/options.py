@@ -6,12 +6,12 @@ import dataclasses
 import enum
 import math
 import os
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
 
 from orbitct_app.errors import UsageError
-from orbitct_app.paths import list_input
+from orbitct_app.paths import find_exams
+from orbitct_app.threads import usable_cores
 
 DEFAULT_MIN_SLICES = 10
 DEFAULT_PROFILE = "orbitct"
@@ -58,42 +58,6 @@ class Stage(str, enum.Enum):
     @property
     def extracts(self) -> bool:
         return self in (Stage.EXTRACT, Stage.ALL)
-
-
-def find_exams(input_dir: Path, labels: Sequence[str] = ()) -> list[Path]:
-    """The exam folders of ``input_dir`` (its first-level real folders, sorted by name; see
-    :func:`orbitct_app.paths.list_input` for what is not one, and why).
-
-    Raises
-    ------
-    UsageError
-        If a requested label has no entry.
-    """
-    return list(list_input(input_dir, labels).exams)
-
-
-def usable_cores() -> int:
-    """CPU cores this process may use: its affinity (right under SLURM and ``--cpuset-cpus``),
-    capped by a cgroup v2 CPU quota (``docker run --cpus``)."""
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - not Linux
-        cores = os.cpu_count() or 1
-    quota = _cgroup_cpu_quota()
-    if quota is not None:
-        cores = min(cores, quota)
-    return max(1, cores)
-
-
-def _cgroup_cpu_quota(path: Path = Path("/sys/fs/cgroup/cpu.max")) -> int | None:
-    """Whole CPUs allowed by a cgroup v2 quota ("max 100000" means none), rounded up."""
-    try:
-        quota, period = path.read_text().split()[:2]
-    except (OSError, ValueError):
-        return None
-    if quota == "max":
-        return None
-    return max(1, -(-int(quota) // int(period)))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -181,10 +145,6 @@ class Options:
     def state_dir(self) -> Path:
         """Per-exam report fragments and completion records (merged into the top-level CSVs)."""
         return self.output_dir / ".orbitct"
-
-    def exam_dirs(self) -> list[Path]:
-        """The exam folders this run covers (see :func:`find_exams`)."""
-        return find_exams(self.input_dir, self.participant_labels)
 
     OUTPUT_FOLDERS = ("anonymized", "nifti", "logs", ".orbitct")
     """The folders the app writes under OUTPUT_DIR."""
@@ -274,7 +234,7 @@ class Options:
                 raise UsageError(f"invalid participant label: {label!r}")
         self._validate_deid(inp, out)
         self._validate_pixel_text()
-        self.exam_dirs()
+        find_exams(self.input_dir, self.participant_labels)  # every requested label has an exam
 
     def _validate_deid(self, inp: Path, out: Path) -> None:
         """The de-identification options: key, retain options, mapping folder, phi list, modes."""
@@ -336,7 +296,7 @@ class Options:
                 f"unknown --pixel-text {self.pixel_text!r}; choose from {', '.join(PIXEL_TEXT_MODES)}"
             )
         if self.checks_pixel_text:
-            from orbitct_app import ocr  # (no numpy: only the engine's presence is checked)
+            from orbitct_app.anonymize import ocr  # (no numpy: only the engine's presence is checked)
 
             problem = ocr.engine_problem()
             if problem is not None:

@@ -160,6 +160,18 @@ def list_input(input_dir: Path, labels: Sequence[str] = ()) -> InputListing:
     return InputListing(tuple(exams), tuple(entries))
 
 
+def find_exams(input_dir: Path, labels: Sequence[str] = ()) -> list[Path]:
+    """The exam folders of ``input_dir`` (its first-level real folders, sorted by name; see
+    :func:`list_input` for what is not one, and why).
+
+    Raises
+    ------
+    UsageError
+        If a requested label has no entry.
+    """
+    return list(list_input(input_dir, labels).exams)
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class Unusable:
     """An entry under an exam folder that is never opened: a link, a special file, a folder

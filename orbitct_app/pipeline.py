@@ -20,13 +20,20 @@ from typing import Any
 
 from orbitct_app import __version__, atomic, interrupt, locks, memory, provenance, stages, workers
 from orbitct_app.errors import ExamError, ExitCode, one_line, resource_error, safe_traceback, withhold_warning_text
-from orbitct_app.options import Options, Stage, usable_cores
+from orbitct_app.options import Options, Stage
 from orbitct_app.paths import InputEntry, TreeState, exam_problem, list_input, tree_state
 from orbitct_app.report.html import REPORT_NAME, write_report
-from orbitct_app.report.records import ExamRecord, Row, read_record, write_record
-from orbitct_app.report.tables import ANONYMIZE_REPORT, EXTRACT_REPORT, TABLES, merge_lock, merge_tables
+from orbitct_app.report.records import (
+    RECORD_FORMAT,
+    ExamRecord,
+    merge_lock,
+    merge_tables,
+    read_record,
+    write_record,
+)
+from orbitct_app.report.tables import ANONYMIZE_REPORT, EXTRACT_REPORT, TABLES, AnonymizeRow, ExtractRow, Row
 from orbitct_app.safe_text import ControlCharFilter
-from orbitct_app.threads import set_threads
+from orbitct_app.threads import set_threads, usable_cores
 
 logger = logging.getLogger(__name__)
 
@@ -284,10 +291,11 @@ def _run_record(
 def input_rows(entries: Sequence[InputEntry]) -> dict[str, list[Row]]:
     """Report rows for the top-level entries of INPUT_DIR that are not exams (hidden folders,
     plain and special files, links to files): in both stage tables, by name in ``path``."""
-    rows = [{"dicom_id": "", "path": e.name, "reason": e.reason} for e in entries]
     return {
-        ANONYMIZE_REPORT.name: [{**row, "action": "skipped"} for row in rows],
-        EXTRACT_REPORT.name: [{**row, "decision": "skipped"} for row in rows],
+        ANONYMIZE_REPORT.name: [AnonymizeRow(dicom_id="", path=e.name, decision="skipped", reason=e.reason)
+                                for e in entries],
+        EXTRACT_REPORT.name: [ExtractRow(dicom_id="", path=e.name, decision="skipped", reason=e.reason)
+                              for e in entries],
     }
 
 
@@ -328,7 +336,7 @@ def process_exam(dicom_id: str, options: Options) -> ExamOutcome:
 
 def _run_stage(module: stages.StageModule, dicom_id: str, options: Options, outcome: ExamOutcome) -> ExamRecord:
     """One stage of one exam: its completed record when it still holds, else a new record."""
-    fingerprint = {"version": __version__, **module.fingerprint(options)}
+    fingerprint = _fingerprint(module, options)
     previous = read_record(options.state_dir, module.NAME, dicom_id)
     exam_dir = module.source(options) / dicom_id
     output = module.output_folder(dicom_id, options)
@@ -372,6 +380,12 @@ def _run_stage(module: stages.StageModule, dicom_id: str, options: Options, outc
     record.fingerprint = fingerprint
     record.seconds = round(time.monotonic() - started, 3)
     return _store(record, module, options)
+
+
+def _fingerprint(module: stages.StageModule, options: Options) -> dict[str, Any]:
+    """What a completed record must have been made with to hold: this version of the app and of
+    the records, and the stage's options."""
+    return {"version": __version__, "record_format": RECORD_FORMAT, **module.fingerprint(options)}
 
 
 def stale_reason(
@@ -567,7 +581,7 @@ def _crashed(dicom_id: str, options: Options, err: BaseException) -> ExamOutcome
     for module in stages.for_run(options.stage):
         record = read_record(options.state_dir, module.NAME, dicom_id)
         if record is None or not record.complete:
-            fingerprint = {"version": __version__, **module.fingerprint(options)}
+            fingerprint = _fingerprint(module, options)
             record = _store(_failed_record(module, dicom_id, reason, fingerprint), module, options)
             outcome.records[module.NAME] = record
             break

@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from orbitct_app.options import Options, Stage
-from orbitct_app.report.records import ExamRecord, Row
+from orbitct_app.report.records import ExamRecord
+from orbitct_app.report.tables import Row
 
 ORDER = ("anonymize", "extract")
 """The stages, in the order a run executes them."""

@@ -19,6 +19,7 @@ from multiprocessing.context import ForkServerContext
 from orbitct_app import stages
 from orbitct_app.errors import UsageError
 from orbitct_app.options import Options, Stage
+from orbitct_app.paths import find_exams
 
 logger = logging.getLogger(__name__)
 
@@ -66,7 +67,7 @@ def start_early(options: Options) -> bool:
     does the same. Any problem listing the exams is left for the run to report.
     """
     try:
-        n_exams = len(options.exam_dirs())
+        n_exams = len(find_exams(options.input_dir, options.participant_labels))
     except (OSError, UsageError):
         return False
     if not uses_workers(options, n_exams):

@@ -307,10 +307,10 @@ def test_short_series_dropped_every_other_series_complete(phi_input: Input, anon
     assert summary.count("produced") == 5
     assert summary.count("files") == 40 + 12 + 12 + 11 + 11
     rows = {(r["dicom_id"], r["series_number"]): r for r in report(out)}
-    assert rows[(EXAM_A, "1")]["action"] == "dropped"
+    assert rows[(EXAM_A, "1")]["decision"] == "dropped"
     assert "1 instance(s) <= --min-slices 10" in rows[(EXAM_A, "1")]["reason"]
-    assert rows[(EXAM_A, "999")]["action"] == "dropped"
-    assert rows[(EXAM_A, "2")]["action"] == "kept"
+    assert rows[(EXAM_A, "999")]["decision"] == "dropped"
+    assert rows[(EXAM_A, "2")]["decision"] == "kept"
     assert rows[(EXAM_A, "2")]["n_files"] == "40"
     truth = phi_input.truths[EXAM_A]
     assert rows[(EXAM_A, "2")]["series_instance_uid"] == truth.series_by_number(2).series_instance_uid
@@ -328,7 +328,7 @@ def test_min_slices_option(phi_input: Input, tmp_path: Path, min_slices: int) ->
     for dicom_id, truth in phi_input.truths.items():
         assert outputs(out, dicom_id) == expected_outputs(truth, min_slices)
     dropped = {
-        r["series_number"] for r in report(out) if r["dicom_id"] == EXAM_B and r["action"] == "dropped"
+        r["series_number"] for r in report(out) if r["dicom_id"] == EXAM_B and r["decision"] == "dropped"
     }
     assert dropped == ({"1", "4", "5", "999"} if min_slices == 11 else set())
     if min_slices == 0:  # kept summary screens are flagged and warned about
@@ -446,8 +446,8 @@ def test_junk_and_truncated_files_skipped_with_reasons(
     assert tree_hashes(root) == before
     assert outputs(out, "exam_j") == expected_outputs(truth, 10)
     rows = report(out)
-    skipped = {r["path"]: r["reason"] for r in rows if r["action"] == "skipped"}
-    failed = {r["path"]: r["reason"] for r in rows if r["action"] == "failed"}
+    skipped = {r["path"]: r["reason"] for r in rows if r["decision"] == "skipped"}
+    failed = {r["path"]: r["reason"] for r in rows if r["decision"] == "failed"}
     assert set(skipped) == {"README.txt", ".DS_Store", "Thumbs.db", "DIRFILE"}
     assert set(failed) == {"empty", "x.dcm", "S002/truncated.dcm"}
     assert failed["empty"].startswith("empty file")
@@ -457,7 +457,7 @@ def test_junk_and_truncated_files_skipped_with_reasons(
     assert failed["S002/truncated.dcm"].startswith("truncated file")
     assert skipped["DIRFILE"].startswith("DICOMDIR / media index file")
     sr = [r for r in rows if r["series_number"] == "500"]
-    assert len(sr) == 1 and sr[0]["action"] == "dropped" and sr[0]["modality"] == "SR"
+    assert len(sr) == 1 and sr[0]["decision"] == "dropped" and sr[0]["modality"] == "SR"
     assert sr[0]["reason"].startswith("no pixel data in 12 of 12 file(s)")
     assert leaks(out, [b"PHIDIRECTORYNAME", b"PHIREPORTTEXT", *truth.orbitct_forbidden_bytes]) == []
     record = read_record(out / ".orbitct", "anonymize", "exam_j")
@@ -487,7 +487,7 @@ def test_a_file_that_fails_to_write_is_a_failure(
     assert main([str(root), str(out), "anonymize", "--n-procs", "1"]) == ExitCode.FAILED
     rel = str(victim.relative_to(truth.path))
     assert outputs(out, "exam_j") == expected_outputs(truth, 10) - {rel}  # the rest was written
-    failed = [r for r in report(out) if r["action"] == "failed" and r["series_number"]]
+    failed = [r for r in report(out) if r["decision"] == "failed" and r["series_number"]]
     assert len(failed) == 1
     assert failed[0]["path"] == rel and failed[0]["reason"] == "ValueError while writing"
     assert failed[0]["series_number"] == "2"
@@ -583,11 +583,11 @@ def test_in_place_rewrites_kept_files_and_deletes_the_rest(
     for rel in expected_outputs(truth, 10):
         check_deidentified(pydicom.dcmread(exam / rel), "exam_j")
     rows = report(out)
-    assert {r["path"]: r["action"] for r in rows if r["path"]} == {
+    assert {r["path"]: r["decision"] for r in rows if r["path"]} == {
         **dict.fromkeys(HARMLESS_JUNK, "skipped"),
         "DIRFILE": "deleted",
     }
-    assert all(r["reason"].endswith("files deleted") for r in rows if r["action"] == "dropped")
+    assert all(r["reason"].endswith("files deleted") for r in rows if r["decision"] == "dropped")
     assert not (out / "anonymized").exists()
 
 
@@ -598,7 +598,7 @@ def test_in_place_leaves_an_unusable_dicom_file_and_says_so(
     out = tmp_path / "out"
     assert main([str(root), str(out), "anonymize", "--in-place"]) == ExitCode.FAILED
     assert truncated.exists()
-    failed = [r for r in report(out) if r["action"] == "failed"]
+    failed = [r for r in report(out) if r["decision"] == "failed"]
     assert sorted(r["path"] for r in failed) == ["S002/truncated.dcm", "empty", "x.dcm"]
     assert all("NOT de-identified: left in place unchanged, it may hold identifying values" in r["reason"]
                for r in failed)
@@ -700,7 +700,7 @@ def test_in_place_write_failing_midway_keeps_the_original(
         check_deidentified(pydicom.dcmread(path), "exam_w")
     assert files_under(truth.path) == sorted(truth.files)  # no temporary file left
     (failed,) = report(tmp_path / "out")
-    assert failed["action"] == "failed" and not failed["path"]
+    assert failed["decision"] == "failed" and not failed["path"]
     assert failed["reason"] == "cannot write the output (No space left on device); rerun when there is room"
 
 

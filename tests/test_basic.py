@@ -271,14 +271,14 @@ def test_audit_of_a_clean_run_has_no_finding(basic_run: Run) -> None:
 
 def test_burned_in_series_dropped_unless_kept(phi_input: Input, basic_run: Run, tmp_path: Path) -> None:
     rows = [r for r in read_csv(basic_run.out / "anonymize_report.csv") if r["series_number"] == "999"]
-    assert len(rows) == 2 and {r["action"] for r in rows} == {"dropped"}
+    assert len(rows) == 2 and {r["decision"] for r in rows} == {"dropped"}
     assert all("dropped under the basic profile" in r["reason"] and "burned_in_annotation" in r["flags"]
                for r in rows)
     out = tmp_path / "out"
     args = _basic_args(phi_input, out, basic_run.key, "--participant-label", EXAM_A, "--keep-burned-in")
     assert main(args) == ExitCode.OK
     row = next(r for r in read_csv(out / "anonymize_report.csv") if r["series_number"] == "999")
-    assert row["action"] == "kept" and "secondary_capture" in row["flags"]
+    assert row["decision"] == "kept" and "secondary_capture" in row["flags"]
     assert leaks(out, phi_input.forbidden) == []
 
 

@@ -166,7 +166,7 @@ def test_missing_label_file_is_a_usage_error(tmp_path: Path, capsys: pytest.Capt
     ("text", "expected"), [("max 100000\n", None), ("150000 100000\n", 2), ("50000 100000", 1), ("garbage", None)]
 )
 def test_cgroup_cpu_quota(tmp_path: Path, text: str, expected: int | None) -> None:
-    from orbitct_app.options import _cgroup_cpu_quota
+    from orbitct_app.threads import _cgroup_cpu_quota
 
     (tmp_path / "cpu.max").write_text(text)
     assert _cgroup_cpu_quota(tmp_path / "cpu.max") == expected

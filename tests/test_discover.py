@@ -14,7 +14,7 @@ from pydicom.uid import UID, DeflatedExplicitVRLittleEndian, ExplicitVRLittleEnd
 
 from orbitct_app.discover import read_slice_info, scan_exam
 from orbitct_app.errors import NotDicomError, UsageError
-from orbitct_app.options import find_exams
+from orbitct_app.paths import find_exams
 from orbitct_app.synthetic import ExamTruth, SeriesSpec, write_exam
 
 SMALL_AXIAL = SeriesSpec(kind="axial", rows=32, cols=32, pixel_spacing=(7.0, 7.0), n_slices=12)

@@ -28,6 +28,7 @@ from pydicom.uid import (
 
 from orbitct_app import discover
 from orbitct_app.errors import NotDicomError
+from orbitct_app.extract.nifti import SIDECAR_KEYWORDS
 from orbitct_app.synthetic import BurnedText, ExamTruth, SeriesKind, SeriesSpec, write_exam
 
 PYDICOM_FILES = Path(pydicom.__file__).parent / "data" / "test_files"
@@ -137,9 +138,9 @@ def test_scan_exam_is_the_same_with_and_without_the_fast_path(
 ) -> None:
     """Series, order, sidecar attributes and skipped files alike (the sidecar attributes are read
     by pydicom from one file a series)."""
-    fast = {name: discover.scan_exam(truth.path) for name, truth in variants.items()}
+    fast = {name: discover.scan_exam(truth.path, SIDECAR_KEYWORDS) for name, truth in variants.items()}
     monkeypatch.setattr(discover, "fast_slice_info", lambda path: None)
-    slow = {name: discover.scan_exam(truth.path) for name, truth in variants.items()}
+    slow = {name: discover.scan_exam(truth.path, SIDECAR_KEYWORDS) for name, truth in variants.items()}
     assert fast == slow
     assert all(s.attributes for exam in fast.values() for s in exam.series)
     contrast = {s.series_number: s.contrast_facts for s in fast["contrast"].series}

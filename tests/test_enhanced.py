@@ -80,8 +80,8 @@ def test_min_slices_counts_frames(twins: Twins) -> None:
         for r in read_csv(root / "enhanced" / "out" / "anonymize_report.csv")
         if r["series_number"]
     }
-    assert rows["5"]["action"] == "kept" and rows["5"]["n_files"] == "1"  # 1 file, 12 frames > 10
-    assert rows["1"]["action"] == "dropped"
+    assert rows["5"]["decision"] == "kept" and rows["5"]["n_files"] == "1"  # 1 file, 12 frames > 10
+    assert rows["1"]["decision"] == "dropped"
 
 
 @pytest.mark.parametrize("number", [2, 3, 4])

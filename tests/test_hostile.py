@@ -86,12 +86,12 @@ def test_a_damaged_file_fails_alone_and_is_never_deleted(
     assert main(args) == ExitCode.FAILED
 
     rows = _rows(out)
-    failed = [r for r in rows if r["action"] == "failed"]
+    failed = [r for r in rows if r["decision"] == "failed"]
     assert [r["path"] for r in failed] == [rel]
     assert "damaged" in failed[0]["reason"] or "truncated" in failed[0]["reason"]
     series = {r["series_number"]: r for r in rows if r["series_number"]}
-    assert series["2"]["action"] == "kept" and int(series["2"]["n_files"]) == N_SLICES - 1
-    assert series["1"]["action"] == "dropped"  # the scout: the one rule that drops here
+    assert series["2"]["decision"] == "kept" and int(series["2"]["n_files"]) == N_SLICES - 1
+    assert series["1"]["decision"] == "dropped"  # the scout: the one rule that drops here
     assert f"{rel}: {failed[0]['reason']}" in _log(out)
 
     healthy = [f for f in files if f != victim]
@@ -119,9 +119,9 @@ def test_non_image_objects_in_an_image_series_are_dropped_on_their_own(
     assert main([str(root), str(out), "anonymize", "--in-place"]) == ExitCode.OK
     rows = _rows(out)
     series = next(r for r in rows if r["series_number"] == "2")
-    assert series["action"] == "kept" and int(series["n_files"]) == N_SLICES
+    assert series["decision"] == "kept" and int(series["n_files"]) == N_SLICES
     sr_row = next(r for r in rows if r["path"] == str(sr.relative_to(root / EXAM)))
-    assert sr_row["action"] == "deleted" and "non-image object (Basic Text SR Storage)" in sr_row["reason"]
+    assert sr_row["decision"] == "deleted" and "non-image object (Basic Text SR Storage)" in sr_row["reason"]
     assert not sr.exists()
     assert all(str(pydicom.dcmread(f).PatientName) == EXAM for f in files)
 
@@ -142,7 +142,7 @@ def test_a_linked_exam_folder_is_refused_and_what_it_points_to_is_untouched(
     assert main([str(root), str(out), "anonymize", "--in-place"]) == ExitCode.FAILED
     assert tree_state(outside) == outside_before
     assert os.readlink(root / "exam_link") == str(outside / "exam_x")
-    rows = {r["dicom_id"]: r for r in _rows(out) if r["action"] == "failed"}
+    rows = {r["dicom_id"]: r for r in _rows(out) if r["decision"] == "failed"}
     assert set(rows) == {"exam_link", "exam_inner_link"}
     assert all("symbolic link" in r["reason"] for r in rows.values())
     changed = {k for k, v in tree_state(root).items() if input_before.get(k) != v}
@@ -173,9 +173,9 @@ def test_links_and_special_files_inside_an_exam_are_reported_and_never_opened(
     assert tree_state(outside) == outside_before
     assert os.readlink(exam / "file_link.dcm") == str(foreign) and (exam / "a_fifo").is_fifo()
     rows = {r["path"]: r for r in _rows(out) if r["path"]}
-    assert rows["file_link.dcm"]["action"] == "failed" and "symbolic link" in rows["file_link.dcm"]["reason"]
-    assert rows["folder_link"]["action"] == "failed" and "symbolic link" in rows["folder_link"]["reason"]
-    assert rows["a_fifo"]["action"] == "skipped" and "FIFO" in rows["a_fifo"]["reason"]
+    assert rows["file_link.dcm"]["decision"] == "failed" and "symbolic link" in rows["file_link.dcm"]["reason"]
+    assert rows["folder_link"]["decision"] == "failed" and "symbolic link" in rows["folder_link"]["reason"]
+    assert rows["a_fifo"]["decision"] == "skipped" and "FIFO" in rows["a_fifo"]["reason"]
 
 
 def test_an_unreadable_folder_is_a_failure_and_its_files_are_left_alone(
@@ -199,7 +199,7 @@ def test_an_unreadable_folder_is_a_failure_and_its_files_are_left_alone(
     assert main([str(root), str(out), "anonymize", "--in-place"]) == ExitCode.FAILED
     assert hidden.read_bytes() == before
     row = next(r for r in _rows(out) if r["path"] == "locked")
-    assert row["action"] == "failed" and "cannot read folder (Permission denied)" in row["reason"]
+    assert row["decision"] == "failed" and "cannot read folder (Permission denied)" in row["reason"]
 
 
 def test_top_level_entries_that_are_not_exams_get_a_row(
@@ -212,7 +212,7 @@ def test_top_level_entries_that_are_not_exams_get_a_row(
     out = tmp_path / "out"
     assert main([str(root), str(out), "anonymize"]) == ExitCode.OK
     rows = {r["path"]: r for r in _rows(out) if not r["dicom_id"]}
-    assert {k: v["action"] for k, v in rows.items()} == {
+    assert {k: v["decision"] for k, v in rows.items()} == {
         ".hidden_exam": "skipped", "notes.txt": "skipped", "top_fifo": "skipped"
     }
     assert "hidden folder" in rows[".hidden_exam"]["reason"]
@@ -314,7 +314,7 @@ def test_a_rerun_after_an_interrupted_in_place_run_never_maps_twice(
     assert main(_basic(root, out, _key(tmp_path))) == ExitCode.OK
     assert {k: (root / EXAM / k).read_bytes() for k in _files(root / EXAM)} == reference
     series = [r for r in _rows(out) if r["series_number"] == "2"]
-    assert len(series) == 1 and series[0]["action"] == "kept" and series[0]["n_files"] == str(N_SLICES)
+    assert len(series) == 1 and series[0]["decision"] == "kept" and series[0]["n_files"] == str(N_SLICES)
 
 
 def test_two_in_place_runs_at_once_leave_what_one_run_leaves(
@@ -473,7 +473,7 @@ def test_files_marked_by_another_key_are_never_changed_again(
     out = tmp_path / "out2"
     assert main(_basic(root, out, other)) == ExitCode.FAILED
     assert tree_state(root) == before
-    failed = [r for r in _rows(out) if r["action"] == "failed"]
+    failed = [r for r in _rows(out) if r["decision"] == "failed"]
     assert len(failed) == N_SLICES and all("another key" in r["reason"] for r in failed)
 
 
@@ -494,7 +494,7 @@ def test_an_exam_whose_files_change_while_it_is_read_fails(
     monkeypatch.setattr(anonymize, "scan_exam", scan_then_change)
     out = tmp_path / "out"
     assert main([str(root), str(out), "anonymize"]) == ExitCode.FAILED
-    row = next(r for r in _rows(out) if r["action"] == "failed")
+    row = next(r for r in _rows(out) if r["decision"] == "failed")
     assert "changed while it was processed" in row["reason"]
     monkeypatch.setattr(anonymize, "scan_exam", real_scan)
     assert main([str(root), str(out), "anonymize"]) == ExitCode.OK

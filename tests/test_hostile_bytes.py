@@ -610,7 +610,7 @@ def test_each_file_gets_the_reason_that_says_what_happened(
                 for k, p in named.items() if k in REASONS}
     assert set(rows) == set(expected)
     for key, reason in expected.items():
-        assert rows[key]["action"] == "failed" and reason in rows[key]["reason"], (key, rows[key]["reason"])
+        assert rows[key]["decision"] == "failed" and reason in rows[key]["reason"], (key, rows[key]["reason"])
     # what is written: encodings made to match their transfer syntax, Deflated Image Frame
     # Compression de-identified (explicit VR little endian), earlier de-identification kept
     for name, syntax, encoding in (("implicit_under_explicit", ExplicitVRLittleEndian, (False, True)),
@@ -641,17 +641,16 @@ def test_a_fully_unusable_exam_fails_with_a_row_for_each_file(tmp_path: Path) ->
     files[2].unlink()
     (tmp_path / "in" / EXAM / "notes.txt").write_text("a note")
     (tmp_path / "in" / EXAM / "DICOMDIR").write_bytes(b"\0" * 128 + b"DICM")
-    stages = (("anonymize", "anonymize_report", "action"), ("extract", "extract_report", "decision"))
-    for stage, table, action in stages:
+    for stage, table in (("anonymize", "anonymize_report"), ("extract", "extract_report")):
         out = tmp_path / f"out-{stage}"
         assert main([str(tmp_path / "in"), str(out), stage, *OFF]) == ExitCode.FAILED
         rows = _rows(out, table)
-        assert rows[0]["path"] == "" and rows[0][action] == "failed" and "no DICOM image files" in rows[0]["reason"]
+        assert rows[0]["path"] == "" and rows[0]["decision"] == "failed" and "no DICOM image files" in rows[0]["reason"]
         by_path = {r["path"]: r for r in rows[1:]}
         rel = [str(p.relative_to(tmp_path / "in" / EXAM)) for p in files]
         assert set(by_path) == {rel[0], rel[1], "notes.txt", "DICOMDIR"}
         assert by_path[rel[1]]["reason"].startswith("empty file (0 bytes)")
-        assert by_path[rel[0]][action] == by_path[rel[1]][action] == "failed"
+        assert by_path[rel[0]]["decision"] == by_path[rel[1]]["decision"] == "failed"
         assert "truncated" in by_path[rel[0]]["reason"] or "damaged" in by_path[rel[0]]["reason"]
         assert by_path["notes.txt"]["reason"].startswith("not DICOM")
 
@@ -711,6 +710,6 @@ def test_every_pydicom_test_file_is_written_or_fails_with_a_specific_reason(tmp_
         assert "PixelData" not in pydicom.dcmread(exam / path, force=True)
     for path, row in by_path.items():
         reason = row["reason"]
-        assert row["action"] in ("failed", "skipped"), (path, row)
+        assert row["decision"] in ("failed", "skipped"), (path, row)
         assert "withheld" not in reason and " while " not in reason and "Error" not in reason, (path, reason)
     assert _rows(out, "deid_audit") == []

@@ -12,7 +12,8 @@ import pydicom
 import pytest
 from pydicom.uid import JPEG2000Lossless, RLELossless
 
-from orbitct_app import ocr, pipeline, pixel_text
+from orbitct_app import pipeline
+from orbitct_app.anonymize import ocr, pixel_text
 from orbitct_app.cli import main
 from orbitct_app.discover import scan_exam
 from orbitct_app.errors import ExitCode
@@ -205,7 +206,7 @@ def test_flag_reports_without_the_words_and_keeps_the_pixels(text_exam: Path, tm
     assert flagged.exit_code is ExitCode.OK
     rows = {int(r["series_number"]): r for r in read_csv(tmp_path / "flag" / "anonymize_report.csv")}
     for number, row in rows.items():
-        assert row["action"] == "kept", row
+        assert row["decision"] == "kept", row
         assert ("pixel_text" in row["flags"].split(";")) is (number in WITH_TEXT), row
         assert re.fullmatch(r"\d+/\d+( \(.*\))?(, \d+ overlay planes?)?", row["frames_checked"]), row
         if number in WITH_TEXT:
@@ -246,7 +247,7 @@ def test_overlay_planes_are_checked_where_the_profile_keeps_them(tmp_path: Path)
         summary = run(tmp_path / "in", out, profile=profile, deid_key=key if profile == "basic" else None)
         assert summary.exit_code is ExitCode.OK
         (row,) = read_csv(out / "anonymize_report.csv")
-        assert row["action"] == "kept" and ("pixel_text" in row["flags"].split(";")) is flagged, row
+        assert row["decision"] == "kept" and ("pixel_text" in row["flags"].split(";")) is flagged, row
         written = sorted((out / "anonymized").rglob("*.dcm"))
         assert len(written) == 12
         assert all((0x6000, 0x3000) in pydicom.dcmread(p) for p in written) is flagged
@@ -267,7 +268,7 @@ def test_drop_drops_series_with_text_and_deletes_them_in_place(text_exam: Path, 
     assert summary.exit_code is ExitCode.OK
     rows = {int(r["series_number"]): r for r in read_csv(tmp_path / "out" / "anonymize_report.csv")}
     for number, row in rows.items():
-        assert (row["action"] == "dropped") is (number in WITH_TEXT), row
+        assert (row["decision"] == "dropped") is (number in WITH_TEXT), row
         folder = inp / "exam_text" / f"S{number:03d}"
         assert folder.is_dir() is (number not in WITH_TEXT) or not any(folder.iterdir())
         if number in WITH_TEXT:

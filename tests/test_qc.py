@@ -12,6 +12,7 @@ import pytest
 from numpy.typing import NDArray
 from PIL import Image, PngImagePlugin
 
+from orbitct_app import pictures
 from orbitct_app.extract import qc
 
 SHAPE_KJI = (60, 80, 70)  # k (S), j (P), i (L) on the standard affine
@@ -205,10 +206,10 @@ def test_qc_path_is_beside_the_nifti() -> None:
 
 def test_thumbnail_stays_under_its_budget() -> None:
     noise = np.random.default_rng(0).integers(0, 256, (688, 896, 3), dtype=np.uint8)  # worst case for JPEG
-    uri = qc.thumbnail_data_uri(Image.fromarray(noise))
+    uri = pictures.thumbnail_data_uri(Image.fromarray(noise))
     assert uri.startswith("data:image/jpeg;base64,")
     data = base64.b64decode(uri.split(",", 1)[1])
-    assert len(data) <= qc.THUMBNAIL_MAX_BYTES
+    assert len(data) <= pictures.THUMBNAIL_MAX_BYTES
     with Image.open(io.BytesIO(data)) as image:
         assert image.format == "JPEG" and image.width <= 448
 
@@ -224,7 +225,7 @@ def test_a_full_size_volume_costs_well_under_a_second(tmp_path: Path) -> None:
         started = time.perf_counter()
         picture = qc.render(volume, affine, title="t", body_threshold=-200, centre_ijk=(256, 256, 150))
         qc.write_png(tmp_path / "x_qc.png", picture)
-        qc.thumbnail_data_uri(picture.image)
+        pictures.thumbnail_data_uri(picture.image)
         best = min(best, time.perf_counter() - started)
     assert best < 0.5, f"QC picture took {best:.2f} s"
 

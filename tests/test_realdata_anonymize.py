@@ -79,10 +79,10 @@ def test_scout_and_summary_screens_dropped_axial_series_kept(head_run: tuple[Pat
     assert len(_files(result / "S2020")) == 140  # DIRFILE (media index) is not copied
     rows = [r for r in read_csv(out / "anonymize_report.csv") if r["dicom_id"] == HEAD]
     by_number = {r["series_number"]: r for r in rows if r["series_number"]}
-    assert {n: r["action"] for n, r in by_number.items()} == {
+    assert {n: r["decision"] for n, r in by_number.items()} == {
         "100": "dropped", "201": "kept", "202": "kept", "401": "dropped"
     }
-    skipped = sorted(r["path"] for r in rows if r["action"] == "skipped")
+    skipped = sorted(r["path"] for r in rows if r["decision"] == "skipped")
     assert skipped == ["S1000/DIRFILE", "S2010/DIRFILE", "S2020/DIRFILE", "S4010/DIRFILE"]
 
 

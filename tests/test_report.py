@@ -21,6 +21,7 @@ import numpy as np
 import pytest
 from PIL import Image, PngImagePlugin
 
+from orbitct_app import pictures
 from orbitct_app.cli import main
 from orbitct_app.errors import ExitCode
 from orbitct_app.extract import qc
@@ -144,13 +145,13 @@ def test_report_lists_every_converted_series_with_its_thumbnail(run: tuple[Path,
     for src in page.images:
         assert src.startswith("data:image/jpeg;base64,")
         data = base64.b64decode(src.split(",", 1)[1])
-        assert len(data) <= qc.THUMBNAIL_MAX_BYTES
+        assert len(data) <= pictures.THUMBNAIL_MAX_BYTES
         with Image.open(io.BytesIO(data)) as image:
             assert image.format == "JPEG"
     # each thumbnail links to its full picture by a relative path that exists
-    pictures = [v for tag, key, v in page.links if tag == "a" and v.endswith("_qc.png")]
-    assert sorted(pictures) == sorted(str(qc.qc_path(Path(p))) for p in converted)
-    assert all((out / p).is_file() for p in pictures)
+    linked = [v for tag, key, v in page.links if tag == "a" and v.endswith("_qc.png")]
+    assert sorted(linked) == sorted(str(qc.qc_path(Path(p))) for p in converted)
+    assert all((out / p).is_file() for p in linked)
 
 
 def test_report_totals_match_the_tables(run: tuple[Path, list[ExamTruth], int]) -> None:
@@ -159,11 +160,11 @@ def test_report_totals_match_the_tables(run: tuple[Path, list[ExamTruth], int]) 
     anonymize = read_csv(out / "anonymize_report.csv")
     extract = read_csv(out / "extract_report.csv")
     assert page.totals["exams"] == 4 and page.totals["exams failed"] == 1
-    assert page.totals["kept"] == sum(r["action"] == "kept" for r in anonymize)
-    assert page.totals["dropped"] == sum(r["action"] == "dropped" for r in anonymize)
+    assert page.totals["kept"] == sum(r["decision"] == "kept" for r in anonymize)
+    assert page.totals["dropped"] == sum(r["decision"] == "dropped" for r in anonymize)
     assert page.totals["converted"] == sum(r["decision"] == "converted" for r in extract) == 5
     assert page.totals["excluded"] == sum(r["decision"] == "excluded" for r in extract)
-    failed = sum(r["action"] == "failed" for r in anonymize) + sum(r["decision"] == "failed" for r in extract)
+    failed = sum(r["decision"] == "failed" for r in anonymize) + sum(r["decision"] == "failed" for r in extract)
     assert page.totals["failed"] == failed >= 1
     uids = {(r["dicom_id"], r["series_instance_uid"]) for r in anonymize + extract if r["series_instance_uid"]}
     assert page.totals["series seen"] == len(uids) == 8
@@ -247,7 +248,6 @@ def test_thumbnail_is_made_from_the_png_when_a_record_has_none(
         data = json.loads(record.read_text())
         for row in data["rows"]["extract_report"]:
             row.pop("qc_thumbnail", None)
-            row.pop("qc_path", None)
         record.write_text(json.dumps(data))
     write_report(copy, copy / ".orbitct")
     page = parse((copy / "report.html").read_text(encoding="utf-8"))

@@ -29,8 +29,8 @@ from orbitct_app.deid import files as deid_files
 from orbitct_app.errors import ExitCode
 from orbitct_app.extract import qc
 from orbitct_app.extract import stage as extract
-from orbitct_app.report.records import ExamRecord, iter_records, read_record, record_path, write_record
-from orbitct_app.report.tables import merge_tables, read_csv
+from orbitct_app.report.records import ExamRecord, iter_records, merge_tables, read_record, record_path, write_record
+from orbitct_app.report.tables import read_csv
 from orbitct_app.synthetic import SeriesSpec, write_exam
 
 QUICK = ["--spacing", "4", "--size", "64", "-q"]
@@ -155,7 +155,7 @@ def test_an_exam_name_the_profile_cannot_take_fails_alone(
         for exam in ("exam_a", "exam_b", "exam_c"):
             assert hashes(out / folder / exam).keys() == hashes(reference / folder / exam).keys()
     rows = {r["dicom_id"]: r for r in read_csv(out / "anonymize_report.csv")}
-    assert rows[LONG_NAME]["action"] == "failed" and "longer than 64 characters" in rows[LONG_NAME]["reason"]
+    assert rows[LONG_NAME]["decision"] == "failed" and "longer than 64 characters" in rows[LONG_NAME]["reason"]
     assert (out / "report.html").is_file() and LONG_NAME in (out / "report.html").read_text()
     assert len(list((out / "logs").glob("run-*.json"))) == 1
     record = read_record(out / ".orbitct", "anonymize", LONG_NAME)
@@ -180,7 +180,7 @@ def test_a_long_file_name_is_de_identified_in_place(tmp_path: Path) -> None:
     ds = pydicom.dcmread(long_file)
     assert ds.PatientName == "exam_l" and ds.PatientIdentityRemoved == "YES"
     assert not temporaries(tmp_path / "in")
-    assert read_csv(tmp_path / "out" / "anonymize_report.csv")[0]["action"] == "kept"
+    assert read_csv(tmp_path / "out" / "anonymize_report.csv")[0]["decision"] == "kept"
 
 
 # --- a full disk ----------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ import pytest
 
 from orbitct_app import stages, workers
 from orbitct_app.options import Options, Stage
+from orbitct_app.paths import find_exams
 
 
 def _input(tmp_path: Path, n_exams: int) -> Path:
@@ -33,7 +34,7 @@ def _input(tmp_path: Path, n_exams: int) -> Path:
 )
 def test_uses_workers(tmp_path: Path, stage: Stage, n_procs: int, n_exams: int, expected: bool) -> None:
     options = Options(_input(tmp_path, n_exams), tmp_path / "out", stage=stage, n_procs=n_procs)
-    assert workers.uses_workers(options, len(options.exam_dirs())) is expected
+    assert workers.uses_workers(options, len(find_exams(options.input_dir, options.participant_labels))) is expected
 
 
 def test_each_stage_names_the_modules_it_runs_in_order() -> None:

@@ -74,8 +74,8 @@ from orbitct_app.discover import Exam, SeriesInfo, SkippedFile, SliceInfo, read_
 from orbitct_app.errors import ExamError, OrbitctError, SkipKind, UsageError, resource_error
 from orbitct_app.options import Options
 from orbitct_app.paths import iter_exam_files
-from orbitct_app.report.records import ExamRecord, Row, read_record
-from orbitct_app.report.tables import ANONYMIZE_REPORT, DEID_AUDIT, DRY_RUN
+from orbitct_app.report.records import ExamRecord, read_record
+from orbitct_app.report.tables import ANONYMIZE_REPORT, DEID_AUDIT, DRY_RUN, AnonymizeRow, AuditRow, DryRunRow, Row
 
 logger = logging.getLogger(__name__)
 
@@ -222,7 +222,7 @@ def profile_for(options: Options) -> Profile:
 
 def failure_rows(dicom_id: str, reason: str) -> dict[str, list[Row]]:
     """The report row of an exam that failed as a whole."""
-    return {ANONYMIZE_REPORT.name: [{"dicom_id": dicom_id, "action": "failed", "reason": reason}]}
+    return {ANONYMIZE_REPORT.name: [AnonymizeRow(dicom_id=dicom_id, decision="failed", reason=reason)]}
 
 
 def summarize(record: ExamRecord) -> str:
@@ -284,7 +284,7 @@ def decide_series(series: SeriesInfo, min_slices: int, *, drop_burned_in: bool =
 def decide_pixel_text(decision: SeriesDecision, check: Any, mode: str) -> SeriesDecision:
     """A kept series' decision once its pixels were checked for text (``--pixel-text``).
 
-    ``check`` is the :class:`~orbitct_app.pixel_text.SeriesCheck` of the series. Text found: the
+    ``check`` is the :class:`~orbitct_app.anonymize.pixel_text.SeriesCheck` of the series. Text found: the
     series is flagged (``flag``) or dropped (``drop``). Frames that could not be decoded: flagged
     as unchecked, or dropped under ``drop`` (what cannot be checked is not passed on).
     """
@@ -386,7 +386,7 @@ def run_audit(
         exam_out, profile, pseudonym=pseudonym, original_uids=originals, phi_strings=_phi(options),
         written=written,
     )
-    rows = [{"dicom_id": dicom_id, **f.row()} for f in findings]
+    rows: list[Row] = [AuditRow(dicom_id=dicom_id, **f.row()) for f in findings]
     if findings:
         logger.error(
             "%s: the de-identification audit found %d problem(s) in the output; see deid_audit.csv",
@@ -437,7 +437,8 @@ class _ExamWork:
         self.dry_rows: list[Row] = []
         self.counts: collections.Counter[str] = collections.Counter()
         self.mark = keys.deid_mark(secrets.key, pseudonym) if secrets.key is not None else None
-        self._public: dict[str, Row] = {}
+        self._public: dict[str, AnonymizeRow] = {}
+        """The public cells of each series (its row with no decision yet), by key."""
         drop = profile.needs_key and not options.keep_burned_in
         self.decisions = [
             (s, decide_series(s, options.min_slices, drop_burned_in=drop)) for s in self._merged_series()
@@ -470,11 +471,11 @@ class _ExamWork:
             return series
         by_key = {s.key: s for s in series}
         for done in [s for s in series if s.slices and all(self.prior(i) == "ours" for i in s.slices)]:
-            self._public[done.key] = {  # already de-identified: its values are the public ones
-                "dicom_id": done.dicom_id, "series_instance_uid": done.series_uid,
-                "series_number": done.series_number, "series_description": done.description,
-                "modality": done.modality,
-            }
+            self._public[done.key] = AnonymizeRow(  # already de-identified: its values are the public ones
+                dicom_id=done.dicom_id, series_instance_uid=done.series_uid,
+                series_number=done.series_number, series_description=done.description,
+                modality=done.modality, decision="",
+            )
             for original in series:
                 if original is not done and original.series_uid and original.key in by_key and \
                         keys.new_uid(self.secrets.key, original.series_uid) == done.series_uid:
@@ -483,22 +484,24 @@ class _ExamWork:
                     break
         return list(by_key.values())
 
-    def public_cells(self, series: SeriesInfo) -> Row:
+    def public_cells(self, series: SeriesInfo) -> AnonymizeRow:
         """The series' report cells as they are written: through the profile (new UID, no
-        description under the basic profile), never the original values the profile replaces."""
+        description under the basic profile), never the original values the profile replaces
+        (a row with no decision yet: :func:`dataclasses.replace` gives it one)."""
         if series.key not in self._public:
             ds = Dataset()
             ds.SeriesInstanceUID = series.series_uid
             ds.SeriesDescription = series.description
             ds.Modality = series.modality
             apply_profile(ds, self.profile, pseudonym=self.pseudonym, uids=self.secrets.uids, date_offset=0)
-            self._public[series.key] = {
-                "dicom_id": series.dicom_id,
-                "series_instance_uid": str(ds.get("SeriesInstanceUID", "") or ""),
-                "series_number": series.series_number,
-                "series_description": str(ds.get("SeriesDescription", "") or ""),
-                "modality": str(ds.get("Modality", "") or ""),
-            }
+            self._public[series.key] = AnonymizeRow(
+                dicom_id=series.dicom_id,
+                series_instance_uid=str(ds.get("SeriesInstanceUID", "") or ""),
+                series_number=series.series_number,
+                series_description=str(ds.get("SeriesDescription", "") or ""),
+                modality=str(ds.get("Modality", "") or ""),
+                decision="",
+            )
         return self._public[series.key]
 
     def public_rel(self, rel: Path) -> Path:
@@ -510,7 +513,7 @@ class _ExamWork:
 
     def label(self, series: SeriesInfo) -> str:
         number = series.series_number if series.series_number is not None else "?"
-        uid = self.public_cells(series)["series_instance_uid"] if series.series_uid else ""
+        uid = self.public_cells(series).series_instance_uid if series.series_uid else ""
         if not uid and self.profile.needs_key:
             return f"series {number}"
         return f"series {number} ({uid or series.key})"
@@ -551,15 +554,15 @@ class _ExamWork:
             cells = self.public_cells(series)
             for (tag, action), count in sorted(rules.items()):
                 self.dry_rows.append(
-                    {
-                        "dicom_id": cells["dicom_id"],
-                        "series_instance_uid": cells["series_instance_uid"],
-                        "series_number": cells["series_number"],
-                        "tag": "private" if tag == PRIVATE_RULE else f"({tag >> 16:04X},{tag & 0xFFFF:04X})",
-                        "keyword": "" if tag == PRIVATE_RULE else pydicom.datadict.keyword_for_tag(tag),
-                        "action": action,
-                        "count": count,
-                    }
+                    DryRunRow(
+                        dicom_id=cells.dicom_id,
+                        series_instance_uid=cells.series_instance_uid,
+                        series_number=cells.series_number,
+                        tag="private" if tag == PRIVATE_RULE else f"({tag >> 16:04X},{tag & 0xFFFF:04X})",
+                        keyword="" if tag == PRIVATE_RULE else pydicom.datadict.keyword_for_tag(tag),
+                        action=action,
+                        count=count,
+                    )
                 )
             rules.clear()
 
@@ -623,7 +626,9 @@ class _ExamWork:
         """A file orbitct-app de-identified with another key or for another exam: untouched."""
         self.counts["failed"] += 1
         reason = f"already de-identified by orbitct-app with another key or for another exam; {consequence}"
-        self.rows.append({**self.public_cells(series), "path": str(rel), "action": "failed", "reason": reason})
+        self.rows.append(
+            dataclasses.replace(self.public_cells(series), path=str(rel), decision="failed", reason=reason)
+        )
         logger.error("%s: %s: %s", self.exam.dicom_id, rel, reason)
 
     def unusable_rows(self) -> list[Row]:
@@ -634,12 +639,12 @@ class _ExamWork:
             rel = self.public_rel(skipped.path)
             if skipped.is_problem:
                 consequence = "left in place unchanged" if self.options.in_place else "not copied"
-                rows.append({"dicom_id": self.exam.dicom_id, "path": str(rel), "action": "failed",
-                             "reason": f"{skipped.reason}; {consequence}"})
+                rows.append(AnonymizeRow(dicom_id=self.exam.dicom_id, path=str(rel), decision="failed",
+                                         reason=f"{skipped.reason}; {consequence}"))
                 logger.error("%s: %s: %s; %s", self.exam.dicom_id, rel, skipped.reason, consequence)
             else:
-                rows.append({"dicom_id": self.exam.dicom_id, "path": str(rel), "action": "skipped",
-                             "reason": skipped.reason})
+                rows.append(AnonymizeRow(dicom_id=self.exam.dicom_id, path=str(rel), decision="skipped",
+                                         reason=skipped.reason))
         return rows
 
     def _skipped_files(self, mode: str) -> None:
@@ -694,9 +699,8 @@ class _ExamWork:
                 raise resource from None
             reason = safe_reason(err)
             self.counts["failed"] += 1
-            self.rows.append(
-                {**self.public_cells(series), "path": str(rel), "action": "failed", "reason": reason}
-            )
+            self.rows.append(dataclasses.replace(self.public_cells(series), path=str(rel), decision="failed",
+                                                 reason=reason))
             logger.error("%s: %s: de-identification failed: %s", self.exam.dicom_id, rel, reason)
         else:
             self.counts["files"] += 1
@@ -712,17 +716,14 @@ class _ExamWork:
         except OSError as err:
             self.counts["failed"] += 1
             why = f"cannot delete ({err.strerror or type(err).__name__})"
-            self.rows.append(
-                {"dicom_id": self.exam.dicom_id, "path": str(rel), "action": "failed", "reason": why}
-            )
+            self.rows.append(AnonymizeRow(dicom_id=self.exam.dicom_id, path=str(rel), decision="failed", reason=why))
             logger.error("%s: %s: %s", self.exam.dicom_id, rel, why)
             return
         self.counts["deleted"] += 1
         if reason is not None:  # a media index file (dropped series are reported per series)
             self.counts["skipped"] += 1
-            self.rows.append(
-                {"dicom_id": self.exam.dicom_id, "path": str(rel), "action": "deleted", "reason": reason}
-            )
+            self.rows.append(AnonymizeRow(dicom_id=self.exam.dicom_id, path=str(rel), decision="deleted",
+                                          reason=reason))
             logger.info("%s: deleted %s (%s)", self.exam.dicom_id, rel, reason)
         else:
             logger.debug("%s: deleted %s (dropped series)", self.exam.dicom_id, rel)
@@ -731,7 +732,7 @@ class _ExamWork:
         """``--pixel-text``: look for text in the pixels of a kept series (see :mod:`pixel_text`)."""
         if not decision.keep:
             return decision
-        from orbitct_app import pixel_text  # numpy and the decoders: only when the check runs
+        from orbitct_app.anonymize import pixel_text  # numpy and the decoders: only when the check runs
 
         started = time.monotonic()
         # overlay planes only where the profile keeps them (basic removes the groups 60xx)
@@ -750,14 +751,10 @@ class _ExamWork:
         if not decision.keep and self.options.in_place:
             reason += "; files deleted"
         self.rows.append(
-            {
-                **self.public_cells(series),
-                "n_files": series.n_files,
-                "action": action,
-                "reason": reason,
-                "flags": ";".join(decision.flags),
-                **self._pixel_cells(series),
-            }
+            self._pixel_cells(series, dataclasses.replace(
+                self.public_cells(series), n_files=series.n_files, decision=action, reason=reason,
+                flags=";".join(decision.flags),
+            ))
         )
         label = self.label(series)
         if decision.flags and decision.keep:
@@ -769,16 +766,15 @@ class _ExamWork:
             )
         logger.info("%s: %s %s: %s", self.exam.dicom_id, label, action, reason)
 
-    def _pixel_cells(self, series: SeriesInfo) -> Row:
-        """The report cells of the pixel text check (none when the series was not checked); the
-        thumbnail is kept in the record for report.html, not written to the CSV."""
+    def _pixel_cells(self, series: SeriesInfo, row: AnonymizeRow) -> AnonymizeRow:
+        """``row`` with the cells of the pixel text check (unchanged when the series was not
+        checked); the thumbnail is kept in the record for report.html, not written to the CSV."""
         check = self.pixel_checks.get(series.key)
         if check is None:
-            return {}
-        cells: Row = {"pixel_text": check.result(), "frames_checked": check.frames_text()}
-        if check.finding is not None and check.finding.thumbnail:
-            cells["pixel_text_thumbnail"] = check.finding.thumbnail
-        return cells
+            return row
+        thumbnail = check.finding.thumbnail if check.finding is not None else ""
+        return dataclasses.replace(row, pixel_text=check.result(), frames_checked=check.frames_text(),
+                                   pixel_text_thumbnail=thumbnail or "")
 
     def _problem_row(self, skipped: SkippedFile, consequence: str) -> None:
         """A file that should have been usable DICOM: a failure of this exam."""
@@ -787,13 +783,11 @@ class _ExamWork:
         logger.error("%s: %s: %s; %s", self.exam.dicom_id, self.public_rel(skipped.path), skipped.reason,
                      consequence)
 
-    def _skipped_row(self, skipped: SkippedFile, action: str, reason: str) -> None:
-        if action in ("skipped", "dropped"):
+    def _skipped_row(self, skipped: SkippedFile, decision: str, reason: str) -> None:
+        if decision in ("skipped", "dropped"):
             self.counts["skipped"] += 1
-        self.rows.append(
-            {"dicom_id": self.exam.dicom_id, "path": str(self.public_rel(skipped.path)), "action": action,
-             "reason": reason}
-        )
+        self.rows.append(AnonymizeRow(dicom_id=self.exam.dicom_id, path=str(self.public_rel(skipped.path)),
+                                      decision=decision, reason=reason))
 
 
 __all__ = [

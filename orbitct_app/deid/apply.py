@@ -208,7 +208,7 @@ def _walk(ds: Dataset, profile: Profile, ctx: _Context, depth: int = 0) -> None:
     actions = profile.actions
     stats = ctx.stats
     rules = stats.rules
-    safe = _safe_private_tags(ds, profile) if profile.safe_private else frozenset()
+    safe = safe_private_tags(ds, profile) if profile.safe_private else frozenset()
     for tag in list(ds.keys()):
         if profile.remove_private and tag.is_private:
             if tag in safe:
@@ -231,7 +231,7 @@ def _walk(ds: Dataset, profile: Profile, ctx: _Context, depth: int = 0) -> None:
             if action is not Action.KEEP:
                 _apply(ds, tag, action, ctx)
                 continue
-        if _may_be_sequence(ds.get_item(tag, keep_deferred=True)):
+        if may_be_sequence(ds.get_item(tag, keep_deferred=True)):
             elem = ds[tag]
             if elem.VR != "SQ":
                 raise DeidError(f"sequence {tag} could not be parsed, so its items cannot be checked")
@@ -240,7 +240,7 @@ def _walk(ds: Dataset, profile: Profile, ctx: _Context, depth: int = 0) -> None:
                 _walk(item, profile, ctx, depth + 1)
 
 
-def _safe_private_tags(ds: Dataset, profile: Profile) -> frozenset[BaseTag]:
+def safe_private_tags(ds: Dataset, profile: Profile) -> frozenset[BaseTag]:
     """The private tags of ``ds`` that the profile's safe list keeps, with their creators."""
     creators: dict[tuple[int, int], str] = {}
     for tag in ds.keys():
@@ -260,7 +260,7 @@ def _safe_private_tags(ds: Dataset, profile: Profile) -> frozenset[BaseTag]:
     return frozenset(keep)
 
 
-def _may_be_sequence(elem: DataElement | RawDataElement | None) -> bool:
+def may_be_sequence(elem: DataElement | RawDataElement | None) -> bool:
     """True when ``elem`` is, or may be once parsed, a standard sequence."""
     if elem is None:
         return False

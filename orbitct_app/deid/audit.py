@@ -51,7 +51,7 @@ from pydicom.filereader import read_dataset
 from pydicom.tag import BaseTag
 from pydicom.uid import UID_dictionary  # type: ignore[attr-defined]  # public, not marked as re-exported
 
-from orbitct_app.deid.apply import _may_be_sequence, _safe_private_tags
+from orbitct_app.deid.apply import may_be_sequence, safe_private_tags
 from orbitct_app.deid.audit_bytes import (
     VR_16,
     VR_32,
@@ -580,7 +580,7 @@ def _check_dataset(ds: Dataset, rel: str, profile: Profile, pseudonym: str, loca
     """
     findings = []
     where = location or "top"
-    safe = _safe_private_tags(ds, profile) if profile.safe_private else frozenset()
+    safe = safe_private_tags(ds, profile) if profile.safe_private else frozenset()
     for tag in list(ds.keys()):
         raw = ds.get_item(tag, keep_deferred=True)
         if tag.is_private:
@@ -597,7 +597,7 @@ def _check_dataset(ds: Dataset, rel: str, profile: Profile, pseudonym: str, loca
             if problem:
                 findings.append(Finding(rel, "attribute", _tag(tag), keyword_for_tag(tag), where, problem))
                 continue
-        if _may_be_sequence(raw):
+        if may_be_sequence(raw):
             elem = ds[tag]
             if elem.VR == "SQ":
                 name = elem.keyword or _tag(tag)
@@ -610,7 +610,7 @@ def _check_dataset(ds: Dataset, rel: str, profile: Profile, pseudonym: str, loca
 def _violates(ds: Dataset, tag: int, raw: object, action: Action, pseudonym: str) -> str:
     if action is Action.REMOVE:
         return "present (the profile removes it)"
-    if isinstance(raw, RawDataElement) and raw.VR != "SQ" and not _may_be_sequence(raw):
+    if isinstance(raw, RawDataElement) and raw.VR != "SQ" and not may_be_sequence(raw):
         value = (raw.value or b"").strip(b"\0 ")
         if action is Action.EMPTY:
             return "" if not value else "not empty"
@@ -662,7 +662,7 @@ def _text_values(value: object) -> list[str]:
 def _iter_elements(
     ds: Dataset, location: str, profile: Profile | None = None
 ) -> Iterator[tuple[pydicom.DataElement, str, frozenset[BaseTag]]]:
-    safe = _safe_private_tags(ds, profile) if profile is not None and profile.safe_private else frozenset()
+    safe = safe_private_tags(ds, profile) if profile is not None and profile.safe_private else frozenset()
     for elem in ds:
         yield elem, location or "top", safe
         if elem.VR == "SQ":

@@ -6,6 +6,9 @@ row and column, are joined by a union-find over the label pairs found there. The
 exactly the 3D face-connected labelling of the whole volume, but no 32-bit label volume ever
 exists: each slab keeps its labels in the smallest unsigned type that holds its count (one byte a
 voxel for a typical CT slab), which halves to quarters the mask step's memory.
+
+Also the 2D hole filling of a mask's slices (:func:`fill_holes_2d`), for the body mask and for
+the outline the QC picture draws.
 """
 
 from __future__ import annotations
@@ -148,3 +151,25 @@ def _union(parent: NDArray[np.int64], x: int, y: int) -> None:
     rx, ry = _find(parent, x), _find(parent, y)
     if rx != ry:
         parent[max(rx, ry)] = min(rx, ry)
+
+
+def fill_holes_2d(plane: NDArray[np.bool_]) -> None:
+    """Fill, in place, background regions of a 2D mask that do not reach the mask's bounding box.
+
+    Only the bounding box is examined: everything outside it is background reaching the border.
+    Background regions are 4-connected (cc3d labels a 512 x 512 slice in well under a
+    millisecond, about twice as fast as scipy.ndimage).
+    """
+    rows = np.flatnonzero(plane.any(axis=1))
+    if rows.size == 0:
+        return
+    cols = np.flatnonzero(plane.any(axis=0))
+    box = plane[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
+    background = cc3d.connected_components(~box, connectivity=4)
+    n = int(background.max())
+    if n == 0:
+        return
+    outside = np.zeros(n + 1, dtype=bool)
+    outside[np.concatenate([background[0], background[-1], background[:, 0], background[:, -1]])] = True
+    outside[0] = False  # label 0 is the mask itself
+    box[...] = ~outside[background]

@@ -18,6 +18,24 @@ from orbitct_app.errors import SeriesError
 from orbitct_app.threads import get_threads
 
 NIFTI_SUFFIX = ".nii.gz"
+SIDECAR_KEYWORDS = (
+    "Modality",
+    "Manufacturer",
+    "ManufacturerModelName",
+    "ConvolutionKernel",
+    "KVP",
+    "XRayTubeCurrent",
+    "SliceThickness",
+    "GantryDetectorTilt",
+    "ReconstructionDiameter",
+    "SpiralPitchFactor",
+    "BodyPartExamined",
+    "PatientPosition",
+    "ContrastBolusAgent",
+)
+"""Series attributes copied to NIfTI sidecars (read by discovery, see
+:func:`orbitct_app.discover.scan_exam`): technical, never identifying."""
+
 _VOX_OFFSET = 352
 _COMPRESSLEVEL = 1
 """isal (igzip) level 1: standard gzip, several times faster than zlib level 1 at equal size

@@ -17,7 +17,6 @@ Drawing uses Pillow; nothing here writes a PNG by hand.
 
 from __future__ import annotations
 
-import base64
 import dataclasses
 import functools
 import io
@@ -30,7 +29,7 @@ from PIL import Image, ImageDraw, ImageFont
 from PIL.PngImagePlugin import PngInfo
 
 from orbitct_app import __version__, atomic
-from orbitct_app.extract.resample import fill_holes_2d
+from orbitct_app.extract.mask import fill_holes_2d
 
 View = Literal["axial", "coronal", "sagittal"]
 VIEWS: tuple[View, ...] = ("axial", "coronal", "sagittal")
@@ -39,8 +38,6 @@ QC_SUFFIX = "_qc.png"
 """Appended to a NIfTI's stem to name its QC picture (beside it, in the exam folder)."""
 QC_VERSION = 2
 """Changes when the picture changes in a way that should redo completed exams."""
-THUMBNAIL_MAX_BYTES = 40_000
-"""Upper bound of one embedded thumbnail (JPEG) in the HTML report."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -259,25 +256,6 @@ def write_png(path: Path, picture: QcPicture) -> None:
     buffer = io.BytesIO()
     picture.image.save(buffer, format="PNG", pnginfo=info, compress_level=6)
     atomic.write_bytes(path, buffer.getvalue())
-
-
-def thumbnail_data_uri(image: Image.Image, *, width: int = 448, max_bytes: int = THUMBNAIL_MAX_BYTES) -> str:
-    """A small JPEG of ``image`` as a ``data:`` URI, at most ``max_bytes`` (before base64).
-
-    The quality, then the width, are lowered until it fits.
-    """
-    scale = min(1.0, width / image.width)
-    current = image
-    while True:
-        size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
-        current = image.resize(size, Image.Resampling.LANCZOS) if size != image.size else image
-        for quality in (75, 60, 45, 30):
-            buffer = io.BytesIO()
-            current.convert("RGB").save(buffer, format="JPEG", quality=quality, optimize=True)
-            data = buffer.getvalue()
-            if len(data) <= max_bytes:
-                return "data:image/jpeg;base64," + base64.b64encode(data).decode("ascii")
-        scale *= 0.75
 
 
 def qc_path(nifti_path: Path, nifti_suffix: str = ".nii.gz") -> Path:

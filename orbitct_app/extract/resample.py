@@ -16,12 +16,11 @@ import logging
 import math
 from typing import Literal
 
-import cc3d
 import numpy as np
 from numpy.typing import NDArray
 
 from orbitct_app.errors import NotConvertible
-from orbitct_app.extract.mask import largest_component
+from orbitct_app.extract.mask import fill_holes_2d, largest_component
 from orbitct_app.extract.volume import AIR_HU, StackGeometry
 from orbitct_app.options import FIT_MULTIPLE, SIZE_FIT
 from orbitct_app.threads import split_range, thread_map
@@ -145,28 +144,6 @@ def apply_body_mask(volume: NDArray[np.int16], geometry: StackGeometry, threshol
         slice_boxes=slice_boxes,
         packed=packed,
     )
-
-
-def fill_holes_2d(plane: NDArray[np.bool_]) -> None:
-    """Fill, in place, background regions of a 2D mask that do not reach the mask's bounding box.
-
-    Only the bounding box is examined: everything outside it is background reaching the border.
-    Background regions are 4-connected (cc3d labels a 512 x 512 slice in well under a
-    millisecond, about twice as fast as scipy.ndimage).
-    """
-    rows = np.flatnonzero(plane.any(axis=1))
-    if rows.size == 0:
-        return
-    cols = np.flatnonzero(plane.any(axis=0))
-    box = plane[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
-    background = cc3d.connected_components(~box, connectivity=4)
-    n = int(background.max())
-    if n == 0:
-        return
-    outside = np.zeros(n + 1, dtype=bool)
-    outside[np.concatenate([background[0], background[-1], background[:, 0], background[:, -1]])] = True
-    outside[0] = False  # label 0 is the mask itself
-    box[...] = ~outside[background]
 
 
 def output_axes(geometry: StackGeometry) -> NDArray[np.float64]:

@@ -19,17 +19,17 @@ from typing import Any
 
 import numpy as np
 
-from orbitct_app import atomic, memory, provenance
+from orbitct_app import atomic, memory, pictures, provenance
 from orbitct_app.discover import Exam, SeriesInfo, SliceInfo, scan_exam
 from orbitct_app.errors import ExamError, NotConvertible, SeriesError, one_line, resource_error
 from orbitct_app.extract import qc, selection
-from orbitct_app.extract.nifti import NIFTI_SUFFIX, output_stem, write_nifti, write_sidecar
+from orbitct_app.extract.nifti import NIFTI_SUFFIX, SIDECAR_KEYWORDS, output_stem, write_nifti, write_sidecar
 from orbitct_app.extract.resample import apply_body_mask, cropped_fraction, output_grid, resample
 from orbitct_app.extract.selection import orientation_label
 from orbitct_app.extract.volume import AIR_HU, Stack, load_hu, plan_stacks
 from orbitct_app.options import DEFAULT_CONTRAST, DEFAULT_KERNEL, SIZE_FIT, Options, Stage
-from orbitct_app.report.records import ExamRecord, Row
-from orbitct_app.report.tables import EXTRACT_REPORT, SERIES_INDEX
+from orbitct_app.report.records import ExamRecord
+from orbitct_app.report.tables import EXTRACT_REPORT, SERIES_INDEX, ExtractRow, IndexRow, Row
 from orbitct_app.threads import thread_map
 
 logger = logging.getLogger(__name__)
@@ -64,7 +64,7 @@ def fingerprint(options: Options) -> dict[str, Any]:
 
 
 def failure_rows(dicom_id: str, reason: str) -> dict[str, list[Row]]:
-    return {EXTRACT_REPORT.name: [{"dicom_id": dicom_id, "decision": "failed", "reason": reason}]}
+    return {EXTRACT_REPORT.name: [ExtractRow(dicom_id=dicom_id, decision="failed", reason=reason)]}
 
 
 def summarize(record: ExamRecord) -> str:
@@ -138,11 +138,11 @@ class Planned:
     ``--one-per-exam``, only the best one that converts), a dry run reports it as converted.
     """
 
-    row: Row
+    row: ExtractRow
     stack: Stack | None = None
     name: str = ""
     """The output file name of a candidate (``<stem>[_part-<n>].nii.gz``)."""
-    index_row: Row | None = None
+    index_row: IndexRow | None = None
     """Its ``series_index.csv`` row once converted."""
 
     @property
@@ -164,11 +164,11 @@ def run_exam(exam_dir: Path, options: Options) -> ExamRecord:
         If an output cannot be written for lack of room (full disk, quota): the exam fails as a
         whole and its staged folder is discarded.
     """
-    exam = scan_exam(exam_dir)
+    exam = scan_exam(exam_dir, SIDECAR_KEYWORDS)
     if not exam.series and not options.stage.anonymizes:  # (after anonymize, empty is legitimate)
-        rows: list[dict[str, object]] = [
-            {"dicom_id": exam.dicom_id, "path": str(s.path), "decision": "failed" if s.is_problem else "excluded",
-             "reason": s.reason} for s in exam.skipped
+        rows = [
+            ExtractRow(dicom_id=exam.dicom_id, path=str(s.path), decision="failed" if s.is_problem else "excluded",
+                       reason=s.reason) for s in exam.skipped
         ]  # each file with its own reason
         raise ExamError(f"no DICOM image files in the exam folder ({len(exam.skipped)} other file(s))",
                         rows={EXTRACT_REPORT.name: rows})
@@ -187,16 +187,16 @@ def run_exam(exam_dir: Path, options: Options) -> ExamRecord:
     counts: collections.Counter[str] = collections.Counter()
     for item in planned:
         report.append(item.row)
-        counts[item.row["decision"]] += 1
+        counts[item.row.decision] += 1
         _log_row(item.row, options.dry_run)
     for skipped in exam.skipped:
         if skipped.is_problem:
-            row = {"dicom_id": exam.dicom_id, "path": str(skipped.path), "decision": "failed", "reason": skipped.reason}
-            report.append(row)
+            report.append(ExtractRow(dicom_id=exam.dicom_id, path=str(skipped.path), decision="failed",
+                                     reason=skipped.reason))
             counts["failed"] += 1
             logger.error("%s: %s: %s", exam.dicom_id, skipped.path, skipped.reason)
     counts["produced"] = counts["converted"]
-    index = [p.index_row for p in planned if p.index_row is not None]
+    index: list[Row] = [p.index_row for p in planned if p.index_row is not None]
     return ExamRecord(
         dicom_id=exam.dicom_id,
         stage=NAME,
@@ -224,44 +224,46 @@ def _plan_series(series: SeriesInfo, options: Options, stem: str) -> list[Planne
     """The rows of one series: one per part (or one for the whole series when it is excluded)."""
     kernel = selection.series_kernel(series)
     contrast = selection.series_contrast(series)
-    base = {
-        "dicom_id": series.dicom_id,
-        "series_instance_uid": series.series_uid,
-        "series_number": series.series_number,
-        "series_description": series.description,
-        "n_slices": series.n_instances,
-        "orientation": orientation_label(series.first.orientation),
-        "kernel": kernel.kernel,
-        "kernel_class": kernel.kind,
-        "contrast": "yes" if contrast else "no",
-        "contrast_evidence": "; ".join(contrast),
-    }
+    base = ExtractRow(
+        dicom_id=series.dicom_id,
+        series_instance_uid=series.series_uid,
+        series_number=series.series_number,
+        series_description=series.description,
+        n_slices=series.n_instances,
+        orientation=orientation_label(series.first.orientation),
+        kernel=kernel.kernel,
+        kernel_class=kernel.kind,
+        contrast="yes" if contrast else "no",
+        contrast_evidence="; ".join(contrast),
+        decision="",
+    )
     decision = selection.select_series(series)
     if not decision.convert:
-        return [Planned({**base, "decision": "excluded", "reason": decision.reason})]
+        return [Planned(dataclasses.replace(base, decision="excluded", reason=decision.reason))]
     try:
         plan = plan_stacks(series, options.max_gap)
     except SeriesError as err:
-        return [Planned({**base, "decision": "failed", "reason": str(err)})]
+        return [Planned(dataclasses.replace(base, decision="failed", reason=str(err)))]
     planned: list[Planned] = []
     for rejected in plan.rejected:
-        decision_name = "failed" if rejected.failed else "excluded"
-        cells = {"part": rejected.part or "", "n_slices": rejected.n_slices, "decision": decision_name}
-        planned.append(Planned({**base, **cells, "reason": rejected.reason}))
+        planned.append(Planned(dataclasses.replace(
+            base, part=rejected.part or None, n_slices=rejected.n_slices,
+            decision="failed" if rejected.failed else "excluded", reason=rejected.reason,
+        )))
     for stack in plan.stacks:
-        row = {**base, **_stack_facts(stack)}
+        row = _stack_facts(stack, base)
         decision = selection.select_stack(stack, options)
         if not decision.convert:
-            planned.append(Planned({**row, "decision": "excluded", "reason": decision.reason}))
+            planned.append(Planned(dataclasses.replace(row, decision="excluded", reason=decision.reason)))
             continue
         name = f"{stem}_part-{stack.part}" if stack.part else stem
         output_path = str(
             (options.nifti_dir / series.dicom_id / f"{name}{NIFTI_SUFFIX}").relative_to(options.output_dir)
         )
         reason = "; ".join(r for r in (stack.split_reason, _spacing_note(stack)) if r)
-        cells = {"decision": "converted", "reason": reason, "output_path": output_path}
-        planned.append(Planned({**row, **cells}, stack, f"{name}{NIFTI_SUFFIX}"))
-    planned.sort(key=lambda item: item.row.get("part") or 0)  # parts in order, rejected ones too
+        row = dataclasses.replace(row, decision="converted", reason=reason, output_path=output_path)
+        planned.append(Planned(row, stack, f"{name}{NIFTI_SUFFIX}"))
+    planned.sort(key=lambda item: item.row.part or 0)  # parts in order, rejected ones too
     return planned
 
 
@@ -295,11 +297,11 @@ def _ranked(candidates: list[Planned]) -> list[Planned]:
 
 def _mark_chosen(item: Planned, n_candidates: int) -> None:
     note = selection.one_per_exam_note(n_candidates)
-    item.row["reason"] = "; ".join(r for r in (item.row.get("reason", ""), note) if r)
+    item.row = dataclasses.replace(item.row, reason="; ".join(r for r in (item.row.reason, note) if r))
 
 
 def _exclude(item: Planned, decision: selection.Decision) -> None:
-    item.row.update(decision="excluded", reason=decision.reason, output_path="")
+    item.row = dataclasses.replace(item.row, decision="excluded", reason=decision.reason, output_path="")
 
 
 def _convert_one(item: Planned, options: Options, staging: Path, final_dir: Path, candidates: int | None) -> None:
@@ -308,22 +310,27 @@ def _convert_one(item: Planned, options: Options, staging: Path, final_dir: Path
     try:
         converted = convert_stack(stack, options, staging / item.name, candidates=candidates)
     except NotConvertible as err:
-        item.row.update(decision="excluded", reason=str(err), output_path="")
+        item.row = dataclasses.replace(item.row, decision="excluded", reason=str(err), output_path="")
         return
     except (SeriesError, ValueError, MemoryError, OSError) as err:  # OSError: unreadable slice ...
         if (resource := resource_error(err)) is not None:
             raise resource from None  # no room: the whole exam fails, its staged folder goes
-        item.row.update(decision="failed", reason=one_line(err), output_path="")
+        item.row = dataclasses.replace(item.row, decision="failed", reason=one_line(err), output_path="")
         return
-    output_path = item.row["output_path"]
+    output_path = item.row.output_path
     crop = converted.body_cropped_fraction
+    reason = item.row.reason
     if crop:  # known only once the body mask is made: a dry run cannot say it
-        note = describe_crop(crop, shape=converted.shape_ijk)
-        item.row["reason"] = "; ".join(r for r in (item.row.get("reason", ""), note) if r)
-    qc_cells = {"qc_thumbnail": converted.qc_thumbnail, "qc_path": "", "body_cropped_fraction": crop}
-    if converted.qc_path is not None:
-        qc_cells["qc_path"] = str((final_dir / converted.qc_path.name).relative_to(options.output_dir))
-    item.row.update(qc_cells)
+        reason = "; ".join(r for r in (reason, describe_crop(crop, shape=converted.shape_ijk)) if r)
+    picture = converted.qc_path
+    item.row = dataclasses.replace(
+        item.row,
+        reason=reason,
+        body_cropped_fraction=crop,
+        crop_note=describe_crop(crop) if crop else "",
+        qc_path=str((final_dir / picture.name).relative_to(options.output_dir)) if picture is not None else "",
+        qc_thumbnail=converted.qc_thumbnail,
+    )
     item.index_row = _index_row(stack, options, converted, output_path)
 
 
@@ -389,7 +396,7 @@ def _write_qc(
             centre_ijk=centre_ijk,
         )
         qc.write_png(picture_path, picture)
-        return picture_path, qc.thumbnail_data_uri(picture.image)
+        return picture_path, pictures.thumbnail_data_uri(picture.image)
     except Exception as err:  # the NIfTI is good; only its picture is missing
         if resource_error(err) is not None:
             raise  # no room: the exam fails as a whole
@@ -415,23 +422,27 @@ def describe_crop(fraction: float, shape: tuple[int, ...] | None = None, *, brie
     return f"body cropped: {100 * fraction:.3g} % of the body mask (fraction {fraction:.3g}) outside the{grid} grid"
 
 
-def _stack_facts(stack: Stack) -> Row:
+def _stack_facts(stack: Stack, base: ExtractRow) -> ExtractRow:
+    """The series' row with the facts of one of its stacks."""
     g = stack.geometry
     gaps = g.gaps
     kernel = selection.stack_kernel(stack)
-    return {
-        "part": stack.part or "",
-        "n_slices": stack.n_slices,
-        "spacing_min": float(gaps.min()),
-        "spacing_median": float(np.median(gaps)),
-        "spacing_max": float(gaps.max()),
-        "max_gap_mm": float(gaps.max()),
-        "tilt_deg": round(g.tilt_deg, 3),
-        "orientation": orientation_label(stack.slices[0].orientation),
-        "duplicates": len(stack.dropped_duplicates),
-        "kernel": kernel.kernel,
-        "kernel_class": kernel.kind,
-    }
+    smallest, median, largest = float(gaps.min()), float(np.median(gaps)), float(gaps.max())
+    return dataclasses.replace(
+        base,
+        part=stack.part or None,
+        n_slices=stack.n_slices,
+        spacing_min=smallest,
+        spacing_median=median,
+        spacing_max=largest,
+        max_gap_mm=largest,
+        tilt_deg=round(g.tilt_deg, 3),
+        orientation=orientation_label(stack.slices[0].orientation),
+        duplicates=len(stack.dropped_duplicates),
+        kernel=kernel.kernel,
+        kernel_class=kernel.kind,
+        uneven_spacing=uneven_spacing(smallest, median, largest),
+    )
 
 
 def uneven_spacing(smallest: float, median: float, largest: float) -> bool:
@@ -451,34 +462,34 @@ def _spacing_note(stack: Stack) -> str:
     return ""
 
 
-def _index_row(stack: Stack, options: Options, converted: Converted, output_path: str) -> Row:
+def _index_row(stack: Stack, options: Options, converted: Converted, output_path: str) -> IndexRow:
     g = stack.geometry
     series = stack.series
     contrast = selection.series_contrast(series)
-    return {
-        "dicom_id": series.dicom_id,
-        "series_instance_uid": series.series_uid,
-        "series_description": series.description,
-        "original_spacing_x": g.column_spacing,
-        "original_spacing_y": g.row_spacing,
-        "original_spacing_z": float(np.median(g.gaps)),
-        "target_spacing_x": options.spacing,
-        "target_spacing_y": options.spacing,
-        "target_spacing_z": options.spacing,
-        "output_path": output_path,
-        "series_number": series.series_number,
-        "part": stack.part or "",
-        "shape_x": converted.shape_ijk[0],
-        "shape_y": converted.shape_ijk[1],
-        "shape_z": converted.shape_ijk[2],
-        "n_slices": stack.n_slices,
-        "tilt_deg": round(g.tilt_deg, 3),
-        "max_gap_mm": float(g.gaps.max()),
-        "body_cropped_fraction": converted.body_cropped_fraction,
-        "convolution_kernel": stack.slices[0].convolution_kernel,
-        "kernel_class": selection.stack_kernel(stack).kind,
-        "contrast": "yes" if contrast else "no",
-    }
+    return IndexRow(
+        dicom_id=series.dicom_id,
+        series_instance_uid=series.series_uid,
+        series_description=series.description,
+        original_spacing_x=g.column_spacing,
+        original_spacing_y=g.row_spacing,
+        original_spacing_z=float(np.median(g.gaps)),
+        target_spacing_x=options.spacing,
+        target_spacing_y=options.spacing,
+        target_spacing_z=options.spacing,
+        output_path=output_path,
+        series_number=series.series_number,
+        part=stack.part or None,
+        shape_x=converted.shape_ijk[0],
+        shape_y=converted.shape_ijk[1],
+        shape_z=converted.shape_ijk[2],
+        n_slices=stack.n_slices,
+        tilt_deg=round(g.tilt_deg, 3),
+        max_gap_mm=float(g.gaps.max()),
+        body_cropped_fraction=converted.body_cropped_fraction,
+        convolution_kernel=stack.slices[0].convolution_kernel,
+        kernel_class=selection.stack_kernel(stack).kind,
+        contrast="yes" if contrast else "no",
+    )
 
 
 def _sidecar(
@@ -576,16 +587,16 @@ def _series_stems(exam: Exam) -> dict[str, str]:
     return stems
 
 
-def _log_row(row: Row, dry_run: bool = False) -> None:
-    part = f" part {row['part']}" if row.get("part") else ""
+def _log_row(row: ExtractRow, dry_run: bool = False) -> None:
+    part = f" part {row.part}" if row.part else ""
     logger.log(
-        logging.ERROR if row["decision"] == "failed" else logging.INFO,
+        logging.ERROR if row.decision == "failed" else logging.INFO,
         "%s: series %s%s (%s): %s%s%s",
-        row["dicom_id"],
-        row.get("series_number"),
+        row.dicom_id,
+        row.series_number,
         part,
-        row.get("series_description", ""),
+        row.series_description,
         "dry run, would be " if dry_run else "",
-        row["decision"],
-        f": {row['reason']}" if row.get("reason") else "",
+        row.decision,
+        f": {row.reason}" if row.reason else "",
     )

@@ -7,13 +7,14 @@ every run and by the ``report`` stage.
 
 Self-contained and offline: styles are inline, there is no script, and every picture is a
 small JPEG thumbnail embedded as a ``data:`` URI (at most
-:data:`orbitct_app.extract.qc.THUMBNAIL_MAX_BYTES` each, typically 14-18 KB) that links to the full QC
+:data:`orbitct_app.pictures.THUMBNAIL_MAX_BYTES` each, typically 14-18 KB) that links to the full QC
 PNG by a relative path. The page makes no network request; a dataset of 1000 exams gives a page a
 browser opens (its size and build time: ``docs/performance.md``).
 
 It shows what the CSVs show and nothing more: exam folder names (``dicom_id``), series numbers,
 descriptions and UIDs, decisions, reasons, counts, options and versions. No other header value
-reaches it.
+reaches it. It reads the rows only (their cells, and the flags and notes the stages put in them):
+it imports no stage.
 """
 
 from __future__ import annotations
@@ -30,11 +31,14 @@ from typing import Any
 
 from orbitct_app import __version__, atomic
 from orbitct_app.paths import InputEntry
-from orbitct_app.report.records import ExamRecord, Row, iter_records
-from orbitct_app.report.tables import ANONYMIZE_REPORT, EXTRACT_REPORT
+from orbitct_app.report.records import ExamRecord, iter_records
+from orbitct_app.report.tables import ANONYMIZE_REPORT, EXTRACT_REPORT, AnonymizeRow, ExtractRow
 
-# qc, extract and PIL (numpy, cc3d, nibabel) are imported where a converted series needs them,
-# so that an anonymize-only run never loads the numeric libraries.
+# pictures (PIL) is imported where a QC thumbnail must be made from its PNG, so that an
+# anonymize-only run never loads it.
+
+OutcomeRow = AnonymizeRow | ExtractRow
+"""A row with a decision: a series, a file or an exam in either stage's report."""
 
 logger = logging.getLogger(__name__)
 
@@ -51,12 +55,12 @@ class SeriesLine:
     uid: str
     number: Any
     description: str
-    anonymize: Row | None = None
-    extract: Row | None = None
+    anonymize: AnonymizeRow | None = None
+    extract: ExtractRow | None = None
 
     @property
     def part(self) -> str:
-        return str((self.extract or {}).get("part") or "")
+        return str(self.extract.part or "") if self.extract is not None else ""
 
 
 @dataclasses.dataclass
@@ -66,7 +70,7 @@ class ExamView:
     dicom_id: str
     records: dict[str, ExamRecord]
     lines: list[SeriesLine]
-    other_rows: list[tuple[str, Row]]
+    other_rows: list[tuple[str, OutcomeRow]]
     """(stage, row) of rows that are not a series: skipped or failed files, exam failures."""
 
     @property
@@ -152,28 +156,25 @@ def write_report(
 
 def _exam_view(dicom_id: str, records: dict[str, ExamRecord]) -> ExamView:
     lines: dict[tuple[str, str], SeriesLine] = {}
-    anonymize_rows: dict[str, Row] = {}
-    other: list[tuple[str, Row]] = []
+    anonymize_rows: dict[str, AnonymizeRow] = {}
+    other: list[tuple[str, OutcomeRow]] = []
     for stage, record in records.items():
-        table = ANONYMIZE_REPORT.name if stage == "anonymize" else EXTRACT_REPORT.name
-        for row in record.rows.get(table, []):
-            uid = str(row.get("series_instance_uid") or "")
+        for row in _outcome_rows(record):
+            uid = row.series_instance_uid
             if not uid:
                 other.append((stage, row))
-            elif stage == "anonymize":
+            elif isinstance(row, AnonymizeRow):
                 anonymize_rows[uid] = row
             else:
-                key = (uid, str(row.get("part") or ""))
-                lines[key] = SeriesLine(
-                    uid, row.get("series_number"), str(row.get("series_description") or ""), extract=row
-                )
-    for uid, row in anonymize_rows.items():
+                key = (uid, str(row.part or ""))
+                lines[key] = SeriesLine(uid, row.series_number, row.series_description, extract=row)
+    for uid, anonymized in anonymize_rows.items():
         matched = [line for (u, _), line in lines.items() if u == uid]
         for line in matched:
-            line.anonymize = row
+            line.anonymize = anonymized
         if not matched:
             lines[(uid, "")] = SeriesLine(
-                uid, row.get("series_number"), str(row.get("series_description") or ""), anonymize=row
+                uid, anonymized.series_number, anonymized.series_description, anonymize=anonymized
             )
     ordered = sorted(lines.values(), key=lambda s: (_number_key(s.number), s.uid, _number_key(s.part)))
     return ExamView(dicom_id, records, ordered, other)
@@ -186,8 +187,14 @@ def _number_key(value: Any) -> tuple[int, float, str]:
         return (1, 0.0, str(value or ""))
 
 
-def _decision(row: Row | None, key: str) -> str:
-    return str((row or {}).get(key) or "")
+def _outcome_rows(record: ExamRecord) -> list[OutcomeRow]:
+    """The rows of a record's stage report (``anonymize_report`` or ``extract_report``)."""
+    table = ANONYMIZE_REPORT if record.stage == "anonymize" else EXTRACT_REPORT
+    return list(table.rows(record.rows))
+
+
+def _decision(row: OutcomeRow | None) -> str:
+    return row.decision if row is not None else ""
 
 
 def _totals(exams: Sequence[ExamView]) -> dict[str, int]:
@@ -201,9 +208,8 @@ def _totals(exams: Sequence[ExamView]) -> dict[str, int]:
         for line in exam.lines:
             seen.add((exam.dicom_id, line.uid))
         for record in exam.records.values():
-            table = ANONYMIZE_REPORT.name if record.stage == "anonymize" else EXTRACT_REPORT.name
-            for row in record.rows.get(table, []):
-                outcome = str(row.get("action") or row.get("decision") or "")
+            for row in _outcome_rows(record):
+                outcome = row.decision
                 if outcome in ("kept", "dropped", "converted", "excluded", "failed"):
                     totals[outcome] += 1
     totals["series_seen"] = len(seen)
@@ -233,58 +239,43 @@ def _warnings(exams: Sequence[ExamView], anchors: Mapping[str, str]) -> list[Fin
                 add("exam failed", f"{stage}: {record.error}")
         for line in exam.lines:
             label = _series_label(line)
-            anon, ext = line.anonymize or {}, line.extract or {}
-            flags = [f for f in str(anon.get("flags") or "").split(";") if f]
-            if "burned_in_annotation" in flags:
-                add("burned-in annotation", f"{label} kept but flagged BurnedInAnnotation: review its pixels")
-            if "secondary_capture" in flags:
-                add("secondary capture", f"{label} kept but is a secondary capture: review its pixels")
-            kept = _decision(anon, "action") == "kept"
-            if "pixel_text" in flags and kept:
-                add("text in pixels", f"{label} kept but its pixels show text: {anon.get('pixel_text', '')}; "
-                    "review it (the thumbnail blanks the text, the red box marks it)",
-                    str(anon.get("pixel_text_thumbnail") or ""))
-            if "pixel_text_unchecked" in flags and kept:
-                add("pixels not checked", f"{label} kept, but {anon.get('pixel_text', '')}: review its pixels")
+            anon, ext = line.anonymize, line.extract
+            if anon is not None:
+                flags = [f for f in anon.flags.split(";") if f]
+                if "burned_in_annotation" in flags:
+                    add("burned-in annotation", f"{label} kept but flagged BurnedInAnnotation: review its pixels")
+                if "secondary_capture" in flags:
+                    add("secondary capture", f"{label} kept but is a secondary capture: review its pixels")
+                kept = anon.decision == "kept"
+                if "pixel_text" in flags and kept:
+                    add("text in pixels", f"{label} kept but its pixels show text: {anon.pixel_text}; "
+                        "review it (the thumbnail blanks the text, the red box marks it)", anon.pixel_text_thumbnail)
+                if "pixel_text_unchecked" in flags and kept:
+                    add("pixels not checked", f"{label} kept, but {anon.pixel_text}: review its pixels")
             for stage, row in (("anonymize", anon), ("extract", ext)):
-                if _decision(row, "action" if stage == "anonymize" else "decision") == "failed":
-                    add("series failed", f"{stage}: {label}: {row.get('reason', '')}")
-            if not ext:
+                if row is not None and row.decision == "failed":
+                    add("series failed", f"{stage}: {label}: {row.reason}")
+            if ext is None:
                 continue
-            from orbitct_app.extract.stage import describe_crop, uneven_spacing
-
-            smallest, median, largest = (_float(ext.get(k)) for k in ("spacing_min", "spacing_median", "spacing_max"))
-            if smallest is not None and median is not None and largest is not None and uneven_spacing(
-                smallest, median, largest
-            ):
+            smallest, median, largest = ext.spacing_min, ext.spacing_median, ext.spacing_max
+            if ext.uneven_spacing and smallest is not None and median is not None and largest is not None:
                 add("uneven spacing", f"{label}: slice gaps {smallest:.3g}-{largest:.3g} mm (median {median:.3g} mm)")
-            tilt = _float(ext.get("tilt_deg"))
-            if tilt is not None and abs(tilt) >= TILT_WARNING_DEG:
-                add("gantry tilt", f"{label}: {tilt:.3g} degrees (resampled onto an untilted grid)")
-            duplicates = _float(ext.get("duplicates"))
-            if duplicates:
-                add("duplicate slices", f"{label}: {int(duplicates)} exact duplicate file(s) dropped")
-            cropped = _float(ext.get("body_cropped_fraction"))
-            if cropped:
-                add("body cropped", f"{label}: {describe_crop(cropped)}; --size fit keeps the whole body")
+            if ext.tilt_deg is not None and abs(ext.tilt_deg) >= TILT_WARNING_DEG:
+                add("gantry tilt", f"{label}: {ext.tilt_deg:.3g} degrees (resampled onto an untilted grid)")
+            if ext.duplicates:
+                add("duplicate slices", f"{label}: {ext.duplicates} exact duplicate file(s) dropped")
+            if ext.crop_note:
+                add("body cropped", f"{label}: {ext.crop_note}; --size fit keeps the whole body")
             if line.part:
-                add("series split", f"{label}: {ext.get('reason', '')}")
-        for stage, row in exam.other_rows:
-            outcome = _decision(row, "action") or _decision(row, "decision")
-            if outcome == "failed" and row.get("path") and "NOT de-identified" in str(row.get("reason")):
-                add("NOT de-identified", f"{stage}: {row.get('path')}: {row.get('reason', '')}")
-            elif outcome == "failed" and row.get("path"):
-                add("file failed", f"{stage}: {row.get('path')}: {row.get('reason', '')}")
-            elif outcome == "failed" and not any(not r.complete for r in exam.records.values()):
-                add("exam failed", f"{stage}: {row.get('reason', '')}")
+                add("series split", f"{label}: {ext.reason}")
+        for stage, other in exam.other_rows:
+            if other.decision == "failed" and other.path and "NOT de-identified" in other.reason:
+                add("NOT de-identified", f"{stage}: {other.path}: {other.reason}")
+            elif other.decision == "failed" and other.path:
+                add("file failed", f"{stage}: {other.path}: {other.reason}")
+            elif other.decision == "failed" and not any(not r.complete for r in exam.records.values()):
+                add("exam failed", f"{stage}: {other.reason}")
     return found
-
-
-def _float(value: Any) -> float | None:
-    try:
-        return float(value) if value not in (None, "") else None
-    except (TypeError, ValueError):
-        return None
 
 
 # --- page ---------------------------------------------------------------------------------------
@@ -487,10 +478,8 @@ def _exam_section(exam: ExamView, anchor: str, output_dir: Path) -> str:
     other = ""
     if exam.other_rows:
         items = "".join(
-            f"<tr><td>{_e(stage)}</td><td><code>{_e(row.get('path', ''))}</code></td>"
-            f'<td class="{_e(_decision(row, "action") or _decision(row, "decision"))}">'
-            f"{_e(_decision(row, 'action') or _decision(row, 'decision'))}</td>"
-            f"<td>{_e(row.get('reason', ''))}</td></tr>"
+            f"<tr><td>{_e(stage)}</td><td><code>{_e(row.path)}</code></td>"
+            f'<td class="{_e(row.decision)}">{_e(row.decision)}</td><td>{_e(row.reason)}</td></tr>'
             for stage, row in exam.other_rows
         )
         other = (
@@ -500,7 +489,7 @@ def _exam_section(exam: ExamView, anchor: str, output_dir: Path) -> str:
     figures = [
         _qc_figure(line, output_dir)
         for line in exam.lines
-        if line.extract is not None and _decision(line.extract, "decision") == "converted" and not exam.planned
+        if line.extract is not None and line.extract.decision == "converted" and not exam.planned
     ]
     gallery = f'<div class="gallery">{"".join(figures)}</div>' if figures else ""
     css = "exam bad" if exam.failed else "exam"
@@ -520,7 +509,7 @@ def _series_row(
     line: SeriesLine, has_anonymize: bool, has_extract: bool, output_dir: Path, planned: bool = False
 ) -> str:
     anon, ext = line.anonymize, line.extract
-    decision = _decision(ext, "decision")
+    decision = _decision(ext)
     number = "" if line.number is None else line.number
     part = f" part {line.part}" if line.part else ""
     cells = [
@@ -529,64 +518,58 @@ def _series_row(
         f'<td><span class="uid">{_e(line.uid)}</span></td>',
     ]
     if has_anonymize:
-        action = _decision(anon, "action")
-        flags = "".join(
-            f' <span class="flag">{_e(f)}</span>' for f in str((anon or {}).get("flags") or "").split(";") if f
-        )
+        anonymized = _decision(anon)
+        flags = "".join(f' <span class="flag">{_e(f)}</span>' for f in (anon.flags if anon else "").split(";") if f)
         cells += [
-            f'<td class="{_e(action)}">{_e(action or "—")}{flags}</td>',
-            f"<td>{_e((anon or {}).get('reason', ''))}</td>",
+            f'<td class="{_e(anonymized)}">{_e(anonymized or "—")}{flags}</td>',
+            f"<td>{_e(anon.reason if anon else '')}</td>",
         ]
     if has_extract:
         spacing = ""
-        if ext and ext.get("spacing_median") not in (None, ""):
-            spacing = f"{_float(ext.get('spacing_median')):.3g}"
-            smallest, largest = f"{_float(ext.get('spacing_min')):.3g}", f"{_float(ext.get('spacing_max')):.3g}"
+        if ext is not None and ext.spacing_median is not None:
+            spacing = f"{ext.spacing_median:.3g}"
+            smallest, largest = f"{ext.spacing_min:.3g}", f"{ext.spacing_max:.3g}"
             if smallest != largest:
                 spacing += f" ({smallest}-{largest})"
-        tilt = _float((ext or {}).get("tilt_deg"))
-        output = str((ext or {}).get("output_path") or "")
+        tilt = ext.tilt_deg if ext is not None else None
+        output = ext.output_path if ext is not None else ""
         output_cell = f'<a href="{_href(output)}"><code>{_e(Path(output).name)}</code></a>' if output else ""
         shown = decision or "—"
         if planned and output:
             output_cell, shown = f"<code>{_e(Path(output).name)}</code> (planned)", f"{decision} (dry run)"
         cells += [
             f'<td class="{_e(decision)}">{_e(shown)}</td>',
-            f"<td>{_e((ext or {}).get('reason', ''))}</td>",
-            f'<td class="num">{_e((ext or {}).get("n_slices", ""))}</td>',
+            f"<td>{_e(ext.reason if ext else '')}</td>",
+            f'<td class="num">{_e(ext.n_slices if ext else "")}</td>',
             f'<td class="num">{_e(spacing)}</td>',
             f'<td class="num">{"" if tilt is None else f"{tilt:.3g}"}</td>',
             f"<td>{_e(_kernel_contrast(ext))}</td>",
             f"<td>{output_cell}</td>",
         ]
-    attributes = f' class="series outcome-{_e(decision or _decision(anon, "action") or "none")}"'
+    attributes = f' class="series outcome-{_e(decision or _decision(anon) or "none")}"'
     if decision == "converted" and not planned:
-        attributes += f' data-output="{_e((ext or {}).get("output_path", ""))}"'
+        attributes += f' data-output="{_e(output)}"'
     return f"<tr{attributes}>{''.join(cells)}</tr>"
 
 
-def _kernel_contrast(row: Row | None) -> str:
-    """'soft (H30s) · contrast: ContrastBolusAgent' for the exam table ('' for older records)."""
-    row = row or {}
-    kind, kernel = str(row.get("kernel_class") or ""), str(row.get("kernel") or "")
-    if not kind:
+def _kernel_contrast(row: ExtractRow | None) -> str:
+    """'soft (H30s) · contrast: ContrastBolusAgent' for the exam table ('' without a kernel class)."""
+    if row is None or not row.kernel_class:
         return ""
-    contrast = str(row.get("contrast_evidence") or "") or "none"
+    kind, kernel = row.kernel_class, row.kernel
+    contrast = row.contrast_evidence or "none"
     return f"{kind}{f' ({kernel})' if kernel else ''} · contrast: {contrast}"
 
 
 def _qc_figure(line: SeriesLine, output_dir: Path) -> str:
     """A converted series' QC thumbnail, linked to the full picture, with its caption."""
-    from orbitct_app.extract import qc
-
-    row = line.extract or {}
-    output = str(row.get("output_path") or "")
-    path = str(row.get("qc_path") or "") or (str(qc.qc_path(Path(output))) if output else "")
+    row = line.extract
+    output, path = (row.output_path, row.qc_path) if row is not None else ("", "")
     caption = (
         f"<figcaption>{_e(_series_label(line))} · {_e(line.description)}<br>"
         f"<code>{_e(Path(output).name)}</code></figcaption>"
     )
-    thumbnail = str(row.get("qc_thumbnail") or "")
+    thumbnail = row.qc_thumbnail if row is not None else ""
     if not _DATA_URI.match(thumbnail):
         thumbnail = _thumbnail_from_png(output_dir / path) if path else ""
     if not thumbnail:
@@ -602,12 +585,12 @@ def _thumbnail_from_png(path: Path) -> str:
     """A thumbnail made from the QC picture on disk (records without one), or ''."""
     from PIL import Image, UnidentifiedImageError
 
-    from orbitct_app.extract import qc
+    from orbitct_app import pictures
 
     try:
         with Image.open(path) as image:
             image.load()
-            return qc.thumbnail_data_uri(image)
+            return pictures.thumbnail_data_uri(image)
     except (OSError, UnidentifiedImageError):
         return ""
 

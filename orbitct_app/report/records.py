@@ -3,8 +3,12 @@
 Every exam and stage writes one record (a JSON file holding its report rows, counts and the
 state of its input and output folders) under ``OUTPUT_DIR/.orbitct/<stage>/<dicom_id>.json`` (a
 hashed name for other exam names, see :func:`record_path`), atomically. The top-level tables
-are rebuilt from them (:mod:`orbitct_app.report.tables`), and a rerun knows from them which
-exams are done.
+are rebuilt from them (:func:`merge_tables`), at the end of every run and replaced atomically,
+under a lock, so concurrent runs over disjoint exams (SLURM array tasks) end with complete
+tables; and a rerun knows from them which exams are done.
+
+The rows are typed (:mod:`orbitct_app.report.tables`): a stored record whose rows are not rows
+of the tables as they are now (a key that is no column) is unreadable, and its exam is done again.
 """
 
 from __future__ import annotations
@@ -16,16 +20,18 @@ import json
 import logging
 import os
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from orbitct_app import atomic
+from orbitct_app import atomic, locks
+from orbitct_app.report.tables import BY_NAME, TABLES, Row, to_csv
 
 logger = logging.getLogger(__name__)
 
-
-Row = dict[str, Any]
+RECORD_FORMAT = 2
+"""The version of the records' content (2: typed rows, ``decision`` in every table). It is part of
+every record's fingerprint, so records of an earlier format are done again."""
 
 
 @dataclasses.dataclass
@@ -93,10 +99,13 @@ def read_record(state_dir: Path, stage: str, dicom_id: str) -> ExamRecord | None
 def _read(path: Path) -> ExamRecord | None:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-        return ExamRecord(**data)
+        stored: dict[str, list[dict[str, Any]]] = data.pop("rows", {})
+        tables = {name: BY_NAME[name] for name in stored}  # KeyError: no such table
+        rows = {name: [tables[name].parse(cells) for cells in table_rows] for name, table_rows in stored.items()}
+        return ExamRecord(**data, rows=rows)
     except FileNotFoundError:
         return None
-    except (OSError, ValueError, TypeError) as err:
+    except (OSError, ValueError, TypeError, KeyError, AttributeError) as err:
         logger.warning("ignoring unreadable record %s (%s)", path, err)
         return None
 
@@ -117,3 +126,37 @@ def iter_records(state_dir: Path, stage: str) -> Iterable[ExamRecord]:
     return [records[name] for name in sorted(records)]
 
 
+
+
+@contextlib.contextmanager
+def merge_lock(state_dir: Path) -> Iterator[None]:
+    """Hold the run-end lock: concurrent runs rebuild their shared outputs one at a time.
+
+    Not re-entrant: do not take it twice in one process.
+    """
+    with locks.file_lock(state_dir / "merge.lock", "the run-end merge", quiet=True):
+        yield
+
+
+def merge_tables(
+    state_dir: Path, output_dir: Path, extra_rows: Mapping[str, list[Row]] | None = None
+) -> dict[str, Path]:
+    """Rebuild every top-level CSV from all stored records (call with :func:`merge_lock` held).
+
+    ``extra_rows`` (by table name) come first: rows that belong to no exam, such as the
+    top-level entries of INPUT_DIR that are not exams. A table is written when at least one
+    record of its stage exists.
+    """
+    written: dict[str, Path] = {}
+    for table in TABLES:
+        records = list(iter_records(state_dir, table.stage))
+        if not records:
+            continue
+        rows = [*table.rows(extra_rows or {}), *(row for record in records for row in table.rows(record.rows))]
+        path = output_dir / table.filename
+        if table.optional and not rows:
+            path.unlink(missing_ok=True)
+            continue
+        atomic.write_text(path, to_csv(table, rows))
+        written[table.name] = path
+    return written

@@ -1,7 +1,7 @@
 """Text burned into the pixels of a series, or drawn in an overlay plane.
 
-:class:`BurnedText` says what text goes where (a :class:`SeriesSpec` field); :func:`_burn`
-renders it into an image's pixels and :func:`_add_overlay` into overlay plane (6000,3000).
+:class:`BurnedText` says what text goes where (a :class:`SeriesSpec` field); :func:`burn_text`
+renders it into an image's pixels and :func:`add_overlay` into overlay plane (6000,3000).
 """
 
 from __future__ import annotations
@@ -84,7 +84,7 @@ class BurnedText:
         return np.asarray(canvas, dtype=np.float32) / np.float32(255.0), box
 
 
-def _burn(image: np.ndarray, text: BurnedText, high: float, low: float) -> None:
+def burn_text(image: np.ndarray, text: BurnedText, high: float, low: float) -> None:
     """Render ``text`` into a 2D ``image`` in place: light text takes ``high`` (anti-aliased
     over what is there); dark text takes ``low`` on a box of ``high``."""
     coverage, (left, top, right, bottom) = text.mask(*image.shape)
@@ -97,7 +97,7 @@ def _burn(image: np.ndarray, text: BurnedText, high: float, low: float) -> None:
     image[...] = np.rint(blended).astype(image.dtype)
 
 
-def _add_overlay(ds: Dataset, text: BurnedText, rows: int, cols: int) -> None:
+def add_overlay(ds: Dataset, text: BurnedText, rows: int, cols: int) -> None:
     """Draw ``text`` in overlay plane 6000 of ``ds`` (graphics, the image's size, at its origin)."""
     from pydicom.pixels.utils import pack_bits
 

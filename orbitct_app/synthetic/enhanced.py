@@ -1,7 +1,7 @@
 """Enhanced CT (PS3.3 A.38) and Legacy Converted Enhanced CT (A.70): the multi-frame header.
 
 The frames are the images of the classic twin (same pixels, positions and rescale); the
-functional group items (PS3.3 C.7.6.16) are built here, and :func:`_enhanced_dataset` assembles
+functional group items (PS3.3 C.7.6.16) are built here, and :func:`enhanced_dataset` assembles
 the header with its shared and per-frame items; see the package docstring for what goes where.
 """
 
@@ -14,17 +14,17 @@ import numpy as np
 from pydicom.dataset import Dataset
 from pydicom.uid import CTImageStorage
 
-from orbitct_app.synthetic.geometry import _orientation
-from orbitct_app.synthetic.headers import _base_dataset
-from orbitct_app.synthetic.helpers import _fmt, _item, _uid
+from orbitct_app.synthetic.geometry import slice_orientation
+from orbitct_app.synthetic.headers import base_dataset
+from orbitct_app.synthetic.helpers import fmt, seeded_uid, sequence_item
 from orbitct_app.synthetic.specs import SeriesSpec
 
 if TYPE_CHECKING:
-    from orbitct_app.synthetic.series import _SeriesWriter
+    from orbitct_app.synthetic.series import SeriesWriter
 
 
 def _code(value: str, scheme: str, meaning: str) -> Dataset:
-    return _item(CodeValue=value, CodingSchemeDesignator=scheme, CodeMeaning=meaning)
+    return sequence_item(CodeValue=value, CodingSchemeDesignator=scheme, CodeMeaning=meaning)
 
 
 def _enhanced_image_type(spec: SeriesSpec) -> tuple[str, str, str, str]:
@@ -36,7 +36,7 @@ def _enhanced_image_type(spec: SeriesSpec) -> tuple[str, str, str, str]:
 
 
 def _pixel_value_transformation(slope: float, intercept: float) -> Dataset:
-    return _item(RescaleIntercept=_fmt(intercept, 4), RescaleSlope=_fmt(slope, 4),
+    return sequence_item(RescaleIntercept=fmt(intercept, 4), RescaleSlope=fmt(slope, 4),
                  RescaleType="HU")
 
 
@@ -44,32 +44,32 @@ def _ct_acquisition_groups(spec: SeriesSpec) -> dict[str, list[Dataset]]:
     """The CT acquisition functional groups required for ORIGINAL frames (A.38.1.4), shared."""
     dr, dc = spec.pixel_spacing or (1.0, 1.0)
     return {
-        "CTAcquisitionTypeSequence": [_item(AcquisitionType="SPIRAL", ConstantVolumeFlag="NO",
+        "CTAcquisitionTypeSequence": [sequence_item(AcquisitionType="SPIRAL", ConstantVolumeFlag="NO",
                                             FluoroscopyFlag="NO")],
-        "CTAcquisitionDetailsSequence": [_item(
+        "CTAcquisitionDetailsSequence": [sequence_item(
             RotationDirection="CW", RevolutionTime=1.0, SingleCollimationWidth=0.6,
             TotalCollimationWidth=38.4, TableHeight="145",
-            GantryDetectorTilt=_fmt(spec.tilt_deg, 4), DataCollectionDiameter="500")],
-        "CTTableDynamicsSequence": [_item(TableSpeed=46.08, TableFeedPerRotation=46.08,
+            GantryDetectorTilt=fmt(spec.tilt_deg, 4), DataCollectionDiameter="500")],
+        "CTTableDynamicsSequence": [sequence_item(TableSpeed=46.08, TableFeedPerRotation=46.08,
                                           SpiralPitchFactor=1.2)],
-        "CTGeometrySequence": [_item(DistanceSourceToDetector="1085.6",
+        "CTGeometrySequence": [sequence_item(DistanceSourceToDetector="1085.6",
                                      DistanceSourceToDataCollectionCenter=595.0)],
-        "CTReconstructionSequence": [_item(
+        "CTReconstructionSequence": [sequence_item(
             ReconstructionAlgorithm="FILTER_BACK_PROJ",
             ConvolutionKernel=spec.convolution_kernel or "H30s", ConvolutionKernelGroup="BRAIN",
-            ReconstructionDiameter=_fmt(float((spec.cols or 0) * dc), 3),
+            ReconstructionDiameter=fmt(float((spec.cols or 0) * dc), 3),
             ReconstructionPixelSpacing=[float(dr), float(dc)], ReconstructionAngle=360.0,
             ImageFilter="NONE")],
-        "CTExposureSequence": [_item(
+        "CTExposureSequence": [sequence_item(
             ExposureTimeInms=1000.0, XRayTubeCurrentInmA=300.0, ExposureInmAs=300.0,
             ExposureModulationType="NONE", CTDIvol=55.0,
             CTDIPhantomTypeCodeSequence=[_code("113691", "DCM", "IEC Head Dosimetry Phantom")])],
-        "CTXRayDetailsSequence": [_item(KVP="120", FocalSpots="0.7", FilterType="WEDGE",
+        "CTXRayDetailsSequence": [sequence_item(KVP="120", FocalSpots="0.7", FilterType="WEDGE",
                                         FilterMaterial="ALUMINUM")],
     }
 
 
-def _enhanced_dataset(w: _SeriesWriter) -> tuple[Dataset, Dataset, list[Dataset]]:
+def enhanced_dataset(w: SeriesWriter) -> tuple[Dataset, Dataset, list[Dataset]]:
     """The Enhanced (or Legacy Converted Enhanced) CT header of the series ``w`` writes,
     without pixels, with its shared and per-frame group items."""
     spec, ex = w.spec, w.ex
@@ -77,12 +77,12 @@ def _enhanced_dataset(w: _SeriesWriter) -> tuple[Dataset, Dataset, list[Dataset]
     legacy = spec.legacy_converted
     image_type = tuple(spec.image_type or ()) if legacy else _enhanced_image_type(spec)
     original = image_type[0] == "ORIGINAL"
-    row_s, col_s = _orientation(spec)
+    row_s, col_s = slice_orientation(spec)
     row, col = w.directions()
     rows, cols = int(spec.rows or 0), int(spec.cols or 0)
     dr, dc = spec.pixel_spacing or (1.0, 1.0)
 
-    ds = _base_dataset(ex, spec, w.series_uid, w.sop_class)  # identifiers planted here
+    ds = base_dataset(ex, spec, w.series_uid, w.sop_class)  # identifiers planted here
     if ex.plan is None:  # not in the Enhanced CT IOD (AcquisitionDateTime is); planted stay
         del ds.AcquisitionDate, ds.AcquisitionTime
     ds.ImageType = list(image_type)
@@ -124,51 +124,51 @@ def _enhanced_dataset(w: _SeriesWriter) -> tuple[Dataset, Dataset, list[Dataset]
     # Acquisition Context: type 2, empty
     ds.AcquisitionContextSequence = []
     # Multi-frame Dimension: stack and in-stack position, both in the Frame Content group
-    dim_uid = _uid(ex.seed, ex.dicom_id, "dimension-organization", sn)
-    ds.DimensionOrganizationSequence = [_item(DimensionOrganizationUID=dim_uid)]
+    dim_uid = seeded_uid(ex.seed, ex.dicom_id, "dimension-organization", sn)
+    ds.DimensionOrganizationSequence = [sequence_item(DimensionOrganizationUID=dim_uid)]
     ds.DimensionOrganizationType = "3D"
     ds.DimensionIndexSequence = [
-        _item(DimensionOrganizationUID=dim_uid, DimensionIndexPointer=0x00209056,
+        sequence_item(DimensionOrganizationUID=dim_uid, DimensionIndexPointer=0x00209056,
               FunctionalGroupPointer=0x00209111, DimensionDescriptionLabel="Stack ID"),
-        _item(DimensionOrganizationUID=dim_uid, DimensionIndexPointer=0x00209057,
+        sequence_item(DimensionOrganizationUID=dim_uid, DimensionIndexPointer=0x00209057,
               FunctionalGroupPointer=0x00209111,
               DimensionDescriptionLabel="In-Stack Position Number"),
     ]
 
     shared = Dataset()
-    shared.PixelMeasuresSequence = [_item(
-        PixelSpacing=[_fmt(v, 6) for v in (dr, dc)],
-        SliceThickness=_fmt(float(spec.slice_thickness or 0.0), 4))]
-    shared.PlaneOrientationSequence = [_item(ImageOrientationPatient=[*row_s, *col_s])]
+    shared.PixelMeasuresSequence = [sequence_item(
+        PixelSpacing=[fmt(v, 6) for v in (dr, dc)],
+        SliceThickness=fmt(float(spec.slice_thickness or 0.0), 4))]
+    shared.PlaneOrientationSequence = [sequence_item(ImageOrientationPatient=[*row_s, *col_s])]
     if not spec.per_slice_rescale:
         slope, intercept = w.rescale[w.instances[0]]
         shared.PixelValueTransformationSequence = [
             _pixel_value_transformation(slope, intercept)]
     if legacy:  # what has no functional group of its own, as a converter moves it
-        shared.UnassignedSharedConvertedAttributesSequence = [_item(
+        shared.UnassignedSharedConvertedAttributesSequence = [sequence_item(
             KVP="120", DataCollectionDiameter="500",
-            ReconstructionDiameter=_fmt(float(cols * dc), 3), GantryDetectorTilt=_fmt(spec.tilt_deg, 4),
+            ReconstructionDiameter=fmt(float(cols * dc), 3), GantryDetectorTilt=fmt(spec.tilt_deg, 4),
             TableHeight="145", ConvolutionKernel=spec.convolution_kernel or "H30s")]
     else:
-        shared.CTImageFrameTypeSequence = [_item(
+        shared.CTImageFrameTypeSequence = [sequence_item(
             FrameType=list(image_type), PixelPresentation="MONOCHROME",
             VolumetricProperties="VOLUME",
             VolumeBasedCalculationTechnique=ds.VolumeBasedCalculationTechnique)]
-    shared.FrameAnatomySequence = [_item(
+    shared.FrameAnatomySequence = [sequence_item(
         AnatomicRegionSequence=[_code("69536005", "SCT", "Head")], FrameLaterality="U")]
-    shared.FrameVOILUTSequence = [_item(WindowCenter="40", WindowWidth="80")]
-    shared.IrradiationEventIdentificationSequence = [_item(
-        IrradiationEventUID=_uid(ex.seed, ex.dicom_id, "irradiation-event"))]
+    shared.FrameVOILUTSequence = [sequence_item(WindowCenter="40", WindowWidth="80")]
+    shared.IrradiationEventIdentificationSequence = [sequence_item(
+        IrradiationEventUID=seeded_uid(ex.seed, ex.dicom_id, "irradiation-event"))]
     if ex.scout_ref is not None and ex.scout_series_uid is not None:
         ref_class, ref_uid = ex.scout_ref
-        shared.ReferencedImageSequence = [_item(
+        shared.ReferencedImageSequence = [sequence_item(
             ReferencedSOPClassUID=ref_class, ReferencedSOPInstanceUID=ref_uid,
             PurposeOfReferenceCodeSequence=[_code("121311", "DCM", "Localizer")])]
-        ds.ReferencedImageEvidenceSequence = [_item(
+        ds.ReferencedImageEvidenceSequence = [sequence_item(
             StudyInstanceUID=ex.study_uid,
-            ReferencedSeriesSequence=[_item(
+            ReferencedSeriesSequence=[sequence_item(
                 SeriesInstanceUID=ex.scout_series_uid,
-                ReferencedSOPSequence=[_item(ReferencedSOPClassUID=ref_class,
+                ReferencedSOPSequence=[sequence_item(ReferencedSOPClassUID=ref_class,
                                              ReferencedSOPInstanceUID=ref_uid)])])]
     if original and not legacy:
         for keyword, value in _ct_acquisition_groups(spec).items():
@@ -180,7 +180,7 @@ def _enhanced_dataset(w: _SeriesWriter) -> tuple[Dataset, Dataset, list[Dataset]
         ipp = np.array([float(v) for v in sl.ipp])
         centre = ipp + (cols - 1) / 2 * dc * row + (rows - 1) / 2 * dr * col
         item = Dataset()
-        item.PlanePositionSequence = [_item(ImagePositionPatient=list(sl.ipp))]
+        item.PlanePositionSequence = [sequence_item(ImagePositionPatient=list(sl.ipp))]
         content = Dataset()
         content.FrameAcquisitionNumber = 1
         if original:  # acquired from inferior to superior, 0.1 s apart
@@ -197,15 +197,15 @@ def _enhanced_dataset(w: _SeriesWriter) -> tuple[Dataset, Dataset, list[Dataset]
             item.PixelValueTransformationSequence = [
                 _pixel_value_transformation(slope, intercept)]
         if legacy:
-            item.ConversionSourceAttributesSequence = [_item(
+            item.ConversionSourceAttributesSequence = [sequence_item(
                 ReferencedSOPClassUID=CTImageStorage, ReferencedSOPInstanceUID=w.classic_sop_uids[instance])]
             taken = start + _dt.timedelta(seconds=0.1 * sl.k)
-            item.UnassignedPerFrameConvertedAttributesSequence = [_item(
+            item.UnassignedPerFrameConvertedAttributesSequence = [sequence_item(
                 AcquisitionTime=taken.strftime("%H%M%S.%f"), ContentTime=taken.strftime("%H%M%S"),
-                InstanceNumber=instance, SliceLocation=_fmt(sl.slice_location, 4))]
+                InstanceNumber=instance, SliceLocation=fmt(sl.slice_location, 4))]
         elif original:
             c = [round(float(v), 4) for v in centre]
-            item.CTPositionSequence = [_item(TablePosition=c[2],
+            item.CTPositionSequence = [sequence_item(TablePosition=c[2],
                                              DataCollectionCenterPatient=c,
                                              ReconstructionTargetCenterPatient=c)]
         frames.append(item)

@@ -12,18 +12,18 @@ from typing import Any, Literal
 
 from pydicom.uid import JPEG2000Lossless, RLELossless
 
-from orbitct_app.synthetic.headers import _Exam
-from orbitct_app.synthetic.helpers import _digest, _rng, _uid
+from orbitct_app.synthetic.headers import ExamIdentity
+from orbitct_app.synthetic.helpers import seeded_digest, seeded_rng, seeded_uid
 from orbitct_app.synthetic.phantom import Phantom
-from orbitct_app.synthetic.planted import _PhiPlan
-from orbitct_app.synthetic.series import _SeriesWriter
+from orbitct_app.synthetic.planted import PhiPlan
+from orbitct_app.synthetic.series import SeriesWriter
 from orbitct_app.synthetic.specs import SeriesSpec, default_series
 from orbitct_app.synthetic.truth import ExamTruth, ExpectedSkip, SeriesTruth
 
 logger = logging.getLogger(__name__)
 
 
-def _relative_paths(ex: _Exam, writers: list[_SeriesWriter], shuffle_names: bool,
+def _relative_paths(ex: ExamIdentity, writers: list[SeriesWriter], shuffle_names: bool,
                     nested: bool) -> dict[tuple[int, int], Path]:
     paths: dict[tuple[int, int], Path] = {}
     used: set[str] = set()
@@ -31,11 +31,11 @@ def _relative_paths(ex: _Exam, writers: list[_SeriesWriter], shuffle_names: bool
         sn = int(w.spec.series_number or 0)
         for inst in w.file_numbers:
             if shuffle_names:
-                name = _digest(ex.seed, ex.dicom_id, "name", sn, inst).hex()[:16].upper()
+                name = seeded_digest(ex.seed, ex.dicom_id, "name", sn, inst).hex()[:16].upper()
                 while name in used:
-                    name = _digest(name).hex()[:16].upper()
+                    name = seeded_digest(name).hex()[:16].upper()
                 used.add(name)
-                folder = Path("DICOM", _digest(ex.seed, ex.dicom_id, "dir", sn).hex()[:8].upper()) \
+                folder = Path("DICOM", seeded_digest(ex.seed, ex.dicom_id, "dir", sn).hex()[:8].upper()) \
                     if nested else Path()
                 paths[(sn, inst)] = folder / name
             else:
@@ -131,15 +131,15 @@ def write_exam(
     if exam_dir.exists() and any(exam_dir.iterdir()):
         raise FileExistsError(f"exam folder is not empty: {exam_dir}")
 
-    exam_hash = _digest(seed, dicom_id, "exam").hex()[:6].upper()
+    exam_hash = seeded_digest(seed, dicom_id, "exam").hex()[:6].upper()
     study_day = _dt.date(2022, 1, 1) + _dt.timedelta(days=int(exam_hash, 16) % 700)
-    ex = _Exam(
+    ex = ExamIdentity(
         seed=seed, dicom_id=dicom_id, exam_hash=exam_hash,
-        study_uid=_uid(seed, dicom_id, "study"), for_uid=_uid(seed, dicom_id, "frame-of-reference"),
-        plan=_PhiPlan(exam_hash, seed, dicom_id) if plant_phi else None,
+        study_uid=seeded_uid(seed, dicom_id, "study"), for_uid=seeded_uid(seed, dicom_id, "frame-of-reference"),
+        plan=PhiPlan(exam_hash, seed, dicom_id) if plant_phi else None,
         study_date=study_day.strftime("%Y%m%d"),
     )
-    writers = [_SeriesWriter(ex, spec, phantom) for spec in specs]
+    writers = [SeriesWriter(ex, spec, phantom) for spec in specs]
     scouts = [w for w in writers if w.spec.kind == "scout"]
     if scouts:
         ex.scout_ref = (scouts[0].sop_class, scouts[0].sop_uids[1])
@@ -148,7 +148,7 @@ def write_exam(
     rel = _relative_paths(ex, writers, shuffle_names, nested)
     jobs = [(w, inst) for w in writers for inst in w.file_numbers]
     if shuffle_names:
-        order = _rng(seed, dicom_id, "write-order").permutation(len(jobs))
+        order = seeded_rng(seed, dicom_id, "write-order").permutation(len(jobs))
         jobs = [jobs[i] for i in order]
     exam_dir.mkdir(parents=True, exist_ok=True)
     files: dict[int, dict[int, Path]] = {int(w.spec.series_number or 0): {} for w in writers}

@@ -10,13 +10,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from orbitct_app.synthetic.helpers import _fmt
+from orbitct_app.synthetic.helpers import fmt
 from orbitct_app.synthetic.phantom import Phantom
 from orbitct_app.synthetic.specs import SeriesSpec
 
 
 @dataclass
-class _Slice:
+class Slice:
     """Geometry of one image of a stacked series (position order index ``k``)."""
 
     k: int
@@ -25,11 +25,11 @@ class _Slice:
     slice_location: float
 
 
-def _orientation(spec: SeriesSpec) -> tuple[tuple[str, ...], tuple[str, ...]]:
+def slice_orientation(spec: SeriesSpec) -> tuple[tuple[str, ...], tuple[str, ...]]:
     if spec.kind == "axial":
         t = math.radians(spec.tilt_deg)
         col = (0.0, math.cos(t), -math.sin(t))
-        return ("1", "0", "0"), tuple(_fmt(v, 8) for v in col)
+        return ("1", "0", "0"), tuple(fmt(v, 8) for v in col)
     if spec.kind == "coronal":
         return ("1", "0", "0"), ("0", "0", "-1")
     if spec.kind == "scout":
@@ -37,9 +37,9 @@ def _orientation(spec: SeriesSpec) -> tuple[tuple[str, ...], tuple[str, ...]]:
     raise ValueError("summary captures have no orientation")
 
 
-def _stack(spec: SeriesSpec, phantom: Phantom) -> tuple[np.ndarray, np.ndarray, list[_Slice]]:
+def slice_stack(spec: SeriesSpec, phantom: Phantom) -> tuple[np.ndarray, np.ndarray, list[Slice]]:
     """Row/column direction (as written) and every slice's geometry, in position order."""
-    row_s, col_s = _orientation(spec)
+    row_s, col_s = slice_orientation(spec)
     row = np.array([float(v) for v in row_s])
     col = np.array([float(v) for v in col_s])
     rows, cols = int(spec.rows or 0), int(spec.cols or 0)
@@ -59,11 +59,11 @@ def _stack(spec: SeriesSpec, phantom: Phantom) -> tuple[np.ndarray, np.ndarray, 
         ipp = centre - (cols - 1) / 2 * dc * row - (rows - 1) / 2 * dr * col
         instance = k + 1 if spec.order == "ascending" else n - k
         loc = float(centre @ direction) if spec.kind != "scout" else 0.0
-        slices.append(_Slice(k, instance, (_fmt(ipp[0], 4), _fmt(ipp[1], 4), _fmt(ipp[2], 4)), loc))
+        slices.append(Slice(k, instance, (fmt(ipp[0], 4), fmt(ipp[1], 4), fmt(ipp[2], 4)), loc))
     return row, col, slices
 
 
-def _circle_outside(rows: int, cols: int, spacing: tuple[float, float]) -> np.ndarray:
+def circle_outside(rows: int, cols: int, spacing: tuple[float, float]) -> np.ndarray:
     dr, dc = spacing
     radius = min(rows * dr, cols * dc) / 2
     j = (np.arange(rows) - (rows - 1) / 2) * dr

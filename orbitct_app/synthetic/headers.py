@@ -1,8 +1,8 @@
 """The attributes every file of an exam carries, and the writing of one file.
 
-:class:`_Exam` holds what the files of one exam share (seed, UIDs, date, planted identifiers);
-:func:`_base_dataset` and :func:`_ct_attributes` make the header of a classic or enhanced file;
-:func:`_save` adds the file meta and the pixels in the series' transfer syntax (native,
+:class:`ExamIdentity` holds what the files of one exam share (seed, UIDs, date, planted identifiers);
+:func:`base_dataset` and :func:`ct_attributes` make the header of a classic or enhanced file;
+:func:`save_part10` adds the file meta and the pixels in the series' transfer syntax (native,
 deflated, or compressed: RLE or JPEG 2000) and writes the file.
 """
 
@@ -16,25 +16,25 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import UID, ExplicitVRLittleEndian
 
 from orbitct_app import __version__
-from orbitct_app.synthetic.helpers import _fmt, _item
-from orbitct_app.synthetic.planted import _PhiPlan
-from orbitct_app.synthetic.specs import _COMPRESSED, MANUFACTURER, SeriesSpec
+from orbitct_app.synthetic.helpers import fmt, sequence_item
+from orbitct_app.synthetic.planted import PhiPlan
+from orbitct_app.synthetic.specs import COMPRESSED, MANUFACTURER, SeriesSpec
 
 
 @dataclass
-class _Exam:
+class ExamIdentity:
     seed: int
     dicom_id: str
     exam_hash: str
     study_uid: str
     for_uid: str
-    plan: _PhiPlan | None
+    plan: PhiPlan | None
     study_date: str
     scout_ref: tuple[str, str] | None = None
     scout_series_uid: str | None = None
 
 
-def _base_dataset(ex: _Exam, spec: SeriesSpec, series_uid: str, sop_class: str) -> Dataset:
+def base_dataset(ex: ExamIdentity, spec: SeriesSpec, series_uid: str, sop_class: str) -> Dataset:
     ds = Dataset()
     ds.SpecificCharacterSet = "ISO_IR 100"
     ds.ImageType = list(spec.image_type or ())
@@ -65,7 +65,7 @@ def _base_dataset(ex: _Exam, spec: SeriesSpec, series_uid: str, sop_class: str) 
     ds.ProtocolName = "HEAD ROUTINE"
     for keyword, value in spec.contrast_bolus:
         if keyword == "ContrastBolusAgentSequence":  # one agent, coded (CID 12)
-            ds.ContrastBolusAgentSequence = [_item(
+            ds.ContrastBolusAgentSequence = [sequence_item(
                 CodeValue="C-B0322", CodingSchemeDesignator="SRT", CodeMeaning=value, ContrastBolusAgentNumber=1)]
         else:
             setattr(ds, keyword, value)
@@ -74,14 +74,14 @@ def _base_dataset(ex: _Exam, spec: SeriesSpec, series_uid: str, sop_class: str) 
     return ds
 
 
-def _ct_attributes(ds: Dataset, spec: SeriesSpec, ex: _Exam) -> None:
+def ct_attributes(ds: Dataset, spec: SeriesSpec, ex: ExamIdentity) -> None:
     ds.KVP = "120"
-    ds.SliceThickness = _fmt(float(spec.slice_thickness or 0.0), 4)
+    ds.SliceThickness = fmt(float(spec.slice_thickness or 0.0), 4)
     ds.DataCollectionDiameter = "500"
-    ds.ReconstructionDiameter = _fmt(float((spec.cols or 0) * (spec.pixel_spacing or (1, 1))[1]), 3)
+    ds.ReconstructionDiameter = fmt(float((spec.cols or 0) * (spec.pixel_spacing or (1, 1))[1]), 3)
     ds.DistanceSourceToDetector = "1085.6"
     ds.DistanceSourceToPatient = "595"
-    ds.GantryDetectorTilt = _fmt(spec.tilt_deg, 4)
+    ds.GantryDetectorTilt = fmt(spec.tilt_deg, 4)
     ds.TableHeight = "145"
     ds.RotationDirection = "CW"
     ds.ExposureTime = "1000"
@@ -100,7 +100,7 @@ def _ct_attributes(ds: Dataset, spec: SeriesSpec, ex: _Exam) -> None:
     ds.PhotometricInterpretation = "MONOCHROME2"
     ds.Rows = spec.rows
     ds.Columns = spec.cols
-    ds.PixelSpacing = [_fmt(v, 6) for v in (spec.pixel_spacing or (1.0, 1.0))]
+    ds.PixelSpacing = [fmt(v, 6) for v in (spec.pixel_spacing or (1.0, 1.0))]
     ds.BitsAllocated = 16
     if ex.scout_ref is not None and spec.kind != "scout":
         ref = Dataset()
@@ -108,14 +108,14 @@ def _ct_attributes(ds: Dataset, spec: SeriesSpec, ex: _Exam) -> None:
         ds.ReferencedImageSequence = [ref]
 
 
-def _save(ds: Dataset, path: Path, pixels: np.ndarray, transfer_syntax: str) -> None:
+def save_part10(ds: Dataset, path: Path, pixels: np.ndarray, transfer_syntax: str) -> None:
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = ds.SOPClassUID
     meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
     meta.TransferSyntaxUID = ExplicitVRLittleEndian
     ds.file_meta = meta
     pixels = np.ascontiguousarray(pixels)
-    if transfer_syntax in _COMPRESSED:
+    if transfer_syntax in COMPRESSED:
         ds.compress(transfer_syntax, pixels, generate_instance_uid=False)
     else:
         ds.add_new(0x7FE00010, "OB" if pixels.itemsize == 1 else "OW", pixels.tobytes())

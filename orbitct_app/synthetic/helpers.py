@@ -35,33 +35,33 @@ def lps_to_ras(points: ArrayLike) -> np.ndarray:
     return ras
 
 
-def _vec3(values: Sequence[float | str] | np.ndarray) -> Vec3:
+def vec3(values: Sequence[float | str] | np.ndarray) -> Vec3:
     return (float(values[0]), float(values[1]), float(values[2]))
 
 
-def _vec_ras(v: Vec3) -> Vec3:
+def vec_ras(v: Vec3) -> Vec3:
     return (-v[0], -v[1], v[2])
 
 
-def _digest(*parts: object) -> bytes:
+def seeded_digest(*parts: object) -> bytes:
     return hashlib.sha256("|".join(str(p) for p in parts).encode()).digest()
 
 
-def _rng(*parts: object) -> np.random.Generator:
-    return np.random.default_rng(int.from_bytes(_digest(*parts)[:8], "little"))
+def seeded_rng(*parts: object) -> np.random.Generator:
+    return np.random.default_rng(int.from_bytes(seeded_digest(*parts)[:8], "little"))
 
 
-def _uid(*parts: object) -> str:
+def seeded_uid(*parts: object) -> str:
     return generate_uid(entropy_srcs=["orbitct-synth", *(str(p) for p in parts)])
 
 
-def _fmt(value: float, places: int) -> str:
+def fmt(value: float, places: int) -> str:
     """Format a number as a short DS string with at most ``places`` decimals."""
     text = f"{round(value, places):.{places}f}".rstrip("0").rstrip(".")
     return "0" if text in ("", "-0") else text
 
 
-def _item(**attributes: Any) -> Dataset:
+def sequence_item(**attributes: Any) -> Dataset:
     """A sequence item with ``attributes`` (keywords) set in the order given."""
     ds = Dataset()
     for keyword, value in attributes.items():

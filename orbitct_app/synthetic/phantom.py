@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike
 
-from orbitct_app.synthetic.helpers import Vec3, _vec_ras
+from orbitct_app.synthetic.helpers import Vec3, vec_ras
 
 
 @dataclass(frozen=True)
@@ -43,7 +43,7 @@ class Sphere:
     @property
     def center_ras(self) -> Vec3:
         """Centre in RAS mm."""
-        return _vec_ras(self.center_lps)
+        return vec_ras(self.center_lps)
 
 
 @dataclass(frozen=True, eq=False)

@@ -1,6 +1,6 @@
 """The identifying values planted in the headers, for the de-identification tests to look for.
 
-:class:`_PhiPlan` plants them at the top level, at depth 1 to 3 inside standard sequences, in
+:class:`PhiPlan` plants them at the top level, at depth 1 to 3 inside standard sequences, in
 private blocks and a private sequence, and inside an Enhanced CT object's functional groups; it
 records each as a :class:`PlantedValue`.
 """
@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pydicom.datadict import dictionary_VR
 from pydicom.dataset import Dataset
 
-from orbitct_app.synthetic.helpers import _uid
+from orbitct_app.synthetic.helpers import seeded_uid
 from orbitct_app.synthetic.truth import PlantedValue
 
 PRIVATE_CREATOR = "ORBITCT PHI TEST"
@@ -99,7 +99,7 @@ _ORBITCT_CODES = {
 }
 
 
-class _PhiPlan:
+class PhiPlan:
     """Builds the planted identifiers; every :meth:`apply` writes identical values.
 
     The first :meth:`apply` records the :class:`PlantedValue` list. Values are unique per exam,
@@ -217,7 +217,7 @@ class _PhiPlan:
         loc2 = f"{loc1}.ReferencedStudySequence[0]"
         rs = Dataset()
         rs.ReferencedSOPClassUID = "1.2.840.10008.3.1.2.3.1"
-        rs.ReferencedSOPInstanceUID = _uid(self.seed, self.dicom_id, "referenced-study")
+        rs.ReferencedSOPInstanceUID = seeded_uid(self.seed, self.dicom_id, "referenced-study")
         self._fill(rs, loc2, ORBITCT_ATTRIBUTES)
         self._fill(rs, loc2, ("StudyID", "StudyDescription"))
         loc3 = f"{loc2}.OtherPatientIDsSequence[0]"
@@ -243,7 +243,7 @@ class _PhiPlan:
         loc = "ReferencedPatientSequence[0]"
         rp = Dataset()
         rp.ReferencedSOPClassUID = "1.2.840.10008.3.1.2.1.1"
-        rp.ReferencedSOPInstanceUID = _uid(self.seed, self.dicom_id, "referenced-patient")
+        rp.ReferencedSOPInstanceUID = seeded_uid(self.seed, self.dicom_id, "referenced-patient")
         self._fill(rp, loc, ORBITCT_ATTRIBUTES)
         self._private(rp, loc, 0x0011, 0x01, "SH")
         ds.ReferencedPatientSequence = [rp]

@@ -1,6 +1,6 @@
 """Writing one series: its images rendered from the phantom, as classic files or one multi-frame file.
 
-:class:`_SeriesWriter` holds a series' UIDs, geometry and rescale plan, renders the pixels of a CT
+:class:`SeriesWriter` holds a series' UIDs, geometry and rescale plan, renders the pixels of a CT
 image, a scout or a summary capture on demand, and writes each classic file (one image each) or
 the one Enhanced CT file (header from :mod:`orbitct_app.synthetic.enhanced`).
 """
@@ -24,20 +24,20 @@ from pydicom.uid import (
     SecondaryCaptureImageStorage,
 )
 
-from orbitct_app.synthetic.burned_text import _add_overlay, _burn
-from orbitct_app.synthetic.enhanced import _enhanced_dataset
-from orbitct_app.synthetic.geometry import _circle_outside, _orientation, _Slice, _stack
-from orbitct_app.synthetic.headers import _base_dataset, _ct_attributes, _Exam, _save
-from orbitct_app.synthetic.helpers import _fmt, _rng, _uid, _vec3
+from orbitct_app.synthetic.burned_text import add_overlay, burn_text
+from orbitct_app.synthetic.enhanced import enhanced_dataset
+from orbitct_app.synthetic.geometry import Slice, circle_outside, slice_orientation, slice_stack
+from orbitct_app.synthetic.headers import ExamIdentity, base_dataset, ct_attributes, save_part10
+from orbitct_app.synthetic.helpers import fmt, seeded_rng, seeded_uid, vec3
 from orbitct_app.synthetic.phantom import Phantom
-from orbitct_app.synthetic.specs import HU_MAX, HU_MIN, SeriesSpec, _rescale_plan
+from orbitct_app.synthetic.specs import HU_MAX, HU_MIN, SeriesSpec, rescale_plan
 from orbitct_app.synthetic.truth import PlantedValue, SeriesTruth
 
 
-class _SeriesWriter:
+class SeriesWriter:
     """Renders and writes the images of one series on demand (any order)."""
 
-    def __init__(self, ex: _Exam, spec: SeriesSpec, phantom: Phantom) -> None:
+    def __init__(self, ex: ExamIdentity, spec: SeriesSpec, phantom: Phantom) -> None:
         self.ex = ex
         self.spec = spec
         self.phantom = phantom
@@ -45,18 +45,18 @@ class _SeriesWriter:
         n = int(spec.n_slices or 1)
         self.instances = list(range(1, n + 1))
         """Image numbers: InstanceNumber of the classic files, frame number of the enhanced."""
-        self.classic_sop_uids = {i: _uid(ex.seed, ex.dicom_id, "sop", spec.series_number, i)
+        self.classic_sop_uids = {i: seeded_uid(ex.seed, ex.dicom_id, "sop", spec.series_number, i)
                                  for i in self.instances}
         """The SOP Instance UIDs of the classic files (a legacy converted object's sources)."""
         if self.enhanced:
             # an enhanced series is another object than its classic twin: its own UIDs
             variant = "legacy" if spec.legacy_converted else "enhanced"
-            self.series_uid = _uid(ex.seed, ex.dicom_id, "series", spec.series_number, variant)
+            self.series_uid = seeded_uid(ex.seed, ex.dicom_id, "series", spec.series_number, variant)
             self.sop_class = LegacyConvertedEnhancedCTImageStorage if spec.legacy_converted else EnhancedCTImageStorage
             self.file_numbers = [1]
-            self.sop_uids = {1: _uid(ex.seed, ex.dicom_id, "sop", spec.series_number, variant)}
+            self.sop_uids = {1: seeded_uid(ex.seed, ex.dicom_id, "sop", spec.series_number, variant)}
         else:
-            self.series_uid = _uid(ex.seed, ex.dicom_id, "series", spec.series_number)
+            self.series_uid = seeded_uid(ex.seed, ex.dicom_id, "series", spec.series_number)
             self.sop_class = (SecondaryCaptureImageStorage if spec.kind == "summary"
                               else CTImageStorage)
             self.file_numbers = self.instances
@@ -64,28 +64,28 @@ class _SeriesWriter:
         self.planted: list[PlantedValue] = []
         self.row: np.ndarray | None = None
         self.col: np.ndarray | None = None
-        self.slices: dict[int, _Slice] = {}
+        self.slices: dict[int, Slice] = {}
         self.rescale: dict[int, tuple[float, float]] = {}
         self.bits_stored = 8
         if spec.kind != "summary":
-            self.row, self.col, slices = _stack(spec, phantom)
+            self.row, self.col, slices = slice_stack(spec, phantom)
             self.slices = {s.instance: s for s in slices}
         if spec.kind in ("axial", "coronal"):
-            plan, self.bits_stored = _rescale_plan(spec)
+            plan, self.bits_stored = rescale_plan(spec)
             self.rescale = {s.instance: plan[s.k] for s in slices}
         elif spec.kind == "scout":
             self.bits_stored = 12
             self.rescale = {1: (1.0, 0.0)}
         self.outside: np.ndarray | None = None
         if spec.padding and spec.kind in ("axial", "coronal"):
-            self.outside = _circle_outside(int(spec.rows or 0), int(spec.cols or 0),
+            self.outside = circle_outside(int(spec.rows or 0), int(spec.cols or 0),
                                            spec.pixel_spacing or (1.0, 1.0))
 
     def truth(self, files: dict[int, Path]) -> SeriesTruth:
         spec = self.spec
         orientation = None
         if self.row is not None and self.col is not None:
-            orientation = (_vec3(self.row), _vec3(self.col))
+            orientation = (vec3(self.row), vec3(self.col))
         return SeriesTruth(
             spec=spec,
             series_number=int(spec.series_number or 0),
@@ -94,7 +94,7 @@ class _SeriesWriter:
             transfer_syntax_uid=spec.transfer_syntax,
             files=[files[i] for i in self.file_numbers],
             sop_instance_uids=[self.sop_uids[i] for i in self.file_numbers],
-            positions_lps=[_vec3(self.slices[i].ipp) for i in self.instances if i in self.slices],
+            positions_lps=[vec3(self.slices[i].ipp) for i in self.instances if i in self.slices],
             orientation=orientation,
             pixel_spacing=spec.pixel_spacing or (1.0, 1.0),
             rescale=[self.rescale[i] for i in self.instances if i in self.rescale],
@@ -111,7 +111,7 @@ class _SeriesWriter:
             raise RuntimeError("a summary capture has no image plane")
         return self.row, self.col
 
-    def _hu_image(self, sl: _Slice) -> np.ndarray:
+    def _hu_image(self, sl: Slice) -> np.ndarray:
         spec = self.spec
         origin = np.array([float(v) for v in sl.ipp])
         row, col = self.directions()
@@ -119,7 +119,7 @@ class _SeriesWriter:
                                        int(spec.cols or 0), spec.pixel_spacing or (1.0, 1.0))
         sigma = self.phantom.noise_sigma_hu
         if sigma > 0:
-            rng = _rng(self.ex.seed, self.ex.dicom_id, "noise", spec.series_number, sl.k)
+            rng = seeded_rng(self.ex.seed, self.ex.dicom_id, "noise", spec.series_number, sl.k)
             hu += rng.standard_normal(hu.shape, dtype=np.float32) * np.float32(sigma)
         np.rint(hu, out=hu)
         np.clip(hu, HU_MIN, HU_MAX, out=hu)
@@ -136,7 +136,7 @@ class _SeriesWriter:
         text = self.spec.burned_text
         if text is not None and not text.overlay and text.on(instance):
             high, low = (round((hu_value - intercept) / slope) for hu_value in (HU_MAX, HU_MIN))
-            _burn(out, text, high, low)
+            burn_text(out, text, high, low)
         return out
 
     def _scout_pixels(self) -> np.ndarray:
@@ -182,7 +182,7 @@ class _SeriesWriter:
         text = spec.burned_text
         if text is not None and not text.overlay and text.on(instance):
             for channel in range(3):
-                _burn(img[:, :, channel], text, 255, 0)
+                burn_text(img[:, :, channel], text, 255, 0)
         return img
 
     # -- datasets -----------------------------------------------------------------------------
@@ -190,7 +190,7 @@ class _SeriesWriter:
     def _header(self) -> Dataset:
         """Every attribute shared by the images of the series (no per-instance values)."""
         spec, ex = self.spec, self.ex
-        ds = _base_dataset(ex, spec, self.series_uid, self.sop_class)
+        ds = base_dataset(ex, spec, self.series_uid, self.sop_class)
         if spec.kind == "summary":
             ds.ConversionType = "WSD"
             ds.BurnedInAnnotation = "YES"
@@ -202,10 +202,10 @@ class _SeriesWriter:
             ds.BitsAllocated, ds.BitsStored, ds.HighBit = 8, 8, 7
             ds.PixelRepresentation = 0
             return ds
-        _ct_attributes(ds, spec, ex)
+        ct_attributes(ds, spec, ex)
         if spec.burned_text is not None and not spec.burned_text.overlay:
             ds.BurnedInAnnotation = "YES"
-        row_s, col_s = _orientation(spec)
+        row_s, col_s = slice_orientation(spec)
         ds.ImageOrientationPatient = [*row_s, *col_s]
         ds.BitsStored = self.bits_stored
         ds.HighBit = self.bits_stored - 1
@@ -252,24 +252,24 @@ class _SeriesWriter:
             sl = self.slices[instance]
             ds.ImagePositionPatient = list(sl.ipp)
             slope, intercept = self.rescale[instance]
-            ds.RescaleIntercept = _fmt(intercept, 4)
-            ds.RescaleSlope = _fmt(slope, 4)
+            ds.RescaleIntercept = fmt(intercept, 4)
+            ds.RescaleSlope = fmt(slope, 4)
             if spec.kind == "scout":
                 pixels = self._scout_pixels()
             else:
-                ds.SliceLocation = _fmt(sl.slice_location, 4)
+                ds.SliceLocation = fmt(sl.slice_location, 4)
                 pixels = self._ct_pixels(instance)
         text = spec.burned_text
         if text is not None and text.overlay and text.on(instance):
-            _add_overlay(ds, text, int(spec.rows or 0), int(spec.cols or 0))
-        _save(ds, path, pixels, spec.transfer_syntax)
+            add_overlay(ds, text, int(spec.rows or 0), int(spec.cols or 0))
+        save_part10(ds, path, pixels, spec.transfer_syntax)
 
     def _write_enhanced(self, path: Path) -> None:
         """Render every frame and write the one Enhanced CT file of the series."""
-        ds, shared, frames = _enhanced_dataset(self)
+        ds, shared, frames = enhanced_dataset(self)
         if self.ex.plan is not None:
             self.planted = self.ex.plan.apply_functional_groups(shared, frames)
         ds.SharedFunctionalGroupsSequence = [shared]
         ds.PerFrameFunctionalGroupsSequence = frames
         pixels = np.stack([self._ct_pixels(instance) for instance in self.instances])
-        _save(ds, path, pixels, self.spec.transfer_syntax)
+        save_part10(ds, path, pixels, self.spec.transfer_syntax)

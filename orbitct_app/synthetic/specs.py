@@ -36,7 +36,7 @@ SUPPORTED_TRANSFER_SYNTAXES: tuple[str, ...] = (
     RLELossless,
     JPEG2000Lossless,
 )
-_COMPRESSED = (RLELossless, JPEG2000Lossless)
+COMPRESSED = (RLELossless, JPEG2000Lossless)
 
 
 @dataclass(frozen=True)
@@ -218,7 +218,7 @@ _UNSIGNED_RESCALE_CYCLE: tuple[tuple[float, float], ...] = (
 )
 
 
-def _rescale_plan(spec: SeriesSpec) -> tuple[list[tuple[float, float]], int]:
+def rescale_plan(spec: SeriesSpec) -> tuple[list[tuple[float, float]], int]:
     """Per-slice (slope, intercept) in position order and BitsStored; validates raw ranges."""
     n = int(spec.n_slices or 1)
     if spec.per_slice_rescale:

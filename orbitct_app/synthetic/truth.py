@@ -8,7 +8,7 @@ from typing import Literal
 
 import numpy as np
 
-from orbitct_app.synthetic.helpers import Vec3, _vec_ras
+from orbitct_app.synthetic.helpers import Vec3, vec_ras
 from orbitct_app.synthetic.phantom import Phantom
 from orbitct_app.synthetic.specs import SeriesSpec
 
@@ -134,7 +134,7 @@ class SeriesTruth:
     @property
     def positions_ras(self) -> list[Vec3]:
         """ImagePositionPatient of each image (file or frame), in RAS."""
-        return [_vec_ras(p) for p in self.positions_lps]
+        return [vec_ras(p) for p in self.positions_lps]
 
     @property
     def slice_normal(self) -> Vec3 | None:

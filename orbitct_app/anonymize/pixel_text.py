@@ -18,7 +18,7 @@ How a frame is checked
        connected components of character size that sit side by side on a line with many strokes
        across it. Anatomy gives large components, or small ones that do not line up; noise stays
        under the contrast threshold (a multiple of the frame's own noise and of its range).
-    3. **Only the lines found go to the OCR engine** (:mod:`orbitct_app.ocr`, Tesseract, offline),
+    3. **Only the lines found go to the OCR engine** (:mod:`orbitct_app.anonymize.ocr`, Tesseract, offline),
        each cut out, scaled to a common text height and stacked into one image: one engine run
        per frame with candidates. The frame has text when the engine reads a word of at least
        two letters or digits with confidence >= 60 in them.
@@ -53,7 +53,7 @@ from typing import TYPE_CHECKING, cast
 import numpy as np
 from numpy.typing import NDArray
 
-from orbitct_app import ocr
+from orbitct_app.anonymize import ocr
 from orbitct_app.discover import SECONDARY_CAPTURE_CLASSES, SeriesInfo, SliceInfo
 from orbitct_app.errors import OrbitctError
 from orbitct_app.threads import split_range, thread_map
@@ -896,7 +896,7 @@ def make_thumbnail(image: NDArray[np.float32], box: Box, blanked: Sequence[Box])
     blanked (so that its words cannot be read from the picture), the text's box drawn in red."""
     from PIL import Image, ImageDraw
 
-    from orbitct_app.extract import qc
+    from orbitct_app import pictures
 
     lo, hi = np.percentile(image, (1, 99.5))
     if hi <= lo:
@@ -914,5 +914,5 @@ def make_thumbnail(image: NDArray[np.float32], box: Box, blanked: Sequence[Box])
          math.ceil(box.right * scale), math.ceil(box.bottom * scale)),
         outline=(230, 30, 30), width=2,
     )
-    return qc.thumbnail_data_uri(picture, width=THUMBNAIL_WIDTH, max_bytes=12_000)
+    return pictures.thumbnail_data_uri(picture, width=THUMBNAIL_WIDTH, max_bytes=12_000)
 

@@ -1,7 +1,7 @@
 """The OCR engine behind ``--pixel-text``: Tesseract, run offline through pytesseract.
 
 Tesseract (the ``tesseract`` program with its English model, Debian's ``tesseract-ocr`` and
-``tesseract-ocr-eng``) reads the candidate regions that :mod:`orbitct_app.pixel_text` finds; it
+``tesseract-ocr-eng``) reads the candidate regions that :mod:`orbitct_app.anonymize.pixel_text` finds; it
 never touches the network and downloads nothing (its model is a file of the package). pytesseract
 runs the program on a temporary PNG and parses its word table.
 
