@@ -6,14 +6,13 @@ exports often have no extension. Everything that is not a usable DICOM file is r
 :class:`SkippedFile` with a one-line reason.
 
 An ordinary file's header facts are read from its first bytes (:func:`fast_slice_info`, with
-:mod:`orbitct_app.dicom_bytes`); every other file, and every file with a problem, is read by pydicom
+:mod:`orbitct_app.dicomio.header`); every other file, and every file with a problem, is read by pydicom
 (:func:`read_header`), which gives the same facts and decides the reasons.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import functools
 import hashlib
 import io
 import logging
@@ -28,26 +27,22 @@ from pathlib import Path
 from typing import Any, BinaryIO, Literal, overload
 
 import pydicom
-from pydicom.datadict import dictionary_VR, tag_for_keyword
-from pydicom.dataelem import RawDataElement
+from pydicom.datadict import dictionary_VR
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 from pydicom.multival import MultiValue
-from pydicom.tag import BaseTag
 from pydicom.uid import UID, DeflatedExplicitVRLittleEndian
-from pydicom.valuerep import STR_VR
-from pydicom.values import convert_value
+from pydicom.valuerep import EXPLICIT_VR_LENGTH_32
 
-from orbitct_app import dicom_bytes
-from orbitct_app.dicom_bytes import (
+from orbitct_app.dicomio.header import FAST_HEAD_BYTES, FastHeader, keyword_tags
+from orbitct_app.dicomio.parse import (
     SQ,
-    Element,
-    Part10,
     Unsupported,
-    ascii_identity,
     parse_part10,
     uid_text,
 )
+from orbitct_app.dicomio.pixels import PIXEL_HEADER_BYTES, Incomplete, pixel_data_end, pixel_element
+from orbitct_app.dicomio.structure import MAX_HEADER_BYTES, Damaged, Layout, Structure, explicit_prefix, file_structure
 from orbitct_app.errors import NotDicomError, SkipKind
 from orbitct_app.extract.contrast import CONTRAST_ATTRIBUTES
 from orbitct_app.paths import Unusable, iter_exam_files, open_regular
@@ -132,7 +127,7 @@ class SliceInfo:
     """For one frame of a multi-frame object (see ``volume.expand_frames``): its 0-based index."""
     overlay_groups: tuple[int, ...] = ()
     """Groups (0x6000-0x601E) of the overlay planes whose data (60xx,3000) the file holds."""
-    layout: dicom_bytes.Layout | None = None
+    layout: Layout | None = None
     """Where the file's data set ends and its pixel data element lies (bytes after the data set
     are trailing data: never copied)."""
     convolution_kernel: str = ""
@@ -374,15 +369,15 @@ def series_key(info: SliceInfo) -> str:
 # --- one file ----------------------------------------------------------------------------------
 
 
-def read_header(path: Path) -> tuple[Dataset, bool, int | None, dicom_bytes.Layout]:
+def read_header(path: Path) -> tuple[Dataset, bool, int | None, Layout]:
     """Read a file's DICOM header without its pixel data.
 
-    The whole file's structure is checked first (:func:`dicom_bytes.file_structure`: every
+    The whole file's structure is checked first (:func:`file_structure`: every
     length within the file, every sequence closed, nesting bounded, a deflated data set
     inflated within its cap), so a damaged file is reported as damaged instead of being read as
     far as its lengths happen to lead, and nothing bigger than :data:`MAX_HEADER_BYTES` is read.
     Returns the data set, whether a pixel data element is there, the file offset of its value
-    when it is uncompressed (None otherwise) and the file's :class:`~dicom_bytes.Layout`.
+    when it is uncompressed (None otherwise) and the file's :class:`~orbitct_app.dicomio.structure.Layout`.
 
     Raises
     ------
@@ -412,7 +407,7 @@ def read_header(path: Path) -> tuple[Dataset, bool, int | None, dicom_bytes.Layo
                 source: BinaryIO = fp
                 if structure.inflated is not None:  # its header, inflated once (within the cap)
                     extent = structure.extent
-                    prefix = dicom_bytes.explicit_prefix(fp.read(structure.meta_end))
+                    prefix = explicit_prefix(fp.read(structure.meta_end))
                     end = extent.pixel_start if extent.pixel_start is not None else extent.end
                     source = io.BytesIO(prefix + structure.inflated[:end])
                 with warnings.catch_warnings(record=True) as caught:
@@ -445,12 +440,7 @@ def read_header(path: Path) -> tuple[Dataset, bool, int | None, dicom_bytes.Layo
     return ds, has_pixels, None if deflated else structure.extent.pixel_value, structure.layout
 
 
-MAX_HEADER_BYTES = 64 << 20
-"""A data set may hold at most this much besides its pixel data (64 MiB; CT headers take a
-few kB to a few MB): everything but the pixel data is read into memory, so this bounds it."""
-
-
-def _check_structure(structure: dicom_bytes.Structure) -> None:
+def _check_structure(structure: Structure) -> None:
     """Refuse what the walk found readable but the app cannot honestly handle.
 
     Raises
@@ -478,13 +468,13 @@ def _sop_class(ds: Dataset) -> str:
     return str(ds.get("SOPClassUID", "") or meta_class or "").strip("\0 ")
 
 
-def _structure(fp: BinaryIO, path: Path) -> dicom_bytes.Structure:
+def _structure(fp: BinaryIO, path: Path) -> Structure:
     """The checked structure of an open file (read through a read-only memory map)."""
     with mmap.mmap(fp.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
         view = memoryview(mapped)
         try:
-            return dicom_bytes.file_structure(view)
-        except dicom_bytes.Damaged as err:
+            return file_structure(view)
+        except Damaged as err:
             if path.name.upper() == "DICOMDIR" or MEDIA_STORAGE_DIRECTORY.encode() in bytes(view[:512]):
                 raise NotDicomError(
                     "DICOMDIR / media index file (not an image; may name the patient)",
@@ -527,10 +517,6 @@ def _read_file(path: Path) -> tuple[SliceInfo, Dataset | None]:
 
 # --- the fast path: the header's bytes, no Dataset ------------------------------------------------
 
-FAST_HEAD_BYTES = 64 * 1024
-"""How much of a file the fast path reads: a header that does not end within it takes the
-pydicom path."""
-
 _SLICE_KEYWORDS = (
     "SOPInstanceUID", "SOPClassUID", "SeriesInstanceUID", "SeriesNumber", "SeriesDescription",
     "Modality", "ImageType", "InstanceNumber", "AcquisitionNumber", "ImagePositionPatient",
@@ -541,93 +527,14 @@ _SLICE_KEYWORDS = (
     "SharedFunctionalGroupsSequence", "PatientIdentityRemoved", "DeidentificationMethod",
     "ConvolutionKernel",
 )
-_KEYWORD_TAGS: dict[str, tuple[int, str]] = {
-    keyword: (tag, str(dictionary_VR(tag)))
-    for keyword in _SLICE_KEYWORDS
-    if (tag := tag_for_keyword(keyword)) is not None
-}
-_SPECIFIC_CHARACTER_SET = 0x00080005
-_FLOAT_PIXEL_DATA = (0x7FE00008, 0x7FE00009)
-
-
-class _FastHeader:
-    """The top-level values :func:`slice_info` asks for (``_SLICE_KEYWORDS``: any other keyword
-    sends the file to the pydicom path), from a parsed header's bytes.
-
-    ``get`` returns what ``Dataset.get`` returns for them: each value goes through pydicom's own
-    converter (:func:`pydicom.values.convert_value`) with the VR pydicom would use. Whatever that
-    cannot mirror plainly (another VR than the dictionary's, text that is not ASCII, a sequence,
-    a value pydicom fails to convert) raises :class:`Unsupported`.
-    """
-
-    def __init__(self, data: bytes, parsed: Part10) -> None:
-        self._data = data
-        self._implicit = parsed.implicit
-        self._elements: dict[int, Element] = {e.tag: e for e in parsed.elements}
-        self.file_meta = {"TransferSyntaxUID": UID(parsed.syntax)}
-        charset = self._elements.get(_SPECIFIC_CHARACTER_SET)
-        if charset is not None and not ascii_identity(data[charset.start : charset.end]):
-            raise Unsupported("character set that does not keep ASCII")
-        if "SOPClassUID" not in self and "SOPInstanceUID" not in self:
-            raise Unsupported("no SOP Class or SOP Instance UID")
-        if any(tag in self._elements for tag in _FLOAT_PIXEL_DATA):
-            raise Unsupported("float pixel data")  # pydicom's header ends there
-
-    def __contains__(self, keyword: str) -> bool:
-        return _KEYWORD_TAGS[keyword][0] in self._elements
-
-    def keys(self) -> Iterable[int]:
-        """The tags of the top-level elements (as ``Dataset.keys``)."""
-        return self._elements.keys()
-
-    def get(self, keyword: str, default: Any = None) -> Any:
-        """The value of ``keyword`` as pydicom gives it, ``default`` when absent."""
-        try:
-            tag, vr = _KEYWORD_TAGS[keyword]
-        except KeyError:
-            raise Unsupported("an attribute the fast path does not read") from None
-        elem = self._elements.get(tag)
-        if elem is None:
-            return default
-        if vr == SQ:
-            raise Unsupported("a sequence: functional groups take the pydicom path")
-        if " or " in vr:
-            vr = self._ambiguous_vr(elem)
-        elif elem.vr is not None and elem.vr != vr:
-            raise Unsupported("encoded VR differs from the dictionary's")
-        return _converted(tag, vr, self._data[elem.start : elem.end], self._implicit)
-
-    def _ambiguous_vr(self, elem: Element) -> str:
-        """US or SS, as pydicom resolves it: the encoded VR, or in implicit VR, by the
-        PixelRepresentation beside it."""
-        if elem.vr is not None:
-            if elem.vr not in ("US", "SS"):
-                raise Unsupported("pixel padding with another VR")
-            return elem.vr
-        representation = self.get("PixelRepresentation")
-        if representation not in (0, 1):
-            raise Unsupported("pixel padding without a plain PixelRepresentation")
-        return "US" if representation == 0 else "SS"
-
-
-@functools.lru_cache(maxsize=4096)
-def _converted(tag: int, vr: str, value: bytes, implicit: bool) -> Any:
-    """An element value converted by pydicom (shared between files: read, never change it)."""
-    if vr in STR_VR and (not value.isascii() or b"\x1b" in value):
-        raise Unsupported("text that is not plain ASCII")
-    raw = RawDataElement(BaseTag(tag), vr, len(value), value, 0, implicit, True)
-    try:
-        # ASCII decodes alike in every character set that ascii_identity accepts
-        return convert_value(vr, raw, None)
-    except Exception as err:  # the pydicom path reports such values its way
-        raise Unsupported("a value pydicom does not convert plainly") from err
+_KEYWORD_TAGS = keyword_tags(_SLICE_KEYWORDS)
 
 
 def fast_slice_info(path: Path) -> SliceInfo | None:
     """The header facts of an ordinary file from its first bytes, without pydicom's reader.
 
     The result equals ``slice_info(path, *read_header(path))``. Returns None for every file this
-    path does not handle (see :mod:`orbitct_app.dicom_bytes`; also media index files, files
+    path does not handle (see :mod:`orbitct_app.dicomio.header`; also media index files, files
     without SOP UIDs, multi-frame objects with functional groups, headers longer than
     :data:`FAST_HEAD_BYTES`) and for every file with a problem: :func:`read_header` then reads
     it, and decides or reports it.
@@ -640,20 +547,30 @@ def fast_slice_info(path: Path) -> SliceInfo | None:
             parsed = parse_part10(data)
             if parsed.pixel_pos >= len(data):
                 raise Unsupported("no pixel data in the first bytes")
-            header = _FastHeader(data, parsed)
+            header = FastHeader(data, parsed, _KEYWORD_TAGS)
+            if "SOPClassUID" not in header and "SOPInstanceUID" not in header:
+                raise Unsupported("no SOP Class or SOP Instance UID")
             media = uid_text(parsed.meta.get(0x00020002))
             if MEDIA_STORAGE_DIRECTORY in (media, str(header.get("SOPClassUID", ""))):
                 raise Unsupported("media index file")
             size = os.fstat(fp.fileno()).st_size
-            has_pixels, pixel_offset, pixel_end = _check_pixel_data(fp, parsed.syntax, parsed.pixel_pos, size)
+            head = data[parsed.pixel_pos : parsed.pixel_pos + PIXEL_HEADER_BYTES]
+            if len(head) < PIXEL_HEADER_BYTES:  # the header runs past the first bytes
+                head = os.pread(fp.fileno(), PIXEL_HEADER_BYTES, parsed.pixel_pos)
+            element = pixel_element(head, parsed.pixel_pos, implicit=parsed.implicit, little=True)
+            if element is None or not (parsed.implicit or element.vr in EXPLICIT_VR_LENGTH_32):
+                raise Unsupported("a pixel data element of another form")  # the full check reads it
+            pixel_end = pixel_data_end(fp.fileno(), element, size, little=True)
             if pixel_end != size:
                 raise Unsupported("bytes after the pixel data")  # the full check decides about them
+        pixel_offset = None if element.undefined else element.value
         length = pixel_end - (parsed.pixel_pos if pixel_offset is None else pixel_offset)
-        layout = dicom_bytes.Layout(size, parsed.pixel_pos, pixel_end, pixel_length=length,
-                                    encapsulated=pixel_offset is None, data_start=parsed.data_start,
-                                    implicit=parsed.implicit)
-        return slice_info(path, header, has_pixels, pixel_offset, layout)  # type: ignore[arg-type]
-    except (Unsupported, NotDicomError, OSError, struct.error, ValueError, IndexError, RecursionError) as err:
+        layout = Layout(size, parsed.pixel_pos, pixel_end, pixel_length=length,
+                        encapsulated=pixel_offset is None, data_start=parsed.data_start,
+                        implicit=parsed.implicit)
+        return slice_info(path, header, True, pixel_offset, layout)  # type: ignore[arg-type]
+    except (Unsupported, Incomplete, NotDicomError, OSError, struct.error, ValueError, IndexError,
+            RecursionError) as err:
         logger.debug("%s: header read by pydicom (%s)", path.name, type(err).__name__)
         return None
 
@@ -663,7 +580,7 @@ def fast_slice_info(path: Path) -> SliceInfo | None:
 
 def slice_info(
     path: Path, ds: Dataset, has_pixels: bool, pixel_offset: int | None = None,
-    layout: dicom_bytes.Layout | None = None,
+    layout: Layout | None = None,
 ) -> SliceInfo:
     """The :class:`SliceInfo` of a header already read.
 
@@ -842,56 +759,6 @@ def _looks_like_raw_dataset(head: bytes) -> bool:
         if group in _NO_PREAMBLE_GROUPS and element < 0x0100:
             return True
     return False
-
-
-def _check_pixel_data(fp: BinaryIO, transfer_syntax: str, offset: int, size: int) -> tuple[bool, int | None, int]:
-    """Check that a complete pixel data element starts at ``offset``; raise if it is cut short.
-
-    Returns whether it is there, the offset of its value when it is not encapsulated, and where
-    the element ends.
-    """
-    if offset + 8 > size:
-        return False, None, offset
-    fp.seek(offset)
-    head = fp.read(12)
-    syntax = UID(transfer_syntax)
-    little = syntax.is_little_endian if syntax.is_transfer_syntax else True
-    implicit = syntax.is_implicit_VR if syntax.is_transfer_syntax else False
-    end = "<" if little else ">"
-    group, element = struct.unpack(end + "HH", head[:4])
-    if (group << 16 | element) not in dicom_bytes.PIXEL_DATA_TAGS:
-        return False, None, offset
-    if implicit:
-        (length,) = struct.unpack(end + "L", head[4:8])
-        value_start = offset + 8
-    else:
-        if len(head) < 12:
-            raise NotDicomError("truncated file: pixel data element header cut short")
-        (length,) = struct.unpack(end + "L", head[8:12])
-        value_start = offset + 12
-    if length != dicom_bytes.UNDEFINED:
-        if value_start + length > size:
-            raise NotDicomError(
-                f"truncated file: pixel data needs {length} bytes, file holds "
-                f"{max(0, size - value_start)}"
-            )
-        return True, value_start, value_start + length
-    # Encapsulated: walk the items up to the sequence delimiter.
-    pos = value_start
-    while True:
-        fp.seek(pos)
-        item = fp.read(8)
-        if len(item) < 8:
-            raise NotDicomError("truncated file: compressed pixel data ends without delimiter")
-        tag_group, tag_element, item_length = struct.unpack(end + "HHL", item)
-        tag = tag_group << 16 | tag_element
-        if tag == dicom_bytes.SEQ_END:
-            return True, None, pos + 8
-        if tag != dicom_bytes.ITEM or item_length == dicom_bytes.UNDEFINED:
-            raise NotDicomError("malformed compressed pixel data (bad item tag)")
-        pos += 8 + item_length
-        if pos > size:
-            raise NotDicomError("truncated file: compressed pixel data fragment cut short")
 
 
 def sidecar_attributes(ds: Dataset, keywords: Sequence[str]) -> dict[str, Any]:

@@ -19,7 +19,7 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence
 from pydicom.uid import UID, ExplicitVRLittleEndian, generate_uid
 
-from orbitct_app.dicom_bytes import LONG_VRS, dictionary_vr, parse_dataset, parse_part10
+from orbitct_app.dicomio.parse import LONG_VRS, dictionary_vr, parse_dataset, parse_part10
 
 BASIC_TEXT_SR = "1.2.840.10008.5.1.4.1.1.88.11"
 

@@ -33,9 +33,11 @@ from pydicom.uid import (
 import orbitct_app
 from orbitct_app import __version__, atomic, pipeline
 from orbitct_app.anonymize import stage as anonymize
-from orbitct_app.chunks import Piece
 from orbitct_app.cli import main
 from orbitct_app.deid import ORBITCT, apply_profile, mark_deidentified
+from orbitct_app.deid import files as deid_files
+from orbitct_app.dicomio import write
+from orbitct_app.dicomio.chunks import Piece
 from orbitct_app.errors import DeidError, ExitCode
 from orbitct_app.options import Options, Stage
 from orbitct_app.report.records import read_record
@@ -409,7 +411,7 @@ def test_file_meta_rebuilt_without_private_information(tmp_path: Path) -> None:
         ds = pydicom.dcmread(path)
         assert ds.SOPClassUID == "1.2.840.10008.5.1.4.1.1.2"
         check_deidentified(ds, "exam_m")
-        assert ds.file_meta.ImplementationVersionName == anonymize.IMPLEMENTATION_VERSION_NAME
+        assert ds.file_meta.ImplementationVersionName == write.IMPLEMENTATION_VERSION_NAME
 
 
 # --- junk, failures and exit codes --------------------------------------------------------------
@@ -470,7 +472,7 @@ def test_a_file_that_fails_to_write_is_a_failure(
 ) -> None:
     root, truth, _ = junk_input
     victim = truth.series_by_number(2).files[3]
-    real_write = anonymize.write_output
+    real_write = deid_files.write_output
     secret = truth.orbitct_forbidden_bytes[0].decode()
     victim_uid = pydicom.dcmread(victim, stop_before_pixels=True).SOPInstanceUID
 
@@ -480,7 +482,7 @@ def test_a_file_that_fails_to_write_is_a_failure(
             raise ValueError(f"cannot encode {secret}")  # a message quoting a header value
         real_write(fh, parts, source)
 
-    monkeypatch.setattr(anonymize, "write_output", failing_write)
+    monkeypatch.setattr(deid_files, "write_output", failing_write)
     out = tmp_path / "out"
     assert main([str(root), str(out), "anonymize", "--n-procs", "1"]) == ExitCode.FAILED
     rel = str(victim.relative_to(truth.path))
@@ -510,9 +512,9 @@ def test_unusable_pseudonym_fails_the_exam(tmp_path: Path) -> None:
 
 
 def test_safe_reason_never_quotes_values() -> None:
-    assert anonymize.safe_reason(ValueError("PHI123")) == "ValueError"
-    assert anonymize.safe_reason(OSError(28, "No space left on device")) == "OSError: No space left on device"
-    assert anonymize.safe_reason(DeidError("no SOPClassUID")) == "no SOPClassUID"
+    assert deid_files.safe_reason(ValueError("PHI123")) == "ValueError"
+    assert deid_files.safe_reason(OSError(28, "No space left on device")) == "OSError: No space left on device"
+    assert deid_files.safe_reason(DeidError("no SOPClassUID")) == "no SOPClassUID"
 
 
 # --- resume, rerun, all -------------------------------------------------------------------------
@@ -676,7 +678,7 @@ def test_in_place_write_failing_midway_keeps_the_original(
     root = tmp_path / "in"
     truth = write_exam(root, "exam_w", [SeriesSpec(kind="axial", n_slices=11, rows=32, cols=32)], seed=10)
     originals = {p: p.read_bytes() for p in truth.files}
-    real_write = anonymize.write_output
+    real_write = deid_files.write_output
     calls = []
 
     def half_then_fail(fh: BinaryIO, parts: list[Piece], source: int | None = None) -> None:
@@ -688,7 +690,7 @@ def test_in_place_write_failing_midway_keeps_the_original(
             raise OSError(28, "No space left on device")
         real_write(fh, parts, source)
 
-    monkeypatch.setattr(anonymize, "write_output", half_then_fail)
+    monkeypatch.setattr(deid_files, "write_output", half_then_fail)
     summary = run(root, tmp_path / "out", in_place=True)
     # a full disk fails the exam, not one file: it stops there
     assert summary.exit_code == ExitCode.FAILED and summary.failed_exams == ["exam_w"]
@@ -709,7 +711,7 @@ def test_interrupted_exam_never_appears_half_written(
     args = [str(phi_input.root), str(out), "anonymize", "--participant-label", EXAM_A, "--n-procs", "1"]
     assert main(args) == ExitCode.OK
     before = tree_hashes(out / "anonymized" / EXAM_A)
-    real = anonymize.anonymize_file
+    real = deid_files.anonymize_file
     calls = []
 
     def interrupted(*a: Any, **kw: Any) -> object:
@@ -727,13 +729,13 @@ def test_interrupted_exam_never_appears_half_written(
 def _both_writers(path: Path) -> tuple[bytes, bytes]:
     """A de-identified file written by write_part10 and by pydicom.dcmwrite."""
     results = []
-    for write in (anonymize.write_part10, lambda fh, ds: pydicom.dcmwrite(fh, ds, enforce_file_format=True)):
+    for writer in (write.write_part10, lambda fh, ds: pydicom.dcmwrite(fh, ds, enforce_file_format=True)):
         ds = pydicom.dcmread(path)
         apply_profile(ds, ORBITCT, pseudonym="exam_x")
         mark_deidentified(ds, "test")
-        ds.file_meta = anonymize.file_meta_for(ds)
+        ds.file_meta = write.file_meta_for(ds)
         buffer = io.BytesIO()
-        write(buffer, ds)
+        writer(buffer, ds)
         results.append(buffer.getvalue())
     return results[0], results[1]
 

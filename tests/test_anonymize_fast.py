@@ -30,10 +30,13 @@ from pydicom.uid import (
 )
 
 import orbitct_app
-from orbitct_app import chunks, dicom_bytes, pipeline
-from orbitct_app.anonymize import stage as anonymize
+from orbitct_app import pipeline
 from orbitct_app.deid import ORBITCT, Action, DeidStats, Profile, audit, basic_profile, raw
-from orbitct_app.dicom_bytes import LONG_VRS, parse_part10
+from orbitct_app.deid import files as deid_files
+from orbitct_app.dicomio import write
+from orbitct_app.dicomio.chunks import Piece
+from orbitct_app.dicomio.parse import LONG_VRS, parse_part10
+from orbitct_app.dicomio.structure import Layout
 from orbitct_app.errors import DeidError, ExitCode
 from orbitct_app.options import Options, Stage
 from orbitct_app.report.tables import read_csv
@@ -55,37 +58,37 @@ def files_under(root: Path) -> list[Path]:
     return sorted(p for p in root.rglob("*") if p.is_file())
 
 
-def secrets_for(profile: Profile) -> anonymize.Secrets:
-    return anonymize.Secrets.for_profile(profile, KEY if profile.needs_key else None)
+def secrets_for(profile: Profile) -> deid_files.Secrets:
+    return deid_files.Secrets.for_profile(profile, KEY if profile.needs_key else None)
 
 
 WritePath = Callable[
-    [int, dicom_bytes.Layout, Profile, str, anonymize.Secrets], tuple[list[chunks.Piece], DeidStats]
+    [int, Layout, Profile, str, deid_files.Secrets], tuple[list[Piece], DeidStats]
 ]
-"""anonymize.fast_pieces or anonymize.pydicom_pieces."""
+"""deid_files.fast_pieces or deid_files.pydicom_pieces."""
 
 
-def _written(data: bytes, profile: Profile, pseudonym: str, path: WritePath) -> tuple[bytes, anonymize.Secrets]:
+def _written(data: bytes, profile: Profile, pseudonym: str, path: WritePath) -> tuple[bytes, deid_files.Secrets]:
     """The bytes one path of anonymize_file writes for ``data`` (held in a temporary file)."""
     secrets = secrets_for(profile)
     with tempfile.TemporaryDirectory() as tmp:
         source = Path(tmp) / "source.dcm"
         source.write_bytes(data)
-        with anonymize._quiet_pydicom(), open(source, "rb") as fh:
-            layout = anonymize._layout_of(fh.fileno())
+        with deid_files._quiet_pydicom(), open(source, "rb") as fh:
+            layout = deid_files._layout_of(fh.fileno())
             pieces, _ = path(fh.fileno(), layout, profile, pseudonym, secrets)
     return b"".join(p if isinstance(p, bytes) else data[p.offset : p.offset + p.length] for p in pieces), secrets
 
 
-def pydicom_path(data: bytes, profile: Profile, pseudonym: str = "exam_x") -> tuple[bytes, anonymize.Secrets]:
+def pydicom_path(data: bytes, profile: Profile, pseudonym: str = "exam_x") -> tuple[bytes, deid_files.Secrets]:
     """What the pydicom path writes for ``data`` (dcmread, the walker, encode_part10)."""
-    return _written(data, profile, pseudonym, anonymize.pydicom_pieces)
+    return _written(data, profile, pseudonym, deid_files.pydicom_pieces)
 
 
-def fast_path(data: bytes, profile: Profile, pseudonym: str = "exam_x") -> tuple[bytes, anonymize.Secrets]:
+def fast_path(data: bytes, profile: Profile, pseudonym: str = "exam_x") -> tuple[bytes, deid_files.Secrets]:
     """What the fast path writes for ``data`` (raw.deidentify, the pixel data element copied);
     raw.Unsupported where it does not apply."""
-    return _written(data, profile, pseudonym, anonymize.fast_pieces)
+    return _written(data, profile, pseudonym, deid_files.fast_pieces)
 
 
 def run(inp: Path, out: Path, **kwargs: Any) -> pipeline.RunSummary:
@@ -188,8 +191,8 @@ def test_pixel_data_element_copied_raw_native_and_encapsulated(exams: Exams) -> 
             for path in series.files:
                 data = path.read_bytes()
                 with open(path, "rb") as fh:
-                    layout = anonymize._layout_of(fh.fileno())
-                    pieces, _ = anonymize.fast_pieces(fh.fileno(), layout, ORBITCT, "exam_x", secrets_for(ORBITCT))
+                    layout = deid_files._layout_of(fh.fileno())
+                    pieces, _ = deid_files.fast_pieces(fh.fileno(), layout, ORBITCT, "exam_x", secrets_for(ORBITCT))
                 spans = [p for p in pieces if not isinstance(p, bytes)]
                 start = header_end(data)
                 assert len(spans) == 1 and start < spans[0].offset < spans[0].offset + spans[0].length <= len(data)
@@ -216,7 +219,7 @@ def test_file_meta_as_pydicom_writes_it() -> None:
         buffer = DicomBytesIO()
         buffer.is_little_endian, buffer.is_implicit_VR = True, False
         write_file_meta_info(buffer, meta, enforce_standard=True)
-        ours = raw.file_meta_bytes(sop_class, instance, ExplicitVRLittleEndian, version, PYDICOM_IMPLEMENTATION_UID)
+        ours = write.file_meta_bytes(sop_class, instance, ExplicitVRLittleEndian, version, PYDICOM_IMPLEMENTATION_UID)
         assert ours == b"\0" * 128 + b"DICM" + buffer.getvalue()
 
 
@@ -411,7 +414,7 @@ def test_audit_catches_what_a_writer_appends_after_the_pixel_data(
     """Private elements appended after the pixel data are private findings; bytes that are no
     element (an item tag and text) are trailing data: every output ends where its data set does."""
     root, _ = exams
-    real = anonymize.fast_pieces
+    real = deid_files.fast_pieces
     if what == "elements":
         trailing = (struct.pack("<HH", 0x7FE1, 0x0010) + b"LO" + struct.pack("<H", 8) + b"CREATOR "
                     + struct.pack("<HH", 0x7FE1, 0x1001) + b"LO" + struct.pack("<H", 10) + b"PHITRAILER")
@@ -422,7 +425,7 @@ def test_audit_catches_what_a_writer_appends_after_the_pixel_data(
         pieces, stats = real(*args, **kwargs)
         return [*pieces, trailing], stats
 
-    monkeypatch.setattr(anonymize, "fast_pieces", appending)
+    monkeypatch.setattr(deid_files, "fast_pieces", appending)
     out = tmp_path / "out"
     assert run(root, out, participant_labels=("exam_a",)).exit_code == ExitCode.FAILED
     rows = read_csv(out / "deid_audit.csv")

@@ -25,10 +25,13 @@ from pydicom.filewriter import write_dataset, write_file_meta_info
 from pydicom.sequence import Sequence
 from pydicom.uid import UID, DeflatedExplicitVRLittleEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian, RLELossless
 
-from orbitct_app import __version__, chunks, dicom_bytes, discover
-from orbitct_app.anonymize import stage as anonymize
+from orbitct_app import __version__, discover
 from orbitct_app.cli import main
 from orbitct_app.deid import ORBITCT, audit, basic_profile, keys, raw
+from orbitct_app.deid import files as deid_files
+from orbitct_app.dicomio.chunks import CHUNK_BYTES, Piece, read_chunks
+from orbitct_app.dicomio.parse import parse_part10
+from orbitct_app.dicomio.structure import Damaged, file_structure
 from orbitct_app.errors import ExitCode, UsageError
 from orbitct_app.report.tables import read_csv
 from orbitct_app.safe_text import csv_cell, escape_controls
@@ -215,9 +218,9 @@ def test_no_parser_recurses_into_a_file_nested_5000_levels_deep(tmp_path: Path) 
         hostile.plant_deep(files[0], 5000, undefined=undefined)
         data = files[0].read_bytes()
         with pytest.raises(raw.Unsupported):
-            dicom_bytes.parse_part10(data)
-        with pytest.raises(dicom_bytes.Damaged, match="nested deeper than 64"):
-            dicom_bytes.file_structure(data)
+            parse_part10(data)
+        with pytest.raises(Damaged, match="nested deeper than 64"):
+            file_structure(data)
         assert audit._Scan.of(data, ORBITCT, "exam_b", "f") is None
         findings = audit.audit_file(files[0], "f", ORBITCT, EXAM, set(), audit.PhiList(()))
         if undefined:  # its end cannot be found: what follows the last element is not the data set
@@ -307,20 +310,20 @@ def test_a_big_sparse_file_is_copied_in_bounded_chunks_and_stays_sparse(tmp_path
     parts: list[tuple[bytes | audit.FileRegion, ...]] = []
     tracemalloc.start()
     try:
-        anonymize.anonymize_file(files[0], dst, ORBITCT, EXAM, written=parts.append)
+        deid_files.anonymize_file(files[0], dst, ORBITCT, EXAM, written=parts.append)
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
-    assert peak < 4 * chunks.CHUNK_BYTES // 2, peak  # the header and one buffer at most
+    assert peak < 4 * CHUNK_BYTES // 2, peak  # the header and one buffer at most
     assert dst.stat().st_blocks * 512 < size // 8  # the hole stayed a hole
-    source = dicom_bytes.file_structure(files[0].read_bytes()).extent
-    copy = dicom_bytes.file_structure(dst.read_bytes()).extent
+    source = file_structure(files[0].read_bytes()).extent
+    copy = file_structure(dst.read_bytes()).extent
     assert copy.end == dst.stat().st_size and copy.pixel_value is not None and source.pixel_value is not None
 
     def digest(path: Path, start: int) -> str:
         h = hashlib.sha256()
         with open(path, "rb") as fh:
-            for chunk in chunks.read_chunks(fh.fileno(), start, os.fstat(fh.fileno()).st_size - start):
+            for chunk in read_chunks(fh.fileno(), start, os.fstat(fh.fileno()).st_size - start):
                 h.update(chunk)
         return h.hexdigest()
 
@@ -336,7 +339,7 @@ def test_a_header_bigger_than_its_limit_is_refused(tmp_path: Path) -> None:
     ds.add_new(0x00420011, "OB", b"")  # EncapsulatedDocument, to be made 65 MiB long (a hole)
     ds.save_as(files[0], enforce_file_format=True)
     data = files[0].read_bytes()
-    parsed = dicom_bytes.parse_part10(data)
+    parsed = parse_part10(data)
     element = next(e for e in parsed.elements if e.tag == 0x00420011)
     big = 65 << 20
     files[0].write_bytes(data[: element.start - 4] + struct.pack("<L", big))
@@ -561,7 +564,7 @@ def reasons(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, P
     sr = folder / "SR_length_past_end.dcm"
     hostile.write_sr(sr, "1.2.3.4.5.6.7", "Planted^SR")
     data = sr.read_bytes()
-    content = next(e for e in dicom_bytes.parse_part10(data).elements if e.tag == 0x0040A730)
+    content = next(e for e in parse_part10(data).elements if e.tag == 0x0040A730)
     sr.write_bytes(data[: content.start - 4] + struct.pack("<L", 0x7FFFFF00) + data[content.start:])
     named["sr_length_past_end"] = sr
     unclosed = folder / "SR_unclosed.dcm"
@@ -618,7 +621,7 @@ def test_each_file_gets_the_reason_that_says_what_happened(
         exam = source.relative_to(root).parts[0]
         path = out / "anonymized" / exam / source.relative_to(root / exam)
         written = path.read_bytes()
-        structure = dicom_bytes.file_structure(written)
+        structure = file_structure(written)
         assert structure.syntax == syntax and structure.encoding_matches, name
         assert (structure.implicit, structure.little) == encoding
         ds = pydicom.dcmread(path)
@@ -668,13 +671,13 @@ def test_earlier_de_identification_is_kept_alike_by_both_paths(tmp_path: Path) -
     ds.save_as(files[0], enforce_file_format=True)
     data = files[0].read_bytes()
     for profile in (ORBITCT, basic_profile()):
-        secrets_ = anonymize.Secrets.for_profile(profile, bytes(range(32)) if profile.needs_key else None)
+        secrets_ = deid_files.Secrets.for_profile(profile, bytes(range(32)) if profile.needs_key else None)
         with open(files[0], "rb") as fh:
-            layout = anonymize._layout_of(fh.fileno())
-            fast, _ = anonymize.fast_pieces(fh.fileno(), layout, profile, EXAM, secrets_)
-            slow, _ = anonymize.pydicom_pieces(fh.fileno(), layout, profile, EXAM,
-                                               anonymize.Secrets.for_profile(profile, secrets_.key))
-        def joined(pieces: list[chunks.Piece]) -> bytes:
+            layout = deid_files._layout_of(fh.fileno())
+            fast, _ = deid_files.fast_pieces(fh.fileno(), layout, profile, EXAM, secrets_)
+            slow, _ = deid_files.pydicom_pieces(fh.fileno(), layout, profile, EXAM,
+                                               deid_files.Secrets.for_profile(profile, secrets_.key))
+        def joined(pieces: list[Piece]) -> bytes:
             return b"".join(p if isinstance(p, bytes) else data[p.offset : p.offset + p.length] for p in pieces)
         assert joined(fast) == joined(slow)
         assert next(iter(pydicom.dcmread(io.BytesIO(joined(fast))).DeidentificationMethod)) == "FACE REMOVED"

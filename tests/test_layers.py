@@ -48,6 +48,21 @@ def test_the_lower_modules_import_no_stage_and_no_report(module: Path) -> None:
     assert not upward
 
 
+@pytest.mark.parametrize("module", sorted((PACKAGE / "dicomio").glob("*.py")), ids=name)
+def test_the_byte_layer_imports_nothing_above_it(module: Path) -> None:
+    """dicomio/ reads and writes the bytes for discovery and de-identification: it imports
+    neither, nor a stage or a report."""
+    above = (*STAGES, "orbitct_app.report", "orbitct_app.discover", "orbitct_app.synthetic")
+    assert not [m for m in modules_imported(module) if m.startswith(above)]
+
+
+@pytest.mark.parametrize("module", sorted((PACKAGE / "deid").glob("*.py")), ids=name)
+def test_deid_imports_no_stage_and_no_discovery(module: Path) -> None:
+    above = ("orbitct_app.anonymize", "orbitct_app.extract", "orbitct_app.stages", "orbitct_app.discover",
+             "orbitct_app.report")
+    assert not [m for m in modules_imported(module) if m.startswith(above)]
+
+
 @pytest.mark.parametrize(("stage", "other"), [("extract", "orbitct_app.anonymize"), ("extract", "orbitct_app.deid"),
                                               ("anonymize", "orbitct_app.extract")])
 def test_no_stage_imports_another(stage: str, other: str) -> None:

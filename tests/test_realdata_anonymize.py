@@ -12,8 +12,9 @@ from pydicom.dataset import Dataset
 from pydicom.uid import JPEG2000Lossless
 
 from orbitct_app import pipeline
-from orbitct_app.anonymize import stage as anonymize
 from orbitct_app.deid import ORBITCT, apply_profile, mark_deidentified
+from orbitct_app.deid import files as deid_files
+from orbitct_app.dicomio import write
 from orbitct_app.errors import ExitCode
 from orbitct_app.options import Options, Stage
 from orbitct_app.report.tables import read_csv
@@ -135,7 +136,7 @@ def test_jpeg2000_exam_with_empty_uids(head_run: tuple[Path, Path], monkeypatch:
 
     monkeypatch.setattr(Dataset, "pixel_array", property(refuse))
     monkeypatch.setattr(Dataset, "decompress", refuse)
-    anonymize.anonymize_file(sources[0], out / "again.dcm", ORBITCT, J2K)
+    deid_files.anonymize_file(sources[0], out / "again.dcm", ORBITCT, J2K)
 
 
 @pytest.mark.parametrize("name", ["ctbrain1.dcm", "eCT_Supplemental.dcm", "JPEG-LL.dcm", "693_J2KR.dcm"])
@@ -143,7 +144,7 @@ def test_single_files_with_fake_identifying_fields(shared_data: Path, tmp_path: 
     source = shared_data / "edge_cases" / "single_files" / name
     a = pydicom.dcmread(source)
     dst = tmp_path / name
-    anonymize.anonymize_file(source, dst, ORBITCT, "exam_x")
+    deid_files.anonymize_file(source, dst, ORBITCT, "exam_x")
     b = pydicom.dcmread(dst)
     for elem in b.iterall():
         if elem.keyword in ("PatientName", "PatientID"):
@@ -162,13 +163,13 @@ def test_single_files_with_fake_identifying_fields(shared_data: Path, tmp_path: 
 def test_fast_writer_writes_exactly_what_pydicom_writes(shared_data: Path) -> None:
     def both_writers(path: Path) -> list[bytes]:
         results = []
-        for write in (anonymize.write_part10, lambda fh, ds: pydicom.dcmwrite(fh, ds, enforce_file_format=True)):
+        for writer in (write.write_part10, lambda fh, ds: pydicom.dcmwrite(fh, ds, enforce_file_format=True)):
             ds = pydicom.dcmread(path)
             apply_profile(ds, ORBITCT, pseudonym="exam_x")
             mark_deidentified(ds, "test")
-            ds.file_meta = anonymize.file_meta_for(ds)
+            ds.file_meta = write.file_meta_for(ds)
             buffer = io.BytesIO()
-            write(buffer, ds)
+            writer(buffer, ds)
             results.append(buffer.getvalue())
         return results
 

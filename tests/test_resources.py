@@ -25,6 +25,7 @@ import pytest
 from orbitct_app import atomic, pipeline
 from orbitct_app.anonymize import stage as anonymize
 from orbitct_app.cli import main
+from orbitct_app.deid import files as deid_files
 from orbitct_app.errors import ExitCode
 from orbitct_app.extract import qc
 from orbitct_app.extract import stage as extract
@@ -202,7 +203,7 @@ def test_a_full_disk_fails_the_exam_it_hits_with_one_line_and_nothing_partial(
     capsys: pytest.CaptureFixture[str], where: str,
 ) -> None:
     stage, module, writer = {
-        "anonymized DICOM": ("anonymize", anonymize, "write_output"),
+        "anonymized DICOM": ("anonymize", deid_files, "write_output"),
         "NIfTI": ("extract", extract, "write_nifti"),
         "QC picture": ("extract", qc, "write_png"),
     }[where]
@@ -341,7 +342,7 @@ def test_a_full_output_disk(small_disk: Path, tmp_path: Path) -> None:
 def test_a_failed_file_is_redone_by_a_rerun_without_force(
     exams: Path, reference: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    real = anonymize.anonymize_file
+    real = deid_files.anonymize_file
     victim = sorted((exams / "exam_b").rglob("*.dcm"))[3]
 
     def denied(src: Path, *args: Any, **kwargs: Any) -> Any:

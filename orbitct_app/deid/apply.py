@@ -25,7 +25,7 @@ from pydicom.tag import BaseTag
 
 from orbitct_app.deid.keys import shift_date
 from orbitct_app.deid.profiles import DUMMY_VALUES, Action, Profile
-from orbitct_app.dicom_bytes import MAX_NESTING, dictionary_vr
+from orbitct_app.dicomio.parse import MAX_NESTING, TEXT_VRS, UNDEFINED, dictionary_vr
 from orbitct_app.errors import DeidError
 
 logger = logging.getLogger(__name__)
@@ -33,11 +33,7 @@ logger = logging.getLogger(__name__)
 PSEUDONYM_MAX_LENGTH = 64
 """Longest pseudonym: the maximum length of a PN component group and of LO."""
 
-_UNDEFINED_LENGTH = 0xFFFFFFFF
 _PIXEL_DATA = BaseTag(0x7FE00010)
-_TEXT_VRS = frozenset(
-    {"AE", "AS", "CS", "DA", "DS", "DT", "IS", "LO", "LT", "PN", "SH", "ST", "TM", "UC", "UI", "UR", "UT"}
-)
 
 
 @dataclasses.dataclass
@@ -273,7 +269,7 @@ def may_be_sequence(elem: DataElement | RawDataElement | None) -> bool:
     if elem.VR == "SQ":
         return True
     if elem.VR is None or elem.VR == "UN":  # implicit VR, or explicit VR unknown to the writer
-        if elem.length == _UNDEFINED_LENGTH and elem.tag != _PIXEL_DATA:
+        if elem.length == UNDEFINED and elem.tag != _PIXEL_DATA:
             return True  # only sequences (and encapsulated pixel data) have undefined length
         return dictionary_vr(elem.tag) == "SQ"
     return False
@@ -316,7 +312,7 @@ def _apply(ds: Dataset, tag: BaseTag, action: Action, ctx: _Context) -> None:
     elif vr == "SQ":
         value = []
     else:  # EMPTY, or DUMMY for a VR without a dummy value (UI, binary)
-        value = "" if vr in _TEXT_VRS else None
+        value = "" if vr in TEXT_VRS else None
     # A new element replaces the old one: the old value is never decoded.
     ds[tag] = DataElement(tag, vr, value)
     stats.replaced += 1

@@ -15,10 +15,10 @@ For every file under an exam's de-identified folder it reports
 - ``preamble``: a 128-byte preamble that is not zero (the app always writes zeros);
 - ``unreadable``: a file that looks like DICOM but cannot be parsed (its bytes are still searched).
 
-The audit reads files with a scanner of its own (:class:`_Scan`, and :func:`_walk` for the
-structure), sharing only constants with the writer and with discovery's walk, so a mistake there
-is not repeated here. A file's header is read into memory; its pixel data only in bounded pieces
-(the phi list search).
+The audit reads files with a scanner of its own (:class:`_Scan`, and
+:mod:`orbitct_app.deid.audit_bytes` for the structure), sharing only constants with the writer
+and with discovery's walk, so a mistake there is not repeated here. A file's header is read into
+memory; its pixel data only in bounded pieces (the phi list search).
 
 A finding names the file, the check, the tag and keyword, and where in the sequences it sits,
 never the offending value: for a listed string only its line number in the list.
@@ -30,20 +30,17 @@ earlier output, re-reading the original UIDs from INPUT_DIR.
 
 from __future__ import annotations
 
-import bisect
 import contextlib
 import dataclasses
-import errno
 import hashlib
 import io
 import os
 import re
 import struct
 import warnings
-import zlib
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, BinaryIO, cast
+from typing import cast
 
 import pydicom
 from pydicom import config as pydicom_config
@@ -55,15 +52,29 @@ from pydicom.tag import BaseTag
 from pydicom.uid import UID_dictionary  # type: ignore[attr-defined]  # public, not marked as re-exported
 
 from orbitct_app.deid.apply import may_be_sequence, safe_private_tags
+from orbitct_app.deid.audit_bytes import (
+    VR_16,
+    VR_32,
+    Shape,
+    Stream,
+    Unplain,
+    Unreadable,
+    looks_explicit,
+    read_shape,
+    scan_meta,
+)
+from orbitct_app.deid.audit_bytes import FileRegion as FileRegion  # part of this module's interface
 from orbitct_app.deid.profiles import DUMMY_VALUES, Action, Profile, is_structural_uid
-from orbitct_app.dicom_bytes import (  # constants only: the audit reads with a scanner of its own
-    INFLATE_RATIO,
-    MAX_INFLATED_BYTES,
+from orbitct_app.dicomio.parse import (  # constants only: the audit reads with a scanner of its own
+    DELIMITER_GROUP,
+    ITEM,
+    ITEM_END,
     MAX_NESTING,
-    MIN_INFLATE_CAP,
+    PIXEL_DATA_TAGS,
+    SEQ_END,
+    UNDEFINED,
     dictionary_vr,
 )
-from orbitct_app.discover import MAX_HEADER_BYTES
 from orbitct_app.errors import OrbitctError
 from orbitct_app.paths import iter_exam_files, open_regular
 
@@ -171,274 +182,7 @@ class Written:
     """False when the bytes could not be parsed: the file is audited from disk."""
 
 
-@dataclasses.dataclass(frozen=True)
-class FileRegion:
-    """Bytes of a written file that are not held in memory (the pixel data a writer copied from
-    its source): the audit reads them from the file itself, in bounded pieces, when it needs
-    them."""
-
-    path: Path
-    offset: int
-    length: int
-
-
-_CHUNK = 8 << 20
-"""The most the audit reads from a file at a time (the phi list search)."""
-
-
-class _Stream:
-    """A file's bytes as parts (bytes in memory, regions of files on disk), read in pieces."""
-
-    def __init__(self, parts: Sequence[bytes | bytearray | FileRegion], fds: Mapping[Path, int] | None = None) -> None:
-        self.parts = [p for p in parts if (p.length if isinstance(p, FileRegion) else len(p))]
-        self.starts: list[int] = []
-        size = 0
-        for part in self.parts:
-            self.starts.append(size)
-            size += part.length if isinstance(part, FileRegion) else len(part)
-        self.size = size
-        self._fds = dict(fds or {})
-        self._opened: list[BinaryIO] = []
-
-    def __enter__(self) -> _Stream:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        for fh in self._opened:
-            fh.close()
-
-    def _fd(self, path: Path) -> int:
-        if path not in self._fds:
-            fh = open_regular(path)
-            self._opened.append(fh)
-            self._fds[path] = fh.fileno()
-        return self._fds[path]
-
-    def read(self, offset: int, n: int) -> bytes:
-        """Up to ``n`` bytes from ``offset`` (fewer at the end)."""
-        out = []
-        end = min(self.size, offset + n)
-        index = max(0, bisect.bisect_right(self.starts, offset) - 1)
-        while offset < end and index < len(self.parts):
-            part, start = self.parts[index], self.starts[index]
-            if isinstance(part, FileRegion):
-                want = min(end, start + part.length) - offset
-                data = os.pread(self._fd(part.path), want, part.offset + offset - start)
-                if len(data) != want:
-                    raise OSError(errno.EIO, "the file is shorter than written")
-            else:
-                data = bytes(part[offset - start : end - start])
-            out.append(data)
-            offset += len(data)
-            index += 1
-        return b"".join(out)
-
-    def chunks(self) -> Iterator[bytes]:
-        """All the bytes, at most :data:`_CHUNK` at a time."""
-        for offset in range(0, self.size, _CHUNK):
-            yield self.read(offset, _CHUNK)
-
-
-class _Unreadable(Exception):
-    """The bytes are not a data set the audit can read (the message says why, never a value)."""
-
-
-@dataclasses.dataclass(frozen=True)
-class _Shape:
-    """What a Part 10 file holds, as the audit's own walk finds it."""
-
-    meta: dict[int, bytes]
-    prefix: bytes
-    """Preamble and file meta."""
-    body: bytes
-    """The data set up to its end, without its top-level pixel data element."""
-    implicit: bool
-    little: bool
-    deflated: bool
-    trailing: int
-    """Bytes after the data set's last valid element (and after the deflated stream of a
-    deflated file, its one pad byte aside)."""
-    trailing_at: str
-    inflated: bytearray | None = None
-    """The inflated data set of a deflated file (the phi list is searched there too)."""
-
-
-_PIXEL_TAGS = frozenset({0x7FE00010, 0x7FE00008, 0x7FE00009})
-
-
-def _shape(stream: _Stream) -> _Shape:
-    """Walk the file with the audit's own reader: where its data set ends, and its bytes
-    without the pixel data element (read into memory: at most :data:`MAX_HEADER_BYTES`).
-
-    Raises
-    ------
-    _Unreadable
-        When it is not a Part 10 file the audit can read.
-    """
-    head = stream.read(0, 1 << 20)
-    if len(head) < 132 or head[128:132] != b"DICM":
-        raise _Unreadable("no Part 10 preamble")
-    try:
-        meta, meta_end = _scan_meta(head)
-    except _Scan.Unplain:
-        raise _Unreadable("file meta cannot be parsed") from None
-    syntax = meta.get(0x00020010, b"").rstrip(b"\0 ")
-    little = syntax != b"1.2.840.10008.1.2.2"
-    deflated = syntax == b"1.2.840.10008.1.2.1.99"
-    trailing_deflated = 0
-    if deflated:
-        data, used = _inflate(stream, meta_end)
-        trailing_deflated = stream.size - meta_end - used
-        if trailing_deflated == 1 and used % 2 and stream.read(meta_end + used, 1) == b"\0":
-            trailing_deflated = 0  # the pad byte that makes the deflated stream even (PS3.5 A.5)
-        read: Any = lambda offset, n: bytes(data[offset : offset + n])  # noqa: E731
-        start, size = 0, len(data)
-    else:
-        read, start, size = stream.read, meta_end, stream.size
-    first = read(start, 6)
-    implicit = len(first) < 6 or not (0x40 < first[4] < 0x5B and 0x40 < first[5] < 0x5B)
-    end, pixel, why = _walk(read, start, size, implicit, little)
-    parts = [read(start, pixel[0] - start), read(pixel[1], end - pixel[1])] if pixel else [read(start, end - start)]
-    if sum(len(p) for p in parts) > MAX_HEADER_BYTES:
-        raise _Unreadable(f"its data set holds more than {MAX_HEADER_BYTES >> 20} MiB besides its pixel data")
-    if size > end:
-        where = f"offset {end} of the inflated data set" if deflated else f"offset {end}"
-        where += f": {why}" if why else ""
-    else:
-        where = f"offset {stream.size - trailing_deflated}"
-    return _Shape(meta, head[:meta_end], b"".join(parts), implicit, little, deflated,
-                  size - end + trailing_deflated, where, data if deflated else None)
-
-
-def _inflate(stream: _Stream, start: int) -> tuple[bytearray, int]:
-    """The inflated data set of a deflated file, and how many compressed bytes it took; within
-    the cap every reader of this app keeps (the shared constants, computed here)."""
-    compressed = stream.size - start
-    cap = min(MAX_INFLATED_BYTES, max(MIN_INFLATE_CAP, INFLATE_RATIO * compressed))
-    inflater = zlib.decompressobj(-zlib.MAX_WBITS)
-    out = bytearray()
-    pos = start
-    pending = b""
-    try:
-        while not inflater.eof:
-            if not pending:
-                pending = stream.read(pos, 1 << 20)
-                pos += len(pending)
-                if not pending:
-                    raise _Unreadable("the deflated data set ends early")
-            out += inflater.decompress(pending, 1 << 20)  # a step at a time: never twice the data set
-            pending = inflater.unconsumed_tail
-            if len(out) > cap:
-                raise _Unreadable(f"the deflated data set inflates to more than {cap >> 20} MiB")
-    except zlib.error:
-        raise _Unreadable("corrupt deflated data set") from None
-    return out, pos - start - len(inflater.unused_data)
-
-
-def _walk(read: Any, pos: int, size: int, implicit: bool, little: bool) -> tuple[int, tuple[int, int] | None, str]:
-    """Where the data set from ``pos`` ends (after its last valid top-level element: ascending
-    tags, lengths within the file, undefined lengths closed), its top-level pixel data element
-    (start, end), and why the element after the end is not valid ('' when nothing follows or it
-    is no element at all). Iterative: no depth of nesting reaches a recursion limit."""
-    order = "<" if little else ">"
-    last = -1
-    pixel = None
-    why = ""
-    while pos + 8 <= size:
-        head = read(pos, 12)
-        group, number = struct.unpack_from(order + "HH", head)
-        tag = group << 16 | number
-        if group == 0xFFFE or tag <= last:
-            break
-        parsed = _element_header(head, order, implicit)
-        if parsed is None:
-            break
-        vr, length, header = parsed
-        if length == 0xFFFFFFFF:
-            try:
-                end = _undefined_end(read, pos + header, size, order, implicit, vr, tag)
-            except _Unreadable as err:
-                why = str(err)
-                break
-        else:
-            end = pos + header + length
-            if end > size:
-                break
-        if tag in _PIXEL_TAGS:
-            pixel = (pos, end)
-        last, pos = tag, end
-    return pos, pixel, why
-
-
-def _element_header(head: bytes, order: str, implicit: bool) -> tuple[str | None, int, int] | None:
-    """(VR, value length, header length) of the element whose first bytes are ``head``."""
-    if len(head) < 8:
-        return None
-    if implicit:
-        return None, struct.unpack_from(order + "L", head, 4)[0], 8
-    vr = head[4:6]
-    if vr in _VR_32:
-        return (vr.decode(), struct.unpack_from(order + "L", head, 8)[0], 12) if len(head) >= 12 else None
-    if vr in _VR_16:
-        return vr.decode(), struct.unpack_from(order + "H", head, 6)[0], 8
-    return None
-
-
-def _undefined_end(read: Any, pos: int, size: int, order: str, implicit: bool, vr: str | None, tag: int) -> int:
-    """Where an undefined-length value starting at ``pos`` ends (after its sequence delimiter)."""
-    if vr in ("SQ", "UN") or (vr is None and tag not in _PIXEL_TAGS):
-        stack = [("items", implicit or vr == "UN")]
-    elif vr in ("OB", "OW", None):
-        stack = [("fragments", implicit)]
-    else:
-        raise _Unreadable("undefined length on a value that is not a sequence")
-    while stack:
-        if len(stack) > 2 * MAX_NESTING:
-            raise _Unreadable(f"sequences nested deeper than {MAX_NESTING} levels")
-        kind, item_implicit = stack[-1]
-        head = read(pos, 12)
-        if len(head) < 8:
-            raise _Unreadable("a sequence is not closed")
-        group, number, length = struct.unpack_from(order + "HHL", head)
-        tag = group << 16 | number
-        if kind != "item":
-            if tag == 0xFFFEE0DD:
-                pos += 8
-                stack.pop()
-                continue
-            if tag != 0xFFFEE000:
-                raise _Unreadable("a sequence holds something other than items")
-            pos += 8
-            if length == 0xFFFFFFFF:
-                if kind == "fragments":
-                    raise _Unreadable("a fragment of undefined length")
-                stack.append(("item", item_implicit))
-            else:
-                pos += length
-        elif tag == 0xFFFEE00D:
-            pos += 8
-            stack.pop()
-        else:
-            parsed = _element_header(head, order, item_implicit)
-            if parsed is None:
-                raise _Unreadable("an element cannot be parsed")
-            element_vr, length, header = parsed
-            pos += header
-            if length == 0xFFFFFFFF:
-                if element_vr in ("SQ", "UN") or (element_vr is None and tag not in _PIXEL_TAGS):
-                    stack.append(("items", item_implicit or element_vr == "UN"))
-                elif element_vr in ("OB", "OW", None):
-                    stack.append(("fragments", item_implicit))
-                else:
-                    raise _Unreadable("undefined length on a value that is not a sequence")
-            else:
-                pos += length
-        if pos > size:
-            raise _Unreadable("a length runs past the end of the file")
-    return pos
-
-
-def _phi_string_findings(rel: str, rel_bytes: bytes, stream: _Stream, phi: PhiList) -> list[Finding]:
+def _phi_string_findings(rel: str, rel_bytes: bytes, stream: Stream, phi: PhiList) -> list[Finding]:
     """Entries of the phi list in a file's path and in its bytes (case-insensitive), searched
     in bounded pieces that overlap by the longest entry."""
     findings = [
@@ -471,7 +215,7 @@ def audit_written(
     original UIDs of an exam are known only when all its files are done, so the UID-like tokens
     are kept for :func:`audit_tree`.
     """
-    with _Stream(parts) as stream:
+    with Stream(parts) as stream:
         findings, tokens, complete = _audit_stream(stream, rel, profile, pseudonym, phi, None)
     return Written(findings, frozenset(tokens), complete)
 
@@ -483,7 +227,7 @@ def audit_file(
     try:
         with open_regular(path) as fh:
             size = os.fstat(fh.fileno()).st_size
-            with _Stream([FileRegion(path, 0, size)], {path: fh.fileno()}) as stream:
+            with Stream([FileRegion(path, 0, size)], {path: fh.fileno()}) as stream:
                 return _audit_stream(stream, rel, profile, pseudonym, phi, originals)[0]
     except OrbitctError as err:
         return [Finding(rel, "unreadable", detail=str(err))]
@@ -494,7 +238,7 @@ def audit_file(
 
 
 def _audit_stream(
-    stream: _Stream, rel: str, profile: Profile, pseudonym: str, phi: PhiList, originals: set[bytes] | None
+    stream: Stream, rel: str, profile: Profile, pseudonym: str, phi: PhiList, originals: set[bytes] | None
 ) -> tuple[list[Finding], set[bytes], bool]:
     """The findings of one file, the UID-like tokens of its header and path, and whether its
     data set could be parsed. With ``originals`` (a file read from disk), the original-UID
@@ -505,14 +249,14 @@ def _audit_stream(
     findings += _phi_string_findings(rel, rel_bytes, stream, phi)
     tokens = set(_UID_TOKEN.findall(rel_bytes)) if profile.needs_key or originals else set()
     try:
-        shape = _shape(stream)
-    except _Unreadable as err:
+        shape = read_shape(stream)
+    except Unreadable as err:
         if stream.read(128, 4) == b"DICM" or rel.lower().endswith(".dcm"):
             findings.append(Finding(rel, "unreadable", detail=f"cannot be parsed as DICOM: {err}"))
         return findings, tokens, False
     if shape.inflated is not None and phi:  # the deflated bytes hide text: search the data set too
         known = {f.detail for f in findings}
-        findings += [f for f in _phi_string_findings(rel, b"", _Stream([shape.inflated]), phi)
+        findings += [f for f in _phi_string_findings(rel, b"", Stream([shape.inflated]), phi)
                      if f.detail not in known]
     if shape.trailing:
         findings.append(Finding(rel, "trailing_data", detail=f"{shape.trailing} byte(s) after the end of "
@@ -550,7 +294,7 @@ def _audit_stream(
     return findings, tokens, True
 
 
-def _read_body(shape: _Shape) -> Dataset | None:
+def _read_body(shape: Shape) -> Dataset | None:
     """The data set (without pixel data) as pydicom reads it, or None when it cannot."""
     try:
         with warnings.catch_warnings():
@@ -579,9 +323,9 @@ def original_uids(exam_dir: Path) -> set[str]:
         try:
             with open_regular(path) as fh:
                 size = os.fstat(fh.fileno()).st_size
-                with _Stream([FileRegion(path, 0, size)], {path: fh.fileno()}) as stream:
-                    shape = _shape(stream)
-        except (OrbitctError, OSError, _Unreadable):
+                with Stream([FileRegion(path, 0, size)], {path: fh.fileno()}) as stream:
+                    shape = read_shape(stream)
+        except (OrbitctError, OSError, Unreadable):
             continue
         ds = _read_body(shape)
         if ds is not None:
@@ -613,8 +357,7 @@ class _Scan:
     (:mod:`orbitct_app.deid.raw`), so a mistake there is not repeated here.
     """
 
-    class Unplain(Exception):
-        pass
+    Unplain = Unplain
 
     def __init__(self, data: bytes, profile: Profile, pseudonym: str, rel: str, implicit: bool) -> None:
         self.data = data
@@ -632,7 +375,7 @@ class _Scan:
         if profile.safe_private or len(data) < 132 or data[128:132] != b"DICM":
             return None
         try:
-            meta, pos = _scan_meta(data)
+            meta, pos = scan_meta(data)
             syntax = meta.get(0x00020010, b"").rstrip(b"\0 ")
             if syntax == b"1.2.840.10008.1.2":
                 implicit = True
@@ -642,7 +385,7 @@ class _Scan:
                 implicit = False
             else:
                 return None
-            if pos + 6 <= len(data) and implicit == _looks_explicit(data, pos):
+            if pos + 6 <= len(data) and implicit == looks_explicit(data, pos):
                 return None  # pydicom would read it with the other encoding
             scan = cls(data, profile, pseudonym, rel, implicit)
             end = scan.dataset(pos, len(data), "", top=True)
@@ -659,14 +402,14 @@ class _Scan:
         if pos + 8 > end:
             raise self.Unplain
         group, number = struct.unpack_from("<HH", data, pos)
-        if self.implicit or group == 0xFFFE:  # delimiters have no VR
+        if self.implicit or group == DELIMITER_GROUP:  # delimiters have no VR
             return group << 16 | number, None, pos + 8, struct.unpack_from("<L", data, pos + 4)[0]
         vr = data[pos + 4 : pos + 6]
-        if vr in _VR_32:
+        if vr in VR_32:
             if pos + 12 > end:
                 raise self.Unplain
             return group << 16 | number, vr.decode(), pos + 12, struct.unpack_from("<L", data, pos + 8)[0]
-        if vr in _VR_16:
+        if vr in VR_16:
             return group << 16 | number, vr.decode(), pos + 8, struct.unpack_from("<H", data, pos + 6)[0]
         raise self.Unplain
 
@@ -687,19 +430,19 @@ class _Scan:
         last = -1
         while pos < end:
             tag, vr, start, length = self.element(pos, end)
-            if tag >> 16 == 0xFFFE:
-                if item and tag == 0xFFFEE00D:
+            if tag >> 16 == DELIMITER_GROUP:
+                if item and tag == ITEM_END:
                     return pos
                 raise self.Unplain
-            if top and tag in (0x7FE00010, 0x7FE00009, 0x7FE00008):
+            if top and tag in PIXEL_DATA_TAGS:
                 return pos
             if tag <= last or tag >> 16 < 0x0008:
                 raise self.Unplain
             last = tag
-            sequence = vr == "SQ" or (vr is None and (length == 0xFFFFFFFF or dictionary_vr(tag) == "SQ"))
-            if vr == "UN" and (length == 0xFFFFFFFF or dictionary_vr(tag) == "SQ"):
+            sequence = vr == "SQ" or (vr is None and (length == UNDEFINED or dictionary_vr(tag) == "SQ"))
+            if vr == "UN" and (length == UNDEFINED or dictionary_vr(tag) == "SQ"):
                 raise self.Unplain  # pydicom reads it as an implicit VR sequence
-            if length == 0xFFFFFFFF:
+            if length == UNDEFINED:
                 if not sequence:
                     raise self.Unplain
                 items, value_end = self.items(start, end, undefined=True)
@@ -772,14 +515,14 @@ class _Scan:
             if pos + 8 > end:
                 raise self.Unplain
             group, number, length = struct.unpack_from("<HHL", data, pos)
-            if undefined and (group, number) == (0xFFFE, 0xE0DD):
+            if undefined and (group << 16 | number) == SEQ_END:
                 return found, pos
-            if (group, number) != (0xFFFE, 0xE000):
+            if (group << 16 | number) != ITEM:
                 raise self.Unplain
             pos += 8
-            if not self.implicit and length and pos + 6 <= end and not _looks_explicit(data, pos):
+            if not self.implicit and length and pos + 6 <= end and not looks_explicit(data, pos):
                 raise self.Unplain  # pydicom reads such an item as implicit VR
-            if length == 0xFFFFFFFF:
+            if length == UNDEFINED:
                 item_end = self.skip_item(pos, end)
                 found.append((pos, item_end, True))
                 pos = item_end + 8
@@ -802,52 +545,15 @@ class _Scan:
             raise self.Unplain
         while True:
             tag, _, start, length = self.element(pos, end)
-            if tag == 0xFFFEE00D:
+            if tag == ITEM_END:
                 return pos
-            if length == 0xFFFFFFFF:
+            if length == UNDEFINED:
                 _, value_end = self.items(start, end, undefined=True)
                 pos = value_end + 8
             else:
                 pos = start + length
             if pos > end:
                 raise self.Unplain
-
-
-def _looks_explicit(data: bytes, pos: int) -> bool:
-    """Whether the element at ``pos`` has a VR where explicit VR puts it (pydicom's test)."""
-    return 0x40 < data[pos + 4] < 0x5B and 0x40 < data[pos + 5] < 0x5B
-
-
-def _scan_meta(data: bytes) -> tuple[dict[int, bytes], int]:
-    pos = 132
-    meta: dict[int, bytes] = {}
-    while pos + 8 <= len(data):
-        group, number = struct.unpack_from("<HH", data, pos)
-        if group != 2:
-            return meta, pos
-        vr = data[pos + 4 : pos + 6]
-        if vr in _VR_32:
-            length = struct.unpack_from("<L", data, pos + 8)[0]
-            start = pos + 12
-        elif vr in _VR_16:
-            length = struct.unpack_from("<H", data, pos + 6)[0]
-            start = pos + 8
-        else:
-            raise _Scan.Unplain
-        if length == 0xFFFFFFFF or start + length > len(data):
-            raise _Scan.Unplain
-        meta[group << 16 | number] = data[start : start + length]
-        pos = start + length
-    return meta, pos
-
-
-_VR_16 = frozenset(
-    vr.encode() for vr in ("AE", "AS", "AT", "CS", "DA", "DS", "DT", "FL", "FD", "IS", "LO", "LT", "PN",
-                           "SH", "SL", "SS", "ST", "TM", "UI", "UL", "US")
-)
-_VR_32 = frozenset(
-    vr.encode() for vr in ("OB", "OD", "OF", "OL", "OV", "OW", "SQ", "SV", "UC", "UN", "UR", "UT", "UV")
-)
 
 
 def _check_meta(ds: Dataset, rel: str, hits: set[bytes]) -> list[Finding]:

@@ -50,7 +50,7 @@ from pydicom.datadict import DicomDictionary, dictionary_VR, tag_for_keyword  # 
 from pydicom.tag import BaseTag, Tag
 
 from orbitct_app.deid import table_e1_1
-from orbitct_app.dicom_bytes import TRAILING_PADDING
+from orbitct_app.dicomio.parse import TRAILING_PADDING
 from orbitct_app.errors import ProfileError
 
 

@@ -3,8 +3,8 @@
 The profile (:mod:`orbitct_app.deid.profiles`) is applied to the encoded elements, at every depth,
 without building pydicom objects: elements left alone are copied with their value bytes, and new
 values are encoded as pydicom's writer encodes them. The pixel data element is not here: the
-anonymize stage copies it from the source file (:func:`orbitct_app.anonymize.stage.pixel_pieces`). The
-result is byte for byte what :func:`orbitct_app.anonymize.stage.anonymize_file`'s pydicom path
+anonymize stage copies it from the source file (:func:`orbitct_app.dicomio.write.pixel_pieces`). The
+result is byte for byte what :func:`orbitct_app.deid.files.anonymize_file`'s pydicom path
 (``dcmread``, :func:`~orbitct_app.deid.apply.apply_profile`, ``encode_part10``) writes; the tests
 compare the two on every kind of input the project has.
 
@@ -17,15 +17,15 @@ safe private attributes, an earlier DeidentificationMethodCodeSequence to extend
 :class:`Unsupported`, and the caller takes the full pydicom path. Unsupported is never an error
 of the file: it only chooses the path.
 
-The elements are read by :mod:`orbitct_app.dicom_bytes`. No value of the file ever goes into an
-exception message.
+The elements are read by :mod:`orbitct_app.dicomio.parse`; new elements and the file meta are
+encoded by :mod:`orbitct_app.dicomio.write`. No value of the file ever goes into an exception
+message.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
-import struct
 from collections.abc import Callable
 from typing import Any
 
@@ -37,8 +37,12 @@ from pydicom.values import convert_value
 from orbitct_app.deid.apply import DeidStats, merge_methods
 from orbitct_app.deid.keys import shift_date
 from orbitct_app.deid.profiles import DUMMY_VALUES, Action, Profile
-from orbitct_app.dicom_bytes import (
+from orbitct_app.dicomio.parse import (
+    ITEM,
+    ITEM_END,
+    SEQ_END,
     SQ,
+    TEXT_VRS,
     UNDEFINED,
     Element,
     Item,
@@ -49,8 +53,9 @@ from orbitct_app.dicom_bytes import (
     parse_part10,
     uid_text,
 )
+from orbitct_app.dicomio.write import file_meta_bytes, item_header, new_element, plain_header
 
-__all__ = ["Element", "Item", "Plan", "Result", "Unsupported", "deidentify", "file_meta_bytes"]
+__all__ = ["Element", "Item", "Plan", "Result", "Unsupported", "deidentify"]
 
 
 _SPECIFIC_CHARACTER_SET = 0x00080005
@@ -62,61 +67,9 @@ _DEIDENTIFICATION_METHOD = 0x00120063
 _DEIDENTIFICATION_CODES = 0x00120064
 _TEMPORAL_MODIFIED = 0x00280303
 
-_TEXT_VRS = frozenset(
-    {"AE", "AS", "CS", "DA", "DS", "DT", "IS", "LO", "LT", "PN", "SH", "ST", "TM", "UC", "UI", "UR", "UT"}
-)
-_NUMBER_FORMATS = {"FL": "<f", "FD": "<d", "SL": "<l", "SS": "<h", "SV": "<q", "UL": "<L", "US": "<H", "UV": "<Q"}
-_ITEM_END_BYTES = struct.pack("<HHL", 0xFFFE, 0xE00D, 0)
-_SEQ_END_BYTES = struct.pack("<HHL", 0xFFFE, 0xE0DD, 0)
-_UNDEFINED_ITEM = struct.pack("<HHL", 0xFFFE, 0xE000, UNDEFINED)
-_item_header = struct.Struct("<HHL").pack
-
-_pack_tag = struct.Struct("<HH").pack
-
-
-# --- parsed elements ------------------------------------------------------------------------------
-
-
-# --- encoding -------------------------------------------------------------------------------------
-
-
-def _header(tag: int, vr: str, length: int, implicit: bool) -> bytes:
-    head = _pack_tag(tag >> 16, tag & 0xFFFF)
-    if implicit:
-        return head + struct.pack("<L", length)
-    if vr in EXPLICIT_VR_LENGTH_32:
-        return head + vr.encode("ascii") + struct.pack("<HL", 0, length)
-    if length > 0xFFFF:
-        raise Unsupported("value too long for its VR")  # pydicom would write it as UN
-    return head + vr.encode("ascii") + struct.pack("<H", length)
-
-
-def _pad(value: bytes, pad: bytes = b" ") -> bytes:
-    return value + pad if len(value) % 2 else value
-
-
-def _encode_value(vr: str, value: Any) -> bytes:
-    """The bytes pydicom's writer gives a new element of ``vr`` holding ``value``.
-
-    ``value`` is a str (ASCII: pseudonym, dummy, UID, date), a number, None or "" (empty).
-    """
-    if value is None or value == "":
-        return b""
-    if isinstance(value, str):
-        if vr not in _TEXT_VRS or not value.isascii():
-            raise Unsupported("text value not ASCII, or for a binary VR")
-        return _pad(value.encode("ascii"), b"\0" if vr == "UI" else b" ")
-    fmt = _NUMBER_FORMATS.get(vr)
-    if fmt is None:
-        raise Unsupported("number for a VR without a number format")
-    return struct.pack(fmt, value)
-
-
-@functools.lru_cache(maxsize=4096)
-def _new_element(tag: int, vr: str, value: Any, implicit: bool) -> bytes:
-    """A whole new element (pseudonyms, empty and dummy values repeat: built once)."""
-    encoded = _encode_value(vr, value)
-    return _header(tag, vr, len(encoded), implicit) + encoded
+_ITEM_END_BYTES = item_header(ITEM_END, 0)
+_SEQ_END_BYTES = item_header(SEQ_END, 0)
+_UNDEFINED_ITEM = item_header(ITEM, UNDEFINED)
 
 
 # --- the walk -------------------------------------------------------------------------------------
@@ -225,7 +178,7 @@ class _Walker:
         return self.raw(elem)
 
     def raw(self, elem: Element) -> bytes:
-        return _header(elem.tag, elem.vr or "UN", elem.end - elem.start, self.implicit) + self.data[
+        return plain_header(elem.tag, elem.vr or "UN", elem.end - elem.start, self.implicit) + self.data[
             elem.start : elem.end
         ]
 
@@ -253,11 +206,11 @@ class _Walker:
             if item.undefined:
                 parts.append(_UNDEFINED_ITEM + body + _ITEM_END_BYTES)
             else:
-                parts.append(_item_header(0xFFFE, 0xE000, len(body)) + body)
+                parts.append(item_header(ITEM, len(body)) + body)
         value = b"".join(parts)
         if elem.undefined:
-            return _header(elem.tag, SQ, UNDEFINED, self.implicit) + value + _SEQ_END_BYTES
-        return _header(elem.tag, SQ, len(value), self.implicit) + value
+            return plain_header(elem.tag, SQ, UNDEFINED, self.implicit) + value + _SEQ_END_BYTES
+        return plain_header(elem.tag, SQ, len(value), self.implicit) + value
 
     def apply(self, elem: Element, action: Action) -> bytes | None:
         """The element replacing ``elem`` under ``action`` (None: removed); see
@@ -299,9 +252,9 @@ class _Walker:
         elif vr == SQ:
             value = None  # an empty sequence, defined length
         else:
-            value = "" if vr in _TEXT_VRS else None
+            value = "" if vr in TEXT_VRS else None
         stats.replaced += 1
-        return _new_element(elem.tag, vr, value, self.implicit)
+        return new_element(elem.tag, vr, value, self.implicit)
 
 
 @functools.lru_cache(maxsize=16)
@@ -310,13 +263,13 @@ def _code_sequence(codes: tuple[tuple[str, str], ...], implicit: bool) -> bytes:
     parts = []
     for value, meaning in codes:
         body = (
-            _new_element(0x00080100, "SH", value, implicit)
-            + _new_element(0x00080102, "SH", "DCM", implicit)
-            + _new_element(0x00080104, "LO", meaning, implicit)
+            new_element(0x00080100, "SH", value, implicit)
+            + new_element(0x00080102, "SH", "DCM", implicit)
+            + new_element(0x00080104, "LO", meaning, implicit)
         )
-        parts.append(_item_header(0xFFFE, 0xE000, len(body)) + body)
+        parts.append(item_header(ITEM, len(body)) + body)
     items = b"".join(parts)
-    return _header(_DEIDENTIFICATION_CODES, SQ, len(items), implicit) + items
+    return plain_header(_DEIDENTIFICATION_CODES, SQ, len(items), implicit) + items
 
 
 # --- the file -------------------------------------------------------------------------------------
@@ -331,21 +284,6 @@ class Result:
     implicit: bool
     """Whether the data set is implicit VR (the pixel data element is encoded so)."""
     stats: DeidStats
-
-
-def file_meta_bytes(sop_class: str, sop_instance: str, syntax: str, version_name: str,
-                    implementation_uid: str) -> bytes:
-    """Preamble, ``DICM`` and the File Meta Information, as pydicom's ``write_file_meta_info``
-    writes them (``enforce_standard=True``)."""
-    body = (
-        b"\x02\x00\x01\x00OB\x00\x00\x02\x00\x00\x00\x00\x01"
-        + _new_element(0x00020002, "UI", sop_class, False)
-        + _new_element(0x00020003, "UI", sop_instance, False)
-        + _new_element(0x00020010, "UI", syntax, False)
-        + _new_element(0x00020012, "UI", implementation_uid, False)
-        + _new_element(0x00020013, "SH", version_name, False)
-    )
-    return b"\0" * 128 + b"DICM" + b"\x02\x00\x00\x00UL\x04\x00" + struct.pack("<L", len(body)) + body
 
 
 def deidentify(data: bytes, plan: Plan, *, version_name: str, implementation_uid: str) -> Result:
@@ -413,7 +351,7 @@ def deidentify(data: bytes, plan: Plan, *, version_name: str, implementation_uid
             value = "\\".join(plan.uids(v) for v in value.split("\\"))
             walker.stats.replaced += 1
         sop[tag] = value
-        final[tag] = _new_element(tag, "UI", value, implicit)
+        final[tag] = new_element(tag, "UI", value, implicit)
     for tag, vr, value in plan.marks:
         if tag == _DEIDENTIFICATION_CODES:
             if _DEIDENTIFICATION_CODES in by_tag:
@@ -421,11 +359,11 @@ def deidentify(data: bytes, plan: Plan, *, version_name: str, implementation_uid
             final[tag] = _code_sequence(value, implicit)
         elif tag == _DEIDENTIFICATION_METHOD:
             earlier = _text_values(data, by_tag.get(tag), "LO", implicit)
-            final[tag] = _new_element(tag, vr, "\\".join(merge_methods(earlier, value)), implicit)
+            final[tag] = new_element(tag, vr, "\\".join(merge_methods(earlier, value)), implicit)
         elif isinstance(value, (list, tuple)):
-            final[tag] = _new_element(tag, vr, "\\".join(value), implicit)
+            final[tag] = new_element(tag, vr, "\\".join(value), implicit)
         else:
-            final[tag] = _new_element(tag, vr, value, implicit)
+            final[tag] = new_element(tag, vr, value, implicit)
     head = file_meta_bytes(
         sop[_SOP_CLASS].strip("\0 "), sop[_SOP_INSTANCE].strip("\0 "), syntax, version_name,
         implementation_uid,
