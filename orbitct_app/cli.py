@@ -339,6 +339,12 @@ def command(
         options.validate()
     except UsageError as err:
         raise click.UsageError(str(err), ctx) from err
+    if options.checks_pixel_text:  # flag and drop refuse to start without the OCR engine
+        from orbitct_app.anonymize import ocr  # (no numpy: only the engine's presence is checked)
+
+        problem = ocr.engine_problem()
+        if problem is not None:
+            raise click.UsageError(f"--pixel-text {options.pixel_text} needs an OCR engine: {problem}", ctx)
     workers.start_early(options)  # before the heavy imports below, so that they overlap
     numpy_left_out = (
         ctx.obj.owns_process and options.stage is Stage.ANONYMIZE and not options.checks_pixel_text

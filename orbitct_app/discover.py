@@ -44,10 +44,19 @@ from orbitct_app.dicomio.parse import (
 from orbitct_app.dicomio.pixels import PIXEL_HEADER_BYTES, Incomplete, pixel_data_end, pixel_element
 from orbitct_app.dicomio.structure import MAX_HEADER_BYTES, Damaged, Layout, Structure, explicit_prefix, file_structure
 from orbitct_app.errors import NotDicomError, SkipKind
-from orbitct_app.extract.contrast import CONTRAST_ATTRIBUTES
 from orbitct_app.paths import Unusable, iter_exam_files, open_regular
 
 logger = logging.getLogger(__name__)
+
+CONTRAST_ATTRIBUTES = (
+    "ContrastBolusAgent",
+    "ContrastBolusRoute",
+    "ContrastBolusVolume",
+    "ContrastBolusStartTime",
+    "ContrastBolusAgentSequence",
+)
+"""The attributes whose value is evidence of contrast media: discovery reads them from each
+series' first file (:func:`contrast_facts`), extract decides on them (``extract/contrast.py``)."""
 
 MEDIA_STORAGE_DIRECTORY = "1.2.840.10008.1.3.10"
 """SOP class of DICOMDIR and other media index files (they carry patient names)."""
@@ -795,7 +804,7 @@ def _functional_group_value(ds: Dataset, sequences: Sequence[str], keyword: str)
 
 
 def contrast_facts(ds: Dataset) -> dict[str, Any]:
-    """The Contrast/Bolus attributes present in a header (:data:`contrast.CONTRAST_ATTRIBUTES`):
+    """The Contrast/Bolus attributes present in a header (:data:`CONTRAST_ATTRIBUTES`):
     text values as read (a list when multi-valued), the number of items for a sequence."""
     facts: dict[str, Any] = {}
     for keyword in CONTRAST_ATTRIBUTES:

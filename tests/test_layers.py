@@ -13,7 +13,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "orbitct_app"
 MODULES = sorted(PACKAGE.rglob("*.py"))
 STAGES = ("orbitct_app.anonymize", "orbitct_app.extract", "orbitct_app.deid", "orbitct_app.stages")
 LOWER = ("atomic", "discover", "errors", "locks", "memory", "paths", "pictures", "safe_text", "threads")
-"""Modules every stage may use, which use no stage (options.py checks the OCR engine lazily)."""
+"""Modules every stage may use, which use no stage (options.py reads the key file with deid.keys)."""
 
 
 def imports(path: Path) -> list[tuple[str, str]]:
@@ -43,8 +43,6 @@ def test_no_report_module_imports_a_stage(module: Path) -> None:
 @pytest.mark.parametrize("module", [PACKAGE / f"{n}.py" for n in LOWER], ids=name)
 def test_the_lower_modules_import_no_stage_and_no_report(module: Path) -> None:
     upward = [m for m in modules_imported(module) if m.startswith((*STAGES, "orbitct_app.report"))]
-    if module.name == "discover.py":  # the contrast attributes it reads: left for a later step
-        upward = [m for m in upward if not m.startswith("orbitct_app.extract.contrast")]
     assert not upward
 
 

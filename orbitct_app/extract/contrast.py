@@ -24,14 +24,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-CONTRAST_ATTRIBUTES = (
-    "ContrastBolusAgent",
-    "ContrastBolusRoute",
-    "ContrastBolusVolume",
-    "ContrastBolusStartTime",
-    "ContrastBolusAgentSequence",
-)
-"""The attributes whose value is evidence of contrast media (discovery reads them per series)."""
+from orbitct_app.discover import CONTRAST_ATTRIBUTES
 
 ABSENT_VALUES = frozenset({"", "NONE", "NO", "N/A", "NA", "NIL", "NON", "NOT APPLIED", "WITHOUT", "-", "0"})
 """Values that state that no contrast was given (compared upper-case, stripped)."""
