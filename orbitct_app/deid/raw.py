@@ -49,7 +49,6 @@ from orbitct_app.dicomio.parse import (
     Unsupported,
     ascii_identity,
     dictionary_vr,
-    parse_items,
     parse_part10,
     uid_text,
 )
@@ -115,8 +114,6 @@ class _Walker:
         self.actions = _actions(plan.profile)
         self.offset = date_offset
         self.stats = DeidStats()
-        self.depth = 0
-        """Sequences open around the data set being walked (see ``parse_dataset``'s depth)."""
 
     def target_vr(self, elem: Element) -> str:
         vr = _target_vr_of(elem.tag)
@@ -159,10 +156,8 @@ class _Walker:
                 if encoded is not None:
                     out.append((tag, encoded))
                 continue
-            if elem.vr == SQ or elem.items is not None or (
-                elem.vr is None and dictionary_vr(tag) == SQ
-            ):
-                out.append((tag, self.sequence(elem)))
+            if elem.items is not None:  # every sequence, parsed with its items by parse_dataset
+                out.append((tag, self.sequence(elem.tag, elem.undefined, elem.items)))
                 continue
             if elem.vr == "UN" and (elem.undefined or dictionary_vr(tag) == SQ):
                 raise Unsupported("sequence stored as UN")
@@ -182,19 +177,7 @@ class _Walker:
             elem.start : elem.end
         ]
 
-    def sequence(self, elem: Element) -> bytes:
-        self.depth += 1
-        try:
-            return self._sequence(elem)
-        finally:
-            self.depth -= 1
-
-    def _sequence(self, elem: Element) -> bytes:
-        if elem.vr not in (None, SQ):
-            raise Unsupported("sequence with another VR")
-        items = elem.items
-        if items is None:
-            items, _ = parse_items(self.data, elem.start, elem.end, self.implicit, undefined=False, depth=self.depth)
+    def sequence(self, tag: int, undefined: bool, items: list[Item]) -> bytes:
         self.stats.sequences += 1
         parts = []
         for item in items:
@@ -208,9 +191,9 @@ class _Walker:
             else:
                 parts.append(item_header(ITEM, len(body)) + body)
         value = b"".join(parts)
-        if elem.undefined:
-            return plain_header(elem.tag, SQ, UNDEFINED, self.implicit) + value + _SEQ_END_BYTES
-        return plain_header(elem.tag, SQ, len(value), self.implicit) + value
+        if undefined:
+            return plain_header(tag, SQ, UNDEFINED, self.implicit) + value + _SEQ_END_BYTES
+        return plain_header(tag, SQ, len(value), self.implicit) + value
 
     def apply(self, elem: Element, action: Action) -> bytes | None:
         """The element replacing ``elem`` under ``action`` (None: removed); see
