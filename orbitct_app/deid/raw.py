@@ -29,14 +29,12 @@ import functools
 from collections.abc import Callable
 from typing import Any
 
-from pydicom.dataelem import RawDataElement
-from pydicom.tag import BaseTag
 from pydicom.valuerep import EXPLICIT_VR_LENGTH_32
-from pydicom.values import convert_value
 
 from orbitct_app.deid.apply import DeidStats, merge_methods
 from orbitct_app.deid.keys import shift_date
 from orbitct_app.deid.profiles import DUMMY_VALUES, Action, Profile
+from orbitct_app.dicomio.header import converted_value
 from orbitct_app.dicomio.parse import (
     ITEM,
     ITEM_END,
@@ -361,14 +359,7 @@ def _text_values(data: bytes, elem: Element | None, vr: str, implicit: bool) -> 
         return []
     if elem.vr not in (None, vr) or elem.items is not None:
         raise Unsupported("an earlier value with another VR")
-    value = data[elem.start : elem.end]
-    if not value.isascii() or b"\x1b" in value:
-        raise Unsupported("an earlier value that is not plain ASCII")
-    raw = RawDataElement(BaseTag(elem.tag), vr, len(value), value, 0, implicit, True)
-    try:
-        converted = convert_value(vr, raw, None)
-    except Exception as err:
-        raise Unsupported("an earlier value pydicom does not convert plainly") from err
+    converted = converted_value(elem.tag, vr, data[elem.start : elem.end], implicit)
     if converted is None or converted == "":
         return []
     return [str(converted)] if isinstance(converted, str) else [str(v) for v in converted]
