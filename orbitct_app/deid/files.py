@@ -18,6 +18,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import dataclasses
+import functools
 import io
 import logging
 import mmap
@@ -76,13 +77,16 @@ class Secrets:
         if not profile.needs_key:
             return cls()
         if key is None:
-            raise DeidError(f"the {profile.name} profile needs a de-identification key (--deid-key)")
+            raise _no_key(profile)
         return cls(key=key, uids=keys.UidMap(key))
 
     def date_offset(self, patient_id: str, pseudonym: str) -> int | None:
-        """The date offset of a patient (by original PatientID, else the exam's pseudonym)."""
+        """The date offset of a patient (by original PatientID, else the exam's pseudonym);
+        None without a key. The PatientID is remembered (the mapping files list it)."""
         if self.key is None:
             return None
+        if patient_id:
+            self.patient_ids.add(patient_id)
         patient = patient_id or f"exam:{pseudonym}"
         if patient not in self._offsets:
             self._offsets[patient] = keys.date_offset_days(self.key, patient)
@@ -359,16 +363,8 @@ class _BufferReader(io.RawIOBase):
 def _plan(profile: Profile, pseudonym: str, secrets: Secrets) -> raw.Plan:
     """What :func:`raw.deidentify` needs beyond the table (see :func:`deidentify_dataset`)."""
     if profile.needs_key and secrets.key is None:
-        raise DeidError(f"the {profile.name} profile needs a de-identification key (--deid-key)")
+        raise _no_key(profile)
     check_pseudonym(pseudonym)
-
-    def date_offset(patient_id: str) -> int | None:
-        if secrets.key is None:
-            return None
-        if patient_id:
-            secrets.patient_ids.add(patient_id)
-        return secrets.date_offset(patient_id, pseudonym)
-
     marks: list[tuple[int, str, Any]] = [
         (0x00120062, "CS", "YES"),
         (0x00120063, "LO", method_values(profile, secrets, pseudonym)),
@@ -377,7 +373,12 @@ def _plan(profile: Profile, pseudonym: str, secrets: Secrets) -> raw.Plan:
         marks.append((0x00120064, "SQ", tuple(profile.codes)))
     if profile.temporal:
         marks.append((0x00280303, "CS", profile.temporal))
-    return raw.Plan(profile, pseudonym, secrets.uids, date_offset, tuple(marks))
+    return raw.Plan(profile, pseudonym, secrets.uids, functools.partial(secrets.date_offset, pseudonym=pseudonym),
+                    tuple(marks))
+
+
+def _no_key(profile: Profile) -> DeidError:
+    return DeidError(f"the {profile.name} profile needs a de-identification key (--deid-key)")
 
 
 def method_values(profile: Profile, secrets: Secrets, pseudonym: str) -> list[str]:
@@ -400,14 +401,11 @@ def deidentify_dataset(
     """
     secrets = secrets if secrets is not None else Secrets()
     if profile.needs_key and secrets.key is None:
-        raise DeidError(f"the {profile.name} profile needs a de-identification key (--deid-key)")
+        raise _no_key(profile)
     _fill_uids_from_meta(ds)
     offset = None
     if secrets.key is not None:
-        patient_id = str(ds.get("PatientID", "") or "").strip()
-        if patient_id:
-            secrets.patient_ids.add(patient_id)
-        offset = secrets.date_offset(patient_id, pseudonym)
+        offset = secrets.date_offset(str(ds.get("PatientID", "") or "").strip(), pseudonym)
     stats = apply_profile(
         ds, profile, pseudonym=pseudonym, uids=secrets.uids, date_offset=offset, count_rules=count_rules
     )
