@@ -46,7 +46,7 @@ from orbitct_app.dicomio.write import (
     pixel_pieces,
     source_pixels,
 )
-from orbitct_app.errors import DeidError, OrbitctError, resource_error
+from orbitct_app.errors import DeidError, OrbitctError, one_line, resource_error
 from orbitct_app.paths import open_regular
 
 logger = logging.getLogger(__name__)
@@ -479,13 +479,11 @@ def copy_unchanged(src: Path, dst: Path, profile: Profile, pseudonym: str, secre
 def safe_reason(err: BaseException) -> str:
     """A one-line reason for ``err`` that can never quote a header value.
 
-    Our own errors carry messages written to be safe; for an OS error the system's text is
-    used; for anything else only the exception type.
+    Our own errors and OS errors as :func:`~orbitct_app.errors.one_line` gives them (a safe
+    message, the system's text); for anything else only the exception type.
     """
-    if isinstance(err, OrbitctError):
-        return " ".join(str(err).split()) or err.default_message
-    if isinstance(err, OSError):
-        return f"{type(err).__name__}: {err.strerror}" if err.strerror else type(err).__name__
+    if isinstance(err, (OrbitctError, OSError)):
+        return one_line(err)
     return type(err).__name__
 
 
