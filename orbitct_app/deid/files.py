@@ -44,6 +44,7 @@ from orbitct_app.dicomio.write import (
     encode_part10,
     file_meta_for,
     pixel_pieces,
+    sop_uids_from_meta,
     source_pixels,
 )
 from orbitct_app.errors import DeidError, OrbitctError, one_line, resource_error
@@ -402,7 +403,7 @@ def deidentify_dataset(
     secrets = secrets if secrets is not None else Secrets()
     if profile.needs_key and secrets.key is None:
         raise _no_key(profile)
-    _fill_uids_from_meta(ds)
+    sop_uids_from_meta(ds)
     offset = None
     if secrets.key is not None:
         offset = secrets.date_offset(str(ds.get("PatientID", "") or "").strip(), pseudonym)
@@ -412,20 +413,6 @@ def deidentify_dataset(
     mark_deidentified(ds, method_values(profile, secrets, pseudonym), codes=profile.codes, temporal=profile.temporal)
     ds.file_meta = file_meta_for(ds)
     return stats
-
-
-def _fill_uids_from_meta(ds: Dataset) -> None:
-    old = getattr(ds, "file_meta", None)
-    if not old:
-        return
-    for meta_keyword, keyword in (
-        ("MediaStorageSOPClassUID", "SOPClassUID"),
-        ("MediaStorageSOPInstanceUID", "SOPInstanceUID"),
-    ):
-        if not str(ds.get(keyword, "") or "").strip("\0 "):
-            value = str(old.get(meta_keyword, "") or "").strip("\0 ")
-            if value:
-                setattr(ds, keyword, value)
 
 
 def dry_file(path: Path, rules: collections.Counter[tuple[int, str]], profile: Profile,

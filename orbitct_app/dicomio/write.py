@@ -169,22 +169,33 @@ def file_meta_for(ds: Dataset) -> FileMetaDataset:
             syntax = ExplicitVRBigEndian if little is False else ExplicitVRLittleEndian
     meta = FileMetaDataset()
     meta.FileMetaInformationVersion = b"\x00\x01"
-    for meta_keyword, keyword in (
-        ("MediaStorageSOPClassUID", "SOPClassUID"),
-        ("MediaStorageSOPInstanceUID", "SOPInstanceUID"),
-    ):
+    sop_uids_from_meta(ds)
+    for meta_keyword, keyword in _SOP_UIDS:
         value = str(ds.get(keyword, "") or "").strip("\0 ")
         if not value:
-            value = str(old.get(meta_keyword, "") or "").strip("\0 ")
-            if not value:
-                raise DeidError(f"no {'SOP Class UID' if keyword == 'SOPClassUID' else 'SOP Instance UID'} "
-                                "in the data set or its file meta")
-            setattr(ds, keyword, value)
+            raise DeidError(f"no {'SOP Class UID' if keyword == 'SOPClassUID' else 'SOP Instance UID'} "
+                            "in the data set or its file meta")
         setattr(meta, meta_keyword, UID(value))
     meta.TransferSyntaxUID = UID(syntax)
     meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
     meta.ImplementationVersionName = IMPLEMENTATION_VERSION_NAME
     return meta
+
+
+_SOP_UIDS = (("MediaStorageSOPClassUID", "SOPClassUID"), ("MediaStorageSOPInstanceUID", "SOPInstanceUID"))
+
+
+def sop_uids_from_meta(ds: Dataset) -> None:
+    """Give an empty SOPClassUID or SOPInstanceUID of ``ds`` its file meta's value (the
+    MediaStorage UID), when the file meta has one."""
+    old = getattr(ds, "file_meta", None)
+    if not old:
+        return
+    for meta_keyword, keyword in _SOP_UIDS:
+        if not str(ds.get(keyword, "") or "").strip("\0 "):
+            value = str(old.get(meta_keyword, "") or "").strip("\0 ")
+            if value:
+                setattr(ds, keyword, value)
 
 
 def transfer_syntax_encoding(syntax: str) -> tuple[bool, bool]:
