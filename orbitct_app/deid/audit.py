@@ -38,7 +38,7 @@ import os
 import re
 import struct
 import warnings
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import cast
 
@@ -330,7 +330,7 @@ def original_uids(exam_dir: Path) -> set[str]:
         ds = _read_body(shape)
         if ds is not None:
             try:
-                for elem, _, _ in _iter_elements(ds, ""):
+                for elem in ds.iterall():
                     if elem.VR == "UI" and not is_structural_uid(elem.keyword):
                         for value in _text_values(elem.value):
                             if value and value not in UID_dictionary:
@@ -657,23 +657,6 @@ def _text_values(value: object) -> list[str]:
     if isinstance(value, (list, tuple, pydicom.multival.MultiValue)):
         return [str(v).strip("\0 ") for v in value]
     return [str(value)]
-
-
-def _iter_elements(
-    ds: Dataset, location: str, profile: Profile | None = None
-) -> Iterator[tuple[pydicom.DataElement, str, frozenset[BaseTag]]]:
-    safe = safe_private_tags(ds, profile) if profile is not None and profile.safe_private else frozenset()
-    for elem in ds:
-        yield elem, location or "top", safe
-        if elem.VR == "SQ":
-            name = elem.keyword or _tag(elem.tag)
-            for k, item in enumerate(elem.value):
-                prefix = f"{location}." if location else ""
-                yield from _iter_elements(item, f"{prefix}{name}[{k}]", profile)
-
-
-def _read(data: bytes) -> Dataset | None:
-    return _read_from(io.BytesIO(data))
 
 
 def _read_from(fp: io.BytesIO) -> Dataset | None:

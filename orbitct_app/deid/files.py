@@ -18,6 +18,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import dataclasses
+import functools
 import io
 import logging
 import mmap
@@ -43,9 +44,10 @@ from orbitct_app.dicomio.write import (
     encode_part10,
     file_meta_for,
     pixel_pieces,
+    sop_uids_from_meta,
     source_pixels,
 )
-from orbitct_app.errors import DeidError, OrbitctError, resource_error
+from orbitct_app.errors import DeidError, OrbitctError, one_line, resource_error
 from orbitct_app.paths import open_regular
 
 logger = logging.getLogger(__name__)
@@ -76,13 +78,16 @@ class Secrets:
         if not profile.needs_key:
             return cls()
         if key is None:
-            raise DeidError(f"the {profile.name} profile needs a de-identification key (--deid-key)")
+            raise _no_key(profile)
         return cls(key=key, uids=keys.UidMap(key))
 
     def date_offset(self, patient_id: str, pseudonym: str) -> int | None:
-        """The date offset of a patient (by original PatientID, else the exam's pseudonym)."""
+        """The date offset of a patient (by original PatientID, else the exam's pseudonym);
+        None without a key. The PatientID is remembered (the mapping files list it)."""
         if self.key is None:
             return None
+        if patient_id:
+            self.patient_ids.add(patient_id)
         patient = patient_id or f"exam:{pseudonym}"
         if patient not in self._offsets:
             self._offsets[patient] = keys.date_offset_days(self.key, patient)
@@ -359,16 +364,8 @@ class _BufferReader(io.RawIOBase):
 def _plan(profile: Profile, pseudonym: str, secrets: Secrets) -> raw.Plan:
     """What :func:`raw.deidentify` needs beyond the table (see :func:`deidentify_dataset`)."""
     if profile.needs_key and secrets.key is None:
-        raise DeidError(f"the {profile.name} profile needs a de-identification key (--deid-key)")
+        raise _no_key(profile)
     check_pseudonym(pseudonym)
-
-    def date_offset(patient_id: str) -> int | None:
-        if secrets.key is None:
-            return None
-        if patient_id:
-            secrets.patient_ids.add(patient_id)
-        return secrets.date_offset(patient_id, pseudonym)
-
     marks: list[tuple[int, str, Any]] = [
         (0x00120062, "CS", "YES"),
         (0x00120063, "LO", method_values(profile, secrets, pseudonym)),
@@ -377,7 +374,12 @@ def _plan(profile: Profile, pseudonym: str, secrets: Secrets) -> raw.Plan:
         marks.append((0x00120064, "SQ", tuple(profile.codes)))
     if profile.temporal:
         marks.append((0x00280303, "CS", profile.temporal))
-    return raw.Plan(profile, pseudonym, secrets.uids, date_offset, tuple(marks))
+    return raw.Plan(profile, pseudonym, secrets.uids, functools.partial(secrets.date_offset, pseudonym=pseudonym),
+                    tuple(marks))
+
+
+def _no_key(profile: Profile) -> DeidError:
+    return DeidError(f"the {profile.name} profile needs a de-identification key (--deid-key)")
 
 
 def method_values(profile: Profile, secrets: Secrets, pseudonym: str) -> list[str]:
@@ -400,34 +402,17 @@ def deidentify_dataset(
     """
     secrets = secrets if secrets is not None else Secrets()
     if profile.needs_key and secrets.key is None:
-        raise DeidError(f"the {profile.name} profile needs a de-identification key (--deid-key)")
-    _fill_uids_from_meta(ds)
+        raise _no_key(profile)
+    sop_uids_from_meta(ds)
     offset = None
     if secrets.key is not None:
-        patient_id = str(ds.get("PatientID", "") or "").strip()
-        if patient_id:
-            secrets.patient_ids.add(patient_id)
-        offset = secrets.date_offset(patient_id, pseudonym)
+        offset = secrets.date_offset(str(ds.get("PatientID", "") or "").strip(), pseudonym)
     stats = apply_profile(
         ds, profile, pseudonym=pseudonym, uids=secrets.uids, date_offset=offset, count_rules=count_rules
     )
     mark_deidentified(ds, method_values(profile, secrets, pseudonym), codes=profile.codes, temporal=profile.temporal)
     ds.file_meta = file_meta_for(ds)
     return stats
-
-
-def _fill_uids_from_meta(ds: Dataset) -> None:
-    old = getattr(ds, "file_meta", None)
-    if not old:
-        return
-    for meta_keyword, keyword in (
-        ("MediaStorageSOPClassUID", "SOPClassUID"),
-        ("MediaStorageSOPInstanceUID", "SOPInstanceUID"),
-    ):
-        if not str(ds.get(keyword, "") or "").strip("\0 "):
-            value = str(old.get(meta_keyword, "") or "").strip("\0 ")
-            if value:
-                setattr(ds, keyword, value)
 
 
 def dry_file(path: Path, rules: collections.Counter[tuple[int, str]], profile: Profile,
@@ -481,13 +466,11 @@ def copy_unchanged(src: Path, dst: Path, profile: Profile, pseudonym: str, secre
 def safe_reason(err: BaseException) -> str:
     """A one-line reason for ``err`` that can never quote a header value.
 
-    Our own errors carry messages written to be safe; for an OS error the system's text is
-    used; for anything else only the exception type.
+    Our own errors and OS errors as :func:`~orbitct_app.errors.one_line` gives them (a safe
+    message, the system's text); for anything else only the exception type.
     """
-    if isinstance(err, OrbitctError):
-        return " ".join(str(err).split()) or err.default_message
-    if isinstance(err, OSError):
-        return f"{type(err).__name__}: {err.strerror}" if err.strerror else type(err).__name__
+    if isinstance(err, (OrbitctError, OSError)):
+        return one_line(err)
     return type(err).__name__
 
 

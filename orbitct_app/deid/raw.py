@@ -29,14 +29,12 @@ import functools
 from collections.abc import Callable
 from typing import Any
 
-from pydicom.dataelem import RawDataElement
-from pydicom.tag import BaseTag
 from pydicom.valuerep import EXPLICIT_VR_LENGTH_32
-from pydicom.values import convert_value
 
 from orbitct_app.deid.apply import DeidStats, merge_methods
 from orbitct_app.deid.keys import shift_date
 from orbitct_app.deid.profiles import DUMMY_VALUES, Action, Profile
+from orbitct_app.dicomio.header import converted_value
 from orbitct_app.dicomio.parse import (
     ITEM,
     ITEM_END,
@@ -49,7 +47,6 @@ from orbitct_app.dicomio.parse import (
     Unsupported,
     ascii_identity,
     dictionary_vr,
-    parse_items,
     parse_part10,
     uid_text,
 )
@@ -62,10 +59,8 @@ _SPECIFIC_CHARACTER_SET = 0x00080005
 _SOP_CLASS = 0x00080016
 _SOP_INSTANCE = 0x00080018
 _PATIENT_ID = 0x00100020
-_PATIENT_IDENTITY_REMOVED = 0x00120062
 _DEIDENTIFICATION_METHOD = 0x00120063
 _DEIDENTIFICATION_CODES = 0x00120064
-_TEMPORAL_MODIFIED = 0x00280303
 
 _ITEM_END_BYTES = item_header(ITEM_END, 0)
 _SEQ_END_BYTES = item_header(SEQ_END, 0)
@@ -115,8 +110,6 @@ class _Walker:
         self.actions = _actions(plan.profile)
         self.offset = date_offset
         self.stats = DeidStats()
-        self.depth = 0
-        """Sequences open around the data set being walked (see ``parse_dataset``'s depth)."""
 
     def target_vr(self, elem: Element) -> str:
         vr = _target_vr_of(elem.tag)
@@ -159,10 +152,8 @@ class _Walker:
                 if encoded is not None:
                     out.append((tag, encoded))
                 continue
-            if elem.vr == SQ or elem.items is not None or (
-                elem.vr is None and dictionary_vr(tag) == SQ
-            ):
-                out.append((tag, self.sequence(elem)))
+            if elem.items is not None:  # every sequence, parsed with its items by parse_dataset
+                out.append((tag, self.sequence(elem.tag, elem.undefined, elem.items)))
                 continue
             if elem.vr == "UN" and (elem.undefined or dictionary_vr(tag) == SQ):
                 raise Unsupported("sequence stored as UN")
@@ -182,19 +173,7 @@ class _Walker:
             elem.start : elem.end
         ]
 
-    def sequence(self, elem: Element) -> bytes:
-        self.depth += 1
-        try:
-            return self._sequence(elem)
-        finally:
-            self.depth -= 1
-
-    def _sequence(self, elem: Element) -> bytes:
-        if elem.vr not in (None, SQ):
-            raise Unsupported("sequence with another VR")
-        items = elem.items
-        if items is None:
-            items, _ = parse_items(self.data, elem.start, elem.end, self.implicit, undefined=False, depth=self.depth)
+    def sequence(self, tag: int, undefined: bool, items: list[Item]) -> bytes:
         self.stats.sequences += 1
         parts = []
         for item in items:
@@ -208,9 +187,9 @@ class _Walker:
             else:
                 parts.append(item_header(ITEM, len(body)) + body)
         value = b"".join(parts)
-        if elem.undefined:
-            return plain_header(elem.tag, SQ, UNDEFINED, self.implicit) + value + _SEQ_END_BYTES
-        return plain_header(elem.tag, SQ, len(value), self.implicit) + value
+        if undefined:
+            return plain_header(tag, SQ, UNDEFINED, self.implicit) + value + _SEQ_END_BYTES
+        return plain_header(tag, SQ, len(value), self.implicit) + value
 
     def apply(self, elem: Element, action: Action) -> bytes | None:
         """The element replacing ``elem`` under ``action`` (None: removed); see
@@ -378,14 +357,7 @@ def _text_values(data: bytes, elem: Element | None, vr: str, implicit: bool) -> 
         return []
     if elem.vr not in (None, vr) or elem.items is not None:
         raise Unsupported("an earlier value with another VR")
-    value = data[elem.start : elem.end]
-    if not value.isascii() or b"\x1b" in value:
-        raise Unsupported("an earlier value that is not plain ASCII")
-    raw = RawDataElement(BaseTag(elem.tag), vr, len(value), value, 0, implicit, True)
-    try:
-        converted = convert_value(vr, raw, None)
-    except Exception as err:
-        raise Unsupported("an earlier value pydicom does not convert plainly") from err
+    converted = converted_value(elem.tag, vr, data[elem.start : elem.end], implicit)
     if converted is None or converted == "":
         return []
     return [str(converted)] if isinstance(converted, str) else [str(v) for v in converted]

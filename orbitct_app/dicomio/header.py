@@ -90,7 +90,7 @@ class FastHeader:
             vr = self._ambiguous_vr(elem)
         elif elem.vr is not None and elem.vr != vr:
             raise Unsupported("encoded VR differs from the dictionary's")
-        return _converted(tag, vr, self._data[elem.start : elem.end], self._implicit)
+        return converted_value(tag, vr, self._data[elem.start : elem.end], self._implicit)
 
     def _ambiguous_vr(self, elem: Element) -> str:
         """US or SS, as pydicom resolves it: the encoded VR, or in implicit VR, by the
@@ -106,8 +106,14 @@ class FastHeader:
 
 
 @functools.lru_cache(maxsize=4096)
-def _converted(tag: int, vr: str, value: bytes, implicit: bool) -> Any:
-    """An element value converted by pydicom (shared between files: read, never change it)."""
+def converted_value(tag: int, vr: str, value: bytes, implicit: bool) -> Any:
+    """An element value converted by pydicom (shared between files: read, never change it).
+
+    Raises
+    ------
+    Unsupported
+        For text that is not plain ASCII, or a value pydicom does not convert plainly.
+    """
     if vr in STR_VR and (not value.isascii() or b"\x1b" in value):
         raise Unsupported("text that is not plain ASCII")
     raw = RawDataElement(BaseTag(tag), vr, len(value), value, 0, implicit, True)

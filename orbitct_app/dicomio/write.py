@@ -169,22 +169,33 @@ def file_meta_for(ds: Dataset) -> FileMetaDataset:
             syntax = ExplicitVRBigEndian if little is False else ExplicitVRLittleEndian
     meta = FileMetaDataset()
     meta.FileMetaInformationVersion = b"\x00\x01"
-    for meta_keyword, keyword in (
-        ("MediaStorageSOPClassUID", "SOPClassUID"),
-        ("MediaStorageSOPInstanceUID", "SOPInstanceUID"),
-    ):
+    sop_uids_from_meta(ds)
+    for meta_keyword, keyword in _SOP_UIDS:
         value = str(ds.get(keyword, "") or "").strip("\0 ")
         if not value:
-            value = str(old.get(meta_keyword, "") or "").strip("\0 ")
-            if not value:
-                raise DeidError(f"no {'SOP Class UID' if keyword == 'SOPClassUID' else 'SOP Instance UID'} "
-                                "in the data set or its file meta")
-            setattr(ds, keyword, value)
+            raise DeidError(f"no {'SOP Class UID' if keyword == 'SOPClassUID' else 'SOP Instance UID'} "
+                            "in the data set or its file meta")
         setattr(meta, meta_keyword, UID(value))
     meta.TransferSyntaxUID = UID(syntax)
     meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
     meta.ImplementationVersionName = IMPLEMENTATION_VERSION_NAME
     return meta
+
+
+_SOP_UIDS = (("MediaStorageSOPClassUID", "SOPClassUID"), ("MediaStorageSOPInstanceUID", "SOPInstanceUID"))
+
+
+def sop_uids_from_meta(ds: Dataset) -> None:
+    """Give an empty SOPClassUID or SOPInstanceUID of ``ds`` its file meta's value (the
+    MediaStorage UID), when the file meta has one."""
+    old = getattr(ds, "file_meta", None)
+    if not old:
+        return
+    for meta_keyword, keyword in _SOP_UIDS:
+        if not str(ds.get(keyword, "") or "").strip("\0 "):
+            value = str(old.get(meta_keyword, "") or "").strip("\0 ")
+            if value:
+                setattr(ds, keyword, value)
 
 
 def transfer_syntax_encoding(syntax: str) -> tuple[bool, bool]:
@@ -221,8 +232,8 @@ def encode_part10(ds: Dataset, pixels: SourcePixels | None = None) -> list[Piece
     if deflated and pixels is not None:
         raise ValueError("a deflated data set is encoded whole, its pixel data included")
     implicit, little = transfer_syntax_encoding(syntax)
-    if pixels is not None and pixels.little != little:
-        raise DeidError(f"data set encoding ({describe_encoding(pixels.implicit, pixels.little)}) "
+    if pixels is not None and pixels.layout.little != little:
+        raise DeidError(f"data set encoding ({describe_encoding(pixels.layout.implicit, pixels.layout.little)}) "
                         f"does not match its transfer syntax ({syntax.name}): its byte order cannot be changed")
     pieces: list[Piece] = []
     buffer = io.BytesIO()
@@ -238,18 +249,19 @@ def encode_part10(ds: Dataset, pixels: SourcePixels | None = None) -> list[Piece
     if encoded:  # the same test and correction as pydicom's writer
         ds = correct_ambiguous_vr(ds, little)
     encodings = ds.get("SpecificCharacterSet", "iso8859")
-    order = "<" if little else ">"
     delimiter = item_header(SEQ_END, 0, little=little)
-    pixel_tag = None
-    if pixels is not None:
-        pixel_tag = struct.unpack_from(order + "HH", read_exactly(pixels.fd, pixels.layout.pixel_start or 0, 4))
-        pixel_tag = pixel_tag[0] << 16 | pixel_tag[1]
+    pixel_tag: int | None = None
+    pixel_part: list[Piece] = []
+    if pixels is not None:  # its header read once: its tag places it, its pieces are written there
+        pixel_tag, pixel_part = _pixel_element_pieces(
+            pixels.fd, pixels.layout, implicit=pixels.layout.implicit, little=pixels.layout.little,
+            to_implicit=implicit, bits_allocated=pixels.bits_allocated,
+        )
     out: Any = sink if sink is not None else buffer
     for tag in [*sorted(ds.keys()), None]:
-        if pixels is not None and pixel_tag is not None and (tag is None or tag > pixel_tag):
+        if pixel_tag is not None and (tag is None or tag > pixel_tag):
             pieces.append(buffer.getvalue())
-            pieces += pixel_pieces(pixels.fd, pixels.layout, implicit=pixels.implicit, little=pixels.little,
-                                   to_implicit=implicit, bits_allocated=pixels.bits_allocated)
+            pieces += pixel_part
             out = buffer = io.BytesIO()
             fp = DicomFileLike(buffer)
             fp.is_implicit_VR, fp.is_little_endian = implicit, little
@@ -320,8 +332,7 @@ class SourcePixels:
 
     fd: int
     layout: Layout
-    implicit: bool
-    little: bool
+    """Where the element lies, and the source data set's encoding."""
     bits_allocated: int
 
 
@@ -331,7 +342,7 @@ def source_pixels(fd: int, layout: Layout, ds: Dataset) -> SourcePixels | None:
     if layout.pixel_start is None:
         return None
     bits = ds.get("BitsAllocated", 16)
-    return SourcePixels(fd, layout, layout.implicit, layout.little, int(bits) if isinstance(bits, int) else 16)
+    return SourcePixels(fd, layout, int(bits) if isinstance(bits, int) else 16)
 
 
 def pixel_pieces(
@@ -346,6 +357,14 @@ def pixel_pieces(
     OB for encapsulated pixel data and for 8 bits or fewer, OW above (OF and OD for float and
     double float pixel data).
     """
+    return _pixel_element_pieces(fd, layout, implicit=implicit, little=little, to_implicit=to_implicit,
+                                 bits_allocated=bits_allocated)[1]
+
+
+def _pixel_element_pieces(
+    fd: int, layout: Layout, *, implicit: bool, little: bool, to_implicit: bool | None, bits_allocated: int,
+) -> tuple[int, list[Piece]]:
+    """The pixel data element's tag and its pieces (see :func:`pixel_pieces`)."""
     start, end = layout.pixel_start, layout.pixel_end
     assert start is not None and end is not None
     head = read_exactly(fd, start, min(PIXEL_HEADER_BYTES, end - start))
@@ -372,7 +391,7 @@ def pixel_pieces(
         pieces.append(Span(element.value, value_length))
     if undefined:
         pieces.append(item_header(SEQ_END, 0, little=little))
-    return pieces
+    return element.tag, pieces
 
 
 _MOVED = "the pixel data element is not where discovery found it (the file changed while read)"
