@@ -754,11 +754,6 @@ def frame_geometry(ds: Dataset) -> tuple[FrameGeometry, ...]:
     return tuple(frames)
 
 
-def _is_deflated(ds: Dataset) -> bool:
-    meta = ds.file_meta if ds.file_meta else Dataset()
-    return str(meta.get("TransferSyntaxUID", "")) == DeflatedExplicitVRLittleEndian
-
-
 def _looks_like_raw_dataset(head: bytes) -> bool:
     """True when a file without preamble starts like a DICOM data set (little or big endian)."""
     if len(head) < 8:

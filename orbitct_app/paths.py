@@ -256,12 +256,6 @@ def open_regular(path: Path) -> BinaryIO:
         raise
 
 
-def read_regular(path: Path) -> bytes:
-    """The bytes of a regular file that is not a link (see :func:`open_regular`)."""
-    with open_regular(path) as fh:
-        return fh.read()
-
-
 @dataclasses.dataclass(frozen=True)
 class TreeState:
     """What a folder holds, in brief: a digest of every entry's name, kind, size and
