@@ -708,7 +708,13 @@ def pixel_data_problem(info: SliceInfo) -> str:
 
 
 def convolution_kernel(ds: Dataset) -> str:
-    """ConvolutionKernel as text (values joined by a backslash), '' when absent.
+    """ConvolutionKernel as text (values joined by a backslash), '' when absent (see
+    :func:`_kernel_value` for where an Enhanced or Legacy Converted object keeps it)."""
+    return "\\".join(str(v) for v in _as_list(_kernel_value(ds)))
+
+
+def _kernel_value(ds: Dataset) -> Any:
+    """ConvolutionKernel as read (None when absent).
 
     An Enhanced CT object keeps it in the CT Reconstruction functional group, a Legacy Converted
     one among its unassigned converted attributes (shared, else the first frame's): it is taken
@@ -717,7 +723,7 @@ def convolution_kernel(ds: Dataset) -> str:
     value = ds.get("ConvolutionKernel")
     if value is None or value == "":
         value = _functional_group_value(ds, _KERNEL_MACROS, "ConvolutionKernel")
-    return "\\".join(str(v) for v in _as_list(value))
+    return value
 
 
 def frame_geometry(ds: Dataset) -> tuple[FrameGeometry, ...]:
@@ -754,11 +760,6 @@ def frame_geometry(ds: Dataset) -> tuple[FrameGeometry, ...]:
     return tuple(frames)
 
 
-def _is_deflated(ds: Dataset) -> bool:
-    meta = ds.file_meta if ds.file_meta else Dataset()
-    return str(meta.get("TransferSyntaxUID", "")) == DeflatedExplicitVRLittleEndian
-
-
 def _looks_like_raw_dataset(head: bytes) -> bool:
     """True when a file without preamble starts like a DICOM data set (little or big endian)."""
     if len(head) < 8:
@@ -772,17 +773,12 @@ def _looks_like_raw_dataset(head: bytes) -> bool:
 
 def sidecar_attributes(ds: Dataset, keywords: Sequence[str]) -> dict[str, Any]:
     """The attributes ``keywords`` of a header (technical ones, for the NIfTI sidecar), as
-    JSON-ready values; those absent or empty are left out.
-
-    An Enhanced CT object keeps its ConvolutionKernel in the CT Reconstruction functional group,
-    a Legacy Converted one among its unassigned converted attributes (shared, else the first
-    frame's): it is taken from there when the top level has none.
+    JSON-ready values; those absent or empty are left out. ConvolutionKernel is taken where
+    :func:`convolution_kernel` takes it (also from an Enhanced object's functional groups).
     """
     result: dict[str, Any] = {}
     for keyword in keywords:
-        value = ds.get(keyword)
-        if keyword == "ConvolutionKernel" and (value is None or value == ""):
-            value = _functional_group_value(ds, _KERNEL_MACROS, keyword)
+        value = _kernel_value(ds) if keyword == "ConvolutionKernel" else ds.get(keyword)
         if value is not None and value != "":
             result[keyword] = _json_value(value)
     return result

@@ -53,10 +53,6 @@ class Interrupted(BaseException):
         self.signum = signum
 
     @property
-    def signal_name(self) -> str:
-        return signal.Signals(self.signum).name
-
-    @property
     def exit_code(self) -> ExitCode:
         return exit_code(self.signum)
 

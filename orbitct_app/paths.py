@@ -145,7 +145,8 @@ def list_input(input_dir: Path, labels: Sequence[str] = ()) -> InputListing:
     except OSError as err:
         raise UsageError(f"cannot list INPUT_DIR {input_dir}: {err.strerror}") from err
     if labels:
-        missing = [label for label in labels if label not in set(names)]
+        present = set(names)
+        missing = [label for label in labels if label not in present]
         if missing:
             raise UsageError(f"participant label(s) not found in {input_dir}: {', '.join(missing)}")
         names = list(dict.fromkeys(labels))
@@ -254,12 +255,6 @@ def open_regular(path: Path) -> BinaryIO:
     except BaseException:
         os.close(fd)
         raise
-
-
-def read_regular(path: Path) -> bytes:
-    """The bytes of a regular file that is not a link (see :func:`open_regular`)."""
-    with open_regular(path) as fh:
-        return fh.read()
 
 
 @dataclasses.dataclass(frozen=True)

@@ -151,7 +151,7 @@ def run(
     started_at = provenance.utc_now()
     started = time.monotonic()
     listing = list_input(options.input_dir, options.participant_labels)
-    names = sorted([p.name for p in listing.exams] + [e.name for e in listing.problems])
+    names = listing.names
     for entry in listing.problems:
         logger.error("%s: not processed: %s", entry.name, entry.reason)
     outcomes: list[ExamOutcome] = []

@@ -30,6 +30,7 @@ from typing import Any
 
 from orbitct_app import __version__, atomic
 from orbitct_app.options import Options, Stage
+from orbitct_app.threads import usable_cores
 
 logger = logging.getLogger(__name__)
 
@@ -78,7 +79,7 @@ def log_header(options: Options, argv: Sequence[str] | None, run_id: str) -> lis
         f"orbitct-app {__version__} run {run_id}",
         f"command: {command}",
         f"python {platform.python_version()} ({sys.executable}) on {platform.platform()}",
-        f"host: {socket.gethostname()}, usable cores: {len(os.sched_getaffinity(0))}, pid {os.getpid()}",
+        f"host: {socket.gethostname()}, usable cores: {usable_cores()}, pid {os.getpid()}",
         f"dependencies: {deps}",
         f"options: {json.dumps(options.as_record(), sort_keys=True)}",
     ]
@@ -240,7 +241,7 @@ def host_facts() -> dict[str, Any]:
         "platform": platform.platform(),
         "python": platform.python_version(),
         "python_executable": sys.executable,
-        "usable_cores": len(os.sched_getaffinity(0)),
+        "usable_cores": usable_cores(),
         "pid": os.getpid(),
         "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
         "slurm_array_task_id": os.environ.get("SLURM_ARRAY_TASK_ID"),

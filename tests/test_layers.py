@@ -12,7 +12,7 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "orbitct_app"
 MODULES = sorted(PACKAGE.rglob("*.py"))
 STAGES = ("orbitct_app.anonymize", "orbitct_app.extract", "orbitct_app.deid", "orbitct_app.stages")
-LOWER = ("atomic", "discover", "errors", "locks", "memory", "paths", "pictures", "safe_text", "threads")
+LOWER = ("atomic", "discover", "errors", "interrupt", "locks", "memory", "paths", "pictures", "safe_text", "threads")
 """Modules every stage may use, which use no stage (options.py reads the key file with deid.keys)."""
 
 

@@ -52,6 +52,17 @@ def test_container_detection(no_container: Path) -> None:
     assert provenance.container({}, root) == {"Type": "docker"}
 
 
+def test_the_record_counts_the_cores_the_run_uses(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The usable cores recorded are those --n-procs defaults to and the workers share (the
+    affinity capped by a cgroup CPU quota), not the affinity alone."""
+    from orbitct_app import threads
+
+    monkeypatch.setattr(threads, "_cgroup_cpu_quota", lambda: 1)
+    assert provenance.host_facts()["usable_cores"] == threads.usable_cores() == 1
+    header = provenance.log_header(Options(Path("/in"), Path("/out")), [], "r")
+    assert any("usable cores: 1," in line for line in header)
+
+
 def test_dataset_description_is_a_bids_derivative(
     no_container: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:

@@ -148,8 +148,9 @@ def merge_tables(
     record of its stage exists.
     """
     written: dict[str, Path] = {}
+    by_stage = {stage: list(iter_records(state_dir, stage)) for stage in dict.fromkeys(t.stage for t in TABLES)}
     for table in TABLES:
-        records = list(iter_records(state_dir, table.stage))
+        records = by_stage[table.stage]  # read once per stage, not once per table
         if not records:
             continue
         rows = [*table.rows(extra_rows or {}), *(row for record in records for row in table.rows(record.rows))]
