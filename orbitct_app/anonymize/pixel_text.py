@@ -45,7 +45,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import logging
 import math
 from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, cast
@@ -61,10 +60,6 @@ from orbitct_app.threads import split_range, thread_map
 if TYPE_CHECKING:
     from PIL import Image
 
-logger = logging.getLogger(__name__)
-
-MODES = ("off", "flag", "drop")
-"""``--pixel-text`` values."""
 WHOLE_SERIES_FRAMES = 30
 """Series of at most this many frames have every frame checked whole."""
 SAMPLE_FRAMES = 10

@@ -12,7 +12,6 @@ spacing are all handled by this single pass; nothing is resampled twice.
 from __future__ import annotations
 
 import dataclasses
-import logging
 import math
 from typing import Literal
 
@@ -24,8 +23,6 @@ from orbitct_app.extract.mask import fill_holes_2d, largest_component
 from orbitct_app.extract.volume import AIR_HU, StackGeometry
 from orbitct_app.options import FIT_MULTIPLE, SIZE_FIT
 from orbitct_app.threads import split_range, thread_map
-
-logger = logging.getLogger(__name__)
 
 _EPSILON = 1e-6
 """Tolerance (in voxels) of the grid's bounds when measuring what it cuts."""

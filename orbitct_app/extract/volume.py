@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-import logging
 import math
 from collections import defaultdict
 from collections.abc import Sequence
@@ -28,8 +27,6 @@ from orbitct_app.discover import SeriesInfo, SliceInfo
 from orbitct_app.errors import SeriesError
 from orbitct_app.options import MAX_GAP_SPACINGS
 from orbitct_app.threads import thread_map
-
-logger = logging.getLogger(__name__)
 
 AIR_HU = -1000
 """HU written for air, padding, out-of-reconstruction pixels and everything outside the body."""
