@@ -12,13 +12,12 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import NDArray
 
+from orbitct_app.dicomio.pixels import NATIVE_LITTLE_ENDIAN
 from orbitct_app.discover import SliceInfo
 from orbitct_app.errors import OrbitctError
 
 _OVERLAY_INK = 255
 """An overlay plane is checked as an 8-bit image: its set bits this bright on black."""
-_NATIVE = frozenset({"1.2.840.10008.1.2", "1.2.840.10008.1.2.1"})
-"""Uncompressed little-endian transfer syntaxes: their pixel data is read at its offset."""
 
 Values = NDArray[np.int16] | NDArray[np.float32]
 """A frame's values as the check holds them: int16 (at most 15 significant bits, so that
@@ -78,7 +77,7 @@ def read_values(info: SliceInfo, frame: int | None, band_fraction: int | None = 
     """
     if (
         info.pixel_offset is not None
-        and info.transfer_syntax in _NATIVE
+        and info.transfer_syntax in NATIVE_LITTLE_ENDIAN
         and info.samples_per_pixel == 1
         and info.bits_allocated in (8, 16)
         and 0 < info.bits_stored <= info.bits_allocated

@@ -23,6 +23,7 @@ import pydicom
 from numpy.typing import NDArray
 from pydicom.pixels.utils import pixel_array
 
+from orbitct_app.dicomio.pixels import NATIVE_LITTLE_ENDIAN
 from orbitct_app.discover import SeriesInfo, SliceInfo
 from orbitct_app.errors import SeriesError
 from orbitct_app.options import MAX_GAP_SPACINGS
@@ -422,9 +423,6 @@ def load_hu(stack: Stack) -> NDArray[np.int16]:
     return volume
 
 
-_NATIVE_LITTLE_ENDIAN = frozenset({"1.2.840.10008.1.2", "1.2.840.10008.1.2.1"})
-
-
 def read_pixels(info: SliceInfo) -> NDArray[np.integer]:
     """Decode one single-frame grayscale image's stored values (no rescale).
 
@@ -441,7 +439,7 @@ def read_pixels(info: SliceInfo) -> NDArray[np.integer]:
         raise SeriesError(f"{info.path.name}: {info.samples_per_pixel} samples per pixel (not grayscale)")
     if (
         info.pixel_offset is not None
-        and info.transfer_syntax in _NATIVE_LITTLE_ENDIAN
+        and info.transfer_syntax in NATIVE_LITTLE_ENDIAN
         and info.bits_allocated == 16
         and 0 < info.bits_stored <= 16
     ):
