@@ -177,7 +177,8 @@ def plan_stacks(series: SeriesInfo, max_gap_mm: float | None = None) -> StackPla
     reasons = [f"split: {len(groups)} different {differences}"] if len(groups) > 1 else []
     candidates: list[_Candidate] = []
     for members in groups.values():
-        distinct = len(set(_position_keys(members)))
+        keys = _position_keys(members)
+        distinct = len(set(keys))
         if distinct < MIN_VOLUME_SLICES:
             if len(groups) > 1:
                 why = f"{len(members)} stray slice(s) whose {differences} differ from the rest of the series"
@@ -185,7 +186,7 @@ def plan_stacks(series: SeriesInfo, max_gap_mm: float | None = None) -> StackPla
             else:
                 candidates.append(_Candidate(members, why_not=_too_short(len(members), distinct)))
             continue
-        passes, dropped, why = _split_passes(members)
+        passes, dropped, why = _split_passes(members, keys)
         if why:
             reasons.append(why)
         for i, members_of_pass in enumerate(passes):
@@ -313,13 +314,15 @@ def _frame_differences(keys: Sequence[tuple[object, ...]]) -> str:
     return " / ".join(what)
 
 
-def _split_passes(members: list[SliceInfo]) -> tuple[list[list[SliceInfo]], tuple[SliceInfo, ...], str]:
-    """Split slices of one frame of reference into passes without repeated positions.
+def _split_passes(
+    members: list[SliceInfo], keys: Sequence[int]
+) -> tuple[list[list[SliceInfo]], tuple[SliceInfo, ...], str]:
+    """Split slices of one frame of reference into passes without repeated positions (``keys``:
+    their :func:`_position_keys`).
 
     Returns the passes, the exact duplicates dropped (same SOPInstanceUID and position) and a
     reason ('' when nothing was split or dropped).
     """
-    keys = _position_keys(members)
     # Exact copies of one image (same SOPInstanceUID at the same position): keep the first.
     seen: dict[tuple[int, str, int | None], SliceInfo] = {}
     kept: list[SliceInfo] = []
