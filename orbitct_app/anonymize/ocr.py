@@ -14,7 +14,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import importlib.util
-import logging
 import re
 import shutil
 import subprocess
@@ -23,8 +22,6 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from PIL import Image
-
-logger = logging.getLogger(__name__)
 
 PROGRAM = "tesseract"
 LANGUAGE = "eng"

@@ -17,6 +17,9 @@ from orbitct_app.dicomio.parse import ITEM, LONG_VRS, PIXEL_DATA_TAGS, SEQ_END, 
 
 PIXEL_HEADER_BYTES = 12
 """The longest header a pixel data element can have (explicit VR with a 4-byte length)."""
+NATIVE_LITTLE_ENDIAN = frozenset({"1.2.840.10008.1.2", "1.2.840.10008.1.2.1"})
+"""Implicit and Explicit VR Little Endian: pixel data stored uncompressed, little endian, which the
+extract stage and the pixel-text check read straight at its offset."""
 
 
 class Incomplete(Exception):

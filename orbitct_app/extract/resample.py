@@ -12,7 +12,6 @@ spacing are all handled by this single pass; nothing is resampled twice.
 from __future__ import annotations
 
 import dataclasses
-import logging
 import math
 from typing import Literal
 
@@ -24,8 +23,6 @@ from orbitct_app.extract.mask import fill_holes_2d, largest_component
 from orbitct_app.extract.volume import AIR_HU, StackGeometry
 from orbitct_app.options import FIT_MULTIPLE, SIZE_FIT
 from orbitct_app.threads import split_range, thread_map
-
-logger = logging.getLogger(__name__)
 
 _EPSILON = 1e-6
 """Tolerance (in voxels) of the grid's bounds when measuring what it cuts."""
@@ -379,7 +376,7 @@ class _ColumnResampledPlanes:
         key = -1 - m  # own cache entries, apart from the column-only planes
         cached = self.cache.get(key)
         if cached is None:
-            cached = _lerp(self.plane(m), rows, axis=0, size=self.volume.shape[1])
+            cached = _lerp(self.plane(m), rows, axis=0)
             self.cache[key] = cached
             del self.cache[m]
         return cached
@@ -445,14 +442,12 @@ class _PlaneWindow:
         return result
 
 
-def _lerp(
-    image: NDArray[np.float32], coords: NDArray[np.float64], axis: int, size: int | None = None
-) -> NDArray[np.float32]:
+def _lerp(image: NDArray[np.float32], coords: NDArray[np.float64], axis: int) -> NDArray[np.float32]:
     """Linear interpolation of a 2D array along ``axis`` at fractional ``coords``.
 
     Returns the array with that axis replaced by ``coords``; positions outside [0, n-1] are -1000.
     """
-    n = image.shape[axis] if size is None else size
+    n: int = image.shape[axis]
     lo = np.clip(np.floor(coords).astype(np.int64), 0, max(n - 2, 0))
     hi = np.minimum(lo + 1, n - 1)
     frac = (coords - lo).astype(np.float32)

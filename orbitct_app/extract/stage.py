@@ -317,7 +317,7 @@ def _convert_one(item: Planned, options: Options, staging: Path, final_dir: Path
             raise resource from None  # no room: the whole exam fails, its staged folder goes
         item.row = dataclasses.replace(item.row, decision="failed", reason=one_line(err), output_path="")
         return
-    output_path = item.row.output_path
+    item.index_row = _index_row(stack, options, converted, item.row)
     crop = converted.body_cropped_fraction
     reason = item.row.reason
     if crop:  # known only once the body mask is made: a dry run cannot say it
@@ -331,7 +331,6 @@ def _convert_one(item: Planned, options: Options, staging: Path, final_dir: Path
         qc_path=str((final_dir / picture.name).relative_to(options.output_dir)) if picture is not None else "",
         qc_thumbnail=converted.qc_thumbnail,
     )
-    item.index_row = _index_row(stack, options, converted, output_path)
 
 
 def convert_stack(stack: Stack, options: Options, path: Path, *, candidates: int | None = None) -> Converted:
@@ -462,10 +461,11 @@ def _spacing_note(stack: Stack) -> str:
     return ""
 
 
-def _index_row(stack: Stack, options: Options, converted: Converted, output_path: str) -> IndexRow:
+def _index_row(stack: Stack, options: Options, converted: Converted, row: ExtractRow) -> IndexRow:
+    """The ``series_index.csv`` row of a converted stack; its output path, kernel class and
+    contrast as its ``extract_report.csv`` row has them."""
     g = stack.geometry
     series = stack.series
-    contrast = selection.series_contrast(series)
     return IndexRow(
         dicom_id=series.dicom_id,
         series_instance_uid=series.series_uid,
@@ -476,7 +476,7 @@ def _index_row(stack: Stack, options: Options, converted: Converted, output_path
         target_spacing_x=options.spacing,
         target_spacing_y=options.spacing,
         target_spacing_z=options.spacing,
-        output_path=output_path,
+        output_path=row.output_path,
         series_number=series.series_number,
         part=stack.part or None,
         shape_x=converted.shape_ijk[0],
@@ -487,8 +487,8 @@ def _index_row(stack: Stack, options: Options, converted: Converted, output_path
         max_gap_mm=float(g.gaps.max()),
         body_cropped_fraction=converted.body_cropped_fraction,
         convolution_kernel=stack.slices[0].convolution_kernel,
-        kernel_class=selection.stack_kernel(stack).kind,
-        contrast="yes" if contrast else "no",
+        kernel_class=row.kernel_class,
+        contrast=row.contrast,
     )
 
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-import logging
 import math
 from collections import defaultdict
 from collections.abc import Sequence
@@ -24,12 +23,11 @@ import pydicom
 from numpy.typing import NDArray
 from pydicom.pixels.utils import pixel_array
 
+from orbitct_app.dicomio.pixels import NATIVE_LITTLE_ENDIAN
 from orbitct_app.discover import SeriesInfo, SliceInfo
 from orbitct_app.errors import SeriesError
 from orbitct_app.options import MAX_GAP_SPACINGS
 from orbitct_app.threads import thread_map
-
-logger = logging.getLogger(__name__)
 
 AIR_HU = -1000
 """HU written for air, padding, out-of-reconstruction pixels and everything outside the body."""
@@ -179,7 +177,8 @@ def plan_stacks(series: SeriesInfo, max_gap_mm: float | None = None) -> StackPla
     reasons = [f"split: {len(groups)} different {differences}"] if len(groups) > 1 else []
     candidates: list[_Candidate] = []
     for members in groups.values():
-        distinct = len(set(_position_keys(members)))
+        keys = _position_keys(members)
+        distinct = len(set(keys))
         if distinct < MIN_VOLUME_SLICES:
             if len(groups) > 1:
                 why = f"{len(members)} stray slice(s) whose {differences} differ from the rest of the series"
@@ -187,7 +186,7 @@ def plan_stacks(series: SeriesInfo, max_gap_mm: float | None = None) -> StackPla
             else:
                 candidates.append(_Candidate(members, why_not=_too_short(len(members), distinct)))
             continue
-        passes, dropped, why = _split_passes(members)
+        passes, dropped, why = _split_passes(members, keys)
         if why:
             reasons.append(why)
         for i, members_of_pass in enumerate(passes):
@@ -315,13 +314,15 @@ def _frame_differences(keys: Sequence[tuple[object, ...]]) -> str:
     return " / ".join(what)
 
 
-def _split_passes(members: list[SliceInfo]) -> tuple[list[list[SliceInfo]], tuple[SliceInfo, ...], str]:
-    """Split slices of one frame of reference into passes without repeated positions.
+def _split_passes(
+    members: list[SliceInfo], keys: Sequence[int]
+) -> tuple[list[list[SliceInfo]], tuple[SliceInfo, ...], str]:
+    """Split slices of one frame of reference into passes without repeated positions (``keys``:
+    their :func:`_position_keys`).
 
     Returns the passes, the exact duplicates dropped (same SOPInstanceUID and position) and a
     reason ('' when nothing was split or dropped).
     """
-    keys = _position_keys(members)
     # Exact copies of one image (same SOPInstanceUID at the same position): keep the first.
     seen: dict[tuple[int, str, int | None], SliceInfo] = {}
     kept: list[SliceInfo] = []
@@ -425,9 +426,6 @@ def load_hu(stack: Stack) -> NDArray[np.int16]:
     return volume
 
 
-_NATIVE_LITTLE_ENDIAN = frozenset({"1.2.840.10008.1.2", "1.2.840.10008.1.2.1"})
-
-
 def read_pixels(info: SliceInfo) -> NDArray[np.integer]:
     """Decode one single-frame grayscale image's stored values (no rescale).
 
@@ -444,7 +442,7 @@ def read_pixels(info: SliceInfo) -> NDArray[np.integer]:
         raise SeriesError(f"{info.path.name}: {info.samples_per_pixel} samples per pixel (not grayscale)")
     if (
         info.pixel_offset is not None
-        and info.transfer_syntax in _NATIVE_LITTLE_ENDIAN
+        and info.transfer_syntax in NATIVE_LITTLE_ENDIAN
         and info.bits_allocated == 16
         and 0 < info.bits_stored <= 16
     ):
