@@ -15,7 +15,7 @@ from typing import Literal, TextIO
 
 import click
 
-from orbitct_app import __version__, interrupt, memory, provenance, workers
+from orbitct_app import __version__, interrupt, memory, provenance, stages, workers
 from orbitct_app.errors import ExitCode, UsageError, one_line, safe_traceback, withhold_warning_text
 from orbitct_app.options import (
     CONTRAST_CHOICES,
@@ -339,18 +339,15 @@ def command(
         options.validate()
     except UsageError as err:
         raise click.UsageError(str(err), ctx) from err
-    if options.checks_pixel_text:  # flag and drop refuse to start without the OCR engine
-        from orbitct_app.anonymize import ocr  # (no numpy: only the engine's presence is checked)
-
-        problem = ocr.engine_problem()
-        if problem is not None:
-            raise click.UsageError(f"--pixel-text {options.pixel_text} needs an OCR engine: {problem}", ctx)
+    problem = stages.unmet_requirement(options)  # e.g. --pixel-text flag without the OCR engine
+    if problem is not None:
+        raise click.UsageError(problem, ctx)
     workers.start_early(options)  # before the heavy imports below, so that they overlap
     numpy_left_out = (
         ctx.obj.owns_process and options.stage is Stage.ANONYMIZE and not options.checks_pixel_text
         and leave_numpy_unloaded()
     )
-    from orbitct_app import pipeline, stages  # imported here so that --help and --version stay quick
+    from orbitct_app import pipeline  # imported here so that --help and --version stay quick
 
     progress = None if quiet else Progress(stage, sys.stderr)
     assert options.log_path is not None  # Options sets it

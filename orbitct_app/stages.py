@@ -95,6 +95,21 @@ def load(name: str) -> StageModule:
     raise KeyError(name)
 
 
+def unmet_requirement(options: Options) -> str | None:
+    """Why a stage of this run cannot start on this machine (one line), or None when all can.
+
+    ``--pixel-text flag`` and ``drop`` need the OCR engine. Checked before the run starts, with
+    only the engine's module imported (no stage, no numpy).
+    """
+    if options.checks_pixel_text:
+        from orbitct_app.anonymize import ocr
+
+        problem = ocr.engine_problem()
+        if problem is not None:
+            return f"--pixel-text {options.pixel_text} needs an OCR engine: {problem}"
+    return None
+
+
 def names(stage: Stage) -> tuple[str, ...]:
     """The stages a run of ``stage`` executes, in order (none for ``report``)."""
     return tuple(name for name in ORDER if (stage.anonymizes if name == "anonymize" else stage.extracts))

@@ -85,3 +85,12 @@ def test_options_is_only_the_options_record() -> None:
     """Listing exams is paths.py's, counting cores threads.py's: options.py defines no function."""
     tree = ast.parse((PACKAGE / "options.py").read_text(encoding="utf-8"))
     assert not [node.name for node in tree.body if isinstance(node, ast.FunctionDef)]
+
+
+@pytest.mark.parametrize("module", ["cli.py", "pipeline.py", "workers.py"])
+def test_the_run_reaches_the_stages_only_through_the_registry(module: str) -> None:
+    """stages.py is the one place that imports a stage's modules; the command line, the pipeline
+    and the workers call it."""
+    direct = [m for m in modules_imported(PACKAGE / module) if m.startswith(STAGES[:3])]
+    assert not direct
+    assert "orbitct_app.stages" in modules_imported(PACKAGE / module)
