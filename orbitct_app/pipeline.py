@@ -19,9 +19,17 @@ from pathlib import Path
 from typing import Any
 
 from orbitct_app import __version__, atomic, interrupt, locks, memory, provenance, stages, workers
-from orbitct_app.errors import ExamError, ExitCode, one_line, resource_error, safe_traceback, withhold_warning_text
+from orbitct_app.errors import (
+    ExamError,
+    ExitCode,
+    UsageError,
+    one_line,
+    resource_error,
+    safe_traceback,
+    withhold_warning_text,
+)
 from orbitct_app.options import Options, Stage
-from orbitct_app.paths import InputEntry, TreeState, exam_problem, list_input, tree_state
+from orbitct_app.paths import InputEntry, InputListing, TreeState, exam_problem, list_input, tree_state
 from orbitct_app.report.html import REPORT_NAME, write_report
 from orbitct_app.report.records import (
     RECORD_FORMAT,
@@ -193,7 +201,7 @@ def run(
     try:
         for module in stages.for_run(options.stage):
             module.finish(options)
-        summary = _write_run_outputs(options, outcomes, run_id, argv, started_at, started, stopped)
+        summary = _write_run_outputs(options, outcomes, listing, run_id, argv, started_at, started, stopped)
     except OSError as err:
         logger.error(
             "cannot write the run's tables and report in %s: %s; once that is fixed, `orbitct-app "
@@ -207,6 +215,7 @@ def run(
 def _write_run_outputs(
     options: Options,
     outcomes: list[ExamOutcome],
+    run_listing: InputListing,
     run_id: str,
     argv: Sequence[str] | None,
     started_at: Any,
@@ -216,14 +225,20 @@ def _write_run_outputs(
     """Rebuild the tables, dataset_description.json and report.html; write the run record.
 
     Everything happens under the merge lock, so concurrent runs (SLURM tasks) take turns and
-    the last one leaves complete outputs.
+    the last one leaves complete outputs. The report lists the whole of INPUT_DIR as it is now;
+    when it can no longer be listed (unmounted during the run), the listing ``run_listing`` the
+    run started from stands in, and the log says so.
     """
     phases = {"exams": round(time.monotonic() - started, 3)}
     if options.stage is Stage.REPORT:  # expect every stage that any exam has a record of
         expected = tuple(n for n in stages.ORDER if any(n in o.records for o in outcomes)) or stages.ORDER[:1]
     else:
         expected = stages.names(options.stage)
-    listing = list_input(options.input_dir)
+    try:
+        listing = list_input(options.input_dir)
+    except UsageError as err:
+        logger.warning("%s; the report lists the exams this run started with", err)
+        listing = run_listing
     with merge_lock(options.state_dir):
         for name in (*(t.filename for t in TABLES), REPORT_NAME, provenance.DATASET_DESCRIPTION):
             atomic.remove_stale(options.output_dir, name)  # left by a killed run (only this lock's holder writes them)

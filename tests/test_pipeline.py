@@ -14,6 +14,7 @@ import pytest
 
 from orbitct_app.cli import main
 from orbitct_app.errors import ExitCode
+from orbitct_app.pipeline import ExamOutcome
 from orbitct_app.report.tables import read_csv
 from orbitct_app.synthetic import SeriesSpec, write_exam
 
@@ -179,3 +180,30 @@ def test_library_warnings_never_print_their_text(tmp_path: Path) -> None:
     assert "UserWarning from" in log and "text withheld" in log
     withheld_in = {line.split()[3] for line in log.splitlines() if "text withheld" in line}
     assert any(name.startswith("ForkServerProcess") for name in withheld_in), withheld_in  # workers too
+
+
+def test_an_input_dir_gone_by_the_end_still_gets_its_tables_and_report(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """INPUT_DIR unmounted (here: moved away) after the last exam: the tables, report and run
+    record are written from the listing the run started with, the log says why, and the
+    run's exit code is its exams' (not a usage error with no tables)."""
+    from orbitct_app import pipeline
+    from orbitct_app.options import Options, Stage
+
+    inp = _exams(tmp_path / "in", ["exam_a", "exam_b"])
+    out = tmp_path / "out"
+    options = Options(inp, out, Stage.EXTRACT, spacing=2, size=96, n_procs=1)
+
+    def move_input_away_after_the_last(done: int, total: int, outcome: ExamOutcome | None) -> None:
+        if outcome is not None and done == total:
+            inp.rename(tmp_path / "elsewhere")
+
+    summary = pipeline.run(options, progress=move_input_away_after_the_last)
+    assert not inp.exists()
+    assert summary.exit_code == ExitCode.OK
+    assert "cannot list INPUT_DIR" in caplog.text and "the exams this run started with" in caplog.text
+    assert sorted(r["dicom_id"] for r in read_csv(out / "series_index.csv")) == ["exam_a", "exam_b"]
+    page = (out / "report.html").read_text()
+    assert "exam_a" in page and "exam_b" in page
+    assert len(list((out / "logs").glob("run-*.json"))) == 1
