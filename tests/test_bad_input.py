@@ -56,6 +56,35 @@ def test_missing_geometry_and_mixed_sizes_fail_their_series_only(tmp_path: Path)
     assert "series 2 (" in log and "lack ImagePositionPatient" in log
 
 
+@pytest.mark.parametrize("dry_run", [False, True], ids=["run", "dry-run"])
+def test_an_orientation_that_is_not_two_perpendicular_unit_vectors_fails_its_series_only(
+    tmp_path: Path, dry_run: bool
+) -> None:
+    """Rows and columns along one axis (no slice normal), or cosines far from unit length: the
+    slices cannot be placed, so the series fails with that reason; cosines rounded as scanners
+    write them still convert."""
+    truth = write_exam(tmp_path / "in", "exam_o", [_axial(2), _axial(3), _axial(4)])
+    rewrites = {
+        2: [1.0, 0.0, 0.0, 1.0, 0.0, 0.0],  # rows and columns parallel
+        3: [2.0, 0.0, 0.0, 0.0, 2.0, 0.0],  # perpendicular, not unit
+        4: [1.0, 0.0, 0.0, 0.0, 0.99999, -0.00447],  # unit and perpendicular to six decimals
+    }
+    for number, orientation in rewrites.items():
+        for f in truth.series_by_number(number).files:
+            ds = pydicom.dcmread(f)
+            ds.ImageOrientationPatient = orientation
+            ds.save_as(f)
+    args = [str(tmp_path / "in"), str(tmp_path / "out"), "extract", *QUICK, *(["--dry-run"] if dry_run else [])]
+    assert main(args) == ExitCode.FAILED
+    rows = {r["series_number"]: r for r in read_csv(tmp_path / "out" / "extract_report.csv")}
+    for label in ("2", "3"):
+        assert rows[label]["decision"] == "failed"
+        assert rows[label]["reason"] == (
+            "20 of 20 slice(s) have an ImageOrientationPatient that is not two perpendicular unit vectors"
+        )
+    assert rows["4"]["decision"] == "converted"  # (a plan says what a run would decide)
+
+
 @pytest.fixture
 def read_only_dir(tmp_path: Path) -> Iterator[Path]:
     """A folder nobody may write to: read-only permissions, or for root a read-only bind mount."""

@@ -170,6 +170,12 @@ def plan_stacks(series: SeriesInfo, max_gap_mm: float | None = None) -> StackPla
             f"{len(missing)} of {len(images)} {what} lack ImagePositionPatient, "
             "ImageOrientationPatient or PixelSpacing"
         )
+    skewed = [s for s in images if s.orientation is not None and not _is_orientation(s.orientation)]
+    if skewed:
+        raise SeriesError(
+            f"{len(skewed)} of {len(images)} slice(s) have an ImageOrientationPatient that is not two "
+            "perpendicular unit vectors"
+        )
     groups: dict[tuple[object, ...], list[SliceInfo]] = defaultdict(list)
     for s in images:
         groups[_frame_key(s)].append(s)
@@ -278,6 +284,21 @@ def expand_frames(slices: Sequence[SliceInfo]) -> list[SliceInfo]:
         for index, frame in enumerate(info.frames):
             images.append(info.at_frame(frame, frames=(), frame_index=index))
     return images
+
+
+ORIENTATION_TOLERANCE = 0.01
+"""How far ImageOrientationPatient's direction cosines may be from unit length and from
+perpendicular (length 1 +- this, dot product within +- this: about 0.6 degrees) before a slice
+cannot be placed; scanners write them rounded to a few decimals."""
+
+
+def _is_orientation(orientation: Sequence[float]) -> bool:
+    """Whether ``orientation`` (row then column direction cosines) is two perpendicular unit vectors."""
+    r, c = orientation[:3], orientation[3:]
+    dot = sum(a * b for a, b in zip(r, c, strict=True))
+    return all(abs(math.sqrt(sum(v * v for v in u)) - 1) <= ORIENTATION_TOLERANCE for u in (r, c)) and (
+        abs(dot) <= ORIENTATION_TOLERANCE
+    )
 
 
 def _too_short(n: int, distinct: int) -> str:
