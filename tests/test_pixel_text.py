@@ -309,9 +309,10 @@ def test_flag_and_drop_refuse_to_start_without_the_engine(
             message = capsys.readouterr().err
             assert f"--pixel-text {mode} needs an OCR engine" in message and "apt-get install tesseract-ocr" in message
             assert not (tmp_path / f"out-{mode}").exists()
-        assert (
-            main([str(text_exam), str(tmp_path / "out-off"), "anonymize", "-q", "--pixel-text", "off"]) == ExitCode.OK
-        )
+        # in this process (--n-procs 1): a fork server started now would keep the empty PATH, and the
+        # later tests' workers, forked from it, would find no Tesseract
+        off = [str(text_exam), str(tmp_path / "out-off"), "anonymize", "-q", "--pixel-text", "off", "--n-procs", "1"]
+        assert main(off) == ExitCode.OK
     finally:
         ocr.engine_version.cache_clear()
 
