@@ -496,6 +496,48 @@ def test_a_file_that_fails_to_write_is_a_failure(
     assert "de-identification failed: ValueError while writing" in log
 
 
+def test_in_place_every_file_left_identified_is_flagged_and_listed_at_the_top_of_the_page(
+    junk_input: tuple[Path, ExamTruth, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Under --in-place a file stays as it was when it is damaged, when its de-identified copy
+    cannot be written, or when a dropped series' file cannot be deleted: each such row carries
+    the not_deidentified flag and says so, and report.html counts and lists every one, whatever
+    the reason's wording. Files that are written or deleted carry no such flag."""
+    root, truth, truncated = junk_input
+    unwritable = truth.series_by_number(2).files[3]
+    undeletable = truth.series_by_number(1).files[0]  # the scout: a dropped series
+    unwritable_bytes, undeletable_bytes = unwritable.read_bytes(), undeletable.read_bytes()
+    unwritable_uid = pydicom.dcmread(unwritable, stop_before_pixels=True).SOPInstanceUID
+    real_write, real_unlink = deid_files.write_output, Path.unlink
+
+    def failing_write(fh: BinaryIO, parts: list[Piece], source: int | None = None) -> None:
+        first = parts[0]
+        if isinstance(first, bytes) and unwritable_uid.encode() in first:
+            raise ValueError("cannot encode")
+        real_write(fh, parts, source)
+
+    def failing_unlink(path: Path, missing_ok: bool = False) -> None:
+        if path == undeletable:
+            raise PermissionError(13, "Permission denied")
+        real_unlink(path, missing_ok)
+
+    monkeypatch.setattr(deid_files, "write_output", failing_write)
+    monkeypatch.setattr(Path, "unlink", failing_unlink)
+    out = tmp_path / "out"
+    assert main([str(root), str(out), "anonymize", "--in-place", "--n-procs", "1"]) == ExitCode.FAILED
+    assert unwritable.read_bytes() == unwritable_bytes and undeletable.read_bytes() == undeletable_bytes
+    rows = report(out)
+    flagged = {r["path"]: r for r in rows if "not_deidentified" in r["flags"].split(";")}
+    left = {str(f.relative_to(truth.path)) for f in (unwritable, undeletable, truncated)}
+    assert left <= set(flagged)
+    assert set(flagged) == {r["path"] for r in rows if r["decision"] == "failed" and r["path"]}
+    assert all(r["decision"] == "failed" and "NOT de-identified" in r["reason"] for r in flagged.values())
+    assert flagged[str(undeletable.relative_to(truth.path))]["reason"].startswith("cannot delete (Permission denied)")
+    page = (out / "report.html").read_text()
+    assert f"<b>{len(flagged)} file(s) in INPUT_DIR are NOT de-identified</b>" in page
+    assert all(path in page for path in flagged)
+
+
 def test_basic_profile_without_a_key_is_a_usage_error(phi_input: Input, tmp_path: Path) -> None:
     out = tmp_path / "out"
     code = main([str(phi_input.root), str(out), "anonymize", "--profile", "basic", "--n-procs", "1"])

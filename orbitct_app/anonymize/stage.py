@@ -75,12 +75,23 @@ from orbitct_app.errors import ExamError, OrbitctError, SkipKind, UsageError, re
 from orbitct_app.options import Options
 from orbitct_app.paths import iter_exam_files
 from orbitct_app.report.records import ExamRecord, read_record
-from orbitct_app.report.tables import ANONYMIZE_REPORT, DEID_AUDIT, DRY_RUN, AnonymizeRow, AuditRow, DryRunRow, Row
+from orbitct_app.report.tables import (
+    ANONYMIZE_REPORT,
+    DEID_AUDIT,
+    DRY_RUN,
+    NOT_DEIDENTIFIED,
+    AnonymizeRow,
+    AuditRow,
+    DryRunRow,
+    Row,
+)
 
 logger = logging.getLogger(__name__)
 
 NAME = "anonymize"
 
+LEFT_IDENTIFIED = "NOT de-identified: left in place unchanged, it may hold identifying values"
+"""What an ``--in-place`` row says of a file left as it was (flagged :data:`NOT_DEIDENTIFIED`)."""
 FLAG_BURNED_IN = "burned_in_annotation"
 FLAG_SECONDARY_CAPTURE = "secondary_capture"
 FLAG_PIXEL_TEXT = "pixel_text"
@@ -638,9 +649,11 @@ class _ExamWork:
         for skipped in self.exam.skipped:
             rel = self.public_rel(skipped.path)
             if skipped.is_problem:
-                consequence = "left in place unchanged" if self.options.in_place else "not copied"
+                in_place = modifies_source(self.options)
+                consequence = LEFT_IDENTIFIED if in_place else "not copied"
                 rows.append(AnonymizeRow(dicom_id=self.exam.dicom_id, path=str(rel), decision="failed",
-                                         reason=f"{skipped.reason}; {consequence}"))
+                                         reason=f"{skipped.reason}; {consequence}",
+                                         flags=NOT_DEIDENTIFIED if in_place else ""))
                 logger.error("%s: %s: %s; %s", self.exam.dicom_id, rel, skipped.reason, consequence)
             else:
                 rows.append(AnonymizeRow(dicom_id=self.exam.dicom_id, path=str(rel), decision="skipped",
@@ -659,8 +672,8 @@ class _ExamWork:
             if skipped.is_problem:
                 self._problem_row(skipped, {
                     "staged": "not copied", "dry": "would not be copied",
-                    "in_place": "NOT de-identified: left in place unchanged, it may hold identifying values",
-                }[mode])
+                    "in_place": LEFT_IDENTIFIED,
+                }[mode], identified=mode == "in_place")
             elif mode == "in_place" and skipped.kind in (SkipKind.MEDIA_INDEX, SkipKind.NON_IMAGE):
                 self._delete(self.public_rel(skipped.path), self.exam.path / skipped.path, skipped.reason)
             elif skipped.kind is SkipKind.NON_IMAGE:
@@ -699,8 +712,11 @@ class _ExamWork:
                 raise resource from None
             reason = safe_reason(err)
             self.counts["failed"] += 1
+            flags = ""
+            if modifies_source(self.options):  # a file is replaced only once its copy is whole
+                reason, flags = f"{reason}; {LEFT_IDENTIFIED}", NOT_DEIDENTIFIED
             self.rows.append(dataclasses.replace(self.public_cells(series), path=str(rel), decision="failed",
-                                                 reason=reason))
+                                                 reason=reason, flags=flags))
             logger.error("%s: %s: de-identification failed: %s", self.exam.dicom_id, rel, reason)
         else:
             self.counts["files"] += 1
@@ -715,8 +731,9 @@ class _ExamWork:
             return
         except OSError as err:
             self.counts["failed"] += 1
-            why = f"cannot delete ({err.strerror or type(err).__name__})"
-            self.rows.append(AnonymizeRow(dicom_id=self.exam.dicom_id, path=str(rel), decision="failed", reason=why))
+            why = f"cannot delete ({err.strerror or type(err).__name__}); {LEFT_IDENTIFIED}"
+            self.rows.append(AnonymizeRow(dicom_id=self.exam.dicom_id, path=str(rel), decision="failed", reason=why,
+                                          flags=NOT_DEIDENTIFIED))
             logger.error("%s: %s: %s", self.exam.dicom_id, rel, why)
             return
         self.counts["deleted"] += 1
@@ -776,18 +793,20 @@ class _ExamWork:
         return dataclasses.replace(row, pixel_text=check.result(), frames_checked=check.frames_text(),
                                    pixel_text_thumbnail=thumbnail or "")
 
-    def _problem_row(self, skipped: SkippedFile, consequence: str) -> None:
-        """A file that should have been usable DICOM: a failure of this exam."""
+    def _problem_row(self, skipped: SkippedFile, consequence: str, *, identified: bool) -> None:
+        """A file that should have been usable DICOM: a failure of this exam (``identified``: left
+        in INPUT_DIR as it was)."""
         self.counts["failed"] += 1
-        self._skipped_row(skipped, "failed", f"{skipped.reason}; {consequence}")
+        self._skipped_row(skipped, "failed", f"{skipped.reason}; {consequence}",
+                          flags=NOT_DEIDENTIFIED if identified else "")
         logger.error("%s: %s: %s; %s", self.exam.dicom_id, self.public_rel(skipped.path), skipped.reason,
                      consequence)
 
-    def _skipped_row(self, skipped: SkippedFile, decision: str, reason: str) -> None:
+    def _skipped_row(self, skipped: SkippedFile, decision: str, reason: str, flags: str = "") -> None:
         if decision in ("skipped", "dropped"):
             self.counts["skipped"] += 1
         self.rows.append(AnonymizeRow(dicom_id=self.exam.dicom_id, path=str(self.public_rel(skipped.path)),
-                                      decision=decision, reason=reason))
+                                      decision=decision, reason=reason, flags=flags))
 
 
 __all__ = [

@@ -32,7 +32,7 @@ from typing import Any
 from orbitct_app import __version__, atomic
 from orbitct_app.paths import InputEntry
 from orbitct_app.report.records import ExamRecord, iter_records
-from orbitct_app.report.tables import ANONYMIZE_REPORT, EXTRACT_REPORT, AnonymizeRow, ExtractRow
+from orbitct_app.report.tables import ANONYMIZE_REPORT, EXTRACT_REPORT, NOT_DEIDENTIFIED, AnonymizeRow, ExtractRow
 
 # pictures (PIL) is imported where a QC thumbnail must be made from its PNG, so that an
 # anonymize-only run never loads it.
@@ -161,7 +161,7 @@ def _exam_view(dicom_id: str, records: dict[str, ExamRecord]) -> ExamView:
     for stage, record in records.items():
         for row in _outcome_rows(record):
             uid = row.series_instance_uid
-            if not uid:
+            if not uid or (isinstance(row, AnonymizeRow) and row.path):  # an exam's or a file's row
                 other.append((stage, row))
             elif isinstance(row, AnonymizeRow):
                 anonymize_rows[uid] = row
@@ -269,7 +269,7 @@ def _warnings(exams: Sequence[ExamView], anchors: Mapping[str, str]) -> list[Fin
             if line.part:
                 add("series split", f"{label}: {ext.reason}")
         for stage, other in exam.other_rows:
-            if other.decision == "failed" and other.path and "NOT de-identified" in other.reason:
+            if isinstance(other, AnonymizeRow) and NOT_DEIDENTIFIED in other.flags.split(";"):
                 add("NOT de-identified", f"{stage}: {other.path}: {other.reason}")
             elif other.decision == "failed" and other.path:
                 add("file failed", f"{stage}: {other.path}: {other.reason}")
@@ -394,9 +394,9 @@ def _summary_section(data: ReportData) -> str:
     not_deidentified = sum(w.what == "NOT de-identified" for w in data.warnings)
     if not_deidentified:
         missing += (
-            f'<p class="failed"><b>{not_deidentified} file(s) in INPUT_DIR are NOT de-identified</b> (damaged or '
-            "unreadable, left in place unchanged by --in-place): see the warnings; fix or remove them before "
-            "sharing.</p>"
+            f'<p class="failed"><b>{not_deidentified} file(s) in INPUT_DIR are NOT de-identified</b>  (--in-place '
+            "left them as they were: damaged or unreadable, or their copy could not be written, or they could "
+            "not be deleted): see the warnings; fix or remove them before sharing.</p>"
         )
     if data.input_entries:
         items = "".join(f"<li>{_e(e.name)}: {_e(e.reason)}</li>" for e in data.input_entries)

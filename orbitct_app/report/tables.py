@@ -33,6 +33,11 @@ class Row:
     dicom_id: str
 
 
+NOT_DEIDENTIFIED = "not_deidentified"
+"""The flag of a file ``--in-place`` leaves in INPUT_DIR as it was, identifiers and all (it could
+not be read, de-identified or deleted): ``report.html`` lists each one at the top."""
+
+
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class AnonymizeRow(Row):
     """A row of ``anonymize_report.csv``: a series, or a file that is not part of a kept series,
@@ -48,7 +53,7 @@ class AnonymizeRow(Row):
     reason: str = ""
     flags: str = ""
     """``;``-separated: ``burned_in_annotation``, ``secondary_capture``, ``pixel_text``,
-    ``pixel_text_unchecked``."""
+    ``pixel_text_unchecked`` (a series); :data:`NOT_DEIDENTIFIED` (a file)."""
     path: str = ""
     pixel_text: str = ""
     """What the check for text burned into the pixels found (``--pixel-text``; a count of words,
